@@ -1,0 +1,453 @@
+//! The message enums and their msgpack encoding.
+
+use std::collections::BTreeMap;
+
+use rmpv::Value;
+
+use crate::stats::{StatsReport, WireError};
+
+/// A worker's state as it reports it in heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    Ready,
+    Spawning,
+    Running,
+    Stopped,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Spawning => "spawning",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ready" => Self::Ready,
+            "spawning" => Self::Spawning,
+            "running" => Self::Running,
+            "stopped" | "stopping" => Self::Stopped,
+            _ => return None,
+        })
+    }
+}
+
+/// A worker's heartbeat: its state and resource use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub state: WorkerState,
+    /// Percent of one core.
+    pub cpu_usage: f64,
+    /// Resident memory, bytes.
+    pub memory_usage: u64,
+}
+
+/// The master's order to a worker: absolute per-class user targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnOrder {
+    pub timestamp: f64,
+    pub user_classes_count: BTreeMap<String, u64>,
+    pub host: String,
+    pub stop_timeout: Option<f64>,
+}
+
+impl SpawnOrder {
+    pub fn user_count(&self) -> u64 {
+        self.user_classes_count.values().sum()
+    }
+}
+
+/// Worker → master.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToMaster {
+    /// Registration; `version` is Locust's version string or `-1`.
+    ClientReady {
+        version: String,
+    },
+    Heartbeat(Heartbeat),
+    Spawning,
+    SpawningComplete {
+        user_classes_count: BTreeMap<String, u64>,
+        user_count: u64,
+    },
+    Stats(Box<StatsReport>),
+    Exception {
+        msg: String,
+        traceback: String,
+    },
+    ClientStopped,
+    Quit,
+    Logs,
+    Unknown(String),
+}
+
+/// Master → worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToWorker {
+    Ack { index: u64 },
+    Heartbeat,
+    Spawn(SpawnOrder),
+    SpawningComplete { user_count: u64 },
+    Stop,
+    Quit,
+    Reconnect,
+    UpdateUserClass,
+    Unknown(String),
+}
+
+/// A frame that is not a Locust message.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProtocolError {
+    #[error("not msgpack: {0}")]
+    NotMsgpack(String),
+    #[error("expected an array of [type, data, node_id], got {0}")]
+    BadShape(String),
+    #[error("`{kind}` message: {detail}")]
+    BadData { kind: String, detail: String },
+}
+
+/// A decoded frame: its type, data and sender.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub kind: String,
+    pub data: Value,
+    pub node_id: String,
+}
+
+impl Envelope {
+    pub fn decode(mut bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let value = rmpv::decode::read_value(&mut bytes)
+            .map_err(|e| ProtocolError::NotMsgpack(e.to_string()))?;
+        let shape = || ProtocolError::BadShape(short(&value));
+        let items = value.as_array().ok_or_else(shape)?;
+        let [kind, data, node_id] = items.as_slice() else {
+            return Err(shape());
+        };
+        Ok(Envelope {
+            kind: kind.as_str().ok_or_else(shape)?.to_string(),
+            data: data.clone(),
+            node_id: node_id.as_str().ok_or_else(shape)?.to_string(),
+        })
+    }
+
+    pub fn encode(kind: &str, data: Value, node_id: &str) -> Vec<u8> {
+        let value = Value::Array(vec![kind.into(), data, node_id.into()]);
+        let mut out = Vec::with_capacity(64);
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut out, &value);
+        out
+    }
+
+    fn bad(&self, detail: impl ToString) -> ProtocolError {
+        ProtocolError::BadData {
+            kind: self.kind.clone(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// The first bytes of a value, for error messages about hostile input.
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}
+
+fn map(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+}
+
+fn counts_value(counts: &BTreeMap<String, u64>) -> Value {
+    Value::Map(
+        counts
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), (*v).into()))
+            .collect(),
+    )
+}
+
+impl ToMaster {
+    pub fn from_wire(bytes: &[u8]) -> Result<(Self, String), ProtocolError> {
+        let env = Envelope::decode(bytes)?;
+        let message = Self::from_envelope(&env)?;
+        Ok((message, env.node_id))
+    }
+
+    fn from_envelope(env: &Envelope) -> Result<Self, ProtocolError> {
+        use crate::stats::wire_fields as f;
+        let wire = |e: WireError| env.bad(e.0);
+        Ok(match env.kind.as_str() {
+            "client_ready" => match &env.data {
+                Value::String(s) if s.as_str().is_some_and(|s| !s.is_empty()) => {
+                    ToMaster::ClientReady {
+                        version: s.as_str().unwrap_or_default().to_string(),
+                    }
+                }
+                Value::Integer(i) if i.as_i64() == Some(-1) => ToMaster::ClientReady {
+                    version: "-1".into(),
+                },
+                _ => return Err(env.bad("needs a version string or -1")),
+            },
+            "heartbeat" => {
+                let fields = f(&env.data, "heartbeat data").map_err(wire)?;
+                let state = fields.string("state").map_err(wire)?;
+                ToMaster::Heartbeat(Heartbeat {
+                    state: WorkerState::parse(&state)
+                        .ok_or_else(|| env.bad(format!("unknown state {state:?}")))?,
+                    cpu_usage: fields.f64("current_cpu_usage").map_err(wire)?,
+                    memory_usage: fields
+                        .get("current_memory_usage")
+                        .and_then(crate::stats::wire_u64)
+                        .unwrap_or(0),
+                })
+            }
+            "spawning" => ToMaster::Spawning,
+            "spawning_complete" => {
+                let fields = f(&env.data, "spawning_complete data").map_err(wire)?;
+                ToMaster::SpawningComplete {
+                    user_classes_count: fields.counts("user_classes_count").map_err(wire)?,
+                    user_count: fields.u64("user_count").map_err(wire)?,
+                }
+            }
+            "stats" => ToMaster::Stats(Box::new(StatsReport::from_value(&env.data).map_err(wire)?)),
+            "exception" => {
+                let fields = f(&env.data, "exception data").map_err(wire)?;
+                ToMaster::Exception {
+                    msg: fields
+                        .get("msg")
+                        .map(crate::stats::wire_text)
+                        .unwrap_or_default(),
+                    traceback: fields
+                        .get("traceback")
+                        .map(crate::stats::wire_text)
+                        .unwrap_or_default(),
+                }
+            }
+            "client_stopped" => ToMaster::ClientStopped,
+            "quit" => ToMaster::Quit,
+            "logs" => ToMaster::Logs,
+            other => ToMaster::Unknown(other.to_string()),
+        })
+    }
+
+    pub fn to_wire(&self, node_id: &str) -> Vec<u8> {
+        let (kind, data) = match self {
+            ToMaster::ClientReady { version } => ("client_ready", Value::from(version.as_str())),
+            ToMaster::Heartbeat(h) => (
+                "heartbeat",
+                map(vec![
+                    ("state", h.state.as_str().into()),
+                    ("current_cpu_usage", h.cpu_usage.into()),
+                    ("current_memory_usage", h.memory_usage.into()),
+                ]),
+            ),
+            ToMaster::Spawning => ("spawning", Value::Nil),
+            ToMaster::SpawningComplete {
+                user_classes_count,
+                user_count,
+            } => (
+                "spawning_complete",
+                map(vec![
+                    ("user_classes_count", counts_value(user_classes_count)),
+                    ("user_count", (*user_count).into()),
+                ]),
+            ),
+            ToMaster::Stats(report) => ("stats", report.to_value()),
+            ToMaster::Exception { msg, traceback } => (
+                "exception",
+                map(vec![
+                    ("msg", msg.as_str().into()),
+                    ("traceback", traceback.as_str().into()),
+                ]),
+            ),
+            ToMaster::ClientStopped => ("client_stopped", Value::Nil),
+            ToMaster::Quit => ("quit", Value::Nil),
+            ToMaster::Logs => (
+                "logs",
+                map(vec![
+                    ("worker_id", node_id.into()),
+                    ("logs", Value::Array(vec![])),
+                ]),
+            ),
+            ToMaster::Unknown(kind) => (kind.as_str(), Value::Nil),
+        };
+        Envelope::encode(kind, data, node_id)
+    }
+}
+
+impl ToWorker {
+    pub fn from_wire(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let env = Envelope::decode(bytes)?;
+        Self::from_envelope(&env)
+    }
+
+    fn from_envelope(env: &Envelope) -> Result<Self, ProtocolError> {
+        use crate::stats::wire_fields as f;
+        let wire = |e: WireError| env.bad(e.0);
+        Ok(match env.kind.as_str() {
+            "ack" => {
+                let fields = f(&env.data, "ack data").map_err(wire)?;
+                ToWorker::Ack {
+                    index: fields
+                        .get("index")
+                        .and_then(crate::stats::wire_u64)
+                        .unwrap_or(0),
+                }
+            }
+            "heartbeat" => ToWorker::Heartbeat,
+            "spawn" => {
+                let fields = f(&env.data, "spawn data").map_err(wire)?;
+                ToWorker::Spawn(SpawnOrder {
+                    timestamp: fields.f64("timestamp").map_err(wire)?,
+                    user_classes_count: fields.counts("user_classes_count").map_err(wire)?,
+                    host: fields
+                        .get("host")
+                        .and_then(|h| h.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    stop_timeout: fields.opt_f64("stop_timeout").map_err(wire)?,
+                })
+            }
+            "spawning_complete" => {
+                let user_count = f(&env.data, "spawning_complete data")
+                    .ok()
+                    .and_then(|fields| fields.get("user_count").and_then(crate::stats::wire_u64))
+                    .unwrap_or(0);
+                ToWorker::SpawningComplete { user_count }
+            }
+            "stop" => ToWorker::Stop,
+            "quit" => ToWorker::Quit,
+            "reconnect" => ToWorker::Reconnect,
+            "update_user_class" => ToWorker::UpdateUserClass,
+            other => ToWorker::Unknown(other.to_string()),
+        })
+    }
+
+    pub fn to_wire(&self, node_id: &str) -> Vec<u8> {
+        let (kind, data) = match self {
+            ToWorker::Ack { index } => ("ack", map(vec![("index", (*index).into())])),
+            ToWorker::Heartbeat => ("heartbeat", Value::Nil),
+            ToWorker::Spawn(order) => (
+                "spawn",
+                map(vec![
+                    ("timestamp", order.timestamp.into()),
+                    (
+                        "user_classes_count",
+                        counts_value(&order.user_classes_count),
+                    ),
+                    ("host", order.host.as_str().into()),
+                    (
+                        "stop_timeout",
+                        order.stop_timeout.map_or(Value::Nil, Value::from),
+                    ),
+                    ("parsed_options", Value::Map(vec![])),
+                ]),
+            ),
+            ToWorker::SpawningComplete { user_count } => (
+                "spawning_complete",
+                map(vec![("user_count", (*user_count).into())]),
+            ),
+            ToWorker::Stop => ("stop", Value::Nil),
+            ToWorker::Quit => ("quit", Value::Nil),
+            ToWorker::Reconnect => ("reconnect", Value::Nil),
+            ToWorker::UpdateUserClass => ("update_user_class", Value::Nil),
+            ToWorker::Unknown(kind) => (kind.as_str(), Value::Nil),
+        };
+        Envelope::encode(kind, data, node_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_messages_round_trip() {
+        let messages = [
+            ToMaster::ClientReady {
+                version: "2.47.0".into(),
+            },
+            ToMaster::Heartbeat(Heartbeat {
+                state: WorkerState::Running,
+                cpu_usage: 12.5,
+                memory_usage: 1 << 20,
+            }),
+            ToMaster::Spawning,
+            ToMaster::SpawningComplete {
+                user_classes_count: [("WebsiteUser".to_string(), 3)].into_iter().collect(),
+                user_count: 3,
+            },
+            ToMaster::Stats(Box::default()),
+            ToMaster::Exception {
+                msg: "boom".into(),
+                traceback: "tb".into(),
+            },
+            ToMaster::ClientStopped,
+            ToMaster::Quit,
+        ];
+        for message in messages {
+            let (back, node) = ToMaster::from_wire(&message.to_wire("host_abc")).expect("decodes");
+            assert_eq!(back, message);
+            assert_eq!(node, "host_abc");
+        }
+    }
+
+    #[test]
+    fn master_messages_round_trip() {
+        let spawn = ToWorker::Spawn(SpawnOrder {
+            timestamp: 1.5,
+            user_classes_count: [("WebsiteUser".to_string(), 7)].into_iter().collect(),
+            host: "http://127.0.0.1:8080".into(),
+            stop_timeout: None,
+        });
+        for message in [
+            ToWorker::Ack { index: 2 },
+            ToWorker::Heartbeat,
+            spawn,
+            ToWorker::Stop,
+            ToWorker::Quit,
+            ToWorker::Reconnect,
+        ] {
+            assert_eq!(
+                ToWorker::from_wire(&message.to_wire("n")).expect("decodes"),
+                message
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_frames_are_errors_not_panics() {
+        assert!(ToMaster::from_wire(b"\xc1garbage").is_err());
+        assert!(ToMaster::from_wire(b"").is_err());
+        let wrong_shape = Envelope::encode("stats", Value::Nil, "n");
+        assert!(matches!(
+            ToMaster::from_wire(&wrong_shape[..3]),
+            Err(ProtocolError::NotMsgpack(_))
+        ));
+        let mut two = Vec::new();
+        rmpv::encode::write_value(&mut two, &Value::Array(vec!["a".into(), 1.into()]))
+            .expect("vec");
+        assert!(matches!(
+            ToMaster::from_wire(&two),
+            Err(ProtocolError::BadShape(_))
+        ));
+        let stats = Envelope::encode("stats", map(vec![("stats", Value::Array(vec![]))]), "n");
+        assert!(matches!(
+            ToMaster::from_wire(&stats),
+            Err(ProtocolError::BadData { .. })
+        ));
+        let ready = Envelope::encode("client_ready", Value::Nil, "n");
+        assert!(ToMaster::from_wire(&ready).is_err());
+        let unknown = Envelope::encode("frobnicate", Value::Nil, "n");
+        assert_eq!(
+            ToMaster::from_wire(&unknown).expect("decodes").0,
+            ToMaster::Unknown("frobnicate".into())
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! Locust's master/worker protocol: msgpack messages `[type, data, node_id]`
+//! over ZeroMQ ROUTER (master) / DEALER (worker).
+//!
+//! Messages are split by direction, because Locust reuses type names
+//! (`heartbeat`, `spawning_complete`) with different data each way. Each
+//! direction is one enum with `from_wire`/`to_wire`; a frame that does not
+//! decode is an error the receiver logs and drops, and an unknown type
+//! decodes to `Unknown` so newer peers never break older ones.
+
+mod message;
+pub mod transport;
+
+pub use message::{
+    Envelope, Heartbeat, ProtocolError, SpawnOrder, ToMaster, ToWorker, WorkerState,
+};
+
+/// Locust's default master port.
+pub const DEFAULT_MASTER_PORT: u16 = 5557;
+
+/// The version we announce in `client_ready`; Locust masters compare it with
+/// their own and only warn on a mismatch.
+pub const LOCUST_COMPAT_VERSION: &str = "2.47.0";
+
+/// A node id in Locust's form, `<hostname>_<32 hex>`; the master's
+/// dispatcher reads the part before the first `_` as the host name.
+pub fn new_node_id() -> String {
+    let host = sysinfo::System::host_name().unwrap_or_else(|| "localhost".into());
+    let host = host.replace('_', "-");
+    format!("{host}_{:032x}", rand::random::<u128>())
+}

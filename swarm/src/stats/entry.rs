@@ -1,0 +1,277 @@
+//! One row of statistics: counts, response-time buckets and per-second
+//! counters for a (method, name), or for all requests (`Aggregated`).
+
+use std::collections::BTreeMap;
+
+/// The percentiles Locust's CSV and report list.
+pub const PERCENTILES_TO_REPORT: [f64; 11] = [
+    0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
+];
+
+/// Locust's response-time bucket for a time in milliseconds: exact below
+/// 100 ms, then to 10, 100 and 1,000 ms, rounding half to even as Python does.
+pub fn bucket_ms(ms: f64) -> u64 {
+    let ms = if ms.is_finite() && ms > 0.0 { ms } else { 0.0 };
+    let step = if ms < 100.0 {
+        1.0
+    } else if ms < 1_000.0 {
+        10.0
+    } else if ms < 10_000.0 {
+        100.0
+    } else {
+        1_000.0
+    };
+    ((ms / step).round_ties_even() * step) as u64
+}
+
+/// Statistics for one request name, or the total. Field names and meaning
+/// follow Locust's `StatsEntry`, so a worker's delta is one of these and the
+/// master's total is the sum of all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsEntry {
+    pub name: String,
+    pub method: String,
+    pub num_requests: u64,
+    /// Requests that reported no response time (Locust's `None`); they count
+    /// as requests but stay out of the percentiles.
+    pub num_none_requests: u64,
+    pub num_failures: u64,
+    /// Sum of response times, ms.
+    pub total_response_time: f64,
+    pub min_response_time: Option<f64>,
+    pub max_response_time: f64,
+    pub total_content_length: u64,
+    /// Locust bucket (ms) → number of requests.
+    pub response_times: BTreeMap<u64, u64>,
+    /// Epoch second → requests finished in it.
+    pub num_reqs_per_sec: BTreeMap<i64, u64>,
+    /// Epoch second → failures in it.
+    pub num_fail_per_sec: BTreeMap<i64, u64>,
+    pub last_request_timestamp: Option<f64>,
+    pub start_time: f64,
+}
+
+impl StatsEntry {
+    pub fn new(name: &str, method: &str, start_time: f64) -> Self {
+        Self {
+            name: name.to_string(),
+            method: method.to_string(),
+            num_requests: 0,
+            num_none_requests: 0,
+            num_failures: 0,
+            total_response_time: 0.0,
+            min_response_time: None,
+            max_response_time: 0.0,
+            total_content_length: 0,
+            response_times: BTreeMap::new(),
+            num_reqs_per_sec: BTreeMap::new(),
+            num_fail_per_sec: BTreeMap::new(),
+            last_request_timestamp: None,
+            start_time,
+        }
+    }
+
+    /// Records `count` requests that took `ms` each and finished at epoch
+    /// second `at`.
+    pub fn log(&mut self, ms: f64, count: u64, failed: bool, at: f64) {
+        if count == 0 {
+            return;
+        }
+        self.num_requests += count;
+        self.total_response_time += ms * count as f64;
+        self.min_response_time = Some(self.min_response_time.map_or(ms, |m| m.min(ms)));
+        self.max_response_time = self.max_response_time.max(ms);
+        *self.response_times.entry(bucket_ms(ms)).or_default() += count;
+        *self.num_reqs_per_sec.entry(at as i64).or_default() += count;
+        if failed {
+            self.num_failures += count;
+            *self.num_fail_per_sec.entry(at as i64).or_default() += count;
+        }
+        self.last_request_timestamp = Some(self.last_request_timestamp.map_or(at, |t| t.max(at)));
+    }
+
+    /// Adds another entry's counts into this one: the one merge operation,
+    /// used for worker deltas and for the total alike.
+    pub fn extend(&mut self, other: &StatsEntry) {
+        self.last_request_timestamp =
+            match (self.last_request_timestamp, other.last_request_timestamp) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        self.start_time = self.start_time.min(other.start_time);
+        self.num_requests += other.num_requests;
+        self.num_none_requests += other.num_none_requests;
+        self.num_failures += other.num_failures;
+        self.total_response_time += other.total_response_time;
+        self.max_response_time = self.max_response_time.max(other.max_response_time);
+        self.min_response_time = match (self.min_response_time, other.min_response_time) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.total_content_length += other.total_content_length;
+        for (bucket, count) in &other.response_times {
+            *self.response_times.entry(*bucket).or_default() += count;
+        }
+        for (second, count) in &other.num_reqs_per_sec {
+            *self.num_reqs_per_sec.entry(*second).or_default() += count;
+        }
+        for (second, count) in &other.num_fail_per_sec {
+            *self.num_fail_per_sec.entry(*second).or_default() += count;
+        }
+    }
+
+    /// Drops per-second counters before epoch second `oldest`.
+    pub fn trim_per_sec(&mut self, oldest: i64) {
+        self.num_reqs_per_sec = self.num_reqs_per_sec.split_off(&oldest);
+        self.num_fail_per_sec = self.num_fail_per_sec.split_off(&oldest);
+    }
+
+    /// Requests that carried a response time.
+    fn timed_requests(&self) -> u64 {
+        self.num_requests.saturating_sub(self.num_none_requests)
+    }
+
+    /// The response time (a bucket, ms) that `percent` (0..=1) of requests
+    /// finished within, by Locust's walk from the slowest bucket down.
+    pub fn percentile(&self, percent: f64) -> u64 {
+        percentile_of(&self.response_times, self.timed_requests(), percent)
+    }
+
+    pub fn median_response_time(&self) -> u64 {
+        self.percentile(0.5)
+    }
+
+    pub fn avg_response_time(&self) -> f64 {
+        let n = self.timed_requests();
+        if n == 0 {
+            0.0
+        } else {
+            self.total_response_time / n as f64
+        }
+    }
+
+    pub fn avg_content_length(&self) -> f64 {
+        if self.num_requests == 0 {
+            0.0
+        } else {
+            self.total_content_length as f64 / self.num_requests as f64
+        }
+    }
+
+    pub fn fail_ratio(&self) -> f64 {
+        if self.num_requests == 0 {
+            0.0
+        } else {
+            self.num_failures as f64 / self.num_requests as f64
+        }
+    }
+
+    /// Requests per second over the whole run.
+    pub fn total_rps(&self) -> f64 {
+        self.per_sec_over_run(self.num_requests)
+    }
+
+    pub fn total_fail_per_sec(&self) -> f64 {
+        self.per_sec_over_run(self.num_failures)
+    }
+
+    fn per_sec_over_run(&self, count: u64) -> f64 {
+        let Some(last) = self.last_request_timestamp else {
+            return 0.0;
+        };
+        let span = last - self.start_time;
+        if span <= 0.0 {
+            0.0
+        } else {
+            count as f64 / span
+        }
+    }
+
+    /// Requests per second over the last complete seconds before `now`
+    /// (Locust's 10 s window, shortened when the run is younger).
+    pub fn current_rps(&self, now: f64) -> f64 {
+        current_rate(&self.num_reqs_per_sec, self.start_time, now)
+    }
+
+    pub fn current_fail_per_sec(&self, now: f64) -> f64 {
+        current_rate(&self.num_fail_per_sec, self.start_time, now)
+    }
+}
+
+/// Locust's percentile: with n timed requests and k = floor(n × p), walk the
+/// buckets from the largest down and return the first one where
+/// n − (requests at or above it) ≤ k.
+pub fn percentile_of(buckets: &BTreeMap<u64, u64>, n: u64, percent: f64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let k = (n as f64 * percent).floor() as u64;
+    let mut processed = 0u64;
+    for (bucket, count) in buckets.iter().rev() {
+        processed += count;
+        if n.saturating_sub(processed) <= k {
+            return *bucket;
+        }
+    }
+    0
+}
+
+fn current_rate(per_sec: &BTreeMap<i64, u64>, start_time: f64, now: f64) -> f64 {
+    // The second in progress is incomplete, and workers report every 3 s, so
+    // leave out the last two seconds as Locust does.
+    let end = now as i64 - 2;
+    let start = (end - super::CURRENT_WINDOW_SECS).max(start_time as i64);
+    if end <= start {
+        return 0.0;
+    }
+    let count: u64 = per_sec.range(start..end).map(|(_, c)| c).sum();
+    count as f64 / (end - start) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_round_like_python() {
+        assert_eq!(bucket_ms(0.4), 0);
+        assert_eq!(bucket_ms(0.5), 0);
+        assert_eq!(bucket_ms(1.5), 2);
+        assert_eq!(bucket_ms(99.0), 99);
+        assert_eq!(bucket_ms(105.0), 100);
+        assert_eq!(bucket_ms(115.0), 120);
+        assert_eq!(bucket_ms(1_250.0), 1_200);
+        assert_eq!(bucket_ms(1_350.0), 1_400);
+        assert_eq!(bucket_ms(12_500.0), 12_000);
+        assert_eq!(bucket_ms(f64::NAN), 0);
+    }
+
+    #[test]
+    fn percentile_walks_from_the_top() {
+        let mut e = StatsEntry::new("/", "GET", 0.0);
+        for ms in 1..=100 {
+            e.log(ms as f64, 1, false, 1.0);
+        }
+        // The values Locust 2.47's StatsEntry gives for the same samples.
+        assert_eq!(e.percentile(0.5), 51);
+        assert_eq!(e.percentile(0.95), 96);
+        assert_eq!(e.percentile(0.99), 100);
+        assert_eq!(e.percentile(1.0), 100);
+    }
+
+    #[test]
+    fn merged_percentiles_are_those_of_the_union() {
+        let mut fast = StatsEntry::new("/", "GET", 0.0);
+        let mut slow = StatsEntry::new("/", "GET", 0.0);
+        fast.log(2.0, 900, false, 1.0);
+        slow.log(400.0, 100, false, 1.0);
+        let mut union = StatsEntry::new("/", "GET", 0.0);
+        union.extend(&fast);
+        union.extend(&slow);
+        assert_eq!(union.num_requests, 1000);
+        assert_eq!(union.percentile(0.5), 2);
+        assert_eq!(union.percentile(0.95), 400);
+        assert_eq!(union.min_response_time, Some(2.0));
+        assert_eq!(union.max_response_time, 400.0);
+    }
+}

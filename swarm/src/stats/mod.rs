@@ -1,0 +1,115 @@
+//! Mergeable request statistics, shaped like Locust's so they travel in its
+//! `stats` message unchanged.
+//!
+//! Response times live in Locust's rounded millisecond buckets
+//! ([`bucket_ms`]); every percentile is read off a merged bucket map, so the
+//! master's p95 is the p95 of the union of all workers' samples, never an
+//! average of per-worker figures. Merging is one method,
+//! [`StatsEntry::extend`]; the runners only pass entries along.
+
+mod csv;
+mod entry;
+mod errors;
+mod wire;
+
+pub use csv::{failures_csv, stats_csv, stats_history_csv_header, stats_history_csv_row};
+pub use entry::{bucket_ms, StatsEntry, PERCENTILES_TO_REPORT};
+pub use errors::{ErrorKey, StatsError};
+pub(crate) use wire::{as_u64 as wire_u64, value_text as wire_text, Fields};
+pub use wire::{StatsReport, WireError};
+
+/// Reads a msgpack map field by field (shared with the protocol module).
+pub(crate) fn wire_fields<'a>(value: &'a rmpv::Value, what: &str) -> Result<Fields<'a>, WireError> {
+    Fields::of(value, what)
+}
+
+use std::collections::BTreeMap;
+
+/// The name Locust gives the total row.
+pub const AGGREGATED: &str = "Aggregated";
+
+/// How many seconds of per-second counters are kept for current rates;
+/// older seconds are dropped so memory does not grow with run time.
+pub const CURRENT_WINDOW_SECS: i64 = 10;
+
+/// Everything the master knows about requests: one entry per
+/// (method, name), the `Aggregated` total and the errors table.
+#[derive(Debug, Clone)]
+pub struct RequestStats {
+    pub entries: BTreeMap<(String, String), StatsEntry>,
+    pub total: StatsEntry,
+    pub errors: BTreeMap<ErrorKey, StatsError>,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        Self::new(now_epoch())
+    }
+}
+
+impl RequestStats {
+    pub fn new(start_time: f64) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            total: StatsEntry::new(AGGREGATED, "", start_time),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one worker's report (deltas since its previous report).
+    pub fn merge_report(&mut self, report: &StatsReport) {
+        for entry in &report.stats {
+            let key = (entry.method.clone(), entry.name.clone());
+            let start = entry.start_time;
+            self.entries
+                .entry(key)
+                .or_insert_with(|| StatsEntry::new(&entry.name, &entry.method, start))
+                .extend(entry);
+        }
+        self.total.extend(&report.stats_total);
+        for error in report.errors.values() {
+            self.add_error(error);
+        }
+    }
+
+    /// Adds occurrences of an error, keyed by what it is rather than by the
+    /// sender's opaque key, so Locust and spotload workers merge alike.
+    pub fn add_error(&mut self, error: &StatsError) {
+        let key = error.key();
+        match self.errors.get_mut(&key) {
+            Some(known) => known.extend(error),
+            None => {
+                self.errors.insert(key, error.clone());
+            }
+        }
+    }
+
+    /// Forgets everything measured so far; the run goes on.
+    pub fn reset(&mut self, now: f64) {
+        *self = Self::new(now);
+    }
+
+    /// Drops per-second counters older than the current-rate window.
+    pub fn trim(&mut self, now: f64) {
+        let oldest = now as i64 - CURRENT_WINDOW_SECS - 2;
+        for entry in self.entries.values_mut() {
+            entry.trim_per_sec(oldest);
+        }
+        self.total.trim_per_sec(oldest);
+    }
+
+    /// Entries sorted by name then method, as Locust lists them.
+    pub fn sorted_entries(&self) -> Vec<&StatsEntry> {
+        let mut rows: Vec<&StatsEntry> = self.entries.values().collect();
+        rows.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
+        rows
+    }
+}
+
+/// Seconds since the Unix epoch, as Locust's timestamps are.
+pub fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

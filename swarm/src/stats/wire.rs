@@ -1,0 +1,320 @@
+//! The `stats` message body in msgpack: Locust's field names, ints or floats
+//! accepted wherever Locust may send either.
+
+use std::collections::BTreeMap;
+
+use rmpv::Value;
+
+use super::{StatsEntry, StatsError};
+
+/// What a worker reports every few seconds: deltas since its last report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsReport {
+    pub stats: Vec<StatsEntry>,
+    pub stats_total: StatsEntry,
+    /// Keyed by the sender's opaque error key.
+    pub errors: BTreeMap<String, StatsError>,
+    pub user_classes_count: BTreeMap<String, u64>,
+    pub user_count: u64,
+}
+
+impl Default for StatsEntry {
+    fn default() -> Self {
+        StatsEntry::new(super::AGGREGATED, "", 0.0)
+    }
+}
+
+/// A `stats` body that does not have the shape Locust's peers send.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("stats message: {0}")]
+pub struct WireError(pub String);
+
+fn missing(what: &str) -> WireError {
+    WireError(format!("missing or malformed `{what}`"))
+}
+
+/// A msgpack map with string keys, read field by field.
+pub(crate) struct Fields<'a>(pub(crate) &'a [(Value, Value)]);
+
+impl<'a> Fields<'a> {
+    pub(crate) fn of(value: &'a Value, what: &str) -> Result<Self, WireError> {
+        value
+            .as_map()
+            .map(|m| Fields(m))
+            .ok_or_else(|| missing(what))
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn req(&self, key: &str) -> Result<&'a Value, WireError> {
+        self.get(key).ok_or_else(|| missing(key))
+    }
+
+    pub(crate) fn f64(&self, key: &str) -> Result<f64, WireError> {
+        self.req(key)
+            .and_then(|v| as_f64(v).ok_or_else(|| missing(key)))
+    }
+
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>, WireError> {
+        match self.get(key) {
+            None | Some(Value::Nil) => Ok(None),
+            Some(v) => as_f64(v).map(Some).ok_or_else(|| missing(key)),
+        }
+    }
+
+    pub(crate) fn u64(&self, key: &str) -> Result<u64, WireError> {
+        self.req(key)
+            .and_then(|v| as_u64(v).ok_or_else(|| missing(key)))
+    }
+
+    pub(crate) fn string(&self, key: &str) -> Result<String, WireError> {
+        self.req(key)
+            .and_then(|v| v.as_str().map(str::to_string).ok_or_else(|| missing(key)))
+    }
+
+    pub(crate) fn counts(&self, key: &str) -> Result<BTreeMap<String, u64>, WireError> {
+        let map = self.req(key)?.as_map().ok_or_else(|| missing(key))?;
+        map.iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.as_str().ok_or_else(|| missing(key))?.to_string(),
+                    as_u64(v).ok_or_else(|| missing(key))?,
+                ))
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::F64(f) => Some(*f),
+        Value::F32(f) => Some(f64::from(*f)),
+        Value::Integer(i) => i.as_f64(),
+        _ => None,
+    }
+}
+
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Integer(i) => i.as_u64(),
+        Value::F64(f) if *f >= 0.0 && f.fract() == 0.0 => Some(*f as u64),
+        _ => None,
+    }
+}
+
+/// Maps keyed by numbers (`{bucket: count}`, `{second: count}`); Locust
+/// sends int keys, but a float key is tolerated.
+fn number_map(value: &Value, what: &str) -> Result<Vec<(f64, u64)>, WireError> {
+    let map = value.as_map().ok_or_else(|| missing(what))?;
+    map.iter()
+        .map(|(k, v)| {
+            Ok((
+                as_f64(k).ok_or_else(|| missing(what))?,
+                as_u64(v).ok_or_else(|| missing(what))?,
+            ))
+        })
+        .collect()
+}
+
+fn int_map<K: Into<Value> + Copy>(map: &BTreeMap<K, u64>) -> Value {
+    Value::Map(
+        map.iter()
+            .map(|(k, v)| ((*k).into(), Value::from(*v)))
+            .collect(),
+    )
+}
+
+fn str_map(map: &BTreeMap<String, u64>) -> Value {
+    Value::Map(
+        map.iter()
+            .map(|(k, v)| (Value::from(k.as_str()), Value::from(*v)))
+            .collect(),
+    )
+}
+
+fn opt(v: Option<f64>) -> Value {
+    v.map_or(Value::Nil, Value::from)
+}
+
+impl StatsEntry {
+    pub fn to_value(&self) -> Value {
+        Value::Map(vec![
+            ("name".into(), self.name.as_str().into()),
+            ("method".into(), self.method.as_str().into()),
+            (
+                "last_request_timestamp".into(),
+                opt(self.last_request_timestamp),
+            ),
+            ("start_time".into(), self.start_time.into()),
+            ("num_requests".into(), self.num_requests.into()),
+            ("num_none_requests".into(), self.num_none_requests.into()),
+            ("num_failures".into(), self.num_failures.into()),
+            (
+                "total_response_time".into(),
+                self.total_response_time.into(),
+            ),
+            ("max_response_time".into(), self.max_response_time.into()),
+            ("min_response_time".into(), opt(self.min_response_time)),
+            (
+                "total_content_length".into(),
+                self.total_content_length.into(),
+            ),
+            ("response_times".into(), int_map(&self.response_times)),
+            ("num_reqs_per_sec".into(), int_map(&self.num_reqs_per_sec)),
+            ("num_fail_per_sec".into(), int_map(&self.num_fail_per_sec)),
+        ])
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, WireError> {
+        let f = Fields::of(value, "stats entry")?;
+        let mut entry = StatsEntry::new(
+            &f.string("name")?,
+            &f.string("method")?,
+            f.f64("start_time")?,
+        );
+        entry.last_request_timestamp = f.opt_f64("last_request_timestamp")?;
+        entry.num_requests = f.u64("num_requests")?;
+        entry.num_none_requests = f.get("num_none_requests").and_then(as_u64).unwrap_or(0);
+        entry.num_failures = f.u64("num_failures")?;
+        entry.total_response_time = f.f64("total_response_time")?;
+        entry.max_response_time = f.f64("max_response_time")?;
+        entry.min_response_time = f.opt_f64("min_response_time")?;
+        entry.total_content_length = f.get("total_content_length").and_then(as_u64).unwrap_or(0);
+        for (ms, count) in number_map(f.req("response_times")?, "response_times")? {
+            // Re-bucket rather than trust the key: a peer rounding differently
+            // must not widen the bucket map without bound.
+            *entry
+                .response_times
+                .entry(super::bucket_ms(ms))
+                .or_default() += count;
+        }
+        for (key, target) in [
+            ("num_reqs_per_sec", &mut entry.num_reqs_per_sec),
+            ("num_fail_per_sec", &mut entry.num_fail_per_sec),
+        ] {
+            for (second, count) in number_map(f.req(key)?, key)? {
+                *target.entry(second as i64).or_default() += count;
+            }
+        }
+        Ok(entry)
+    }
+}
+
+impl StatsError {
+    fn to_value(&self) -> Value {
+        Value::Map(vec![
+            ("name".into(), self.name.as_str().into()),
+            ("method".into(), self.method.as_str().into()),
+            ("error".into(), self.error.as_str().into()),
+            ("occurrences".into(), self.occurrences.into()),
+            ("first_seen".into(), opt(self.first_seen)),
+            ("last_seen".into(), opt(self.last_seen)),
+        ])
+    }
+
+    fn from_value(value: &Value) -> Result<Self, WireError> {
+        let f = Fields::of(value, "error")?;
+        Ok(StatsError {
+            name: f.string("name")?,
+            method: f.string("method")?,
+            // Locust sends the error's repr; a nil error still counts.
+            error: f.get("error").map(value_text).unwrap_or_default(),
+            occurrences: f.u64("occurrences")?,
+            first_seen: f.opt_f64("first_seen")?,
+            last_seen: f.opt_f64("last_seen")?,
+        })
+    }
+}
+
+/// Text of a value that should be a string but may be something else.
+pub(crate) fn value_text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+impl StatsReport {
+    pub fn to_value(&self) -> Value {
+        Value::Map(vec![
+            (
+                "stats".into(),
+                Value::Array(self.stats.iter().map(StatsEntry::to_value).collect()),
+            ),
+            ("stats_total".into(), self.stats_total.to_value()),
+            (
+                "errors".into(),
+                Value::Map(
+                    self.errors
+                        .iter()
+                        .map(|(k, e)| (k.as_str().into(), e.to_value()))
+                        .collect(),
+                ),
+            ),
+            (
+                "user_classes_count".into(),
+                str_map(&self.user_classes_count),
+            ),
+            ("user_count".into(), self.user_count.into()),
+        ])
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, WireError> {
+        let f = Fields::of(value, "stats data")?;
+        let stats = f.req("stats")?.as_array().ok_or_else(|| missing("stats"))?;
+        let errors = f.req("errors")?.as_map().ok_or_else(|| missing("errors"))?;
+        Ok(StatsReport {
+            stats: stats
+                .iter()
+                .map(StatsEntry::from_value)
+                .collect::<Result<_, _>>()?,
+            stats_total: StatsEntry::from_value(f.req("stats_total")?)?,
+            errors: errors
+                .iter()
+                .map(|(k, v)| Ok((value_text(k), StatsError::from_value(v)?)))
+                .collect::<Result<_, WireError>>()?,
+            user_classes_count: f.counts("user_classes_count")?,
+            user_count: f.u64("user_count")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_round_trips() {
+        let mut entry = StatsEntry::new("/", "GET", 100.0);
+        entry.log(12.0, 3, false, 101.5);
+        entry.log(250.0, 1, true, 102.0);
+        let mut total = StatsEntry::default();
+        total.extend(&entry);
+        let error = StatsError {
+            method: "GET".into(),
+            name: "/".into(),
+            error: "500".into(),
+            occurrences: 1,
+            first_seen: Some(101.0),
+            last_seen: None,
+        };
+        let report = StatsReport {
+            stats: vec![entry],
+            stats_total: total,
+            errors: [(error.wire_key(), error)].into_iter().collect(),
+            user_classes_count: [("WebsiteUser".to_string(), 5)].into_iter().collect(),
+            user_count: 5,
+        };
+        let back = StatsReport::from_value(&report.to_value()).expect("decodes");
+        assert_eq!(back, report);
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let value = Value::Map(vec![("stats".into(), Value::Array(vec![]))]);
+        let err = StatsReport::from_value(&value).unwrap_err();
+        assert!(err.to_string().contains("errors"), "{err}");
+    }
+}
