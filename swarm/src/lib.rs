@@ -1,9 +1,17 @@
 //! swarm: the distributed load engine behind `loadtest`, with no cloud or
 //! SSH dependencies.
 //!
+//! - [`cli`]: the `loadtest` command line (`master`, `worker`), headless runs.
+//! - [`master`]: worker registry, heartbeats, user dispatch, runner states, aggregation.
 //! - [`protocol`]: Locust's master/worker messages, msgpack codec, ZeroMQ transport.
 //! - [`stats`]: mergeable stats entries, percentiles, Locust CSV.
+//! - [`web`]: the master's web app on :8089 (Locust's HTTP API and our page).
+//! - [`timespan`]: `30s`, `5m`, `1h30m` durations.
 //! - [`worker`]: drives goose through its controller, reports stats deltas.
+pub mod cli;
+pub mod master;
 pub mod protocol;
 pub mod stats;
+pub mod timespan;
+pub mod web;
 pub mod worker;

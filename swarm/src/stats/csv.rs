@@ -178,7 +178,7 @@ fn utc(ts: Option<f64>) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -211,6 +211,21 @@ pub fn failures_csv(stats: &RequestStats) -> String {
             error.occurrences.to_string(),
             utc(error.first_seen),
             utc(error.last_seen),
+        ]));
+    }
+    out
+}
+
+/// `_exceptions.csv` / `GET /exceptions/csv`.
+pub fn exceptions_csv(rows: &[super::ExceptionRow]) -> String {
+    let mut out = line(["Count", "Message", "Traceback", "Nodes"].map(String::from));
+    for row in rows {
+        let nodes: Vec<&str> = row.nodes.iter().map(String::as_str).collect();
+        out.push_str(&line([
+            row.count.to_string(),
+            row.msg.clone(),
+            row.traceback.clone(),
+            nodes.join(", "),
         ]));
     }
     out

@@ -120,6 +120,42 @@ impl StatsEntry {
         }
     }
 
+    /// What was added to this entry since `earlier`, a copy of it taken
+    /// before: counts and buckets subtract; min and max are the extreme
+    /// buckets of the difference. Used for a window of a running test.
+    pub fn since(&self, earlier: &StatsEntry) -> StatsEntry {
+        let mut delta = StatsEntry::new(
+            &self.name,
+            &self.method,
+            earlier.last_request_timestamp.unwrap_or(earlier.start_time),
+        );
+        delta.num_requests = self.num_requests.saturating_sub(earlier.num_requests);
+        delta.num_none_requests = self
+            .num_none_requests
+            .saturating_sub(earlier.num_none_requests);
+        delta.num_failures = self.num_failures.saturating_sub(earlier.num_failures);
+        delta.total_response_time =
+            (self.total_response_time - earlier.total_response_time).max(0.0);
+        delta.total_content_length = self
+            .total_content_length
+            .saturating_sub(earlier.total_content_length);
+        for (bucket, count) in &self.response_times {
+            let new =
+                count.saturating_sub(earlier.response_times.get(bucket).copied().unwrap_or(0));
+            if new > 0 {
+                delta.response_times.insert(*bucket, new);
+            }
+        }
+        delta.min_response_time = delta.response_times.keys().next().map(|b| *b as f64);
+        delta.max_response_time = delta
+            .response_times
+            .keys()
+            .next_back()
+            .map_or(0.0, |b| *b as f64);
+        delta.last_request_timestamp = self.last_request_timestamp;
+        delta
+    }
+
     /// Drops per-second counters before epoch second `oldest`.
     pub fn trim_per_sec(&mut self, oldest: i64) {
         self.num_reqs_per_sec = self.num_reqs_per_sec.split_off(&oldest);
@@ -273,5 +309,18 @@ mod tests {
         assert_eq!(union.percentile(0.95), 400);
         assert_eq!(union.min_response_time, Some(2.0));
         assert_eq!(union.max_response_time, 400.0);
+    }
+
+    #[test]
+    fn since_isolates_a_window() {
+        let mut e = StatsEntry::new("/", "GET", 0.0);
+        e.log(5.0, 10, false, 1.0);
+        let before = e.clone();
+        e.log(300.0, 4, true, 2.0);
+        let window = e.since(&before);
+        assert_eq!(window.num_requests, 4);
+        assert_eq!(window.num_failures, 4);
+        assert_eq!(window.percentile(0.5), 300);
+        assert_eq!(window.min_response_time, Some(300.0));
     }
 }

@@ -38,3 +38,12 @@ fn min_opt(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<
         (a, b) => a.or(b),
     }
 }
+
+/// One exception row, as Locust's `/exceptions` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExceptionRow {
+    pub count: u64,
+    pub msg: String,
+    pub traceback: String,
+    pub nodes: std::collections::BTreeSet<String>,
+}

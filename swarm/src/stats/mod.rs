@@ -12,9 +12,12 @@ mod entry;
 mod errors;
 mod wire;
 
-pub use csv::{failures_csv, stats_csv, stats_history_csv_header, stats_history_csv_row};
+pub use csv::{
+    civil_from_days, exceptions_csv, failures_csv, stats_csv, stats_history_csv_header,
+    stats_history_csv_row,
+};
 pub use entry::{bucket_ms, StatsEntry, PERCENTILES_TO_REPORT};
-pub use errors::{ErrorKey, StatsError};
+pub use errors::{ErrorKey, ExceptionRow, StatsError};
 pub(crate) use wire::{as_u64 as wire_u64, value_text as wire_text, Fields};
 pub use wire::{StatsReport, WireError};
 

@@ -68,7 +68,11 @@ impl Controller {
                 addr: self.addr.clone(),
                 source,
             })?;
-        self.read_reply(command).await
+        let reply = self.read_reply(command).await;
+        if command != "metricsjson" {
+            tracing::debug!("goose controller: {command:?} -> {reply:?}");
+        }
+        reply
     }
 
     /// Sends a command that must be accepted; goose's refusals are text

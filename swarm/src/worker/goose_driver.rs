@@ -12,8 +12,10 @@ use super::controller::{Controller, ControllerError};
 use super::snapshot::GooseSnapshot;
 use crate::stats::{now_epoch, StatsReport};
 
-/// How fast goose may start or stop users: the master paces the ramp by
-/// sending new targets every second, so the worker reaches each at once.
+/// How fast goose may start users: the master paces the ramp by sending new
+/// targets every second, so the worker reaches each at once. (No decrease
+/// rate is set: with one, goose plans a ramp down right after the ramp up
+/// and ends the run by itself.)
 const FOLLOW_RATE: u32 = 10_000;
 
 /// Goose's own limit on users per attack.
@@ -98,10 +100,6 @@ impl GooseDriver {
             .controller
             .expect_ok(&format!("increaserate {FOLLOW_RATE}"))
             .await?;
-        driver
-            .controller
-            .expect_ok(&format!("decreaserate {FOLLOW_RATE}"))
-            .await?;
         Ok(driver)
     }
 
@@ -149,7 +147,13 @@ impl GooseDriver {
         if self.users == 0 {
             return self.take_delta().await;
         }
-        self.controller.expect_ok("stop").await?;
+        let reply = self.controller.command("stop").await?;
+        if reply.contains("not running") {
+            // Goose ended the run by itself; its metrics are still there.
+            tracing::warn!("goose had already stopped: {reply}");
+        } else if !reply.contains("stopped") {
+            tracing::warn!("goose answered `stop` with: {reply}");
+        }
         self.users = 0;
         self.settle().await
     }

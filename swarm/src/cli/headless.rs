@@ -1,0 +1,136 @@
+//! A headless run: wait for workers, swarm, wait out the run time, quit the
+//! workers, print the summary, write the CSVs, pick the exit code.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::MasterArgs;
+use crate::master::{MasterHandle, SwarmRequest};
+use crate::stats::{self, now_epoch};
+
+pub(super) async fn run(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Result<ExitCode> {
+    wait_for_workers(args, handle).await?;
+    let users = args.users.unwrap_or(0);
+    let request = SwarmRequest {
+        user_count: users,
+        spawn_rate: args.spawn_rate,
+        host: args.host.clone(),
+        run_time: None,
+    };
+    let message = handle.swarm(request).await?;
+    tracing::info!("{message}");
+    let mut history = match &args.csv {
+        Some(prefix) => Some(HistoryFile::create(prefix)?),
+        None => None,
+    };
+    let deadline = args.run_time.map(|t| tokio::time::Instant::now() + t);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_status = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("Ctrl-C: stopping the run");
+                break;
+            }
+        }
+        let snapshot = handle.snapshot().await?;
+        if let Some(file) = history.as_mut() {
+            file.append(&snapshot.stats, snapshot.user_count)?;
+        }
+        if last_status.elapsed() >= Duration::from_secs(10) {
+            last_status = tokio::time::Instant::now();
+            let total = &snapshot.stats.total;
+            eprintln!(
+                "{} users, {} workers, {} requests, {} failures, {:.1} req/s",
+                snapshot.user_count,
+                snapshot.active_workers(),
+                total.num_requests,
+                total.num_failures,
+                total.current_rps(now_epoch())
+            );
+        }
+        if snapshot.active_workers() == 0 {
+            tracing::error!("every worker has gone; ending the run");
+            break;
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            tracing::info!("run time is up");
+            break;
+        }
+    }
+    handle.quit().await?;
+    let snapshot = handle.snapshot().await?;
+    if let Some(file) = history.as_mut() {
+        file.append(&snapshot.stats, 0)?;
+    }
+    super::print_summary(&snapshot);
+    if let Some(prefix) = &args.csv {
+        write_csvs(prefix, &snapshot)?;
+    }
+    Ok(if snapshot.stats.total.num_failures > 0 {
+        ExitCode::from(args.exit_code_on_error)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_workers(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Result<()> {
+    let wanted = args.expect_workers.max(1);
+    let limit = if args.expect_workers_max_wait == 0 {
+        Duration::from_secs(u64::MAX / 4)
+    } else {
+        Duration::from_secs(args.expect_workers_max_wait)
+    };
+    tracing::info!("waiting for {wanted} worker(s)");
+    handle.wait_for_workers(wanted, limit).await.map_err(|seen| {
+        anyhow::anyhow!("only {seen} of {wanted} workers connected within {}s: start workers with `loadtest worker --master-host <this host> --master-port {}`, or lower --expect-workers", args.expect_workers_max_wait, args.master_bind_port)
+    })
+}
+
+fn write_file(path: &str, body: &str) -> anyhow::Result<()> {
+    std::fs::write(path, body).with_context(|| format!("cannot write {path}"))
+}
+
+fn write_csvs(prefix: &str, snapshot: &crate::master::MasterSnapshot) -> anyhow::Result<()> {
+    write_file(
+        &format!("{prefix}_stats.csv"),
+        &stats::stats_csv(&snapshot.stats),
+    )?;
+    write_file(
+        &format!("{prefix}_failures.csv"),
+        &stats::failures_csv(&snapshot.stats),
+    )?;
+    write_file(
+        &format!("{prefix}_exceptions.csv"),
+        &stats::exceptions_csv(&snapshot.exceptions),
+    )
+}
+
+/// `PREFIX_stats_history.csv`, appended as the run goes so a killed run
+/// keeps what it measured.
+struct HistoryFile {
+    file: std::fs::File,
+    path: String,
+}
+
+impl HistoryFile {
+    fn create(prefix: &str) -> anyhow::Result<Self> {
+        let path = format!("{prefix}_stats_history.csv");
+        let mut file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {path} (does the --csv directory exist?)"))?;
+        file.write_all(stats::stats_history_csv_header().as_bytes())
+            .with_context(|| format!("cannot write {path}"))?;
+        Ok(HistoryFile { file, path })
+    }
+
+    fn append(&mut self, stats: &stats::RequestStats, users: u64) -> anyhow::Result<()> {
+        let row = stats::stats_history_csv_row(stats, users, now_epoch());
+        self.file
+            .write_all(row.as_bytes())
+            .with_context(|| format!("cannot write {}", self.path))
+    }
+}

@@ -1,0 +1,135 @@
+//! `loadtest master`: coordinate workers; serve the web UI, or run headless.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{user_classes, ScenarioBuilder};
+use crate::master::{Master, MasterConfig, MasterHandle};
+use crate::protocol::transport::bind_master;
+use crate::protocol::DEFAULT_MASTER_PORT;
+use crate::web::{check_host, WebAuth};
+
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// Interface the master listens on for workers.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub master_bind_host: String,
+    /// Port the master listens on for workers.
+    #[arg(long, default_value_t = DEFAULT_MASTER_PORT)]
+    pub master_bind_port: u16,
+    /// Target, e.g. http://10.0.0.5 (the UI's host field can change it).
+    #[arg(short = 'H', long, value_parser = parse_host)]
+    pub host: Option<String>,
+    /// Workers to wait for before a headless run starts.
+    #[arg(long, default_value_t = 1)]
+    pub expect_workers: usize,
+    /// Seconds to wait for --expect-workers (0: forever).
+    #[arg(long, default_value_t = 0)]
+    pub expect_workers_max_wait: u64,
+    /// Run without the web UI, straight away.
+    #[arg(long)]
+    pub headless: bool,
+    /// Peak number of users (headless).
+    #[arg(short = 'u', long)]
+    pub users: Option<u64>,
+    /// Users started per second (headless).
+    #[arg(short = 'r', long, default_value_t = 1.0, value_parser = parse_rate)]
+    pub spawn_rate: f64,
+    /// Stop after this long, e.g. 30s, 5m, 1h30m.
+    #[arg(short = 't', long, value_parser = parse_run_time)]
+    pub run_time: Option<Duration>,
+    /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv
+    /// and PREFIX_exceptions.csv.
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<String>,
+    /// Exit code when the run saw failures.
+    #[arg(long, default_value_t = 1)]
+    pub exit_code_on_error: u8,
+    /// Interface for the web UI.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub web_host: IpAddr,
+    /// Port for the web UI.
+    #[arg(long, default_value_t = 8089)]
+    pub web_port: u16,
+    /// Protect the web UI with HTTP basic auth, USER:PASS.
+    #[arg(long, value_parser = WebAuth::parse)]
+    pub web_auth: Option<WebAuth>,
+    /// Seconds to wait for workers to answer a stop or quit.
+    #[arg(long, default_value_t = 10.0)]
+    pub stop_timeout: f64,
+}
+
+fn parse_host(text: &str) -> Result<String, String> {
+    check_host(text)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a spawn rate: use a number of users per second above 0, e.g. 10 or 0.5")),
+    }
+}
+
+fn parse_run_time(text: &str) -> Result<Duration, String> {
+    crate::timespan::parse_timespan(text).map_err(|e| e.to_string())
+}
+
+impl MasterArgs {
+    pub async fn run(self, build: ScenarioBuilder) -> anyhow::Result<ExitCode> {
+        let classes = user_classes(build);
+        if classes.is_empty() {
+            anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
+        }
+        if self.headless && self.users.is_none() {
+            anyhow::bail!("--headless needs -u/--users N (the number of users to run)");
+        }
+        let link = bind_master(&self.master_bind_host, self.master_bind_port).await?;
+        let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
+        config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
+        let (master, handle) = Master::new(config, link);
+        tokio::spawn(master.run());
+        tracing::info!(
+            "master listening for workers on {}:{}",
+            self.master_bind_host,
+            self.master_bind_port
+        );
+        if self.headless {
+            return super::headless::run(&self, &handle).await;
+        }
+        self.serve_ui(&handle).await
+    }
+
+    async fn serve_ui(&self, handle: &MasterHandle) -> anyhow::Result<ExitCode> {
+        let addr = SocketAddr::new(self.web_host, self.web_port);
+        if !self.web_host.is_loopback() && self.web_auth.is_none() {
+            tracing::warn!("the web UI on {addr} is reachable beyond this machine without a password: pass --web-auth USER:PASS or --web-host 127.0.0.1");
+        }
+        let app = crate::web::app(handle.clone(), self.web_auth.clone());
+        let bound = crate::web::serve(addr, app).await.with_context(|| {
+            format!("cannot serve the web UI on {addr}: pick another --web-port")
+        })?;
+        let shown = if bound.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}", bound.port())
+        } else {
+            format!("http://{bound}")
+        };
+        println!("web UI: {shown}");
+        if let Some(run_time) = self.run_time {
+            tracing::info!(
+                "runs started from the UI stop after {run_time:?} unless the form says otherwise"
+            );
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        tracing::info!("Ctrl-C: stopping workers");
+        let _ = handle.quit().await;
+        let snapshot = handle.snapshot().await?;
+        super::print_summary(&snapshot);
+        Ok(ExitCode::SUCCESS)
+    }
+}

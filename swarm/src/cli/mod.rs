@@ -1,0 +1,108 @@
+//! The `loadtest` command line: `loadtest master` and `loadtest worker`,
+//! with Locust's flag names wherever Locust has one.
+//!
+//! A load test crate's `main` hands its scenarios to [`main`]; everything
+//! else (protocol, web UI, headless runs) comes from here.
+
+mod headless;
+mod master;
+mod summary;
+mod worker;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use goose::prelude::Scenario;
+
+pub use master::MasterArgs;
+pub use summary::print_summary;
+pub use worker::WorkerArgs;
+
+/// Options the scenarios are built with (from the worker's command line).
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioOptions {
+    /// Pause between a user's requests, drawn from this range.
+    pub wait: Option<(Duration, Duration)>,
+}
+
+/// Builds the load test's goose scenarios; each scenario is a Locust user
+/// class, named by the scenario's name.
+pub type ScenarioBuilder = fn(&ScenarioOptions) -> Vec<Scenario>;
+
+/// A distributed goose load test, driven like Locust: a master with a web UI
+/// (or headless) and workers that generate the load.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, about)]
+struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Coordinate workers, serve the web UI on :8089, or run headless.
+    Master(Box<MasterArgs>),
+    /// Join a master and generate load with goose.
+    Worker(WorkerArgs),
+}
+
+/// Runs the `loadtest` command line with the given scenarios.
+pub fn main(build: ScenarioBuilder) -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Master(args) => args.run(build).await,
+            Command::Worker(args) => args.run(build).await,
+        }
+    });
+    // Goose's user tasks may still be winding down; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info,goose=warn",
+        1 => "debug,goose=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The user classes the master dispatches: the scenarios' names and weights.
+pub fn user_classes(build: ScenarioBuilder) -> Vec<crate::master::UserClass> {
+    build(&ScenarioOptions::default())
+        .iter()
+        .map(|s| crate::master::UserClass {
+            name: s.name.to_string(),
+            weight: s.weight.max(1) as u64,
+        })
+        .collect()
+}

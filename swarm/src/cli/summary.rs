@@ -1,0 +1,71 @@
+//! The end-of-run summary on stdout, laid out like Locust's.
+
+use crate::master::MasterSnapshot;
+use crate::stats::{StatsEntry, PERCENTILES_TO_REPORT};
+
+fn name_of(entry: &StatsEntry) -> String {
+    let name = format!("{} {}", entry.method, entry.name);
+    let name = name.trim();
+    if name.chars().count() > 40 {
+        format!("{}…", name.chars().take(39).collect::<String>())
+    } else {
+        name.to_string()
+    }
+}
+
+/// Prints the request table and the percentile table.
+pub fn print_summary(snapshot: &MasterSnapshot) {
+    let stats = &snapshot.stats;
+    let mut rows: Vec<&StatsEntry> = stats.sorted_entries();
+    rows.push(&stats.total);
+    let rule = "-".repeat(118);
+    println!(
+        "{:<40} {:>10} {:>16} | {:>7} {:>7} {:>7} {:>7} | {:>9} {:>10}",
+        "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s"
+    );
+    println!("{rule}");
+    for (i, e) in rows.iter().enumerate() {
+        if i + 1 == rows.len() {
+            println!("{rule}");
+        }
+        let fails = format!("{}({:.2}%)", e.num_failures, e.fail_ratio() * 100.0);
+        println!(
+            "{:<40} {:>10} {:>16} | {:>7.0} {:>7.0} {:>7.0} {:>7} | {:>9.2} {:>10.2}",
+            name_of(e),
+            e.num_requests,
+            fails,
+            e.avg_response_time(),
+            e.min_response_time.unwrap_or(0.0),
+            e.max_response_time,
+            e.median_response_time(),
+            e.total_rps(),
+            e.total_fail_per_sec()
+        );
+    }
+    println!();
+    println!("Response time percentiles (ms)");
+    let labels: Vec<String> = PERCENTILES_TO_REPORT
+        .iter()
+        .map(|p| format!("{}%", (p * 100.0 * 100.0).round() / 100.0))
+        .collect();
+    println!(
+        "{:<40} {} {:>10}",
+        "Name",
+        labels.iter().map(|l| format!("{l:>7}")).collect::<String>(),
+        "# reqs"
+    );
+    println!("{rule}");
+    for e in rows {
+        let cells: String = PERCENTILES_TO_REPORT
+            .iter()
+            .map(|p| {
+                if e.num_requests == 0 {
+                    format!("{:>7}", "N/A")
+                } else {
+                    format!("{:>7}", e.percentile(*p))
+                }
+            })
+            .collect();
+        println!("{:<40} {cells} {:>10}", name_of(e), e.num_requests);
+    }
+}

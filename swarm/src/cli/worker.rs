@@ -1,0 +1,86 @@
+//! `loadtest worker`: join a master and generate load with goose.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{ScenarioBuilder, ScenarioOptions};
+use crate::protocol::DEFAULT_MASTER_PORT;
+use crate::worker::{DriverOptions, Worker, WorkerConfig, WorkerExit};
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Host or IP address of the master.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub master_host: String,
+    /// Port of the master (its --master-bind-port).
+    #[arg(long, default_value_t = DEFAULT_MASTER_PORT)]
+    pub master_port: u16,
+    /// Default target, used when the master sends no host.
+    #[arg(short = 'H', long)]
+    pub host: Option<String>,
+    /// Pause between a user's requests, MIN:MAX seconds (e.g. 0.5:2); none by default.
+    #[arg(long, value_parser = parse_wait)]
+    pub wait: Option<(Duration, Duration)>,
+    /// Write goose's request log (one line per request) to this file.
+    #[arg(long)]
+    pub request_log: Option<String>,
+    /// Quit after this many seconds without hearing from the master.
+    #[arg(long, default_value_t = 60)]
+    pub master_timeout: u64,
+}
+
+impl WorkerArgs {
+    pub async fn run(self, build: ScenarioBuilder) -> anyhow::Result<ExitCode> {
+        if let Some(host) = &self.host {
+            crate::web::check_host(host)
+                .map_err(anyhow::Error::msg)
+                .context("--host")?;
+        }
+        let scenarios = build(&ScenarioOptions { wait: self.wait });
+        if scenarios.is_empty() {
+            anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
+        }
+        let mut config = WorkerConfig::new(&self.master_host, self.master_port);
+        config.master_timeout = Duration::from_secs(self.master_timeout.max(1));
+        config.driver = DriverOptions {
+            host: self.host.clone(),
+            request_log: self.request_log.clone(),
+        };
+        let worker = Worker::connect(config, scenarios).await.with_context(|| {
+            format!(
+                "worker could not start (master {}:{})",
+                self.master_host, self.master_port
+            )
+        })?;
+        tracing::info!(
+            "worker {} connecting to {}:{}",
+            worker.node_id(),
+            self.master_host,
+            self.master_port
+        );
+        Ok(match worker.run().await? {
+            WorkerExit::MasterQuit | WorkerExit::Interrupted => ExitCode::SUCCESS,
+            WorkerExit::MasterLost => ExitCode::FAILURE,
+        })
+    }
+}
+
+/// `MIN:MAX` in seconds, MIN ≤ MAX.
+fn parse_wait(text: &str) -> Result<(Duration, Duration), String> {
+    let bad = || format!("expected MIN:MAX in seconds with MIN <= MAX, e.g. 0.5:2 (got {text:?})");
+    let (min, max) = text.split_once(':').ok_or_else(bad)?;
+    let secs = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 86_400.0)
+            .map(Duration::from_secs_f64)
+    };
+    match (secs(min), secs(max)) {
+        (Some(min), Some(max)) if min <= max => Ok((min, max)),
+        _ => Err(bad()),
+    }
+}

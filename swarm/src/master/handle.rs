@@ -1,0 +1,141 @@
+//! The master's command interface and the snapshots it hands out.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::history::HistorySample;
+use super::registry::WorkerNode;
+use super::runner::RunState;
+use super::ExceptionRow;
+use crate::stats::RequestStats;
+
+/// Start or change a run, as `POST /swarm` asks.
+#[derive(Debug, Clone)]
+pub struct SwarmRequest {
+    pub user_count: u64,
+    /// Users started (or stopped) per second, > 0.
+    pub spawn_rate: f64,
+    /// Target; `None` keeps the current one.
+    pub host: Option<String>,
+    /// Stop by itself after this long.
+    pub run_time: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("the master has stopped")]
+    Gone,
+    #[error("no workers are connected: start `loadtest worker --master-host <this host>` first")]
+    NoWorkers,
+}
+
+/// Everything a page, report or ramp reads about the master, at one instant.
+#[derive(Debug, Clone)]
+pub struct MasterSnapshot {
+    pub state: RunState,
+    pub host: String,
+    pub user_count: u64,
+    pub target_user_count: u64,
+    pub stats: RequestStats,
+    pub workers: Vec<WorkerNode>,
+    pub exceptions: Vec<ExceptionRow>,
+    /// Current (recent window) p50 and p95, ms.
+    pub current_percentiles: (u64, u64),
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+}
+
+impl MasterSnapshot {
+    pub fn active_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.state != super::NodeState::Missing)
+            .count()
+    }
+}
+
+pub(crate) enum Command {
+    Swarm(SwarmRequest, oneshot::Sender<Result<String, MasterError>>),
+    Stop(oneshot::Sender<()>),
+    Reset(oneshot::Sender<()>),
+    Snapshot(oneshot::Sender<Box<MasterSnapshot>>),
+    History(oneshot::Sender<Vec<HistorySample>>),
+    /// Stop everything, tell workers to quit, wait for their last stats.
+    Quit(oneshot::Sender<()>),
+}
+
+/// A cheap, clonable way to drive a running master.
+#[derive(Clone)]
+pub struct MasterHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    /// Run state and active worker count, updated as they change.
+    pub(crate) status: watch::Receiver<(RunState, usize)>,
+}
+
+impl MasterHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MasterError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| MasterError::Gone)?;
+        rx.await.map_err(|_| MasterError::Gone)
+    }
+
+    pub async fn swarm(&self, request: SwarmRequest) -> Result<String, MasterError> {
+        self.ask(|tx| Command::Swarm(request, tx)).await?
+    }
+
+    pub async fn stop(&self) -> Result<(), MasterError> {
+        self.ask(Command::Stop).await
+    }
+
+    pub async fn reset_stats(&self) -> Result<(), MasterError> {
+        self.ask(Command::Reset).await
+    }
+
+    pub async fn snapshot(&self) -> Result<MasterSnapshot, MasterError> {
+        self.ask(Command::Snapshot).await.map(|b| *b)
+    }
+
+    pub async fn history(&self) -> Result<Vec<HistorySample>, MasterError> {
+        self.ask(Command::History).await
+    }
+
+    pub async fn quit(&self) -> Result<(), MasterError> {
+        self.ask(Command::Quit).await
+    }
+
+    pub fn state(&self) -> RunState {
+        self.status.borrow().0
+    }
+
+    /// Waits until at least `n` workers are connected, or `limit` passes.
+    pub async fn wait_for_workers(&self, n: usize, limit: Duration) -> Result<(), usize> {
+        let mut status = self.status.clone();
+        let reached = tokio::time::timeout(limit, async {
+            status.wait_for(|(_, count)| *count >= n).await.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if reached {
+            Ok(())
+        } else {
+            Err(self.status.borrow().1)
+        }
+    }
+
+    /// Waits until the run state satisfies `done`, or `limit` passes.
+    pub async fn wait_for_state(&self, done: impl Fn(RunState) -> bool, limit: Duration) -> bool {
+        let mut status = self.status.clone();
+        tokio::time::timeout(limit, async {
+            status.wait_for(|(state, _)| done(*state)).await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}

@@ -1,0 +1,87 @@
+//! The run's history for charts and the report: a bounded list of samples
+//! of the total, plus a short window for "current" percentiles.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use crate::stats::{StatsEntry, CURRENT_WINDOW_SECS};
+
+/// At most this many samples are kept; past it every other one is dropped,
+/// so a long run keeps its whole shape at a coarser grain.
+const MAX_SAMPLES: usize = 4_000;
+
+/// One point of the run's history (the page's and report's charts).
+#[derive(Debug, Clone, Serialize)]
+pub struct HistorySample {
+    pub time: f64,
+    pub user_count: u64,
+    pub current_rps: f64,
+    pub current_fail_per_sec: f64,
+    #[serde(rename = "response_time_percentile_0.5")]
+    pub p50: u64,
+    #[serde(rename = "response_time_percentile_0.95")]
+    pub p95: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    samples: Vec<HistorySample>,
+    /// Copies of the total taken at each sample, for the last ~10 s.
+    recent: VecDeque<(f64, StatsEntry)>,
+}
+
+impl History {
+    /// Takes a sample of `total` at `now` with `users` running.
+    pub fn sample(&mut self, total: &StatsEntry, users: u64, now: f64) -> &HistorySample {
+        self.recent.push_back((now, total.clone()));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now - t > CURRENT_WINDOW_SECS as f64)
+        {
+            self.recent.pop_front();
+        }
+        let (p50, p95) = self.current_percentiles(total);
+        self.samples.push(HistorySample {
+            time: now,
+            user_count: users,
+            current_rps: total.current_rps(now),
+            current_fail_per_sec: total.current_fail_per_sec(now),
+            p50,
+            p95,
+        });
+        if self.samples.len() > MAX_SAMPLES {
+            let mut keep = false;
+            self.samples.retain(|_| {
+                keep = !keep;
+                keep
+            });
+        }
+        self.samples.last().expect("just pushed")
+    }
+
+    /// p50 and p95 of the requests in the recent window.
+    pub fn current_percentiles(&self, total: &StatsEntry) -> (u64, u64) {
+        match self.recent.front() {
+            Some((_, oldest)) => {
+                let window = total.since(oldest);
+                if window.num_requests == 0 {
+                    (0, 0)
+                } else {
+                    (window.percentile(0.5), window.percentile(0.95))
+                }
+            }
+            None => (total.percentile(0.5), total.percentile(0.95)),
+        }
+    }
+
+    pub fn samples(&self) -> &[HistorySample] {
+        &self.samples
+    }
+
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.recent.clear();
+    }
+}

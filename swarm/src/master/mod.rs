@@ -1,0 +1,45 @@
+//! The master: registers workers, watches their heartbeats, spreads users
+//! over them at the spawn rate, and aggregates their stats deltas.
+//!
+//! [`Master`] owns all state and runs as one task ([`Master::run`]); the web
+//! API, headless runs and ramps talk to it through a [`MasterHandle`]
+//! (commands with replies) and read its state as [`MasterSnapshot`]s.
+
+mod dispatch;
+mod handle;
+mod history;
+mod registry;
+mod runner;
+
+pub use dispatch::{dispatch, split_by_weight, UserClass};
+pub use handle::{MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
+pub use history::HistorySample;
+pub use registry::{NodeState, WorkerNode};
+pub use runner::{Master, RunState};
+
+pub use crate::stats::ExceptionRow;
+
+use std::time::Duration;
+
+/// How the master runs.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Default target, when a swarm request names none.
+    pub host: String,
+    pub classes: Vec<UserClass>,
+    /// Heartbeat interval workers use; a worker silent for three is missing.
+    pub heartbeat_interval: Duration,
+    /// How long a stop or quit waits for workers to answer.
+    pub stop_timeout: Duration,
+}
+
+impl MasterConfig {
+    pub fn new(host: &str, classes: Vec<UserClass>) -> Self {
+        Self {
+            host: host.to_string(),
+            classes,
+            heartbeat_interval: Duration::from_secs(1),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The workers a master knows: their state, load and last heartbeat.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::protocol::WorkerState;
+
+/// Heartbeats a worker may miss before it is marked missing.
+pub const HEARTBEAT_LIVENESS: u32 = 3;
+/// How long a missing worker is remembered before it is forgotten.
+pub const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// A worker's state as the master shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Ready,
+    Spawning,
+    Running,
+    Stopped,
+    Missing,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Spawning => "spawning",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Missing => "missing",
+        }
+    }
+}
+
+impl From<WorkerState> for NodeState {
+    fn from(state: WorkerState) -> Self {
+        match state {
+            WorkerState::Ready => Self::Ready,
+            WorkerState::Spawning => Self::Spawning,
+            WorkerState::Running => Self::Running,
+            WorkerState::Stopped => Self::Stopped,
+        }
+    }
+}
+
+/// One worker as the master sees it.
+#[derive(Debug, Clone)]
+pub struct WorkerNode {
+    pub id: String,
+    /// Order of joining, as sent in `ack`.
+    pub index: u64,
+    pub state: NodeState,
+    pub user_count: u64,
+    pub cpu_usage: f64,
+    pub memory_usage: u64,
+    pub last_heartbeat: Instant,
+    /// Whether it answered the last `stop` (`client_stopped`).
+    pub stopped_ack: bool,
+}
+
+/// All known workers, by node id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    nodes: BTreeMap<String, WorkerNode>,
+    next_index: u64,
+}
+
+impl Registry {
+    /// Adds a worker, or marks a known one ready again. Returns its index.
+    pub fn ready(&mut self, id: &str, now: Instant) -> u64 {
+        if let Some(node) = self.nodes.get_mut(id) {
+            node.state = NodeState::Ready;
+            node.user_count = 0;
+            node.last_heartbeat = now;
+            return node.index;
+        }
+        let index = self.next_index;
+        self.next_index += 1;
+        self.nodes.insert(
+            id.to_string(),
+            WorkerNode {
+                id: id.to_string(),
+                index,
+                state: NodeState::Ready,
+                user_count: 0,
+                cpu_usage: 0.0,
+                memory_usage: 0,
+                last_heartbeat: now,
+                stopped_ack: false,
+            },
+        );
+        index
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut WorkerNode> {
+        self.nodes.get_mut(id)
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<WorkerNode> {
+        self.nodes.remove(id)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &WorkerNode> {
+        self.nodes.values()
+    }
+
+    /// Workers that can take users, in joining order.
+    pub fn active_ids(&self) -> Vec<String> {
+        let mut active: Vec<&WorkerNode> = self
+            .nodes
+            .values()
+            .filter(|n| n.state != NodeState::Missing)
+            .collect();
+        active.sort_by_key(|n| n.index);
+        active.into_iter().map(|n| n.id.clone()).collect()
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.state != NodeState::Missing)
+            .count()
+    }
+
+    /// Marks workers silent for too long as missing and forgets the long
+    /// gone. Returns whether the set of active workers changed.
+    pub fn check_heartbeats(&mut self, now: Instant, interval: Duration) -> bool {
+        let mut changed = false;
+        let limit = interval * HEARTBEAT_LIVENESS;
+        self.nodes.retain(|id, node| {
+            let silent = now.saturating_duration_since(node.last_heartbeat);
+            if node.state != NodeState::Missing && silent > limit {
+                tracing::warn!(
+                    "worker {id} missed {HEARTBEAT_LIVENESS} heartbeats; marked missing"
+                );
+                node.state = NodeState::Missing;
+                node.user_count = 0;
+                changed = true;
+            }
+            if node.state == NodeState::Missing && silent > FORGET_AFTER {
+                tracing::warn!("forgot worker {id}, missing for {FORGET_AFTER:?}");
+                return false;
+            }
+            true
+        });
+        changed
+    }
+}

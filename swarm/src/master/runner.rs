@@ -1,0 +1,457 @@
+//! The master's task: one loop over worker frames, commands and timers.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::dispatch::dispatch;
+use super::handle::{Command, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
+use super::history::History;
+use super::registry::{NodeState, Registry};
+use super::{ExceptionRow, MasterConfig};
+use crate::protocol::transport::{Frame, MasterLink};
+use crate::protocol::{SpawnOrder, ToMaster, ToWorker};
+use crate::stats::{now_epoch, RequestStats};
+
+/// The run as a whole, in Locust's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Ready,
+    Spawning,
+    Running,
+    Stopping,
+    Stopped,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Spawning => "spawning",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Spawning | Self::Running)
+    }
+}
+
+/// A ramp toward a user count, a step each second.
+#[derive(Debug)]
+struct Ramp {
+    target: u64,
+    rate: f64,
+    /// Fractional users owed by rates below one per second.
+    credit: f64,
+}
+
+/// What the master is waiting for after a stop or quit.
+struct Pending {
+    reply: oneshot::Sender<()>,
+    deadline: Instant,
+    quit: bool,
+}
+
+/// The master's state, owned by its task.
+pub struct Master {
+    config: MasterConfig,
+    node_id: String,
+    link: MasterLink,
+    commands: mpsc::Receiver<Command>,
+    status: watch::Sender<(RunState, usize)>,
+    registry: Registry,
+    stats: RequestStats,
+    history: History,
+    exceptions: BTreeMap<(String, String), ExceptionRow>,
+    state: RunState,
+    host: String,
+    /// Users currently asked of the workers, all classes together.
+    dispatched: u64,
+    ramp: Option<Ramp>,
+    run_deadline: Option<Instant>,
+    spawn_timestamp: f64,
+    started_at: Option<f64>,
+    ended_at: Option<f64>,
+    pending: Option<Pending>,
+}
+
+impl Master {
+    /// Builds the master over a bound link and returns it with its handle.
+    pub fn new(config: MasterConfig, link: MasterLink) -> (Master, MasterHandle) {
+        let (commands_tx, commands) = mpsc::channel(64);
+        let (status, status_rx) = watch::channel((RunState::Ready, 0));
+        let host = config.host.clone();
+        let master = Master {
+            config,
+            node_id: crate::protocol::new_node_id(),
+            link,
+            commands,
+            status,
+            registry: Registry::default(),
+            stats: RequestStats::default(),
+            history: History::default(),
+            exceptions: BTreeMap::new(),
+            state: RunState::Ready,
+            host,
+            dispatched: 0,
+            ramp: None,
+            run_deadline: None,
+            spawn_timestamp: 0.0,
+            started_at: None,
+            ended_at: None,
+            pending: None,
+        };
+        (
+            master,
+            MasterHandle {
+                commands: commands_tx,
+                status: status_rx,
+            },
+        )
+    }
+
+    /// Serves until every handle is dropped.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut sample = tokio::time::interval(Duration::from_secs(2));
+        let mut ramp_tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                frame = self.link.incoming.recv() => match frame {
+                    Some(frame) => self.on_frame(frame).await,
+                    None => break,
+                },
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick().await,
+                _ = ramp_tick.tick() => self.ramp_step().await,
+                _ = sample.tick() => {
+                    let now = now_epoch();
+                    self.stats.trim(now);
+                    self.history.sample(&self.stats.total, self.dispatched, now);
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let _ = self.status.send((self.state, self.registry.active_count()));
+    }
+
+    async fn send(&self, worker: &str, message: ToWorker) {
+        let frame = Frame {
+            peer: Bytes::from(worker.as_bytes().to_vec()),
+            payload: Bytes::from(message.to_wire(&self.node_id)),
+        };
+        if self.link.outgoing.send(frame).await.is_err() {
+            tracing::error!("the master's socket task has ended");
+        }
+    }
+
+    async fn broadcast(&self, message: ToWorker) {
+        for id in self.registry.active_ids() {
+            self.send(&id, message.clone()).await;
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Frame) {
+        let (message, node_id) = match ToMaster::from_wire(&frame.payload) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                tracing::warn!(
+                    "ignored a frame from {}: {err}",
+                    String::from_utf8_lossy(&frame.peer)
+                );
+                return;
+            }
+        };
+        // Replies go to the socket identity, which Locust sets to the node id.
+        let peer = String::from_utf8_lossy(&frame.peer).into_owned();
+        if peer != node_id {
+            tracing::debug!("frame from {peer} claims node id {node_id}");
+        }
+        self.on_message(&peer, message).await;
+        self.publish();
+    }
+
+    async fn on_message(&mut self, id: &str, message: ToMaster) {
+        let now = Instant::now();
+        match message {
+            ToMaster::ClientReady { version } => {
+                let index = self.registry.ready(id, now);
+                tracing::info!("worker {id} joined (index {index}, version {version})");
+                self.send(id, ToWorker::Ack { index }).await;
+                if self.state.is_active() {
+                    self.redispatch().await;
+                }
+            }
+            ToMaster::Heartbeat(beat) => match self.registry.get_mut(id) {
+                Some(node) => {
+                    if node.state == NodeState::Missing {
+                        tracing::info!("worker {id} is back");
+                    }
+                    node.state = beat.state.into();
+                    node.cpu_usage = beat.cpu_usage;
+                    node.memory_usage = beat.memory_usage;
+                    node.last_heartbeat = now;
+                    self.send(id, ToWorker::Heartbeat).await;
+                }
+                None => self.send(id, ToWorker::Reconnect).await,
+            },
+            ToMaster::Spawning => {
+                if let Some(node) = self.registry.get_mut(id) {
+                    node.state = NodeState::Spawning;
+                }
+            }
+            ToMaster::SpawningComplete { user_count, .. } => {
+                if let Some(node) = self.registry.get_mut(id) {
+                    node.state = NodeState::Running;
+                    node.user_count = user_count;
+                }
+            }
+            ToMaster::Stats(report) => {
+                // Counted even from unknown or departing workers: what was
+                // measured is never dropped.
+                self.stats.merge_report(&report);
+                if let Some(node) = self.registry.get_mut(id) {
+                    node.user_count = report.user_count;
+                }
+            }
+            ToMaster::Exception { msg, traceback } => {
+                let row = self
+                    .exceptions
+                    .entry((msg.clone(), traceback.clone()))
+                    .or_insert_with(|| ExceptionRow {
+                        count: 0,
+                        msg,
+                        traceback,
+                        nodes: Default::default(),
+                    });
+                row.count += 1;
+                row.nodes.insert(id.to_string());
+            }
+            ToMaster::ClientStopped => {
+                if let Some(node) = self.registry.get_mut(id) {
+                    node.state = NodeState::Stopped;
+                    node.user_count = 0;
+                    node.stopped_ack = true;
+                }
+                self.settle_pending();
+            }
+            ToMaster::Quit => {
+                let was_active = self
+                    .registry
+                    .remove(id)
+                    .is_some_and(|n| n.state != NodeState::Missing);
+                tracing::info!("worker {id} quit");
+                if was_active && self.state.is_active() {
+                    self.redispatch().await;
+                }
+                self.settle_pending();
+            }
+            ToMaster::Logs => {}
+            ToMaster::Unknown(kind) => {
+                tracing::warn!("ignored unknown message type {kind:?} from {id}")
+            }
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Swarm(request, reply) => {
+                let result = self.start_swarm(request).await;
+                let _ = reply.send(result);
+            }
+            Command::Stop(reply) => self.stop(reply, false).await,
+            Command::Quit(reply) => self.stop(reply, true).await,
+            Command::Reset(reply) => {
+                let now = now_epoch();
+                self.stats.reset(now);
+                self.exceptions.clear();
+                self.history.clear();
+                let _ = reply.send(());
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(Box::new(self.snapshot()));
+            }
+            Command::History(reply) => {
+                let _ = reply.send(self.history.samples().to_vec());
+            }
+        }
+        self.publish();
+    }
+
+    async fn start_swarm(&mut self, request: SwarmRequest) -> Result<String, MasterError> {
+        if self.registry.active_count() == 0 {
+            return Err(MasterError::NoWorkers);
+        }
+        if let Some(host) = request.host.filter(|h| !h.is_empty()) {
+            self.host = host;
+        }
+        if !self.state.is_active() {
+            // A new run starts from clean numbers, as in Locust.
+            let now = now_epoch();
+            self.stats.reset(now);
+            self.exceptions.clear();
+            self.history.clear();
+            self.started_at = Some(now);
+            self.ended_at = None;
+            self.dispatched = 0;
+        }
+        self.run_deadline = request.run_time.map(|t| Instant::now() + t);
+        self.ramp = Some(Ramp {
+            target: request.user_count,
+            rate: request.spawn_rate,
+            credit: 0.0,
+        });
+        self.state = RunState::Spawning;
+        self.ramp_now().await;
+        Ok(format!(
+            "Swarming started using {} users at a spawn rate of {} users/s",
+            request.user_count, request.spawn_rate
+        ))
+    }
+
+    /// A ramp tick: move `dispatched` toward the target by the rate.
+    async fn ramp_step(&mut self) {
+        if self.ramp.is_some() && self.state == RunState::Spawning {
+            self.ramp_now().await;
+        }
+    }
+
+    async fn ramp_now(&mut self) {
+        let Some(ramp) = self.ramp.as_mut() else {
+            return;
+        };
+        ramp.credit += ramp.rate;
+        let step = ramp
+            .credit
+            .floor()
+            .max(if self.dispatched == 0 { 1.0 } else { 0.0 }) as u64;
+        if step == 0 {
+            return;
+        }
+        ramp.credit = (ramp.credit - step as f64).max(0.0);
+        let target = ramp.target;
+        self.dispatched = if self.dispatched < target {
+            (self.dispatched + step).min(target)
+        } else {
+            self.dispatched.saturating_sub(step).max(target)
+        };
+        self.redispatch().await;
+        if self.dispatched == target {
+            self.ramp = None;
+            self.state = RunState::Running;
+            self.broadcast(ToWorker::SpawningComplete { user_count: target })
+                .await;
+            tracing::info!("all {target} users spawned");
+        }
+    }
+
+    /// Sends every active worker its share of `dispatched`.
+    async fn redispatch(&mut self) {
+        let workers = self.registry.active_ids();
+        let plan = dispatch(self.dispatched, &workers, &self.config.classes);
+        // Strictly increasing timestamps: workers ignore stale spawns.
+        self.spawn_timestamp = now_epoch().max(self.spawn_timestamp + 1e-6);
+        for (id, classes) in plan {
+            let order = SpawnOrder {
+                timestamp: self.spawn_timestamp,
+                user_classes_count: classes,
+                host: self.host.clone(),
+                stop_timeout: None,
+            };
+            self.send(&id, ToWorker::Spawn(order)).await;
+        }
+    }
+
+    async fn stop(&mut self, reply: oneshot::Sender<()>, quit: bool) {
+        self.ramp = None;
+        self.run_deadline = None;
+        let message = if quit { ToWorker::Quit } else { ToWorker::Stop };
+        for id in self.registry.active_ids() {
+            if let Some(node) = self.registry.get_mut(&id) {
+                node.stopped_ack = false;
+            }
+            self.send(&id, message.clone()).await;
+        }
+        if self.state != RunState::Ready || quit {
+            self.state = RunState::Stopping;
+        }
+        self.dispatched = 0;
+        if let Some(previous) = self.pending.take() {
+            let _ = previous.reply.send(());
+        }
+        self.pending = Some(Pending {
+            reply,
+            deadline: Instant::now() + self.config.stop_timeout,
+            quit,
+        });
+        self.settle_pending();
+    }
+
+    /// Finishes a stop once every worker answered (or the deadline passed).
+    fn settle_pending(&mut self) {
+        let Some(pending) = self.pending.as_ref() else {
+            return;
+        };
+        let waiting = self
+            .registry
+            .nodes()
+            .filter(|n| n.state != NodeState::Missing && (pending.quit || !n.stopped_ack))
+            .count();
+        if waiting > 0 && Instant::now() < pending.deadline {
+            return;
+        }
+        if waiting > 0 {
+            tracing::warn!("{waiting} worker(s) did not answer the stop in time");
+        }
+        if let Some(pending) = self.pending.take() {
+            if self.state == RunState::Stopping {
+                self.state = RunState::Stopped;
+                self.ended_at = Some(now_epoch());
+            }
+            let _ = pending.reply.send(());
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        if self
+            .registry
+            .check_heartbeats(now, self.config.heartbeat_interval)
+            && self.state.is_active()
+        {
+            self.redispatch().await;
+        }
+        if self.run_deadline.is_some_and(|d| now >= d) {
+            tracing::info!("run time is up; stopping");
+            let (tx, _rx) = oneshot::channel();
+            self.stop(tx, false).await;
+        }
+        self.settle_pending();
+        self.publish();
+    }
+
+    fn snapshot(&self) -> MasterSnapshot {
+        MasterSnapshot {
+            state: self.state,
+            host: self.host.clone(),
+            user_count: self.registry.nodes().map(|n| n.user_count).sum(),
+            target_user_count: self.ramp.as_ref().map_or(self.dispatched, |r| r.target),
+            stats: self.stats.clone(),
+            workers: self.registry.nodes().cloned().collect(),
+            exceptions: self.exceptions.values().cloned().collect(),
+            current_percentiles: self.history.current_percentiles(&self.stats.total),
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `POST /swarm` form fields, checked before anything starts.
+
+use crate::master::SwarmRequest;
+use crate::timespan::parse_timespan;
+
+/// A form field that is missing or wrong; the message names it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct FormError(pub String);
+
+/// Validates Locust's `/swarm` fields: `user_count` (integer ≥ 0),
+/// `spawn_rate` (number > 0), optional `host` (http or https URL) and
+/// optional `run_time` (`30s`, `5m`, `1h30m`).
+pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, FormError> {
+    let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
+    let user_count = match get("user_count") {
+        None | Some("") => return Err(FormError("Missing user_count (must be an integer)".into())),
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            FormError(format!(
+                "Invalid user_count value: {v:?} (must be a non-negative integer)"
+            ))
+        })?,
+    };
+    let spawn_rate = match get("spawn_rate") {
+        None | Some("") => {
+            return Err(FormError(
+                "Missing spawn_rate (must be a number above 0)".into(),
+            ))
+        }
+        Some(v) => match v.parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate > 0.0 => rate,
+            _ => {
+                return Err(FormError(format!(
+                    "Invalid spawn_rate value: {v:?} (must be a number above 0)"
+                )))
+            }
+        },
+    };
+    let host = match get("host") {
+        None | Some("") => None,
+        Some(v) => Some(check_host(v).map_err(FormError)?),
+    };
+    let run_time = match get("run_time") {
+        None | Some("") => None,
+        Some(v) => {
+            Some(parse_timespan(v).map_err(|e| FormError(format!("Invalid run_time: {e}")))?)
+        }
+    };
+    Ok(SwarmRequest {
+        user_count,
+        spawn_rate,
+        host,
+        run_time,
+    })
+}
+
+/// A target must be an absolute http(s) URL with a host and no spaces.
+pub fn check_host(host: &str) -> Result<String, String> {
+    let bad = || {
+        format!("Invalid host value: {host:?} (must be a URL such as http://10.0.0.5 or https://example.com:8443)")
+    };
+    let rest = host
+        .strip_prefix("http://")
+        .or_else(|| host.strip_prefix("https://"))
+        .ok_or_else(bad)?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
+    {
+        return Err(bad());
+    }
+    Ok(host.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn good_form() {
+        let req = parse_swarm_form(&form(&[
+            ("user_count", "20"),
+            ("spawn_rate", "2.5"),
+            ("host", "http://127.0.0.1:8080/"),
+            ("run_time", "1m"),
+        ]))
+        .expect("valid");
+        assert_eq!(req.user_count, 20);
+        assert_eq!(req.host.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(req.run_time, Some(std::time::Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (
+                form(&[("user_count", "abc"), ("spawn_rate", "1")]),
+                "user_count",
+            ),
+            (
+                form(&[("user_count", "-3"), ("spawn_rate", "1")]),
+                "user_count",
+            ),
+            (
+                form(&[("user_count", "5"), ("spawn_rate", "0")]),
+                "spawn_rate",
+            ),
+            (
+                form(&[("user_count", "5"), ("spawn_rate", "NaN")]),
+                "spawn_rate",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("host", "not a url"),
+                ]),
+                "host",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("run_time", "-5s"),
+                ]),
+                "run_time",
+            ),
+        ];
+        for (fields, name) in cases {
+            let err = parse_swarm_form(&fields).expect_err("invalid");
+            assert!(err.0.contains(name), "{err} should name {name}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The master's web app on :8089: Locust's HTTP API (same paths, form
+//! fields, JSON keys and CSV headers) and our own page, all served by the
+//! binary — no CDN.
+//!
+//! [`app`] builds the whole router in one place, so tests drive it with
+//! `oneshot` and no socket.
+
+mod api;
+mod auth;
+mod form;
+mod report;
+
+use std::net::SocketAddr;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use auth::WebAuth;
+pub use form::{check_host, parse_swarm_form, FormError};
+pub use report::render_report;
+
+use crate::master::MasterHandle;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct WebState {
+    pub master: MasterHandle,
+}
+
+/// The router: the page, the report and Locust's API.
+pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
+    let router = Router::new()
+        .route("/", get(api::index))
+        .route("/swarm", post(api::swarm))
+        .route("/stop", get(api::stop).post(api::stop))
+        .route("/stats/reset", get(api::reset).post(api::reset))
+        .route("/stats/requests", get(api::requests))
+        .route("/stats/requests/csv", get(api::requests_csv))
+        .route("/stats/failures/csv", get(api::failures_csv))
+        .route("/stats/history", get(api::history))
+        .route("/stats/report", get(api::report))
+        .route("/exceptions", get(api::exceptions))
+        .route("/exceptions/csv", get(api::exceptions_csv))
+        .with_state(WebState { master });
+    match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
+        None => router,
+    }
+}
+
+/// Serves `app` on `addr` until the process ends; returns the bound address.
+pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!("web UI stopped: {err}");
+        }
+    });
+    Ok(bound)
+}

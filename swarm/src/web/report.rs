@@ -1,0 +1,39 @@
+//! `GET /stats/report`: a self-contained HTML report of the run — the
+//! template carries its own styles and chart code; the data goes in as JSON.
+
+use serde_json::json;
+
+use crate::master::{HistorySample, MasterSnapshot};
+
+const TEMPLATE: &str = include_str!("assets/report.html");
+
+/// An epoch time as ISO 8601 UTC.
+pub fn iso8601(ts: f64) -> String {
+    let secs = ts as i64;
+    let (y, m, d) = crate::stats::civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Fills the template with the snapshot's numbers.
+pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample], now: f64) -> String {
+    let api = super::api::requests_json(snapshot, now);
+    let data = json!({
+        "title": "spotload test report",
+        "host": snapshot.host,
+        "started": snapshot.started_at.map(iso8601),
+        "ended": snapshot.ended_at.map(iso8601),
+        "stats": api["stats"],
+        "errors": api["errors"],
+        "exceptions": snapshot.exceptions,
+        "history": history,
+    });
+    // JSON inside <script>: "</" must not end the element early.
+    let data = data.to_string().replace("</", "<\\/");
+    TEMPLATE.replace("__REPORT_DATA__", &data)
+}
