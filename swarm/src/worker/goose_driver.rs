@@ -214,13 +214,15 @@ fn configuration(telnet_port: u16, options: &DriverOptions) -> GooseConfiguratio
     // Metrics accumulate across user-count changes; the worker diffs them.
     config.no_reset_metrics = true;
     config.no_print_metrics = true;
-    config.no_error_summary = true;
     config.quiet = 1;
     // Only request metrics travel to Locust's master.
     config.no_transaction_metrics = true;
     config.no_scenario_metrics = true;
     config.no_percentiles_over_time = true;
     config.request_log = options.request_log.clone();
+    if config.request_log.is_some() {
+        config.request_format = Some(goose::logger::GooseLogFormat::Json);
+    }
     config
 }
 

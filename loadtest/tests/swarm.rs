@@ -1,0 +1,81 @@
+//! The swarm end to end: a `loadtest master` and real `loadtest worker`
+//! processes against a real nginx, checked against nginx's access log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::support::{Nginx, NginxOptions, TempDir};
+use common::*;
+
+/// Master + 2 workers, ~10 s: the master's totals are nginx's.
+#[test]
+fn master_totals_match_the_nginx_access_log() {
+    let nginx = Nginx::start(NginxOptions {
+        fail_percent: Some(5),
+        ..NginxOptions::default()
+    });
+    let dir = TempDir::new("swarm-counts");
+    let prefix = path_in(&dir, "run");
+    let prefix = prefix.to_str().expect("utf-8 temp path");
+    let (mut master, port) = master(
+        &dir,
+        &[
+            "--headless",
+            "-u",
+            "8",
+            "-r",
+            "8",
+            "-t",
+            "10s",
+            "--expect-workers",
+            "2",
+            "--host",
+            &nginx.url(),
+            "--csv",
+            prefix,
+            "--exit-code-on-error",
+            "3",
+        ],
+    );
+    let _w1 = worker(&dir, port, &[]);
+    let _w2 = worker(&dir, port, &[]);
+    let code = exit_code(&mut master, Duration::from_secs(60));
+    assert_eq!(
+        code,
+        3,
+        "failures were seen, so --exit-code-on-error applies\n{}",
+        master.logs()
+    );
+
+    let total = csv_row(&path_in(&dir, "run_stats.csv"), "Aggregated");
+    let requests = num(&total, "Request Count");
+    let failures = num(&total, "Failure Count");
+    let logged = nginx.count_requests() as f64;
+    let logged_failures = nginx.count_non_2xx() as f64;
+    println!("master: {requests} requests, {failures} failures; nginx: {logged} lines, {logged_failures} non-2xx");
+    assert!(
+        requests > 1_000.0,
+        "too little load to compare: {requests}\n{}",
+        master.logs()
+    );
+    assert_close(requests, logged, 0.005, "requests: master vs nginx log");
+    assert_close(
+        failures,
+        logged_failures,
+        0.005,
+        "failures: master vs nginx non-2xx",
+    );
+    for file in [
+        "run_stats_history.csv",
+        "run_failures.csv",
+        "run_exceptions.csv",
+    ] {
+        assert!(path_in(&dir, file).is_file(), "{file} written");
+    }
+    let summary = master.stdout();
+    assert!(
+        summary.contains("Aggregated") && summary.contains("99%"),
+        "summary printed:\n{summary}"
+    );
+}

@@ -1,0 +1,45 @@
+//! Command definitions: one file per subcommand. Doc comments are the help.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod aws;
+pub mod destroy;
+pub mod launch;
+pub mod local;
+pub mod status;
+
+/// Launch, deploy and drive goose load tests on EC2 spot fleets (or on this
+/// machine with `spotload local`).
+#[derive(Debug, Parser)]
+#[command(name = "spotload", version, about)]
+pub struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole fleet on this machine: a target web server, a master
+    /// with the web UI and N workers. Ctrl-C stops everything it started.
+    Local(local::LocalArgs),
+    Launch(launch::LaunchArgs),
+    Status(status::StatusArgs),
+    Destroy(destroy::DestroyArgs),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand to completion.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Local(args) => args.run(),
+            Command::Launch(args) => args.run(),
+            Command::Status(args) => args.run(),
+            Command::Destroy(args) => args.run(),
+        }
+    }
+}

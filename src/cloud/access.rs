@@ -1,0 +1,225 @@
+//! Who may reach the fleet: its security group and rules, its key pair, and
+//! the caller's public address when no `--allow-cidr` is given.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, KeyType, ResourceType, Tag, TagSpecification,
+    UserIdGroupPair,
+};
+
+use super::plan::Cidr;
+use super::{error, CloudError, Ec2, FleetName, Role, TAG_FLEET, TAG_ROLE};
+
+/// Ports the operator reaches from `--allow-cidr`: SSH, Nginx, the swarm UI.
+pub const PUBLIC_PORTS: [(i32, &str); 3] = [(22, "ssh"), (80, "http"), (8089, "swarm web ui")];
+/// Port workers use to reach the master; open only inside the group.
+pub const SWARM_PORT: i32 = 5557;
+/// Learning the caller's address must not hold up a launch for long.
+const PUBLIC_IP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tags for one resource of the fleet (and its role, for instances).
+pub(crate) fn tagging(
+    kind: ResourceType,
+    fleet: &FleetName,
+    role: Option<Role>,
+) -> TagSpecification {
+    let mut spec = TagSpecification::builder()
+        .resource_type(kind)
+        .tags(Tag::builder().key(TAG_FLEET).value(fleet.as_str()).build());
+    if let Some(role) = role {
+        spec = spec
+            .tags(Tag::builder().key(TAG_ROLE).value(role.as_str()).build())
+            .tags(
+                Tag::builder()
+                    .key("Name")
+                    .value(format!("{}-{role}", fleet.resource_name()))
+                    .build(),
+            );
+    }
+    spec.build()
+}
+
+/// The caller's public address as a /32 (or /128), from a service that
+/// answers with the address as plain text.
+pub(crate) async fn learn_caller_cidr(url: &str) -> Result<Cidr, CloudError> {
+    let unknown = |detail: String| CloudError::PublicAddressUnknown {
+        url: url.to_string(),
+        detail,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(PUBLIC_IP_TIMEOUT)
+        .build()
+        .map_err(|err| unknown(error::root_cause(&err)))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|err| unknown(error::root_cause(&err)))?;
+    let body = response
+        .text()
+        .await
+        .map_err(|err| unknown(error::root_cause(&err)))?;
+    let addr: IpAddr = body
+        .trim()
+        .parse()
+        .map_err(|_| unknown(format!("the answer {:?} is not an address", body.trim())))?;
+    Ok(Cidr::host(addr))
+}
+
+impl Ec2 {
+    /// Fails unless key pair `name` exists in this region.
+    pub(crate) async fn check_key_pair(&self, name: &str) -> Result<(), CloudError> {
+        let found = self
+            .ec2
+            .describe_key_pairs()
+            .filters(Filter::builder().name("key-name").values(name).build())
+            .send()
+            .await
+            .map_err(|err| self.sdk_error(format!("DescribeKeyPairs ({name})"), err))?;
+        if found.key_pairs().is_empty() {
+            return Err(CloudError::KeyPairMissing {
+                name: name.to_string(),
+                region: self.region.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates the fleet's ed25519 key pair; returns its name and private key.
+    pub(crate) async fn create_key_pair(
+        &self,
+        fleet: &FleetName,
+    ) -> Result<(String, String), CloudError> {
+        let name = fleet.resource_name();
+        let created = self
+            .ec2
+            .create_key_pair()
+            .key_name(&name)
+            .key_type(KeyType::Ed25519)
+            .tag_specifications(tagging(ResourceType::KeyPair, fleet, None))
+            .send()
+            .await
+            .map_err(|err| self.sdk_error(format!("CreateKeyPair ({name})"), err))?;
+        let material = created
+            .key_material()
+            .ok_or_else(|| CloudError::Unexpected {
+                action: format!("CreateKeyPair ({name})"),
+                detail: "the answer holds no private key".into(),
+            })?;
+        Ok((name, material.to_string()))
+    }
+
+    /// The default VPC's id: spotload makes no network of its own.
+    pub(crate) async fn default_vpc(&self) -> Result<String, CloudError> {
+        let vpcs = self
+            .ec2
+            .describe_vpcs()
+            .filters(Filter::builder().name("is-default").values("true").build())
+            .send()
+            .await
+            .map_err(|err| self.sdk_error("DescribeVpcs (is-default)", err))?;
+        vpcs.vpcs()
+            .iter()
+            .find_map(|vpc| vpc.vpc_id())
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::NoDefaultVpc {
+                region: self.region.clone(),
+            })
+    }
+
+    /// Creates the fleet's security group in `vpc`; returns its id.
+    pub(crate) async fn create_security_group(
+        &self,
+        fleet: &FleetName,
+        vpc: &str,
+    ) -> Result<String, CloudError> {
+        let name = fleet.resource_name();
+        let created = self
+            .ec2
+            .create_security_group()
+            .group_name(&name)
+            .description(format!("spotload fleet {fleet}"))
+            .vpc_id(vpc)
+            .tag_specifications(tagging(ResourceType::SecurityGroup, fleet, None))
+            .send()
+            .await
+            .map_err(|err| self.sdk_error(format!("CreateSecurityGroup ({name} in {vpc})"), err))?;
+        created
+            .group_id()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::Unexpected {
+                action: format!("CreateSecurityGroup ({name})"),
+                detail: "the answer holds no group id".into(),
+            })
+    }
+
+    /// Opens 22, 80 and 8089 to `cidrs`, and 5557 to members of the group.
+    pub(crate) async fn authorize_fleet_access(
+        &self,
+        group: &str,
+        cidrs: &[Cidr],
+    ) -> Result<(), CloudError> {
+        let listed: Vec<String> = cidrs.iter().map(Cidr::to_string).collect();
+        self.ec2
+            .authorize_security_group_ingress()
+            .group_id(group)
+            .set_ip_permissions(Some(ingress_rules(group, cidrs)))
+            .send()
+            .await
+            .map_err(|err| {
+                let action = format!(
+                    "AuthorizeSecurityGroupIngress ({group} from {})",
+                    listed.join(" ")
+                );
+                self.sdk_error(action, err)
+            })?;
+        Ok(())
+    }
+}
+
+/// The group's whole ingress: nothing else is opened.
+fn ingress_rules(group: &str, cidrs: &[Cidr]) -> Vec<IpPermission> {
+    let mut rules: Vec<IpPermission> = PUBLIC_PORTS
+        .iter()
+        .map(|(port, what)| {
+            let (v6, v4): (Vec<&Cidr>, Vec<&Cidr>) = cidrs.iter().partition(|c| c.is_ipv6());
+            let description = format!("spotload: {what}");
+            let v4 = v4.iter().map(|c| {
+                IpRange::builder()
+                    .cidr_ip(c.to_string())
+                    .description(&description)
+                    .build()
+            });
+            let v6 = v6.iter().map(|c| {
+                Ipv6Range::builder()
+                    .cidr_ipv6(c.to_string())
+                    .description(&description)
+                    .build()
+            });
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(*port)
+                .to_port(*port)
+                .set_ip_ranges(Some(v4.collect()).filter(|r: &Vec<_>| !r.is_empty()))
+                .set_ipv6_ranges(Some(v6.collect()).filter(|r: &Vec<_>| !r.is_empty()))
+                .build()
+        })
+        .collect();
+    rules.push(
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(SWARM_PORT)
+            .to_port(SWARM_PORT)
+            .user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id(group)
+                    .description("spotload: workers to master")
+                    .build(),
+            )
+            .build(),
+    );
+    rules
+}

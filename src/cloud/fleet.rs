@@ -1,0 +1,162 @@
+//! The fleet's domain types: its name, the roles its instances play, one
+//! instance as EC2 reports it, and what a launched fleet consists of.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::PlanError;
+
+/// Tag that marks every resource spotload creates with the fleet's name.
+pub const TAG_FLEET: &str = "spotload:fleet";
+/// Tag that gives each instance its role.
+pub const TAG_ROLE: &str = "spotload:role";
+
+/// Longest fleet name: it goes into resource names and the 64-character
+/// client tokens that make launches safe to retry.
+const MAX_NAME_LEN: usize = 32;
+
+/// A validated fleet name: letters, digits, `-` and `_`, starting with a
+/// letter or digit, at most 32 characters. Safe in tags, resource names and
+/// file names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FleetName(String);
+
+impl FleetName {
+    pub fn parse(name: &str) -> Result<FleetName, PlanError> {
+        let mut chars = name.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !first_ok || !rest_ok || name.len() > MAX_NAME_LEN {
+            return Err(PlanError::FleetName(name.to_string()));
+        }
+        Ok(FleetName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Name for the security group and key pair spotload creates.
+    pub fn resource_name(&self) -> String {
+        format!("spotload-{}", self.0)
+    }
+}
+
+impl fmt::Display for FleetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for FleetName {
+    type Error = PlanError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        FleetName::parse(&value)
+    }
+}
+
+impl From<FleetName> for String {
+    fn from(name: FleetName) -> String {
+        name.0
+    }
+}
+
+/// What an instance does in the load test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Nginx, the system under test.
+    Webserver,
+    /// The swarm master with the web UI on :8089.
+    Master,
+    /// Load generators that join the master on :5557.
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Webserver, Role::Master, Role::Worker];
+
+    /// The `spotload:role` tag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Webserver => "webserver",
+            Role::Master => "master",
+            Role::Worker => "worker",
+        }
+    }
+
+    pub fn from_tag(value: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == value)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One instance as EC2 reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    /// `None` when the role tag is missing (someone edited the tags).
+    pub role: Option<Role>,
+    pub instance_type: String,
+    /// `spot` or `on-demand`.
+    pub lifecycle: String,
+    /// EC2's state name: `pending`, `running`, `shutting-down`, ...
+    pub state: String,
+    /// Why EC2 says the instance is in its state (e.g. a spot interruption).
+    pub state_reason: Option<String>,
+    pub public_ip: Option<IpAddr>,
+    pub private_ip: Option<IpAddr>,
+    /// Launch time, seconds since the Unix epoch.
+    pub launched_at: Option<i64>,
+    pub availability_zone: Option<String>,
+    pub spot_request_id: Option<String>,
+}
+
+impl Instance {
+    /// The role for display: `?` when the tag is missing.
+    pub fn role_name(&self) -> &'static str {
+        self.role.map_or("?", Role::as_str)
+    }
+}
+
+/// The key pair instances accept for SSH.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetKey {
+    /// The EC2 key pair name.
+    pub name: String,
+    /// The private key on this machine, when known.
+    pub private_key: Option<PathBuf>,
+    /// True when spotload created the key pair (and `destroy` deletes it).
+    pub created: bool,
+}
+
+/// A launched fleet: what the fleet file records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fleet {
+    pub name: FleetName,
+    pub region: String,
+    pub security_group_id: String,
+    pub key: FleetKey,
+    /// Webserver first, then master, then workers.
+    pub instances: Vec<Instance>,
+    /// Launch template used for a multi-type worker fleet.
+    pub launch_template_id: Option<String>,
+}
+
+impl Fleet {
+    /// The instances playing `role`.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Instance> {
+        self.instances
+            .iter()
+            .filter(move |instance| instance.role == Some(role))
+    }
+}

@@ -1,0 +1,400 @@
+//! Launch flags validated once into a [`FleetPlan`], before any I/O touches
+//! the cloud: a plan that exists is one `launch` can carry out as written.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{FleetName, Role};
+
+/// Most workers one launch may ask for: a typo should not start a thousand.
+pub const MAX_WORKERS: u32 = 200;
+/// Longest self-destruct timer: a forgotten fleet must end within a week.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Where `launch` learns the caller's public address when no CIDR is given.
+pub const DEFAULT_PUBLIC_IP_URL: &str = "https://checkip.amazonaws.com";
+
+/// A flag value that can't make a fleet.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error(
+        "invalid fleet name {0:?}: use up to 32 letters, digits, '-' or '_', \
+         starting with a letter or digit"
+    )]
+    FleetName(String),
+    #[error("--workers {0}: give between 1 and {MAX_WORKERS} workers")]
+    Workers(u32),
+    #[error("{flag} {value:?}: an instance type looks like t3.small or c7g.large")]
+    InstanceType { flag: &'static str, value: String },
+    #[error("--worker-type {0:?} names a type twice; list each type once")]
+    DuplicateType(String),
+    #[error("--ami {0:?}: an AMI id looks like ami-0123456789abcdef0")]
+    Ami(String),
+    #[error("--max-price {0:?}: give a price in USD per hour, e.g. 0.05")]
+    MaxPrice(String),
+    #[error("--allow-cidr {0:?}: give an address range like 203.0.113.7/32 or 2001:db8::/64")]
+    Cidr(String),
+    #[error("{flag} {value:?}: give a duration like 90s, 15m, 2h or 1h30m")]
+    Duration { flag: &'static str, value: String },
+    #[error("{flag} {value}: must be between {min} and {max}")]
+    DurationRange {
+        flag: &'static str,
+        value: String,
+        min: String,
+        max: String,
+    },
+    #[error("--key-file needs --key-name: the EC2 key pair whose private key the file holds")]
+    KeyFileWithoutName,
+    #[error("--key-file {path}: {problem}; give the private key of key pair {key_name}")]
+    KeyFile {
+        path: PathBuf,
+        key_name: String,
+        problem: String,
+    },
+    #[error("--key-name {0:?}: give the name of an existing EC2 key pair")]
+    KeyName(String),
+}
+
+/// The raw launch flags, as the command line gives them.
+#[derive(Debug, Clone)]
+pub struct LaunchFlags {
+    pub fleet: String,
+    pub workers: u32,
+    pub worker_type: String,
+    pub master_type: String,
+    pub webserver_type: String,
+    pub ami: Option<String>,
+    pub key_name: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub allow_cidr: Vec<String>,
+    pub public_ip_url: String,
+    pub max_price: Option<String>,
+    pub ttl: String,
+    pub wait_timeout: String,
+}
+
+/// How many instances of which types one role gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolePlan {
+    pub role: Role,
+    pub count: u32,
+    /// One type, or several for the worker fleet to choose among.
+    pub instance_types: Vec<String>,
+}
+
+/// Which key pair instances accept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyPlan {
+    /// Create `spotload-<fleet>` and save its private key in the state dir.
+    Create,
+    /// Use an existing key pair; `private_key` is its key file, if given.
+    Existing {
+        name: String,
+        private_key: Option<PathBuf>,
+    },
+}
+
+/// Who may reach ports 22, 80 and 8089.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Access {
+    Cidrs(Vec<Cidr>),
+    /// Learn this machine's public address from this URL at launch.
+    CallerAddress {
+        url: String,
+    },
+}
+
+/// A fleet launch, fully validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetPlan {
+    pub fleet: FleetName,
+    /// Webserver, master and workers, in launch order.
+    pub roles: Vec<RolePlan>,
+    /// `None`: the latest Amazon Linux 2023 for each type's architecture.
+    pub ami: Option<String>,
+    pub key: KeyPlan,
+    pub access: Access,
+    /// Spot price cap in USD per hour; `None` caps at the on-demand price.
+    pub max_price: Option<String>,
+    pub ttl: Duration,
+    pub wait_timeout: Duration,
+}
+
+impl FleetPlan {
+    /// Checks every flag; the only I/O is looking at `--key-file`.
+    pub fn from_flags(flags: &LaunchFlags) -> Result<FleetPlan, PlanError> {
+        let fleet = FleetName::parse(&flags.fleet)?;
+        if flags.workers == 0 || flags.workers > MAX_WORKERS {
+            return Err(PlanError::Workers(flags.workers));
+        }
+        let roles = vec![
+            RolePlan {
+                role: Role::Webserver,
+                count: 1,
+                instance_types: instance_types("--webserver-type", &flags.webserver_type)?,
+            },
+            RolePlan {
+                role: Role::Master,
+                count: 1,
+                instance_types: instance_types("--master-type", &flags.master_type)?,
+            },
+            RolePlan {
+                role: Role::Worker,
+                count: flags.workers,
+                instance_types: instance_types("--worker-type", &flags.worker_type)?,
+            },
+        ];
+        for single in &roles[..2] {
+            if single.instance_types.len() != 1 {
+                let flag = if single.role == Role::Master {
+                    "--master-type"
+                } else {
+                    "--webserver-type"
+                };
+                return Err(PlanError::InstanceType {
+                    flag,
+                    value: single.instance_types.join(","),
+                });
+            }
+        }
+        Ok(FleetPlan {
+            fleet,
+            roles,
+            ami: flags.ami.as_deref().map(ami).transpose()?,
+            key: key_plan(flags.key_name.as_deref(), flags.key_file.as_deref())?,
+            access: access(&flags.allow_cidr, &flags.public_ip_url)?,
+            max_price: flags.max_price.as_deref().map(max_price).transpose()?,
+            ttl: bounded("--ttl", &flags.ttl, Duration::from_secs(60), MAX_TTL)?,
+            wait_timeout: bounded(
+                "--wait-timeout",
+                &flags.wait_timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(3 * 3600),
+            )?,
+        })
+    }
+
+    /// The plan for `role`.
+    pub fn role(&self, role: Role) -> &RolePlan {
+        // from_flags builds all three roles in Role order.
+        &self.roles[role as usize]
+    }
+
+    /// How many instances the plan launches.
+    pub fn instance_count(&self) -> u32 {
+        self.roles.iter().map(|r| r.count).sum()
+    }
+}
+
+fn instance_types(flag: &'static str, value: &str) -> Result<Vec<String>, PlanError> {
+    let mut types: Vec<String> = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        if !looks_like_instance_type(item) {
+            return Err(PlanError::InstanceType {
+                flag,
+                value: value.to_string(),
+            });
+        }
+        if types.iter().any(|t| t == item) {
+            return Err(PlanError::DuplicateType(value.to_string()));
+        }
+        types.push(item.to_string());
+    }
+    Ok(types)
+}
+
+fn looks_like_instance_type(value: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    match value.split_once('.') {
+        Some((family, size)) => ok(family) && ok(size) && value.len() <= 64,
+        None => false,
+    }
+}
+
+fn ami(value: &str) -> Result<String, PlanError> {
+    let hex = value.strip_prefix("ami-").unwrap_or("");
+    if hex.len() >= 8 && hex.len() <= 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(value.to_string())
+    } else {
+        Err(PlanError::Ami(value.to_string()))
+    }
+}
+
+fn max_price(value: &str) -> Result<String, PlanError> {
+    match value.parse::<f64>() {
+        Ok(price) if price.is_finite() && price > 0.0 => Ok(value.to_string()),
+        _ => Err(PlanError::MaxPrice(value.to_string())),
+    }
+}
+
+fn key_plan(name: Option<&str>, file: Option<&std::path::Path>) -> Result<KeyPlan, PlanError> {
+    let Some(name) = name else {
+        return match file {
+            Some(_) => Err(PlanError::KeyFileWithoutName),
+            None => Ok(KeyPlan::Create),
+        };
+    };
+    if name.trim().is_empty() || name.len() > 255 {
+        return Err(PlanError::KeyName(name.to_string()));
+    }
+    if let Some(path) = file {
+        let problem = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => None,
+            Ok(_) => Some("is not a file".to_string()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Some("no such file".to_string())
+            }
+            Err(err) => Some(err.to_string()),
+        };
+        if let Some(problem) = problem {
+            return Err(PlanError::KeyFile {
+                path: path.to_path_buf(),
+                key_name: name.to_string(),
+                problem,
+            });
+        }
+    }
+    Ok(KeyPlan::Existing {
+        name: name.to_string(),
+        private_key: file.map(std::path::Path::to_path_buf),
+    })
+}
+
+fn access(cidrs: &[String], url: &str) -> Result<Access, PlanError> {
+    let parsed = cidrs
+        .iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(Cidr::from_str)
+        .collect::<Result<Vec<_>, _>>()?;
+    if parsed.is_empty() {
+        Ok(Access::CallerAddress {
+            url: url.to_string(),
+        })
+    } else {
+        Ok(Access::Cidrs(parsed))
+    }
+}
+
+fn bounded(
+    flag: &'static str,
+    value: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, PlanError> {
+    let duration = parse_duration(value).ok_or_else(|| PlanError::Duration {
+        flag,
+        value: value.to_string(),
+    })?;
+    if duration < min || duration > max {
+        return Err(PlanError::DurationRange {
+            flag,
+            value: value.to_string(),
+            min: format_duration(min),
+            max: format_duration(max),
+        });
+    }
+    Ok(duration)
+}
+
+/// Parses `90s`, `15m`, `2h`, `1d` and sums like `1h30m`; every number needs
+/// a unit, so `2` is refused rather than guessed.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in value.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        let amount: u64 = digits.parse().ok()?;
+        total = total.checked_add(amount.checked_mul(unit)?)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || value.trim().is_empty() {
+        return None;
+    }
+    Some(Duration::from_secs(total))
+}
+
+/// Formats whole seconds the way [`parse_duration`] reads them: `1h30m`.
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (amount, unit) in [(d, 'd'), (h, 'h'), (m, 'm'), (s, 's')] {
+        if amount > 0 {
+            out.push_str(&format!("{amount}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+/// An IPv4 or IPv6 address range, host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The single address `addr`: /32 or /128.
+    pub fn host(addr: IpAddr) -> Cidr {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Cidr { addr, prefix }
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = PlanError;
+    fn from_str(value: &str) -> Result<Cidr, PlanError> {
+        let bad = || PlanError::Cidr(value.to_string());
+        let (addr, prefix) = value.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let addr = match addr {
+            IpAddr::V4(v4) if prefix <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::from((u32::from(v4) & mask).to_be_bytes())
+            }
+            IpAddr::V6(v6) if prefix <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::from((u128::from(v6) & mask).to_be_bytes())
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,28 @@
+//! spotload: launch a spot fleet, deploy nginx and the `loadtest` swarm onto
+//! it, drive it, and tear it down.
+//!
+//! - [`cli`]: one file per subcommand, each an `Args` struct with `run()`.
+//! - [`local`]: the whole fleet as processes on this machine (`spotload local`).
+//! - [`cloud`]: EC2 spot fleets: plan, launch, wait, describe, destroy.
+//!
+//! The load engine itself lives in the `swarm` crate, which has no cloud or
+//! SSH dependencies; the `loadtest` binary is built from it.
+
+pub mod cli;
+pub mod cloud;
+pub mod local;
+
+/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

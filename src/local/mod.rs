@@ -1,0 +1,135 @@
+//! `spotload local`: the whole fleet as processes on this machine — a
+//! target web server, a `loadtest master` with the UI and N `loadtest
+//! worker`s. Every process it starts is stopped when it ends (Ctrl-C, a
+//! child failing, or spotload itself killed: children get SIGTERM then).
+
+mod children;
+mod target;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use children::Children;
+pub use target::{Target, TargetKind};
+
+/// What to run locally.
+#[derive(Debug, Clone)]
+pub struct LocalPlan {
+    pub workers: usize,
+    /// Target URL; `None` starts nginx (or the built-in server).
+    pub target: Option<String>,
+    pub web_port: u16,
+    pub master_port: u16,
+    pub loadtest: PathBuf,
+    /// Extra arguments for `loadtest master` (e.g. `--headless -u 10 -t 30s`).
+    pub master_args: Vec<String>,
+}
+
+/// Finds the `loadtest` binary: next to this executable (a cargo build puts
+/// both there), else on PATH.
+pub fn find_loadtest() -> anyhow::Result<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("loadtest")));
+    if let Some(path) = beside.filter(|p| p.is_file()) {
+        return Ok(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("loadtest"))
+        .find(|p| p.is_file());
+    on_path.context("no `loadtest` binary next to spotload or on PATH: build it with `cargo build --release -p loadtest` or pass --loadtest-bin")
+}
+
+/// Runs the local fleet until Ctrl-C or until the master ends; returns the
+/// master's exit code (a headless run's answer).
+pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
+    let target = match &plan.target {
+        Some(url) => Target::external(url),
+        None => Target::start().await?,
+    };
+    let mut children = Children::default();
+    let master = children.spawn("master", &plan.loadtest, &master_args(&plan, &target.url))?;
+    for i in 0..plan.workers {
+        let args = [
+            "worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            &plan.master_port.to_string(),
+        ];
+        children.spawn(
+            &format!("worker {}", i + 1),
+            &plan.loadtest,
+            &args.map(String::from),
+        )?;
+    }
+    print_addresses(&plan, &target);
+    let code = tokio::select! {
+        code = children.wait_for(master) => {
+            code.with_context(|| format!("waiting for the master ({})", plan.loadtest.display()))?
+        }
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("Ctrl-C: stopping the master, the workers and the target");
+            // The master prints its summary on SIGINT; give it the chance.
+            children.signal(master, libc::SIGINT);
+            children.wait_for_timeout(master, Duration::from_secs(15)).await.unwrap_or(130)
+        }
+    };
+    children.stop_all(Duration::from_secs(5)).await;
+    target.stop().await;
+    Ok(code)
+}
+
+fn master_args(plan: &LocalPlan, target_url: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        &plan.master_port.to_string(),
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        &plan.web_port.to_string(),
+        "--host",
+        target_url,
+        "--expect-workers",
+        &plan.workers.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(plan.master_args.iter().cloned());
+    args
+}
+
+fn print_addresses(plan: &LocalPlan, target: &Target) {
+    println!("target:  {} ({})", target.url, target.kind.describe());
+    if plan.master_args.iter().any(|a| a == "--headless") {
+        println!(
+            "master:  headless run, {} workers on 127.0.0.1:{}",
+            plan.workers, plan.master_port
+        );
+    } else {
+        println!("web UI:  http://127.0.0.1:{}", plan.web_port);
+        println!(
+            "master:  127.0.0.1:{} with {} workers",
+            plan.master_port, plan.workers
+        );
+    }
+    println!("Ctrl-C stops everything.");
+}
+
+/// Whether `path` looks runnable, for a clear error before spawning.
+pub fn check_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("loadtest binary {}", path.display()))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        anyhow::bail!("{} is not an executable file", path.display());
+    }
+    Ok(())
+}
