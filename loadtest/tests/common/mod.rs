@@ -117,6 +117,7 @@ pub fn wait_until<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Opt
 /// Within `tolerance` (a fraction) of `expected`.
 pub fn assert_close(actual: f64, expected: f64, tolerance: f64, what: &str) {
     let diff = (actual - expected).abs();
+    println!("{what}: {actual} vs {expected}");
     assert!(
         expected > 0.0,
         "{what}: nothing to compare (expected {expected})"

@@ -341,7 +341,15 @@ impl ToWorker {
                         "user_classes_count",
                         counts_value(&order.user_classes_count),
                     ),
-                    ("host", order.host.as_str().into()),
+                    // Locust sends nil for "no host": the worker keeps its own.
+                    (
+                        "host",
+                        if order.host.is_empty() {
+                            Value::Nil
+                        } else {
+                            order.host.as_str().into()
+                        },
+                    ),
                     (
                         "stop_timeout",
                         order.stop_timeout.map_or(Value::Nil, Value::from),

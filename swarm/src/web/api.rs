@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::form::parse_swarm_form;
 use super::WebState;
 use crate::master::{MasterError, MasterSnapshot};
-use crate::stats::{now_epoch, StatsEntry};
+use crate::stats::{now_epoch, ExceptionRow, StatsEntry};
 
 const INDEX: &str = include_str!("assets/index.html");
 
@@ -58,10 +58,16 @@ pub(super) async fn swarm(
             ))
         }
     };
+    let run_time = request.run_time;
     match state.master.swarm(request).await {
-        Ok(message) => Ok(Json(
-            json!({"success": true, "message": message, "host": host().await}),
-        )),
+        Ok(message) => {
+            let mut answer = json!({"success": true, "message": message, "host": host().await});
+            // Locust adds the run time, in whole seconds, when one was given.
+            if let Some(run_time) = run_time {
+                answer["run_time"] = json!(run_time.as_secs());
+            }
+            Ok(Json(answer))
+        }
         Err(MasterError::Gone) => Err(ApiError(MasterError::Gone)),
         Err(err) => Ok(Json(
             json!({"success": false, "message": err.to_string(), "host": host().await}),
@@ -178,7 +184,25 @@ pub(super) async fn history(State(state): State<WebState>) -> ApiResult<Json<Val
 
 pub(super) async fn exceptions(State(state): State<WebState>) -> ApiResult<Json<Value>> {
     let snapshot = state.master.snapshot().await?;
-    Ok(Json(json!({"exceptions": snapshot.exceptions})))
+    Ok(Json(exceptions_json(&snapshot.exceptions)))
+}
+
+/// `GET /exceptions`, as Locust answers it: `nodes` is one comma-separated
+/// string, not a list.
+pub fn exceptions_json(rows: &[ExceptionRow]) -> Value {
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let nodes: Vec<&str> = row.nodes.iter().map(String::as_str).collect();
+            json!({
+                "count": row.count,
+                "msg": row.msg,
+                "traceback": row.traceback,
+                "nodes": nodes.join(", "),
+            })
+        })
+        .collect();
+    json!({ "exceptions": rows })
 }
 
 pub(super) async fn exceptions_csv(State(state): State<WebState>) -> ApiResult<Response> {

@@ -1,0 +1,132 @@
+//! Percentiles come from merged histograms: two workers see very different
+//! latencies, and the master's p50/p95/p99 are those of the union of every
+//! request either worker made — not an average of per-worker figures.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::support::{Nginx, NginxOptions, TempDir};
+use common::*;
+use swarm::stats::{bucket_ms, StatsEntry};
+
+/// Response times (ms) from a goose JSON request log.
+fn logged_times(path: &std::path::Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| v["response_time"].as_f64())
+        .collect()
+}
+
+fn entry_of(times: &[f64]) -> StatsEntry {
+    let mut entry = StatsEntry::new("/", "GET", 0.0);
+    for ms in times {
+        entry.log(*ms, 1, false, 1.0);
+    }
+    entry
+}
+
+/// The width of Locust's bucket around `ms`: one bucket is the precision
+/// both sides share (goose keeps µs buckets, the log whole ms).
+fn bucket_step(ms: f64) -> f64 {
+    match ms {
+        m if m < 100.0 => 1.0,
+        m if m < 1_000.0 => 10.0,
+        m if m < 10_000.0 => 100.0,
+        _ => 1_000.0,
+    }
+}
+
+#[test]
+fn master_percentiles_are_those_of_the_union_of_samples() {
+    let fast = Nginx::start(NginxOptions::default());
+    // 100 requests/s at most: with 4 users each request queues ~40 ms.
+    let slow = Nginx::start(NginxOptions {
+        root_rate: Some(100),
+        ..NginxOptions::default()
+    });
+    let dir = TempDir::new("swarm-percentiles");
+    let prefix = path_in(&dir, "run");
+    let (log_a, log_b) = (path_in(&dir, "fast.jsonl"), path_in(&dir, "slow.jsonl"));
+    // No --host on the master: each worker keeps its own target.
+    let (mut master, port) = master(
+        &dir,
+        &[
+            "--headless",
+            "-u",
+            "8",
+            "-r",
+            "8",
+            "-t",
+            "8s",
+            "--expect-workers",
+            "2",
+            "--csv",
+            prefix.to_str().expect("utf-8"),
+        ],
+    );
+    let _a = worker(
+        &dir,
+        port,
+        &[
+            "--host",
+            &fast.url(),
+            "--request-log",
+            log_a.to_str().expect("utf-8"),
+        ],
+    );
+    let _b = worker(
+        &dir,
+        port,
+        &[
+            "--host",
+            &slow.url(),
+            "--request-log",
+            log_b.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(
+        exit_code(&mut master, Duration::from_secs(60)),
+        0,
+        "{}",
+        master.logs()
+    );
+
+    let (times_a, times_b) = (logged_times(&log_a), logged_times(&log_b));
+    let mut union_times = times_a.clone();
+    union_times.extend(&times_b);
+    let union = entry_of(&union_times);
+    let (a, b) = (entry_of(&times_a), entry_of(&times_b));
+    let total = csv_row(&path_in(&dir, "run_stats.csv"), "Aggregated");
+    assert_close(
+        num(&total, "Request Count"),
+        union.num_requests as f64,
+        0.005,
+        "requests: master vs request logs",
+    );
+    let mut seen = BTreeMap::new();
+    let mut averaging_would_differ = false;
+    for (label, p) in [("50%", 0.5), ("95%", 0.95), ("99%", 0.99)] {
+        let master_value = num(&total, label);
+        let expected = union.percentile(p) as f64;
+        let averaged = ((a.percentile(p) + b.percentile(p)) as f64 / 2.0).round();
+        seen.insert(label, (master_value, expected, averaged));
+        let step = bucket_step(expected);
+        assert!(
+            (master_value - expected).abs() <= step,
+            "{label}: master {master_value} ms, union of samples {expected} ms (bucket {}) — {seen:?}",
+            bucket_ms(expected)
+        );
+        averaging_would_differ |= (averaged - expected).abs() > step;
+    }
+    println!(
+        "percentiles (master, union, per-worker average): {seen:?}; fast {} slow {} requests",
+        a.num_requests, b.num_requests
+    );
+    assert!(
+        averaging_would_differ,
+        "the two workers' latencies should differ enough that averaging is wrong: {seen:?}"
+    );
+}
