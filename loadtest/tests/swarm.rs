@@ -79,3 +79,31 @@ fn master_totals_match_the_nginx_access_log() {
         "summary printed:\n{summary}"
     );
 }
+
+/// A worker whose master vanishes quits after --master-timeout, saying why;
+/// one with no master at all gives up after the same time.
+#[test]
+fn worker_quits_when_the_master_is_gone() {
+    let dir = TempDir::new("swarm-master-gone");
+    let (mut master, port) = master(&dir, &["--headless", "-u", "1", "--expect-workers", "5"]);
+    let mut orphan = worker(&dir, port, &["--master-timeout", "3"]);
+    std::thread::sleep(Duration::from_secs(2));
+    master.signal("KILL");
+    let code = exit_code(&mut orphan, Duration::from_secs(15));
+    assert_ne!(code, 0, "losing the master is a failure exit");
+    assert!(
+        orphan.stderr().contains("no message from the master"),
+        "{}",
+        orphan.stderr()
+    );
+
+    let closed = common::support::free_port();
+    let mut lonely = worker(&dir, closed, &["--master-timeout", "2"]);
+    let code = exit_code(&mut lonely, Duration::from_secs(15));
+    assert_ne!(code, 0);
+    assert!(
+        lonely.stderr().contains("no master answered"),
+        "{}",
+        lonely.stderr()
+    );
+}

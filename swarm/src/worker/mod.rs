@@ -11,6 +11,8 @@ mod goose_driver;
 mod snapshot;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,12 +70,14 @@ pub struct Worker {
     node_id: String,
     link: WorkerLink,
     goose: GooseDriver,
-    state: WorkerState,
+    /// Read by the heartbeat task, which runs on its own so a slow goose
+    /// command never delays a heartbeat.
+    state: Arc<StateCell>,
+    heartbeats: tokio::task::JoinHandle<()>,
     /// Per-class targets of the last accepted spawn.
     classes: BTreeMap<String, u64>,
     last_spawn: f64,
     last_heard: Instant,
-    system: ResourceProbe,
 }
 
 impl Worker {
@@ -81,17 +85,17 @@ impl Worker {
     pub async fn connect(config: WorkerConfig, scenarios: Vec<Scenario>) -> anyhow::Result<Self> {
         let node_id = new_node_id();
         let goose = GooseDriver::launch(scenarios, &config.driver).await?;
-        let link = connect_worker(&config.master_host, config.master_port, &node_id).await?;
+        let link = connect_within(&config, &node_id).await?;
         Ok(Worker {
             config,
             node_id,
             link,
             goose,
-            state: WorkerState::Ready,
+            state: Arc::new(StateCell::default()),
+            heartbeats: tokio::spawn(async {}),
             classes: BTreeMap::new(),
             last_spawn: f64::MIN,
             last_heard: Instant::now(),
-            system: ResourceProbe::new(),
         })
     }
 
@@ -105,10 +109,11 @@ impl Worker {
             version: LOCUST_COMPAT_VERSION.into(),
         })
         .await;
-        let mut heartbeat = interval(self.config.heartbeat_interval);
+        self.start_heartbeats();
+        let mut watchdog = interval(self.config.heartbeat_interval);
         let mut stats = interval(self.config.stats_interval);
         stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let exit = loop {
             tokio::select! {
                 frame = self.link.incoming.recv() => {
@@ -117,7 +122,7 @@ impl Worker {
                         break exit;
                     }
                 }
-                _ = heartbeat.tick() => {
+                _ = watchdog.tick() => {
                     if self.last_heard.elapsed() > self.config.master_timeout {
                         tracing::error!("no message from the master at {}:{} for {:?}; quitting", self.config.master_host, self.config.master_port, self.config.master_timeout);
                         break WorkerExit::MasterLost;
@@ -125,7 +130,6 @@ impl Worker {
                     if self.goose.has_ended() {
                         break WorkerExit::Interrupted;
                     }
-                    self.send_heartbeat().await;
                 }
                 _ = stats.tick() => self.report_stats().await?,
                 _ = tokio::signal::ctrl_c() => break WorkerExit::Interrupted,
@@ -156,14 +160,14 @@ impl Worker {
                     return Ok(None);
                 }
                 self.last_spawn = order.timestamp;
-                self.state = WorkerState::Spawning;
+                self.state.set(WorkerState::Spawning);
                 self.send(ToMaster::Spawning).await;
                 let users = order.user_count();
                 if let Some(report) = self.goose.set_users(&order.host, users).await? {
                     self.send_report(report).await;
                 }
                 self.classes = order.user_classes_count;
-                self.state = WorkerState::Running;
+                self.state.set(WorkerState::Running);
                 self.send(ToMaster::SpawningComplete {
                     user_classes_count: self.classes.clone(),
                     user_count: users,
@@ -174,7 +178,7 @@ impl Worker {
                 let report = self.goose.stop().await?;
                 self.send_report(report).await;
                 self.classes.clear();
-                self.state = WorkerState::Ready;
+                self.state.set(WorkerState::Ready);
                 self.send(ToMaster::ClientStopped).await;
                 self.send(ToMaster::ClientReady {
                     version: LOCUST_COMPAT_VERSION.into(),
@@ -183,12 +187,8 @@ impl Worker {
             }
             ToWorker::Quit => return Ok(Some(WorkerExit::MasterQuit)),
             ToWorker::Reconnect => {
-                self.link = connect_worker(
-                    &self.config.master_host,
-                    self.config.master_port,
-                    &self.node_id,
-                )
-                .await?;
+                self.link = connect_within(&self.config, &self.node_id).await?;
+                self.start_heartbeats();
                 self.send(ToMaster::ClientReady {
                     version: LOCUST_COMPAT_VERSION.into(),
                 })
@@ -213,18 +213,21 @@ impl Worker {
         self.send(ToMaster::Stats(Box::new(report))).await;
     }
 
-    async fn send_heartbeat(&mut self) {
-        let (cpu_usage, memory_usage) = self.system.sample();
-        self.send(ToMaster::Heartbeat(Heartbeat {
-            state: self.state,
-            cpu_usage,
-            memory_usage,
-        }))
-        .await;
+    /// (Re)starts the heartbeat task on the current link.
+    fn start_heartbeats(&mut self) {
+        self.heartbeats.abort();
+        let beat = HeartbeatTask {
+            outgoing: self.link.outgoing.clone(),
+            node_id: self.node_id.clone(),
+            state: self.state.clone(),
+            interval: self.config.heartbeat_interval,
+        };
+        self.heartbeats = tokio::spawn(beat.run());
     }
 
     /// Stops the users, sends what they measured, then says goodbye.
     async fn finish(mut self) {
+        self.heartbeats.abort();
         match self.goose.stop().await {
             Ok(report) => self.send_report(report).await,
             Err(err) => tracing::warn!("could not read goose's last metrics: {err}"),
@@ -244,6 +247,73 @@ impl Worker {
             .is_err()
         {
             tracing::warn!("the link to the master is closed");
+        }
+    }
+}
+
+/// Connects to the master, giving up after `master_timeout` as a worker
+/// that hears nothing from its master does.
+async fn connect_within(config: &WorkerConfig, node_id: &str) -> anyhow::Result<WorkerLink> {
+    let connect = connect_worker(&config.master_host, config.master_port, node_id);
+    match tokio::time::timeout(config.master_timeout, connect).await {
+        Ok(link) => Ok(link?),
+        Err(_) => anyhow::bail!(
+            "no master answered at {}:{} within {:?}: start `loadtest master` there, or check --master-host/--master-port",
+            config.master_host,
+            config.master_port,
+            config.master_timeout
+        ),
+    }
+}
+
+/// The worker's state, shared with its heartbeat task.
+#[derive(Debug, Default)]
+struct StateCell(AtomicU8);
+
+impl StateCell {
+    fn set(&self, state: WorkerState) {
+        self.0.store(state as u8, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> WorkerState {
+        match self.0.load(Ordering::Relaxed) {
+            x if x == WorkerState::Spawning as u8 => WorkerState::Spawning,
+            x if x == WorkerState::Running as u8 => WorkerState::Running,
+            x if x == WorkerState::Stopped as u8 => WorkerState::Stopped,
+            _ => WorkerState::Ready,
+        }
+    }
+}
+
+/// Sends a heartbeat every interval, whatever the worker's loop is doing.
+struct HeartbeatTask {
+    outgoing: tokio::sync::mpsc::Sender<Bytes>,
+    node_id: String,
+    state: Arc<StateCell>,
+    interval: Duration,
+}
+
+impl HeartbeatTask {
+    async fn run(self) {
+        let mut probe = ResourceProbe::new();
+        let mut tick = interval(self.interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (cpu_usage, memory_usage) = probe.sample();
+            let beat = ToMaster::Heartbeat(Heartbeat {
+                state: self.state.get(),
+                cpu_usage,
+                memory_usage,
+            });
+            if self
+                .outgoing
+                .send(Bytes::from(beat.to_wire(&self.node_id)))
+                .await
+                .is_err()
+            {
+                break;
+            }
         }
     }
 }
