@@ -4,6 +4,7 @@
 //! - [`cli`]: one file per subcommand, each an `Args` struct with `run()`.
 //! - [`local`]: the whole fleet as processes on this machine (`spotload local`).
 //! - [`cloud`]: EC2 spot fleets: plan, launch, wait, describe, destroy.
+//! - [`remote`]: hosts over SSH and the deploy recipes per role.
 //!
 //! The load engine itself lives in the `swarm` crate, which has no cloud or
 //! SSH dependencies; the `loadtest` binary is built from it.
@@ -11,6 +12,7 @@
 pub mod cli;
 pub mod cloud;
 pub mod local;
+pub mod remote;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`.
 pub fn init_logging(verbose: u8) {

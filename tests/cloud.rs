@@ -12,12 +12,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, Instance, SecurityGroup};
-use moto::{free_port, Moto};
+use aws_sdk_ec2::types::Instance;
+use moto::{
+    filter, free_port, group_named, ingress, key_pair_exists, live_instances, shutdown_behaviour,
+    tag, user_data, Moto, FLEET_TAG,
+};
 
-const FLEET_TAG: &str = "spotload:fleet";
 const ROLE_TAG: &str = "spotload:role";
 const ALLOW: &str = "198.51.100.7/32";
 const AL2023_X86: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
@@ -82,24 +85,39 @@ impl Scratch {
         self.dir.path().join("state")
     }
 
-    /// Runs `spotload <args>` against `endpoint` with test credentials.
-    fn run(&self, endpoint: &str, args: &[&str]) -> Run {
-        self.run_env(
-            endpoint,
-            args,
-            &[
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ],
-        )
+    /// Runs `spotload ARGS` (split on whitespace) against `endpoint` with
+    /// test credentials.
+    fn run(&self, endpoint: &str, args: &str) -> Run {
+        let output = self.command(endpoint, args).output();
+        Run {
+            args: vec![args.to_string()],
+            output: output.expect("run the spotload binary"),
+        }
     }
 
-    fn run_env(&self, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    /// Like `run`, but without credentials and with `env` added.
+    fn run_env(&self, endpoint: &str, args: &str, env: &[(&str, &str)]) -> Run {
+        let output = self
+            .command(endpoint, args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run the spotload binary");
+        Run {
+            args: vec![args.to_string()],
+            output,
+        }
+    }
+
+    /// `spotload ARGS` with a clean environment and test credentials.
+    fn command(&self, endpoint: &str, args: &str) -> Command {
         let state = self.state();
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut all: Vec<String> = args.split_whitespace().map(String::from).collect();
         all.extend(["--endpoint-url".into(), endpoint.into()]);
         all.extend(["--state-dir".into(), state.display().to_string()]);
-        let output = Command::new(env!("CARGO_BIN_EXE_spotload"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spotload"));
+        command
             .args(&all)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -111,82 +129,10 @@ impl Scratch {
                 "SPOTLOAD_PUBLIC_IP_URL",
                 format!("http://127.0.0.1:{}/", free_port()),
             )
-            .envs(env.iter().copied())
-            .output()
-            .expect("run the spotload binary");
-        Run { args: all, output }
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        command
     }
-}
-
-fn tag<'a>(instance: &'a Instance, key: &str) -> Option<&'a str> {
-    instance
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
-}
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
-}
-
-/// The fleet's instances that are not terminated, by tag.
-async fn live_instances(ec2: &aws_sdk_ec2::Client, fleet: &str) -> Vec<Instance> {
-    let answer = ec2
-        .describe_instances()
-        .filters(filter(&format!("tag:{FLEET_TAG}"), fleet))
-        .send()
-        .await
-        .expect("DescribeInstances");
-    answer
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
-        .cloned()
-        .collect()
-}
-
-async fn group_named(ec2: &aws_sdk_ec2::Client, name: &str) -> Option<SecurityGroup> {
-    let answer = ec2
-        .describe_security_groups()
-        .filters(filter("group-name", name))
-        .send()
-        .await
-        .expect("DescribeSecurityGroups");
-    answer.security_groups().first().cloned()
-}
-
-async fn key_pair_exists(ec2: &aws_sdk_ec2::Client, name: &str) -> bool {
-    let answer = ec2
-        .describe_key_pairs()
-        .filters(filter("key-name", name))
-        .send()
-        .await
-        .expect("DescribeKeyPairs");
-    !answer.key_pairs().is_empty()
-}
-
-/// The group's ingress as "tcp PORT from SOURCE" lines.
-fn ingress(group: &SecurityGroup) -> BTreeSet<String> {
-    let mut rules = BTreeSet::new();
-    for p in group.ip_permissions() {
-        let proto = p.ip_protocol().unwrap_or("?");
-        let ports = match (p.from_port(), p.to_port()) {
-            (Some(a), Some(b)) if a == b => a.to_string(),
-            (a, b) => format!("{a:?}-{b:?}"),
-        };
-        let sources = p
-            .ip_ranges()
-            .iter()
-            .filter_map(|r| r.cidr_ip())
-            .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()))
-            .chain(p.user_id_group_pairs().iter().filter_map(|g| g.group_id()));
-        for source in sources {
-            rules.insert(format!("{proto} {ports} from {source}"));
-        }
-    }
-    rules
 }
 
 fn expected_rules(cidr: &str, group: &str) -> BTreeSet<String> {
@@ -194,41 +140,12 @@ fn expected_rules(cidr: &str, group: &str) -> BTreeSet<String> {
         format!("tcp 22 from {cidr}"),
         format!("tcp 80 from {cidr}"),
         format!("tcp 8089 from {cidr}"),
+        // Workers load Nginx at its private address: 80 inside the group too.
+        format!("tcp 80 from {group}"),
         format!("tcp 5557 from {group}"),
     ]
     .into_iter()
     .collect()
-}
-
-async fn user_data(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
-    let answer = ec2
-        .describe_instance_attribute()
-        .instance_id(id)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-        .send()
-        .await
-        .expect("DescribeInstanceAttribute userData");
-    let encoded = answer
-        .user_data()
-        .and_then(|v| v.value())
-        .unwrap_or_default();
-    let bytes = aws_smithy_types::base64::decode(encoded).expect("user data is base64");
-    String::from_utf8(bytes).expect("user data is text")
-}
-
-async fn shutdown_behaviour(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
-    let answer = ec2
-        .describe_instance_attribute()
-        .instance_id(id)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
-        .send()
-        .await
-        .expect("DescribeInstanceAttribute shutdown behaviour");
-    answer
-        .instance_initiated_shutdown_behavior()
-        .and_then(|v| v.value())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Checks nothing spotload created for `fleet` is left in moto or on disk.
@@ -268,41 +185,52 @@ async fn assert_nothing_left(moto: &Moto, fleet: &str, state: &Path) {
 async fn launch_status_destroy() {
     let moto = Moto::start();
     let scratch = Scratch::new();
-    let ec2 = moto.ec2();
-    let url = moto.url();
+    let (ec2, url) = (moto.ec2(), moto.url());
     let launch = scratch
         .run(
             &url,
-            &[
-                "launch",
-                "--fleet",
-                "alpha",
-                "--workers",
-                "3",
-                "--worker-type",
-                "c5.large",
-                "--master-type",
-                "t3.small",
-                "--webserver-type",
-                "t3.micro",
-                "--allow-cidr",
-                ALLOW,
-                "--ttl",
-                "90m",
-                "--wait-timeout",
-                "60s",
-            ],
+            &format!(
+                "launch --fleet alpha --workers 3 --worker-type c5.large --master-type t3.small \
+                 --webserver-type t3.micro --allow-cidr {ALLOW} --ttl 90m --wait-timeout 60s"
+            ),
         )
         .ok();
-
     let instances = live_instances(&ec2, "alpha").await;
     assert_eq!(instances.len(), 5, "{}", launch.stdout());
-    let group = group_named(&ec2, "spotload-alpha")
-        .await
-        .expect("the fleet's group");
-    let group_id = group.group_id().expect("group id").to_string();
+    let group = group_named(&ec2, "spotload-alpha").await.expect("group");
+    let group_id = group.group_id().expect("group id");
+    assert_eq!(ingress(&group), expected_rules(ALLOW, group_id));
+    assert!(has_tag(group.tags(), FLEET_TAG, "alpha"), "group untagged");
+    check_instances(&ec2, &instances, group_id, &launch.stdout()).await;
+    check_key_and_fleet_file(&ec2, &scratch.state(), &instances).await;
+    let status = scratch.run(&url, "status --fleet alpha").ok();
+    check_status(&status.stdout(), &instances);
+
+    scratch
+        .run(&url, "destroy --fleet alpha --wait-timeout 60s")
+        .ok();
+    assert_nothing_left(&moto, "alpha", &scratch.state()).await;
+    let again = scratch.run(&url, "destroy --fleet alpha").ok().stdout();
+    assert!(again.contains("nothing to destroy"), "{again}");
+    let empty = scratch.run(&url, "status --fleet alpha").ok().stdout();
+    assert!(empty.contains("no instances"), "{empty}");
+}
+
+fn has_tag(tags: &[aws_sdk_ec2::types::Tag], key: &str, value: &str) -> bool {
+    tags.iter()
+        .any(|t| t.key() == Some(key) && t.value() == Some(value))
+}
+
+/// Role, type, spot lifecycle, group, key, timer and shutdown behaviour of
+/// each instance of the `alpha` fleet.
+async fn check_instances(
+    ec2: &aws_sdk_ec2::Client,
+    instances: &[Instance],
+    group_id: &str,
+    launch_output: &str,
+) {
     let mut roles = Vec::new();
-    for instance in &instances {
+    for instance in instances {
         let id = instance.instance_id().expect("id");
         let role = tag(instance, ROLE_TAG).expect("role tag").to_string();
         let wanted_type = match role.as_str() {
@@ -311,46 +239,34 @@ async fn launch_status_destroy() {
             "worker" => "c5.large",
             other => panic!("unexpected role {other}"),
         };
-        assert_eq!(
-            instance.instance_type().map(|t| t.as_str()),
-            Some(wanted_type),
-            "{id}"
-        );
-        assert_eq!(
-            instance.instance_lifecycle().map(|l| l.as_str()),
-            Some("spot"),
-            "{id}"
-        );
+        let kind = instance.instance_type().map(|t| t.as_str());
+        assert_eq!(kind, Some(wanted_type), "{id}");
+        let lifecycle = instance.instance_lifecycle().map(|l| l.as_str());
+        assert_eq!(lifecycle, Some("spot"), "{id}");
         let groups: Vec<&str> = instance
             .security_groups()
             .iter()
             .filter_map(|g| g.group_id())
             .collect();
-        assert_eq!(groups, vec![group_id.as_str()], "{id}");
+        assert_eq!(groups, [group_id], "{id}");
         assert_eq!(instance.key_name(), Some("spotload-alpha"), "{id}");
-        let script = user_data(&ec2, id).await;
+        let script = user_data(ec2, id).await;
         assert!(
             script.contains("# spotload self-destruct timer"),
             "{id}: {script}"
         );
         assert!(script.contains("shutdown -h +90 "), "{id}: {script}");
-        assert_eq!(shutdown_behaviour(&ec2, id).await, "terminate", "{id}");
-        assert!(
-            launch.stdout().contains(id),
-            "{id} missing from launch output"
-        );
+        assert_eq!(shutdown_behaviour(ec2, id).await, "terminate", "{id}");
+        assert!(launch_output.contains(id), "{id} not in launch output");
         roles.push(role);
     }
     roles.sort();
     assert_eq!(roles, ["master", "webserver", "worker", "worker", "worker"]);
-    assert_eq!(ingress(&group), expected_rules(ALLOW, &group_id));
-    let group_tags: Vec<(&str, &str)> = group
-        .tags()
-        .iter()
-        .filter_map(|t| Some((t.key()?, t.value()?)))
-        .collect();
-    assert!(group_tags.contains(&(FLEET_TAG, "alpha")), "{group_tags:?}");
+}
 
+/// The created key pair is tagged, its private key saved 0600, and the
+/// fleet file names every instance.
+async fn check_key_and_fleet_file(ec2: &aws_sdk_ec2::Client, state: &Path, instances: &[Instance]) {
     let keys = ec2
         .describe_key_pairs()
         .filters(filter(&format!("tag:{FLEET_TAG}"), "alpha"))
@@ -358,37 +274,32 @@ async fn launch_status_destroy() {
         .await
         .expect("DescribeKeyPairs");
     assert_eq!(keys.key_pairs().len(), 1, "the created key pair is tagged");
-    let key_file = scratch.state().join("alpha/spotload-alpha.pem");
-    let mode = std::fs::metadata(&key_file)
-        .expect("private key saved")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    let key_file = state.join("alpha/spotload-alpha.pem");
+    let meta = std::fs::metadata(&key_file).expect("private key saved");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let key = std::fs::read_to_string(&key_file).expect("read private key");
-    assert!(
-        key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
-        "{key:.40}"
-    );
-    let saved =
-        std::fs::read_to_string(scratch.state().join("alpha/fleet.json")).expect("fleet file");
-    for instance in &instances {
-        assert!(
-            saved.contains(instance.instance_id().expect("id")),
-            "fleet file lacks an instance"
-        );
+    assert!(key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    let saved = std::fs::read_to_string(state.join("alpha/fleet.json")).expect("fleet file");
+    for instance in instances {
+        let id = instance.instance_id().expect("id");
+        assert!(saved.contains(id), "fleet file lacks {id}");
     }
+}
 
-    let status = scratch.run(&url, &["status", "--fleet", "alpha"]).ok();
-    let out = status.stdout();
+/// One status line per instance: role first, spot, running, its private
+/// address and a cost estimate.
+fn check_status(out: &str, instances: &[Instance]) {
     assert!(out.contains("alpha in us-east-1: 5 instances"), "{out}");
-    for instance in &instances {
+    for instance in instances {
         let id = instance.instance_id().expect("id");
         let line = out
             .lines()
             .find(|l| l.contains(id))
             .unwrap_or_else(|| panic!("{id} not in\n{out}"));
-        let role = tag(instance, ROLE_TAG).expect("role");
-        assert!(line.starts_with(role), "{line}");
+        assert!(
+            line.starts_with(tag(instance, ROLE_TAG).expect("role")),
+            "{line}"
+        );
         assert!(
             line.contains(" spot ") && line.contains(" running "),
             "{line}"
@@ -397,26 +308,6 @@ async fn launch_status_destroy() {
         assert!(line.contains(private), "{line}");
         assert!(line.contains('$'), "no cost estimate in {line}");
     }
-
-    scratch
-        .run(
-            &url,
-            &["destroy", "--fleet", "alpha", "--wait-timeout", "60s"],
-        )
-        .ok();
-    assert_nothing_left(&moto, "alpha", &scratch.state()).await;
-    let again = scratch.run(&url, &["destroy", "--fleet", "alpha"]).ok();
-    assert!(
-        again.stdout().contains("nothing to destroy"),
-        "{}",
-        again.stdout()
-    );
-    let empty = scratch.run(&url, &["status", "--fleet", "alpha"]).ok();
-    assert!(
-        empty.stdout().contains("no instances"),
-        "{}",
-        empty.stdout()
-    );
 }
 
 #[tokio::test]
@@ -424,35 +315,22 @@ async fn destroy_works_from_tags_alone() {
     let moto = Moto::start();
     let scratch = Scratch::new();
     let url = moto.url();
-    let launch = [
-        "launch",
-        "--fleet",
-        "lost",
-        "--workers",
-        "2",
-        "--allow-cidr",
-        ALLOW,
-    ];
+    let launch = format!("launch --fleet lost --workers 2 --allow-cidr {ALLOW}");
     scratch.run(&url, &launch).ok();
     assert_eq!(live_instances(&moto.ec2(), "lost").await.len(), 4);
     std::fs::remove_dir_all(scratch.state()).expect("delete the state dir");
 
-    let status = scratch.run(&url, &["status", "--fleet", "lost"]).ok();
+    let status = scratch.run(&url, "status --fleet lost").ok().stdout();
     assert!(
-        status.stdout().contains("4 instances"),
-        "{}",
-        status.stdout()
+        status.contains("4 instances, security group sg-"),
+        "{status}"
     );
-    let destroy = scratch.run(&url, &["destroy", "--fleet", "lost"]).ok();
+    assert!(status.contains("key pair spotload-lost"), "{status}");
+    let destroy = scratch.run(&url, "destroy --fleet lost").ok().stdout();
+    assert!(destroy.contains("deleted security group"), "{destroy}");
     assert!(
-        destroy.stdout().contains("deleted security group"),
-        "{}",
-        destroy.stdout()
-    );
-    assert!(
-        destroy.stdout().contains("deleted key pair spotload-lost"),
-        "{}",
-        destroy.stdout()
+        destroy.contains("deleted key pair spotload-lost"),
+        "{destroy}"
     );
     assert_nothing_left(&moto, "lost", &scratch.state()).await;
 }
@@ -461,65 +339,20 @@ async fn destroy_works_from_tags_alone() {
 async fn worker_type_list_launches_an_ec2_fleet() {
     let moto = Moto::start();
     let scratch = Scratch::new();
-    let ec2 = moto.ec2();
-    let url = moto.url();
-    let args = [
-        "launch",
-        "--fleet",
-        "mixed",
-        "--workers",
-        "3",
-        "--worker-type",
-        "c7g.large,m5.large",
-        "--allow-cidr",
-        "2001:db8::/64",
-        "--max-price",
-        "0.05",
-    ];
-    scratch.run(&url, &args).ok();
+    let (ec2, url) = (moto.ec2(), moto.url());
+    let launch = "launch --fleet mixed --workers 3 --worker-type c7g.large,m5.large \
+                  --allow-cidr 2001:db8::/64 --max-price 0.05";
+    scratch.run(&url, launch).ok();
 
     let instances = live_instances(&ec2, "mixed").await;
+    assert_eq!(instances.len(), 5);
     let workers: Vec<&Instance> = instances
         .iter()
         .filter(|i| tag(i, ROLE_TAG) == Some("worker"))
         .collect();
     assert_eq!(workers.len(), 3);
-    assert_eq!(instances.len(), 5);
-    for worker in &workers {
-        let id = worker.instance_id().expect("id");
-        let kind = worker
-            .instance_type()
-            .map(|t| t.as_str())
-            .unwrap_or_default();
-        assert!(["c7g.large", "m5.large"].contains(&kind), "{id}: {kind}");
-        assert_eq!(
-            worker.instance_lifecycle().map(|l| l.as_str()),
-            Some("spot"),
-            "{id}"
-        );
-        assert!(
-            user_data(&ec2, id).await.contains("shutdown -h +120 "),
-            "{id}"
-        );
-        // Each type boots the image of its own architecture.
-        let image = worker.image_id().expect("image id");
-        let images = ec2
-            .describe_images()
-            .image_ids(image)
-            .send()
-            .await
-            .expect("DescribeImages");
-        let arch = images
-            .images()
-            .first()
-            .and_then(|i| i.architecture())
-            .map(|a| a.as_str());
-        let want = if kind.starts_with("c7g") {
-            "arm64"
-        } else {
-            "x86_64"
-        };
-        assert_eq!(arch, Some(want), "{id} ({kind}) booted {image}");
+    for worker in workers {
+        check_fleet_worker(&ec2, worker).await;
     }
     // moto puts fleet instances in the default group with shutdown "stop";
     // what spotload asked EC2 for is in the launch template.
@@ -532,25 +365,16 @@ async fn worker_type_list_launches_an_ec2_fleet() {
         .send()
         .await
         .expect("DescribeLaunchTemplateVersions");
-    let data = versions
-        .launch_template_versions()
-        .first()
-        .and_then(|v| v.launch_template_data())
+    let data = versions.launch_template_versions()[0]
+        .launch_template_data()
         .expect("template data");
     assert_eq!(data.security_group_ids(), [group_id.to_string()]);
-    assert_eq!(
-        data.instance_initiated_shutdown_behavior()
-            .map(|b| b.as_str()),
-        Some("terminate")
-    );
+    let shutdown = data.instance_initiated_shutdown_behavior();
+    assert_eq!(shutdown.map(|b| b.as_str()), Some("terminate"));
     assert_eq!(data.key_name(), Some("spotload-mixed"));
 
-    let destroy = scratch.run(&url, &["destroy", "--fleet", "mixed"]).ok();
-    assert!(
-        destroy.stdout().contains("deleted launch template"),
-        "{}",
-        destroy.stdout()
-    );
+    let destroy = scratch.run(&url, "destroy --fleet mixed").ok().stdout();
+    assert!(destroy.contains("deleted launch template"), "{destroy}");
     assert_nothing_left(&moto, "mixed", &scratch.state()).await;
     let requests = ec2
         .describe_spot_instance_requests()
@@ -565,6 +389,41 @@ async fn worker_type_list_launches_an_ec2_fleet() {
     );
 }
 
+/// A worker from the fleet: a listed type, spot, the timer, and the image
+/// of its type's own architecture.
+async fn check_fleet_worker(ec2: &aws_sdk_ec2::Client, worker: &Instance) {
+    let id = worker.instance_id().expect("id");
+    let kind = worker
+        .instance_type()
+        .map(|t| t.as_str())
+        .unwrap_or_default();
+    assert!(["c7g.large", "m5.large"].contains(&kind), "{id}: {kind}");
+    let lifecycle = worker.instance_lifecycle().map(|l| l.as_str());
+    assert_eq!(lifecycle, Some("spot"), "{id}");
+    assert!(
+        user_data(ec2, id).await.contains("shutdown -h +120 "),
+        "{id}"
+    );
+    let image = worker.image_id().expect("image id");
+    let images = ec2
+        .describe_images()
+        .image_ids(image)
+        .send()
+        .await
+        .expect("DescribeImages");
+    let arch = images.images().first().and_then(|i| i.architecture());
+    let want = if kind.starts_with("c7g") {
+        "arm64"
+    } else {
+        "x86_64"
+    };
+    assert_eq!(
+        arch.map(|a| a.as_str()),
+        Some(want),
+        "{id} ({kind}) booted {image}"
+    );
+}
+
 /// A failure after the webserver and master exist (moto refuses an unknown
 /// worker type once validation is on) removes them and names the step.
 #[tokio::test]
@@ -573,32 +432,16 @@ async fn failed_launch_rolls_back() {
     let scratch = Scratch::new();
     let url = moto.url();
     // With --ami no type lookup happens first, so the bad type reaches RunInstances.
-    let ami = moto
-        .ssm()
-        .get_parameter()
-        .name(AL2023_X86)
-        .send()
-        .await
-        .expect("SSM GetParameter")
+    let parameter = moto.ssm().get_parameter().name(AL2023_X86).send().await;
+    let parameter = parameter.expect("SSM GetParameter");
+    let ami = parameter
         .parameter()
         .and_then(|p| p.value())
-        .expect("an AMI id")
-        .to_string();
-    for worker_type in ["bogus.large", "bogus.large,c5.large"] {
-        let run = scratch.run(
-            &url,
-            &[
-                "launch",
-                "--fleet",
-                "doomed",
-                "--worker-type",
-                worker_type,
-                "--ami",
-                &ami,
-                "--allow-cidr",
-                ALLOW,
-            ],
-        );
+        .expect("AMI id");
+    for types in ["bogus.large", "bogus.large,c5.large"] {
+        let launch =
+            format!("launch --fleet doomed --worker-type {types} --ami {ami} --allow-cidr {ALLOW}");
+        let run = scratch.run(&url, &launch);
         let error = run.one_error_line();
         assert!(
             error.contains("failed while launching the workers"),
@@ -612,28 +455,15 @@ async fn failed_launch_rolls_back() {
         let stderr = run.stderr();
         assert!(
             stderr.contains("launched 1 × master"),
-            "the master existed first:\n{stderr}"
+            "no master first:\n{stderr}"
         );
         assert_nothing_left(&moto, "doomed", &scratch.state()).await;
     }
     // Without --ami the type lookup refuses first, creating nothing.
-    let run = scratch.run(
-        &url,
-        &[
-            "launch",
-            "--fleet",
-            "doomed",
-            "--worker-type",
-            "bogus.large",
-            "--allow-cidr",
-            ALLOW,
-        ],
-    );
-    let error = run.one_error_line();
-    assert!(
-        error.contains("InvalidInstanceType") && error.contains("nothing was created"),
-        "{error}"
-    );
+    let launch = format!("launch --fleet doomed --worker-type bogus.large --allow-cidr {ALLOW}");
+    let error = scratch.run(&url, &launch).one_error_line();
+    assert!(error.contains("InvalidInstanceType"), "{error}");
+    assert!(error.contains("nothing was created"), "{error}");
 }
 
 #[tokio::test]
@@ -641,15 +471,7 @@ async fn launch_refuses_an_existing_fleet_and_leaves_it_alone() {
     let moto = Moto::start();
     let scratch = Scratch::new();
     let url = moto.url();
-    let launch = [
-        "launch",
-        "--fleet",
-        "twice",
-        "--workers",
-        "1",
-        "--allow-cidr",
-        ALLOW,
-    ];
+    let launch = format!("launch --fleet twice --workers 1 --allow-cidr {ALLOW}");
     scratch.run(&url, &launch).ok();
     let error = scratch.run(&url, &launch).one_error_line();
     assert!(error.contains("fleet twice already exists"), "{error}");
@@ -659,24 +481,15 @@ async fn launch_refuses_an_existing_fleet_and_leaves_it_alone() {
     assert!(scratch.state().join("twice/spotload-twice.pem").exists());
 }
 
-/// Without --allow-cidr the caller's address is learned over HTTP; here from
-/// a loopback stand-in for the public service.
+/// Without --allow-cidr the caller's address is learned over HTTP: refused
+/// when that fails, used when a (loopback) address service answers.
 #[tokio::test]
 async fn caller_address_is_learned_or_launch_refuses() {
     let moto = Moto::start();
     let scratch = Scratch::new();
     let url = moto.url();
-    let closed = format!("http://127.0.0.1:{}/", free_port());
-    let run = scratch.run_env(
-        &url,
-        &["launch", "--fleet", "mine"],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("SPOTLOAD_PUBLIC_IP_URL", &closed),
-        ],
-    );
-    let error = run.one_error_line();
+    // Scratch points SPOTLOAD_PUBLIC_IP_URL at a closed loopback port.
+    let error = scratch.run(&url, "launch --fleet mine").one_error_line();
     assert!(
         error.contains("could not learn this machine's public address"),
         "{error}"
@@ -684,37 +497,9 @@ async fn caller_address_is_learned_or_launch_refuses() {
     assert!(error.contains("pass --allow-cidr"), "{error}");
     assert_nothing_left(&moto, "mine", &scratch.state()).await;
 
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address_url = format!("http://{}/", listener.local_addr().expect("addr"));
-    let server = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accept");
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-            line.clear();
-        }
-        let body = "203.0.113.45\n";
-        let mut stream = reader.into_inner();
-        let _ = write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    });
-    scratch
-        .run(
-            &url,
-            &[
-                "launch",
-                "--fleet",
-                "mine",
-                "--workers",
-                "1",
-                "--public-ip-url",
-                &address_url,
-            ],
-        )
-        .ok();
+    let (address_url, server) = serve_once("203.0.113.45\n");
+    let launch = format!("launch --fleet mine --workers 1 --public-ip-url {address_url}");
+    scratch.run(&url, &launch).ok();
     server.join().expect("address server");
     let group = group_named(&moto.ec2(), "spotload-mine")
         .await
@@ -723,21 +508,88 @@ async fn caller_address_is_learned_or_launch_refuses() {
     assert_eq!(ingress(&group), expected_rules("203.0.113.45/32", group_id));
 }
 
+/// A one-request HTTP server on loopback answering `body`.
+fn serve_once(body: &'static str) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        // Read the request head up to its blank line.
+        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let mut stream = reader.into_inner();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", body.len());
+        let _ = write!(stream, "{head}Connection: close\r\n\r\n{body}");
+    });
+    (url, server)
+}
+
+/// Ctrl-C during a launch ends it with one error line, not a hang; here
+/// while the address service keeps the launch waiting.
+#[tokio::test]
+async fn ctrl_c_stops_a_launch() {
+    let moto = Moto::start();
+    let scratch = Scratch::new();
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address_url = format!("http://{}/", silent.local_addr().expect("addr"));
+    let launch = format!("launch --fleet halt --public-ip-url {address_url}");
+    let mut child = scratch
+        .command(&moto.url(), &launch)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn spotload");
+    // The launch connects, then waits on the address service that never answers.
+    let _held = accept_within(&silent, Duration::from_secs(30)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the launch never asked for its address");
+    });
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupt.success());
+    let output = child.wait_with_output().expect("wait for spotload");
+    let run = Run {
+        args: vec![launch],
+        output,
+    };
+    let error = run.one_error_line();
+    assert!(error.contains("interrupted by Ctrl-C"), "{error}");
+    assert!(error.contains("nothing was created"), "{error}");
+    assert_nothing_left(&moto, "halt", &scratch.state()).await;
+}
+
+/// The next connection to `listener`, or `None` after `limit`.
+fn accept_within(listener: &TcpListener, limit: Duration) -> Option<std::net::TcpStream> {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok((stream, _)) = listener.accept() {
+            return Some(stream);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 #[tokio::test]
 async fn wrong_credentials_give_one_error_line() {
     // With no free actions moto checks keys against its own IAM, which knows none.
     let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let scratch = Scratch::new();
-    for args in [
-        vec!["status", "--fleet", "creds"],
-        vec!["destroy", "--fleet", "creds"],
-        vec!["launch", "--fleet", "creds", "--allow-cidr", ALLOW],
-    ] {
-        let error = scratch.run(&moto.url(), &args).one_error_line();
+    let launch = format!("launch --fleet creds --allow-cidr {ALLOW}");
+    for args in ["status --fleet creds", "destroy --fleet creds", &launch] {
+        let error = scratch.run(&moto.url(), args).one_error_line();
         assert!(error.contains("AWS rejected the credentials"), "{error}");
         assert!(error.contains("AWS_ACCESS_KEY_ID"), "{error}");
     }
-    let none = scratch.run_env(&moto.url(), &["status", "--fleet", "creds"], &[]);
+    let none = scratch.run_env(&moto.url(), "status --fleet creds", &[]);
     let error = none.one_error_line();
     assert!(
         error.starts_with("error: no AWS credentials found"),
@@ -749,16 +601,11 @@ async fn wrong_credentials_give_one_error_line() {
 async fn unreachable_endpoint_gives_one_error_line() {
     let scratch = Scratch::new();
     let closed = format!("http://127.0.0.1:{}", free_port());
-    for args in [
-        vec!["status", "--fleet", "far"],
-        vec!["destroy", "--fleet", "far"],
-        vec!["launch", "--fleet", "far", "--allow-cidr", ALLOW],
-    ] {
-        let error = scratch.run(&closed, &args).one_error_line();
-        assert!(
-            error.contains(&format!("could not reach EC2 at {closed}")),
-            "{error}"
-        );
+    let launch = format!("launch --fleet far --allow-cidr {ALLOW}");
+    for args in ["status --fleet far", "destroy --fleet far", &launch] {
+        let error = scratch.run(&closed, args).one_error_line();
+        let expected = format!("could not reach EC2 at {closed}");
+        assert!(error.contains(&expected), "{error}");
         assert!(error.contains("--endpoint-url"), "{error}");
     }
 }
@@ -768,38 +615,20 @@ async fn bad_flags_are_refused_before_any_call() {
     let moto = Moto::start();
     let scratch = Scratch::new();
     let url = moto.url();
-    let cases: [(&[&str], &str); 4] = [
+    let cases = [
         (
-            &["--key-name", "mine", "--key-file", "/nonexistent/mine.pem"],
+            "--key-name mine --key-file /nonexistent/mine.pem",
             "--key-file /nonexistent/mine.pem: no such file",
         ),
-        (&["--worker-type", "large"], "--worker-type \"large\""),
-        (&["--ttl", "forever"], "--ttl \"forever\""),
-        (
-            &["--allow-cidr", "10.0.0.0/40"],
-            "--allow-cidr \"10.0.0.0/40\"",
-        ),
+        ("--worker-type large", "--worker-type \"large\""),
+        ("--ttl forever", "--ttl \"forever\""),
+        ("--allow-cidr 10.0.0.0/40", "--allow-cidr \"10.0.0.0/40\""),
+        ("--key-name absent", "key pair absent does not exist"),
     ];
     for (extra, expected) in cases {
-        let mut args = vec!["launch", "--fleet", "flags", "--allow-cidr", ALLOW];
-        args.extend_from_slice(extra);
-        let error = scratch.run(&url, &args).one_error_line();
+        let launch = format!("launch --fleet flags --allow-cidr {ALLOW} {extra}");
+        let error = scratch.run(&url, &launch).one_error_line();
         assert!(error.contains(expected), "{error}");
     }
-    let error = scratch
-        .run(
-            &url,
-            &[
-                "launch",
-                "--fleet",
-                "flags",
-                "--key-name",
-                "absent",
-                "--allow-cidr",
-                ALLOW,
-            ],
-        )
-        .one_error_line();
-    assert!(error.contains("key pair absent does not exist"), "{error}");
     assert_nothing_left(&moto, "flags", &scratch.state()).await;
 }

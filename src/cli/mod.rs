@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod aws;
+pub mod deploy;
 pub mod destroy;
 pub mod launch;
 pub mod local;
+pub mod ramp;
 pub mod status;
 
 /// Launch, deploy and drive goose load tests on EC2 spot fleets (or on this
@@ -27,9 +29,11 @@ pub enum Command {
     /// Run the whole fleet on this machine: a target web server, a master
     /// with the web UI and N workers. Ctrl-C stops everything it started.
     Local(local::LocalArgs),
-    Launch(launch::LaunchArgs),
+    Launch(Box<launch::LaunchArgs>),
     Status(status::StatusArgs),
     Destroy(destroy::DestroyArgs),
+    Deploy(Box<deploy::DeployArgs>),
+    Ramp(Box<ramp::RampArgs>),
 }
 
 impl Cli {
@@ -40,6 +44,8 @@ impl Cli {
             Command::Launch(args) => args.run(),
             Command::Status(args) => args.run(),
             Command::Destroy(args) => args.run(),
+            Command::Deploy(args) => args.run(),
+            Command::Ramp(args) => args.run(),
         }
     }
 }

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::aws::{runtime, AwsArgs};
 use crate::cloud::plan::format_duration;
-use crate::cloud::Instance;
+use crate::cloud::{Fleet, Instance};
 
 /// Show every instance of the fleet with role, type, lifecycle, state,
 /// addresses, uptime and an estimated cost so far (from spot price history).
@@ -22,48 +22,58 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let fleet = self.aws.fleet_name()?;
+        let name = self.aws.fleet_name()?;
         let state = self.aws.state()?;
         let now = unix_now();
-        let (region, instances, costs, leftovers) = runtime()?.block_on(async {
+        let (region, fleet, costs, leftovers) = runtime()?.block_on(async {
             let ec2 = self.aws.connect().await?;
-            let instances = ec2.describe(&fleet).await?;
-            let costs = ec2.estimate_costs(&instances, now).await?;
-            let leftovers = if instances.is_empty() {
-                ec2.leftovers(&fleet).await?
-            } else {
-                String::new()
+            let fleet = ec2.find(&name, &state).await?;
+            let instances = fleet.as_ref().map_or(&[][..], |f| &f.instances[..]);
+            let costs = ec2.estimate_costs(instances, now).await?;
+            let leftovers = match fleet {
+                Some(_) => String::new(),
+                None => ec2.leftovers(&name).await?,
             };
-            anyhow::Ok((ec2.region().to_string(), instances, costs, leftovers))
+            anyhow::Ok((ec2.region().to_string(), fleet, costs, leftovers))
         })?;
         if self.json {
-            print_json(&instances, &costs)?;
+            let instances = fleet.as_ref().map_or(&[][..], |f| &f.instances[..]);
+            print_json(instances, &costs)?;
             return Ok(ExitCode::SUCCESS);
         }
-        if instances.is_empty() {
-            println!("fleet {fleet} in {region}: no instances");
+        let Some(fleet) = fleet else {
+            println!("fleet {name} in {region}: no instances");
             if !leftovers.is_empty() {
-                println!("left over: {leftovers}; `spotload destroy --fleet {fleet}` removes them");
+                println!("left over: {leftovers}; `spotload destroy --fleet {name}` removes them");
             }
             return Ok(ExitCode::SUCCESS);
-        }
-        println!("fleet {fleet} in {region}: {} instances", instances.len());
-        print!("{}", instance_table(&instances, Some(&costs), now));
-        let known: Vec<f64> = costs.iter().flatten().copied().collect();
-        if !known.is_empty() {
-            let total: f64 = known.iter().sum();
-            println!(
-                "estimated cost so far: ${total:.4} (spot price history, {} of {} instances)",
-                known.len(),
-                costs.len()
-            );
-        }
-        if let Ok(Some(saved)) = state.load(&fleet) {
-            if let Some(key) = saved.key.private_key {
-                println!("private key: {}", key.display());
-            }
-        }
+        };
+        print_fleet(&fleet, &costs, now);
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_fleet(fleet: &Fleet, costs: &[Option<f64>], now: i64) {
+    println!(
+        "fleet {} in {}: {} instances, security group {}, key pair {}",
+        fleet.name,
+        fleet.region,
+        fleet.instances.len(),
+        fleet.security_group_id,
+        fleet.key.name
+    );
+    print!("{}", instance_table(&fleet.instances, Some(costs), now));
+    let known: Vec<f64> = costs.iter().flatten().copied().collect();
+    if !known.is_empty() {
+        let total: f64 = known.iter().sum();
+        println!(
+            "estimated cost so far: ${total:.4} (spot price history, {} of {} instances)",
+            known.len(),
+            costs.len()
+        );
+    }
+    if let Some(key) = &fleet.key.private_key {
+        println!("private key: {}", key.display());
     }
 }
 
@@ -169,6 +179,7 @@ mod tests {
             launched_at: Some(1000),
             availability_zone: None,
             spot_request_id: None,
+            key_name: None,
         };
         let table = instance_table(&[instance], Some(&[Some(0.01234)]), 1000 + 3725);
         let lines: Vec<&str> = table.lines().collect();

@@ -16,6 +16,13 @@ use super::{error, CloudError, Ec2, FleetName, Role, TAG_FLEET, TAG_ROLE};
 pub const PUBLIC_PORTS: [(i32, &str); 3] = [(22, "ssh"), (80, "http"), (8089, "swarm web ui")];
 /// Port workers use to reach the master; open only inside the group.
 pub const SWARM_PORT: i32 = 5557;
+/// Ports open to members of the group: workers reach the master's swarm
+/// port, and the webserver's Nginx at its private address (the load itself
+/// never crosses `--allow-cidr`).
+pub const GROUP_PORTS: [(i32, &str); 2] = [
+    (80, "workers to the webserver"),
+    (SWARM_PORT, "workers to master"),
+];
 /// Learning the caller's address must not hold up a launch for long.
 const PUBLIC_IP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -156,7 +163,7 @@ impl Ec2 {
             })
     }
 
-    /// Opens 22, 80 and 8089 to `cidrs`, and 5557 to members of the group.
+    /// Opens 22, 80 and 8089 to `cidrs`, and 80 and 5557 to members of the group.
     pub(crate) async fn authorize_fleet_access(
         &self,
         group: &str,
@@ -208,18 +215,18 @@ fn ingress_rules(group: &str, cidrs: &[Cidr]) -> Vec<IpPermission> {
                 .build()
         })
         .collect();
-    rules.push(
+    rules.extend(GROUP_PORTS.iter().map(|(port, what)| {
         IpPermission::builder()
             .ip_protocol("tcp")
-            .from_port(SWARM_PORT)
-            .to_port(SWARM_PORT)
+            .from_port(*port)
+            .to_port(*port)
             .user_id_group_pairs(
                 UserIdGroupPair::builder()
                     .group_id(group)
-                    .description("spotload: workers to master")
+                    .description(format!("spotload: {what}"))
                     .build(),
             )
-            .build(),
-    );
+            .build()
+    }));
     rules
 }

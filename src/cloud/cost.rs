@@ -3,6 +3,8 @@
 //! Spot billing is per second at the price in effect, so the estimate is the
 //! price curve integrated over the instance's uptime.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_ec2::primitives::DateTime;
 use aws_sdk_ec2::types::InstanceType;
 
@@ -19,23 +21,30 @@ impl Ec2 {
         instances: &[Instance],
         now: i64,
     ) -> Result<Vec<Option<f64>>, CloudError> {
-        let mut costs = Vec::with_capacity(instances.len());
-        for instance in instances {
-            let (Some(launched), Some(zone)) = (instance.launched_at, &instance.availability_zone)
-            else {
-                costs.push(None);
-                continue;
-            };
-            if instance.lifecycle != "spot" {
-                costs.push(None);
-                continue;
+        // One history per type and zone, from the earliest launch among them:
+        // a fleet of twenty workers costs one call, not twenty.
+        let mut earliest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for instance in instances.iter().filter(|i| i.lifecycle == "spot") {
+            if let (Some(at), Some(zone)) = (instance.launched_at, &instance.availability_zone) {
+                let from = earliest
+                    .entry((&instance.instance_type, zone))
+                    .or_insert(at);
+                *from = (*from).min(at);
             }
-            let history = self
-                .price_history(&instance.instance_type, zone, launched, now)
-                .await?;
-            costs.push(integrate(&history, launched, now));
         }
-        Ok(costs)
+        let mut histories = BTreeMap::new();
+        for ((instance_type, zone), from) in earliest {
+            let history = self.price_history(instance_type, zone, from, now).await?;
+            histories.insert((instance_type, zone), history);
+        }
+        Ok(instances
+            .iter()
+            .map(|instance| {
+                let zone = instance.availability_zone.as_deref()?;
+                let history = histories.get(&(instance.instance_type.as_str(), zone))?;
+                integrate(history, instance.launched_at?, now)
+            })
+            .collect())
     }
 
     async fn price_history(

@@ -4,7 +4,9 @@
 
 use aws_sdk_ec2::types::{self, Filter};
 
-use super::{CloudError, Ec2, FleetName, Instance, Role, TAG_FLEET, TAG_ROLE};
+use super::{
+    CloudError, Ec2, Fleet, FleetKey, FleetName, Instance, Role, StateDir, TAG_FLEET, TAG_ROLE,
+};
 
 /// Every state but `terminated`: what still exists, or may still bill.
 const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
@@ -110,6 +112,51 @@ impl Ec2 {
             instances.extend(found.map(instance_from_sdk));
         }
         Ok(instances)
+    }
+
+    /// The fleet as far as it can be known: instances and group from tags,
+    /// the key from the fleet file, else from the tags and the state
+    /// directory. `None` when no instance of the fleet is live.
+    pub async fn find(
+        &self,
+        fleet: &FleetName,
+        state: &StateDir,
+    ) -> Result<Option<Fleet>, CloudError> {
+        let instances = self.describe(fleet).await?;
+        if instances.is_empty() {
+            return Ok(None);
+        }
+        let resources = self.resources(fleet).await?;
+        // The file is a convenience: unreadable is as good as absent.
+        let saved = state.load(fleet).ok().flatten();
+        let key = match (saved, resources.key_pairs.first()) {
+            (Some(saved), _) => saved.key,
+            (None, Some(created)) => FleetKey {
+                name: created.clone(),
+                private_key: Some(state.key_file(fleet)).filter(|path| path.exists()),
+                created: true,
+            },
+            (None, None) => FleetKey {
+                name: instances
+                    .iter()
+                    .find_map(|i| i.key_name.clone())
+                    .unwrap_or_default(),
+                private_key: None,
+                created: false,
+            },
+        };
+        Ok(Some(Fleet {
+            name: fleet.clone(),
+            region: self.region.clone(),
+            security_group_id: resources
+                .security_groups
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+            key,
+            instances,
+            launch_template_id: resources.launch_templates.first().cloned(),
+        }))
     }
 
     /// What besides instances is still tagged for the fleet, as a phrase
@@ -221,5 +268,6 @@ pub(crate) fn instance_from_sdk(instance: &types::Instance) -> Instance {
             .and_then(|p| p.availability_zone())
             .map(str::to_string),
         spot_request_id: instance.spot_instance_request_id().map(str::to_string),
+        key_name: instance.key_name().map(str::to_string),
     }
 }

@@ -119,6 +119,8 @@ pub struct Instance {
     pub launched_at: Option<i64>,
     pub availability_zone: Option<String>,
     pub spot_request_id: Option<String>,
+    /// The key pair the instance accepts.
+    pub key_name: Option<String>,
 }
 
 impl Instance {

@@ -65,9 +65,12 @@ fn master_takes_one_type() {
     assert!(err.to_string().starts_with("--master-type"), "{err}");
 }
 
+/// One change to otherwise valid flags.
+type Edit = fn(&mut LaunchFlags);
+
 #[test]
 fn bad_values_are_refused_with_the_flag_named() {
-    let cases: Vec<(fn(&mut LaunchFlags), &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (|f| f.fleet = "no spaces".into(), "invalid fleet name"),
         (|f| f.fleet = "x".repeat(33), "invalid fleet name"),
         (|f| f.workers = 0, "--workers 0"),

@@ -163,31 +163,39 @@ impl Ec2 {
             .flat_map(|i| i.instance_ids())
             .cloned()
             .collect();
-        let shortfall = (ids.len() < role.count as usize).then(|| {
-            let reasons: Vec<String> = answer
-                .errors()
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e.error_code().unwrap_or("UnknownError"),
-                        e.error_message().unwrap_or("no message")
-                    )
-                })
-                .collect();
-            CloudError::Shortfall {
-                role: role.role,
-                launched: ids.len(),
-                wanted: role.count as usize,
-                reasons: if reasons.is_empty() {
-                    "EC2 gave no reason".into()
-                } else {
-                    reasons.join("; ")
-                },
-            }
-        });
+        let shortfall = shortfall(&answer, role, ids.len());
         Ok((ids, shortfall))
     }
+}
+
+/// Why an instant fleet launched fewer instances than asked, if it did.
+fn shortfall(
+    answer: &aws_sdk_ec2::operation::create_fleet::CreateFleetOutput,
+    role: &RolePlan,
+    launched: usize,
+) -> Option<CloudError> {
+    let wanted = role.count as usize;
+    if launched >= wanted {
+        return None;
+    }
+    let reasons: Vec<String> = answer
+        .errors()
+        .iter()
+        .map(|e| {
+            let code = e.error_code().unwrap_or("UnknownError");
+            format!("{code}: {}", e.error_message().unwrap_or("no message"))
+        })
+        .collect();
+    Some(CloudError::Shortfall {
+        role: role.role,
+        launched,
+        wanted,
+        reasons: if reasons.is_empty() {
+            "EC2 gave no reason".into()
+        } else {
+            reasons.join("; ")
+        },
+    })
 }
 
 fn template_config(

@@ -193,6 +193,7 @@ mod tests {
                 launched_at: Some(1_700_000_000),
                 availability_zone: Some("us-east-1a".into()),
                 spot_request_id: None,
+                key_name: None,
             }],
             launch_template_id: None,
         }

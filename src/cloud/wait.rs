@@ -142,6 +142,7 @@ mod tests {
             launched_at: None,
             availability_zone: None,
             spot_request_id: None,
+            key_name: None,
         }
     }
 

@@ -16,7 +16,7 @@ pub const PAGE: &str = "<!doctype html><html><head><title>spotload target</title
 /// Which kind of target is running.
 #[derive(Debug)]
 pub enum TargetKind {
-    Nginx { child: Child, dir: PathBuf },
+    Nginx { child: Box<Child>, dir: PathBuf },
     BuiltIn { server: tokio::task::JoinHandle<()> },
     External,
 }
@@ -111,7 +111,7 @@ async fn start_nginx(nginx: &Path, port: u16) -> anyhow::Result<Target> {
     let target = Target {
         url: format!("http://127.0.0.1:{port}"),
         kind: TargetKind::Nginx {
-            child,
+            child: Box::new(child),
             dir: dir.clone(),
         },
     };

@@ -4,6 +4,7 @@
 //! - [`cli`]: the `loadtest` command line (`master`, `worker`), headless runs.
 //! - [`master`]: worker registry, heartbeats, user dispatch, runner states, aggregation.
 //! - [`protocol`]: Locust's master/worker messages, msgpack codec, ZeroMQ transport.
+//! - [`ramp`]: headless step ramps that find the failure threshold, and their reports.
 //! - [`stats`]: mergeable stats entries, percentiles, Locust CSV.
 //! - [`web`]: the master's web app on :8089 (Locust's HTTP API and our page).
 //! - [`timespan`]: `30s`, `5m`, `1h30m` durations.
@@ -11,6 +12,7 @@
 pub mod cli;
 pub mod master;
 pub mod protocol;
+pub mod ramp;
 pub mod stats;
 pub mod timespan;
 pub mod web;

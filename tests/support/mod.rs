@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod netns;
+pub mod webdriver;
+
 /// How long a process gets to exit after SIGTERM before it is SIGKILLed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a started server gets to open its port.

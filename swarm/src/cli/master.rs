@@ -14,6 +14,7 @@ use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::web::{check_host, WebAuth};
 
 #[derive(Debug, Args)]
+#[command(after_help = super::ramp::RAMP_AFTER_HELP)]
 pub struct MasterArgs {
     /// Interface the master listens on for workers.
     #[arg(long, default_value = "0.0.0.0")]
@@ -61,6 +62,8 @@ pub struct MasterArgs {
     /// Seconds to wait for workers to answer a stop or quit.
     #[arg(long, default_value_t = 10.0)]
     pub stop_timeout: f64,
+    #[command(flatten)]
+    pub ramp: super::ramp::RampArgs,
 }
 
 fn parse_host(text: &str) -> Result<String, String> {
@@ -84,8 +87,8 @@ impl MasterArgs {
         if classes.is_empty() {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
-        if self.headless && self.users.is_none() {
-            anyhow::bail!("--headless needs -u/--users N (the number of users to run)");
+        if self.headless && self.users.is_none() && self.ramp.ramp.is_none() {
+            anyhow::bail!("--headless needs -u/--users N (the number of users to run) or --ramp START:STEP:MAX");
         }
         let link = bind_master(&self.master_bind_host, self.master_bind_port).await?;
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
@@ -97,6 +100,9 @@ impl MasterArgs {
             self.master_bind_host,
             self.master_bind_port
         );
+        if self.headless && self.ramp.ramp.is_some() {
+            return super::ramp::run(&self, &handle).await;
+        }
         if self.headless {
             return super::headless::run(&self, &handle).await;
         }

@@ -6,6 +6,7 @@
 
 mod headless;
 mod master;
+mod ramp;
 mod summary;
 mod worker;
 
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use goose::prelude::Scenario;
 
 pub use master::MasterArgs;
+pub use ramp::{RampArgs, RAMP_AFTER_HELP};
 pub use summary::print_summary;
 pub use worker::WorkerArgs;
 

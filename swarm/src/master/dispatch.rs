@@ -27,11 +27,10 @@ pub fn dispatch(
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let share = if n == 0 {
-                0
-            } else {
-                users / n + u64::from((i as u64) < users % n)
-            };
+            // No workers, no shares; else the first `users % n` get one more.
+            let share = users
+                .checked_div(n)
+                .map_or(0, |even| even + u64::from((i as u64) < users % n));
             (id.clone(), split_by_weight(share, classes))
         })
         .collect()

@@ -85,6 +85,14 @@ pub(super) async fn reset(State(state): State<WebState>) -> ApiResult<&'static s
     Ok("ok")
 }
 
+/// `GET /stats/total` (our extension): the `Aggregated` entry with its
+/// response-time buckets, so a remote ramp measures exact windows.
+pub(super) async fn total(State(state): State<WebState>) -> ApiResult<Json<Value>> {
+    Ok(Json(crate::ramp::total_json(
+        &state.master.snapshot().await?,
+    )))
+}
+
 pub(super) async fn requests(State(state): State<WebState>) -> ApiResult<Json<Value>> {
     Ok(Json(requests_json(
         &state.master.snapshot().await?,

@@ -9,6 +9,8 @@ mod api;
 mod auth;
 mod form;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 
@@ -35,6 +37,7 @@ pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
         .route("/stop", get(api::stop).post(api::stop))
         .route("/stats/reset", get(api::reset).post(api::reset))
         .route("/stats/requests", get(api::requests))
+        .route("/stats/total", get(api::total))
         .route("/stats/requests/csv", get(api::requests_csv))
         .route("/stats/failures/csv", get(api::failures_csv))
         .route("/stats/history", get(api::history))

@@ -1,0 +1,138 @@
+//! [`DeployPlan`]: which host plays which roles, validated before any
+//! connection is made (one webserver, one master, at least one worker).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::inventory::Entry;
+use super::known_hosts::KnownHosts;
+use super::ssh::ConnectLimits;
+use super::Host;
+use crate::cloud::Role;
+
+/// One host and everything it should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPlan {
+    pub host: Host,
+    /// In recipe order: webserver, master, worker.
+    pub roles: Vec<Role>,
+    /// How the other hosts reach this one.
+    pub private_address: String,
+}
+
+impl HostPlan {
+    /// `webserver`, `master+worker`, for progress lines.
+    pub fn role_names(&self) -> String {
+        let names: Vec<&str> = self.roles.iter().map(|r| r.as_str()).collect();
+        names.join("+")
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// Everything a deploy needs, checked.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    pub hosts: Vec<HostPlan>,
+    /// The `loadtest` binary shipped to master and workers.
+    pub loadtest: Arc<Vec<u8>>,
+    /// `USER:PASS` protecting the master's web UI.
+    pub web_auth: Option<String>,
+    pub known_hosts: KnownHosts,
+    pub limits: ConnectLimits,
+    /// How long the workers get to show up in the master's API.
+    pub join_timeout: Duration,
+}
+
+impl DeployPlan {
+    /// Groups entries by host (address and port) and checks the roles.
+    pub fn group(entries: Vec<Entry>) -> anyhow::Result<Vec<HostPlan>> {
+        let mut hosts: Vec<HostPlan> = Vec::new();
+        for entry in entries {
+            let existing = hosts
+                .iter_mut()
+                .find(|h| h.host.address == entry.host.address && h.host.port == entry.host.port);
+            match existing {
+                Some(plan) if plan.host != entry.host => bail!(
+                    "{} is listed with different users or keys ({} with {}, {} with {}): use one log-in per host",
+                    entry.host.label(),
+                    plan.host.user,
+                    plan.host.key.display(),
+                    entry.host.user,
+                    entry.host.key.display()
+                ),
+                Some(plan) => plan.roles.push(entry.role),
+                None => hosts.push(HostPlan {
+                    host: entry.host,
+                    roles: vec![entry.role],
+                    private_address: entry.private_address,
+                }),
+            }
+        }
+        for plan in &mut hosts {
+            plan.roles.sort();
+        }
+        let count = |role| hosts.iter().filter(|h| h.has(role)).count();
+        let mut counts = BTreeMap::new();
+        for role in Role::ALL {
+            counts.insert(role, count(role));
+        }
+        let (webservers, masters, workers) = (
+            counts[&Role::Webserver],
+            counts[&Role::Master],
+            counts[&Role::Worker],
+        );
+        if webservers != 1 || masters != 1 || workers == 0 {
+            bail!(
+                "a deploy needs exactly 1 webserver, exactly 1 master and at least 1 worker; \
+                 got {webservers} webserver(s), {masters} master(s), {workers} worker(s)"
+            );
+        }
+        Ok(hosts)
+    }
+
+    /// The host playing `role` first in the list.
+    pub fn first(&self, role: Role) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.has(role))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::inventory::parse;
+    use std::path::Path;
+
+    fn group(text: &str) -> anyhow::Result<Vec<HostPlan>> {
+        DeployPlan::group(parse(text, "inv", Path::new("/k"), None).unwrap())
+    }
+
+    #[test]
+    fn one_host_may_play_several_roles() {
+        let hosts = group(
+            "10.0.0.1 root key worker\n10.0.0.1 root key master\n10.0.0.2 root key webserver\n",
+        )
+        .unwrap();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(hosts[0].role_names(), "master+worker");
+    }
+
+    #[test]
+    fn roles_are_counted_and_logins_must_agree() {
+        let err = group("10.0.0.1 root key worker\n").unwrap_err().to_string();
+        assert!(
+            err.contains("got 0 webserver(s), 0 master(s), 1 worker(s)"),
+            "{err}"
+        );
+        let err =
+            group("10.0.0.1 root key webserver\n10.0.0.1 admin key master\n10.0.0.2 r k worker\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("different users or keys"), "{err}");
+    }
+}

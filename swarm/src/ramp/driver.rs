@@ -1,0 +1,158 @@
+//! How a ramp talks to a master: a small trait, so the step loop runs the
+//! same against the master in this process ([`MasterDriver`]), a master
+//! across the network ([`super::HttpDriver`]) or a fake in unit tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::master::{MasterError, MasterHandle, MasterSnapshot, RunState, SwarmRequest};
+use crate::stats::StatsEntry;
+
+/// How often waits poll the master.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The master could not be driven.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Master(#[from] MasterError),
+    /// The master refused a swarm request (its message says why).
+    #[error("the master refused {users} users: {message}")]
+    Refused { users: u64, message: String },
+    /// A remote master did not answer, or answered nonsense.
+    #[error("master at {url}: {message}")]
+    Remote { url: String, message: String },
+}
+
+/// What the ramp reads of a master at one instant.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// The `Aggregated` entry, cumulative since the run started.
+    pub total: StatsEntry,
+    /// Error text → occurrences so far, all request names together.
+    pub errors: BTreeMap<String, u64>,
+    /// Workers connected and not missing.
+    pub workers: usize,
+    /// Users the workers report running.
+    pub users: u64,
+    /// Users the master is dispatching toward.
+    pub target_users: u64,
+    pub state: RunState,
+}
+
+impl Reading {
+    /// Whether the master has spread exactly `users` and the workers run them.
+    pub fn spawned(&self, users: u64) -> bool {
+        self.state == RunState::Running && self.target_users == users && self.users == users
+    }
+}
+
+/// The few things a ramp needs from a master.
+#[async_trait]
+pub trait RampDriver: Send + Sync {
+    /// Asks for `users` users, started (or stopped) at `spawn_rate` per second.
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError>;
+    /// The master's numbers now.
+    async fn read(&self) -> Result<Reading, DriverError>;
+    /// Stops the users (the workers stay connected).
+    async fn stop(&self) -> Result<(), DriverError>;
+
+    /// Waits until `users` run (see [`Reading::spawned`]) or `limit` passes;
+    /// returns the last reading and whether spawning completed.
+    async fn wait_spawned(
+        &self,
+        users: u64,
+        limit: Duration,
+    ) -> Result<(Reading, bool), DriverError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let reading = self.read().await?;
+            if reading.spawned(users) {
+                return Ok((reading, true));
+            }
+            if tokio::time::Instant::now() >= deadline || reading.workers == 0 {
+                return Ok((reading, false));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until `wanted` workers are connected or `limit` passes;
+    /// `Err` holds how many were.
+    async fn wait_for_workers(&self, wanted: usize, limit: Duration) -> Result<(), usize> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let seen = self.read().await.map(|r| r.workers).unwrap_or(0);
+            if seen >= wanted {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(seen);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Error text → occurrences, summed over request names.
+pub fn error_counts(snapshot: &MasterSnapshot) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for error in snapshot.stats.errors.values() {
+        *counts.entry(error.error.clone()).or_default() += error.occurrences;
+    }
+    counts
+}
+
+/// The master running in this process.
+pub struct MasterDriver {
+    master: MasterHandle,
+    /// Target for the swarm requests; `None` keeps the master's.
+    host: Option<String>,
+}
+
+impl MasterDriver {
+    pub fn new(master: MasterHandle, host: Option<String>) -> Self {
+        MasterDriver { master, host }
+    }
+}
+
+#[async_trait]
+impl RampDriver for MasterDriver {
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError> {
+        let request = SwarmRequest {
+            user_count: users,
+            spawn_rate,
+            host: self.host.clone(),
+            run_time: None,
+        };
+        match self.master.swarm(request).await {
+            Ok(message) => {
+                tracing::debug!("{message}");
+                Ok(())
+            }
+            Err(MasterError::Gone) => Err(MasterError::Gone.into()),
+            Err(err) => Err(DriverError::Refused {
+                users,
+                message: err.to_string(),
+            }),
+        }
+    }
+
+    async fn read(&self) -> Result<Reading, DriverError> {
+        let snapshot = self.master.snapshot().await?;
+        Ok(Reading {
+            errors: error_counts(&snapshot),
+            workers: snapshot.active_workers(),
+            users: snapshot.user_count,
+            target_users: snapshot.target_user_count,
+            state: snapshot.state,
+            total: snapshot.stats.total,
+        })
+    }
+
+    async fn stop(&self) -> Result<(), DriverError> {
+        Ok(self.master.stop().await?)
+    }
+}

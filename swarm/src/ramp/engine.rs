@@ -1,0 +1,329 @@
+//! The step loop: set the users, wait until they run, let the previous
+//! step's reports drain, measure a window, judge it; stop at the first
+//! failing step, then bisect if asked.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::bisect::Bisection;
+use super::driver::{DriverError, RampDriver, Reading};
+use super::judge::Limits;
+use super::plan::RampPlan;
+use super::result::RampReport;
+use super::step::StepResult;
+use crate::stats::now_epoch;
+
+/// How often one user count is measured again after workers came or went
+/// during its window, before the ramp gives up.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// How often that wait polls.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Why a ramp could not measure; the message goes to the terminal and to
+/// `ramp.json`'s `error`.
+#[derive(Debug, thiserror::Error)]
+pub enum Unmeasurable {
+    #[error("every worker has gone (at the {users}-user step): nothing generates load")]
+    NoWorkers { users: u64 },
+    #[error("the target is unreachable: every one of the {requests} requests of the first step ({users} users) failed without an HTTP response, e.g. {example:?}; check the target address (--host) and that the server is up")]
+    Unreachable {
+        users: u64,
+        requests: u64,
+        example: String,
+    },
+    #[error("no request finished during the {users}-user step's {window_s:.0} s window (waited for late reports too): the target may have stopped answering, or the workers are overloaded; a longer --step-time may help")]
+    NoRequests { users: u64, window_s: f64 },
+    #[error("workers kept joining or leaving during the {users}-user step ({MAX_ATTEMPTS} tries); no stable window to measure")]
+    Unstable { users: u64 },
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// Hears about the ramp as it goes: the terminal table, or a test.
+pub trait Progress: Send {
+    /// A step is about to start.
+    fn step_started(&mut self, _users: u64) {}
+    /// A step was measured and judged.
+    fn step_done(&mut self, _step: &StepResult, _limits: &Limits) {}
+    /// Something the report notes (also pushed to `RampReport::notes`).
+    fn note(&mut self, _text: &str) {}
+}
+
+/// Ignores everything.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// One user count's attempt: measured, or spoiled by workers coming or going.
+enum Window {
+    Measured(StepResult),
+    WorkersChanged { before: usize, after: usize },
+}
+
+/// The state of one run, owned while it goes.
+struct Run<'a> {
+    driver: &'a dyn RampDriver,
+    plan: &'a RampPlan,
+    report: &'a mut RampReport,
+    progress: &'a mut dyn Progress,
+    /// Users asked for last, to bound the next spawn wait.
+    current_users: u64,
+    /// Workers seen at the end of the last measured step, to note a
+    /// change between steps.
+    known_workers: Option<usize>,
+}
+
+/// Runs the ramp to its end, filling `report` (steps, answer, `error`) as it
+/// goes, so a caller that stops it early (Ctrl-C) keeps what was measured.
+/// Stops the users at the end.
+pub async fn run_ramp(
+    driver: &dyn RampDriver,
+    plan: &RampPlan,
+    report: &mut RampReport,
+    progress: &mut dyn Progress,
+) {
+    let mut run = Run {
+        driver,
+        plan,
+        report,
+        progress,
+        current_users: 0,
+        known_workers: None,
+    };
+    if let Err(err) = run.steps().await {
+        run.report.error = Some(err.to_string());
+    }
+    run.report.conclude();
+    run.report.finished_at = Some(now_epoch());
+    if let Err(err) = driver.stop().await {
+        tracing::warn!("could not stop the users after the ramp: {err}");
+    }
+}
+
+impl Run<'_> {
+    async fn steps(&mut self) -> Result<(), Unmeasurable> {
+        for (i, users) in self.plan.spec.user_counts().into_iter().enumerate() {
+            let step = self.measure(users, i == 0).await?;
+            let healthy = step.is_healthy();
+            self.record(step);
+            if !healthy {
+                break;
+            }
+        }
+        if self.plan.refine {
+            self.refine().await?;
+        }
+        Ok(())
+    }
+
+    /// Bisects between the last healthy and the first failing count.
+    async fn refine(&mut self) -> Result<(), Unmeasurable> {
+        self.report.conclude();
+        let Some(failing) = self.report.threshold_users else {
+            return Ok(());
+        };
+        let healthy = self.report.last_healthy_users.unwrap_or(0);
+        let Some(mut bracket) = Bisection::new(healthy, failing) else {
+            return Ok(());
+        };
+        if bracket.probe().is_none() {
+            self.note(format!(
+                "--refine: {healthy} and {failing} users are adjacent; the threshold is exact"
+            ));
+        }
+        while let Some(users) = bracket.probe() {
+            let step = self.measure(users, false).await?;
+            bracket.record(users, step.is_healthy());
+            self.record(step);
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, step: StepResult) {
+        self.progress.step_done(&step, &self.plan.limits);
+        self.report.steps.push(step);
+        self.report.conclude();
+    }
+
+    fn note(&mut self, text: String) {
+        tracing::warn!("{text}");
+        self.progress.note(&text);
+        self.report.notes.push(text);
+    }
+
+    /// Measures `users`, again when workers came or went during the window.
+    async fn measure(&mut self, users: u64, first: bool) -> Result<StepResult, Unmeasurable> {
+        self.progress.step_started(users);
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.attempt(users, first).await? {
+                Window::Measured(step) => return Ok(step),
+                Window::WorkersChanged { before, after } => {
+                    self.known_workers = Some(after);
+                    let again = if attempt < MAX_ATTEMPTS {
+                        format!("; measuring {users} users again with {after}")
+                    } else {
+                        String::new()
+                    };
+                    self.note(format!(
+                        "workers changed from {before} to {after} during the {users}-user step{again}"
+                    ));
+                }
+            }
+        }
+        Err(Unmeasurable::Unstable { users })
+    }
+
+    async fn attempt(&mut self, users: u64, first: bool) -> Result<Window, Unmeasurable> {
+        let spawned = self.spawn(users).await?;
+        tokio::time::sleep(self.plan.settle).await;
+        let start = self.read_with_workers(users).await?;
+        if start.workers != spawned.workers {
+            return Ok(changed(spawned.workers, start.workers));
+        }
+        let opened = Instant::now();
+        tokio::time::sleep(self.plan.window).await;
+        let end = self.read_with_workers(users).await?;
+        let end = self.await_late_reports(users, &start, end).await?;
+        if end.workers != start.workers {
+            return Ok(changed(start.workers, end.workers));
+        }
+        let window = end.total.since(&start.total);
+        let duration = opened.elapsed().as_secs_f64();
+        let mut step = StepResult::measure(users, end.workers, &window, duration);
+        if step.requests == 0 {
+            return Err(Unmeasurable::NoRequests {
+                users,
+                window_s: duration,
+            });
+        }
+        if first {
+            check_reachable(&step, &start.errors, &end.errors)?;
+        }
+        step.failed = self.plan.limits.judge(&step);
+        Ok(Window::Measured(step))
+    }
+
+    /// Asks for `users` and waits (bounded) until they run.
+    async fn spawn(&mut self, users: u64) -> Result<Reading, Unmeasurable> {
+        self.driver.set_users(users, self.plan.spawn_rate).await?;
+        let limit = self.plan.spawn_limit(self.current_users, users);
+        let previous = self.current_users;
+        self.current_users = users;
+        let (reading, done) = self.driver.wait_spawned(users, limit).await?;
+        if reading.workers == 0 {
+            return Err(Unmeasurable::NoWorkers { users });
+        }
+        if !done {
+            self.note(format!(
+                "spawning {users} users did not complete within {:.0} s ({} running on {} workers); measured anyway",
+                limit.as_secs_f64(),
+                reading.users,
+                reading.workers
+            ));
+        }
+        if let Some(known) = self.known_workers.filter(|k| *k != reading.workers) {
+            self.note(format!(
+                "workers changed from {known} to {} between the {previous}- and {users}-user steps; the ramp goes on with {}",
+                reading.workers, reading.workers
+            ));
+        }
+        self.known_workers = Some(reading.workers);
+        Ok(reading)
+    }
+
+    /// A window no report reached is extended until one does (a loaded
+    /// worker can send late), by at most `plan.late_reports`; the step's
+    /// duration is then the longer window.
+    async fn await_late_reports(
+        &mut self,
+        users: u64,
+        start: &Reading,
+        mut end: Reading,
+    ) -> Result<Reading, Unmeasurable> {
+        let arrived = |r: &Reading| r.total.num_requests != start.total.num_requests;
+        if arrived(&end) {
+            return Ok(end);
+        }
+        let waited = Instant::now();
+        while !arrived(&end)
+            && waited.elapsed() < self.plan.late_reports
+            && end.workers == start.workers
+        {
+            tokio::time::sleep(POLL).await;
+            end = self.read_with_workers(users).await?;
+        }
+        if arrived(&end) {
+            self.note(format!(
+                "no report reached the {users}-user step's window in time; it was extended by {:.1} s",
+                waited.elapsed().as_secs_f64()
+            ));
+        }
+        Ok(end)
+    }
+
+    async fn read_with_workers(&self, users: u64) -> Result<Reading, Unmeasurable> {
+        let reading = self.driver.read().await?;
+        if reading.workers == 0 {
+            return Err(Unmeasurable::NoWorkers { users });
+        }
+        Ok(reading)
+    }
+}
+
+fn changed(before: usize, after: usize) -> Window {
+    Window::WorkersChanged { before, after }
+}
+
+/// Whether an error is an HTTP answer (goose: `503 Service Unavailable: /`;
+/// Locust: `HTTPError('503 Server Error: ...')`) rather than a request that
+/// never got one (refused, reset, timed out, DNS).
+pub fn is_http_error(text: &str) -> bool {
+    let bytes = text.trim_start().as_bytes();
+    let status = bytes.len() >= 4
+        && bytes[..3].iter().all(u8::is_ascii_digit)
+        && matches!(bytes[3], b' ' | b':');
+    status || text.starts_with("HTTPError(")
+}
+
+/// Refuses a first step whose every request failed without an HTTP answer.
+fn check_reachable(
+    step: &StepResult,
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> Result<(), Unmeasurable> {
+    if step.failures < step.requests {
+        return Ok(());
+    }
+    let new: Vec<(&String, u64)> = after
+        .iter()
+        .map(|(text, n)| {
+            (
+                text,
+                n.saturating_sub(before.get(text).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let transport: u64 = new
+        .iter()
+        .filter(|(text, _)| !is_http_error(text))
+        .map(|(_, n)| n)
+        .sum();
+    if transport == 0 || transport < step.failures {
+        return Ok(());
+    }
+    let example = new
+        .iter()
+        .filter(|(text, _)| !is_http_error(text))
+        .max_by_key(|(_, n)| *n)
+        .map(|(text, _)| text.to_string())
+        .unwrap_or_default();
+    Err(Unmeasurable::Unreachable {
+        users: step.users,
+        requests: step.requests,
+        example,
+    })
+}

@@ -1,0 +1,114 @@
+//! `--report-dir`: `ramp.json` (the [`RampReport`]), `ramp.csv` (a row per
+//! step) and `ramp.html` (charts and table, self-contained).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::result::RampReport;
+
+/// The columns of `ramp.csv`, the step fields of `ramp.json` plus the verdict.
+pub const CSV_HEADER: &str =
+    "users,workers,duration_s,requests,failures,fail_ratio,rps,p50_ms,p95_ms,p99_ms,verdict";
+
+/// Where the reports went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFiles {
+    pub json: PathBuf,
+    pub csv: PathBuf,
+    pub html: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write {path}: {source} (does --report-dir point at a writable place?)")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot serialize the ramp report: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A row per step, in the order measured.
+pub fn ramp_csv(report: &RampReport) -> String {
+    let mut csv = String::from(CSV_HEADER);
+    csv.push('\n');
+    for s in &report.steps {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            s.users,
+            s.workers,
+            s.duration_s,
+            s.requests,
+            s.failures,
+            s.fail_ratio,
+            s.rps,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms,
+            s.verdict()
+        );
+    }
+    csv
+}
+
+/// Writes the three reports into `dir` (created if missing).
+pub fn write_reports(dir: &Path, report: &RampReport) -> Result<ReportFiles, ReportError> {
+    let write = |path: &Path, body: &str| {
+        std::fs::write(path, body).map_err(|source| ReportError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let files = ReportFiles {
+        json: dir.join("ramp.json"),
+        csv: dir.join("ramp.csv"),
+        html: dir.join("ramp.html"),
+    };
+    let mut json = serde_json::to_string_pretty(report)?;
+    json.push('\n');
+    write(&files.json, &json)?;
+    write(&files.csv, &ramp_csv(report))?;
+    write(&files.html, &super::html::render(report))?;
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ramp::result::tests::{report, step};
+    use crate::ramp::Criterion;
+
+    #[test]
+    fn csv_has_a_row_per_step() {
+        let r = report(vec![step(2, None), step(4, Some(Criterion::P95))]);
+        let csv = ramp_csv(&r);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines[1], "2,1,3,100,0,0,33.33,10,20,30,healthy");
+        assert_eq!(lines[2], "4,1,3,100,50,0.5,33.33,10,20,30,p95");
+    }
+
+    #[test]
+    fn reports_land_in_the_directory() {
+        let dir = std::env::temp_dir().join(format!(
+            "spotload-ramp-report-{}-{}",
+            std::process::id(),
+            crate::stats::now_epoch()
+        ));
+        let r = report(vec![step(2, None), step(4, Some(Criterion::FailRatio))]);
+        let files = write_reports(&dir.join("nested"), &r).expect("written");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap_or_default())
+                .expect("ramp.json is JSON");
+        assert_eq!(json["threshold_users"], 4);
+        assert_eq!(json["criterion"], "fail_ratio");
+        assert!(files.csv.is_file() && files.html.is_file());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

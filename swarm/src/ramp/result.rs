@@ -1,0 +1,209 @@
+//! The answer of a ramp: every measured step, the threshold it found, and
+//! why a run could not answer. `ramp.json` is this, serialized.
+
+use serde::Serialize;
+
+use super::judge::Criterion;
+use super::plan::RampPlan;
+use super::step::StepResult;
+
+/// A ramp's outcome. The first five fields are the answer; the rest say
+/// how it was measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RampReport {
+    /// Lowest user count that failed; `None` when every step was healthy.
+    pub threshold_users: Option<u64>,
+    /// Highest healthy user count below the threshold.
+    pub last_healthy_users: Option<u64>,
+    /// The limit the threshold step broke.
+    pub criterion: Option<Criterion>,
+    /// Every step in the order measured (refinement probes last).
+    pub steps: Vec<StepResult>,
+    /// Why the ramp could not answer (no workers, target unreachable...);
+    /// `None` when it did.
+    pub error: Option<String>,
+    /// What happened along the way that a reader should know, e.g. a
+    /// worker lost and the step measured again.
+    pub notes: Vec<String>,
+    /// The ramp asked for, `START:STEP:MAX`.
+    pub ramp: String,
+    /// Each step's measuring window, seconds.
+    pub step_time_s: f64,
+    pub fail_ratio_limit: f64,
+    pub max_p95_ms: Option<u64>,
+    pub refine: bool,
+    pub host: Option<String>,
+    /// Epoch seconds.
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+}
+
+impl RampReport {
+    /// An empty report for `plan`, started at epoch second `now`.
+    pub fn new(plan: &RampPlan, host: Option<String>, now: f64) -> Self {
+        RampReport {
+            threshold_users: None,
+            last_healthy_users: None,
+            criterion: None,
+            steps: Vec::new(),
+            error: None,
+            notes: Vec::new(),
+            ramp: plan.spec.to_string(),
+            step_time_s: plan.window.as_secs_f64(),
+            fail_ratio_limit: plan.limits.fail_ratio,
+            max_p95_ms: plan.limits.max_p95_ms,
+            refine: plan.refine,
+            host,
+            started_at: now,
+            finished_at: None,
+        }
+    }
+
+    /// Derives the answer from the steps: the threshold is the lowest
+    /// failing count, the last healthy the highest healthy count below it.
+    pub fn conclude(&mut self) {
+        let threshold = self
+            .steps
+            .iter()
+            .filter(|s| !s.is_healthy())
+            .min_by_key(|s| s.users);
+        self.threshold_users = threshold.map(|s| s.users);
+        self.criterion = threshold.and_then(|s| s.failed);
+        let limit = self.threshold_users.unwrap_or(u64::MAX);
+        self.last_healthy_users = self
+            .steps
+            .iter()
+            .filter(|s| s.is_healthy() && s.users < limit)
+            .map(|s| s.users)
+            .max();
+    }
+
+    /// Whether the run answered: 0 as an exit code, otherwise 1.
+    pub fn answered(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The last measurement at `users`.
+    pub fn step_at(&self, users: Option<u64>) -> Option<&StepResult> {
+        let users = users?;
+        self.steps.iter().rev().find(|s| s.users == users)
+    }
+
+    /// The step the threshold comes from.
+    pub fn threshold_step(&self) -> Option<&StepResult> {
+        self.step_at(self.threshold_users)
+    }
+
+    /// The highest healthy step below the threshold.
+    pub fn last_healthy_step(&self) -> Option<&StepResult> {
+        self.step_at(self.last_healthy_users)
+    }
+
+    /// Steps by user count (the last measurement of each), for charts.
+    pub fn steps_by_users(&self) -> Vec<&StepResult> {
+        let mut steps: Vec<&StepResult> = Vec::new();
+        for step in self.steps.iter().rev() {
+            if !steps.iter().any(|s| s.users == step.users) {
+                steps.push(step);
+            }
+        }
+        steps.sort_by_key(|s| s.users);
+        steps
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ramp::{Limits, RampSpec};
+
+    pub(crate) fn step(users: u64, failed: Option<Criterion>) -> StepResult {
+        StepResult {
+            users,
+            workers: 1,
+            duration_s: 3.0,
+            requests: 100,
+            failures: if failed.is_some() { 50 } else { 0 },
+            fail_ratio: if failed.is_some() { 0.5 } else { 0.0 },
+            rps: 33.33,
+            p50_ms: 10,
+            p95_ms: 20,
+            p99_ms: 30,
+            failed,
+        }
+    }
+
+    pub(crate) fn report(steps: Vec<StepResult>) -> RampReport {
+        let spec = RampSpec::parse("2:2:10").expect("spec");
+        let plan = RampPlan::new(spec, Duration::from_secs(3), Limits::default(), 10.0);
+        let mut report = RampReport::new(&plan, Some("http://127.0.0.1:1".into()), 0.0);
+        report.steps = steps;
+        report.conclude();
+        report
+    }
+
+    #[test]
+    fn the_answer_comes_from_the_steps() {
+        let fail = Some(Criterion::FailRatio);
+        let r = report(vec![step(2, None), step(4, None), step(6, fail)]);
+        assert_eq!(r.threshold_users, Some(6));
+        assert_eq!(r.last_healthy_users, Some(4));
+        assert_eq!(r.criterion, fail);
+        // Refinement probes below the first failing count move both ends.
+        let r = report(vec![
+            step(2, None),
+            step(6, fail),
+            step(4, None),
+            step(5, Some(Criterion::P95)),
+        ]);
+        assert_eq!(r.threshold_users, Some(5));
+        assert_eq!(r.last_healthy_users, Some(4));
+        assert_eq!(r.criterion, Some(Criterion::P95));
+        let users: Vec<u64> = r.steps_by_users().iter().map(|s| s.users).collect();
+        assert_eq!(users, vec![2, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_healthy_ramp_has_no_threshold() {
+        let r = report(vec![step(2, None), step(4, None)]);
+        assert_eq!(r.threshold_users, None);
+        assert_eq!(r.criterion, None);
+        assert_eq!(r.last_healthy_users, Some(4));
+        assert!(r.answered());
+        let r = report(vec![step(2, Some(Criterion::FailRatio))]);
+        assert_eq!(r.last_healthy_users, None);
+        assert_eq!(r.threshold_step().map(|s| s.users), Some(2));
+    }
+
+    #[test]
+    fn json_has_the_issue_field_names() {
+        let r = report(vec![step(2, None)]);
+        let json = serde_json::to_value(&r).expect("serializes");
+        for key in [
+            "threshold_users",
+            "last_healthy_users",
+            "criterion",
+            "steps",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+        assert!(json["threshold_users"].is_null());
+        assert!(json["criterion"].is_null());
+        let step = &json["steps"][0];
+        for key in [
+            "users",
+            "duration_s",
+            "requests",
+            "failures",
+            "fail_ratio",
+            "rps",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+        ] {
+            assert!(step.get(key).is_some(), "{key} in {step}");
+        }
+    }
+}

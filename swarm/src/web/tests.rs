@@ -1,0 +1,203 @@
+//! The web app without a socket: a real [`Master`] over in-memory channels
+//! and requests sent with `oneshot`.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+use super::{app, WebAuth};
+use crate::master::{Master, MasterConfig, MasterHandle, UserClass};
+use crate::protocol::transport::{Frame, MasterLink};
+use crate::protocol::ToMaster;
+
+/// A running master with no workers; `frames` feeds it worker messages.
+struct TestMaster {
+    handle: MasterHandle,
+    frames: mpsc::Sender<Frame>,
+    /// Kept so the master's sends do not fail.
+    _sent: mpsc::Receiver<Frame>,
+}
+
+fn start_master() -> TestMaster {
+    let (frames, incoming) = mpsc::channel(16);
+    let (outgoing, sent) = mpsc::channel(1024);
+    let link = MasterLink {
+        incoming,
+        outgoing,
+        port: 0,
+    };
+    let classes = vec![UserClass {
+        name: "WebsiteUser".into(),
+        weight: 1,
+    }];
+    let (master, handle) = Master::new(MasterConfig::new("http://127.0.0.1:1", classes), link);
+    tokio::spawn(master.run());
+    TestMaster {
+        handle,
+        frames,
+        _sent: sent,
+    }
+}
+
+impl TestMaster {
+    async fn join_worker(&self, id: &str) {
+        let ready = ToMaster::ClientReady {
+            version: "2.47.0".into(),
+        };
+        let frame = Frame {
+            peer: Bytes::from(id.as_bytes().to_vec()),
+            payload: Bytes::from(ready.to_wire(id)),
+        };
+        self.frames.send(frame).await.expect("the master runs");
+        let joined = self
+            .handle
+            .wait_for_workers(1, std::time::Duration::from_secs(5))
+            .await;
+        assert!(joined.is_ok(), "the worker joined");
+    }
+}
+
+async fn send(router: axum::Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = router.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn post_form(path: &str, form: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .expect("a request")
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn swarm_names_the_bad_field_and_starts_nothing() {
+    let master = start_master();
+    master.join_worker("w1").await;
+    let router = app(master.handle.clone(), None);
+    for (form, field) in [
+        ("user_count=abc&spawn_rate=1", "user_count"),
+        ("user_count=5&spawn_rate=0", "spawn_rate"),
+        ("user_count=5&spawn_rate=1&host=not+a+url", "host"),
+        ("user_count=5&spawn_rate=1&run_time=-5s", "run_time"),
+    ] {
+        let (status, body) = send(router.clone(), post_form("/swarm", form)).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer = json(&body);
+        assert_eq!(answer["success"], false, "{form}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{form}: {message:?} names {field}");
+    }
+    assert_eq!(master.handle.state().as_str(), "ready");
+}
+
+#[tokio::test]
+async fn swarm_answers_like_locust() {
+    let master = start_master();
+    master.join_worker("w1").await;
+    let router = app(master.handle.clone(), None);
+    let (_, body) = send(
+        router.clone(),
+        post_form("/swarm", "user_count=3&spawn_rate=3&run_time=1m"),
+    )
+    .await;
+    let answer = json(&body);
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(answer["host"], "http://127.0.0.1:1");
+    assert_eq!(
+        answer["run_time"], 60,
+        "Locust echoes the run time in seconds"
+    );
+    let (_, body) = send(
+        router,
+        Request::get("/stats/requests")
+            .body(Body::empty())
+            .expect("a request"),
+    )
+    .await;
+    let stats = json(&body);
+    assert_eq!(stats["state"], "running");
+    assert_eq!(stats["worker_count"], 1);
+    assert!(stats["current_rps"].is_number(), "{stats}");
+}
+
+#[tokio::test]
+async fn exceptions_list_nodes_as_one_string() {
+    let master = start_master();
+    for id in ["w1", "w2"] {
+        let exception = ToMaster::Exception {
+            msg: "ZeroDivisionError".into(),
+            traceback: "File \"x\", line 1".into(),
+        };
+        let frame = Frame {
+            peer: Bytes::from(id.as_bytes().to_vec()),
+            payload: Bytes::from(exception.to_wire(id)),
+        };
+        master.frames.send(frame).await.expect("the master runs");
+    }
+    let router = app(master.handle.clone(), None);
+    // Frames and commands race in the master's loop: ask until both count.
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = send(
+            router.clone(),
+            Request::get("/exceptions")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        rows = json(&body)["exceptions"].clone();
+        if rows[0]["count"] == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(rows[0]["count"], 2, "{rows}");
+    assert_eq!(rows[0]["nodes"], "w1, w2", "{rows}");
+}
+
+#[tokio::test]
+async fn basic_auth_guards_every_path() {
+    let master = start_master();
+    let auth = WebAuth::parse("user:pass").expect("valid");
+    let router = app(master.handle.clone(), Some(auth));
+    for path in ["/", "/stats/requests", "/exceptions/csv"] {
+        let request = |credentials: Option<&str>| {
+            let mut builder = Request::get(path);
+            if let Some(credentials) = credentials {
+                builder = builder.header(header::AUTHORIZATION, credentials);
+            }
+            builder.body(Body::empty()).expect("a request")
+        };
+        let (status, _) = send(router.clone(), request(None)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} without credentials"
+        );
+        // base64("user:wrong")
+        let (status, _) = send(router.clone(), request(Some("Basic dXNlcjp3cm9uZw=="))).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} with a wrong password"
+        );
+        // base64("user:pass")
+        let (status, _) = send(router.clone(), request(Some("Basic dXNlcjpwYXNz"))).await;
+        assert_eq!(status, StatusCode::OK, "{path} with credentials");
+    }
+}
