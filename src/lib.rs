@@ -14,17 +14,6 @@ pub mod cloud;
 pub mod local;
 pub mod remote;
 
-/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`.
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`
+/// (the same set-up as `loadtest`).
+pub use swarm::cli::init_logging;

@@ -12,6 +12,8 @@ use crate::master::{MasterError, MasterSnapshot};
 use crate::stats::{now_epoch, ExceptionRow, StatsEntry};
 
 const INDEX: &str = include_str!("assets/index.html");
+/// Chart and formatting code shared by the page and the report.
+pub(super) const COMMON_JS: &str = include_str!("assets/common.js");
 
 /// The master has gone away: nothing here can answer.
 pub(super) struct ApiError(MasterError);
@@ -36,6 +38,13 @@ type ApiResult<T> = Result<T, ApiError>;
 
 pub(super) async fn index() -> Html<&'static str> {
     Html(INDEX)
+}
+
+pub(super) async fn common_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        COMMON_JS,
+    )
 }
 
 pub(super) async fn swarm(

@@ -33,6 +33,7 @@ pub struct WebState {
 pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
     let router = Router::new()
         .route("/", get(api::index))
+        .route("/common.js", get(api::common_js))
         .route("/swarm", post(api::swarm))
         .route("/stop", get(api::stop).post(api::stop))
         .route("/stats/reset", get(api::reset).post(api::reset))

@@ -35,5 +35,9 @@ pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample], now: 
     });
     // JSON inside <script>: "</" must not end the element early.
     let data = data.to_string().replace("</", "<\\/");
-    TEMPLATE.replace("__REPORT_DATA__", &data)
+    // The shared script goes in first: the data must not be searched for
+    // the script's placeholder.
+    TEMPLATE
+        .replace("/*__COMMON_JS__*/", super::api::COMMON_JS)
+        .replace("__REPORT_DATA__", &data)
 }
