@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 
 use super::aws::runtime;
 use super::launch::LaunchArgs;
-use crate::cloud::plan::{parse_duration, LaunchFlags};
+use crate::cloud::plan::parse_duration;
 use crate::cloud::{FleetPlan, Instance, Role};
 use crate::remote::{self, inventory, ConnectLimits, DeployPlan, Host, HostPlan, KnownHosts};
 
@@ -111,7 +111,7 @@ impl DeployArgs {
         // before launching, so a compile error leaves nothing billing.
         let fleet_plan = match &self.inventory {
             Some(_) => None,
-            None => Some(FleetPlan::from_flags(&self.launch_flags())?),
+            None => Some(FleetPlan::from_flags(&self.launch.flags())?),
         };
         let loadtest = Arc::new(self.loadtest_binary()?);
         let state = self.launch.aws.state()?;
@@ -165,25 +165,6 @@ impl DeployArgs {
             println!("web UI login: user {user}, password {pass}");
         }
         Ok(ExitCode::SUCCESS)
-    }
-
-    fn launch_flags(&self) -> LaunchFlags {
-        let l = &self.launch;
-        LaunchFlags {
-            fleet: l.aws.fleet.clone(),
-            workers: l.workers,
-            worker_type: l.worker_type.clone(),
-            master_type: l.master_type.clone(),
-            webserver_type: l.webserver_type.clone(),
-            ami: l.ami.clone(),
-            key_name: l.key_name.clone(),
-            key_file: l.key_file.clone(),
-            allow_cidr: l.allow_cidr.clone(),
-            public_ip_url: l.public_ip_url.clone(),
-            max_price: l.max_price.clone(),
-            ttl: l.ttl.clone(),
-            wait_timeout: l.wait_timeout.clone(),
-        }
     }
 
     /// The fleet's instances as hosts: reused when the fleet runs,

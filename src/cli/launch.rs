@@ -80,7 +80,9 @@ impl LaunchArgs {
         Ok(ExitCode::SUCCESS)
     }
 
-    fn flags(&self) -> LaunchFlags {
+    /// The raw launch flags, validated later into a `FleetPlan` (deploy
+    /// reuses them when it has to launch).
+    pub fn flags(&self) -> LaunchFlags {
         LaunchFlags {
             fleet: self.aws.fleet.clone(),
             workers: self.workers,
