@@ -54,15 +54,16 @@ pub struct Children {
 }
 
 impl Children {
-    /// Starts `program args`, sharing this terminal's output.
+    /// Starts `program args`, sharing this terminal's stderr.
     pub fn spawn(
         &mut self,
         name: &str,
         program: &Path,
         args: &[String],
+        stdout: std::process::Stdio,
     ) -> anyhow::Result<ChildId> {
         let mut command = tied_to_parent(program);
-        command.args(args);
+        command.args(args).stdout(stdout);
         let child = command
             .spawn()
             .with_context(|| format!("cannot start the {name} ({})", program.display()))?;

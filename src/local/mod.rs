@@ -7,6 +7,7 @@ mod children;
 mod target;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -52,7 +53,12 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
         None => Target::start().await?,
     };
     let mut children = Children::default();
-    let master = children.spawn("master", &plan.loadtest, &master_args(&plan, &target.url))?;
+    let master = children.spawn(
+        "master",
+        &plan.loadtest,
+        &master_args(&plan, &target.url),
+        Stdio::inherit(),
+    )?;
     for i in 0..plan.workers {
         let args = [
             "worker",
@@ -65,6 +71,9 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
             &format!("worker {}", i + 1),
             &plan.loadtest,
             &args.map(String::from),
+            // A worker's stdout only carries goose's "All N users launched."
+            // lines, which would break up the master's tables.
+            Stdio::null(),
         )?;
     }
     print_addresses(&plan, &target);

@@ -309,7 +309,7 @@ fn port_open(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-fn loopback(port: u16) -> SocketAddr {
+pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -498,7 +498,9 @@ pub struct NginxOptions {
     /// `/` serves at most this many requests per second; the excess waits
     /// in nginx's queue (`limit_req` without `nodelay`), so time to first
     /// byte grows with the load — a slow target without extra modules.
-    /// Waiting requests count as in progress for `limit_conn`.
+    /// Requests waiting in that queue do NOT count for `limit_conn` (nginx
+    /// delays them before counting); for a breaking point use `limit_conn`
+    /// with `slow_path` on `/index.html`.
     pub root_rate: Option<u32>,
 }
 

@@ -1,0 +1,145 @@
+//! `spotload local` as a user runs it: the whole fleet on this machine, the
+//! UI answering with its workers, load reaching the target, and Ctrl-C
+//! leaving no process behind.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{free_port, http_get, http_post_form, Process, TempDir};
+
+const SPOTLOAD: &str = env!("CARGO_BIN_EXE_spotload");
+
+/// Every live process as (pid, parent pid).
+fn process_table() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// `root` and all its descendants.
+fn descendants(root: u32) -> Vec<u32> {
+    let table = process_table();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            table
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited; only its entry is left for the parent to reap.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn stats(web: &str) -> serde_json::Value {
+    let (status, body) = http_get(&format!("{web}/stats/requests"));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("stats JSON")
+}
+
+fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
+    let loadtest = std::path::Path::new(SPOTLOAD).with_file_name("loadtest");
+    assert!(
+        loadtest.is_file(),
+        "build the workspace first (scripts/test does): {} missing",
+        loadtest.display()
+    );
+    let dir = TempDir::new("local-fleet");
+    let (web_port, master_port) = (free_port(), free_port());
+    let mut cmd = Command::new(SPOTLOAD);
+    cmd.args([
+        "local",
+        "--workers",
+        "2",
+        "--web-port",
+        &web_port.to_string(),
+        "--master-port",
+        &master_port.to_string(),
+    ]);
+    let mut local = Process::spawn("spotload-local", cmd, dir.path());
+    let web = format!("http://127.0.0.1:{web_port}");
+    local
+        .wait_for_port(support::loopback(web_port), Duration::from_secs(30))
+        .expect("the UI answers");
+    wait_for(Duration::from_secs(30), "two workers", || {
+        stats(&web)["worker_count"] == 2
+    });
+    let printed = local.stdout();
+    assert!(
+        printed.contains(&format!("web UI:  http://127.0.0.1:{web_port}")),
+        "addresses printed:\n{printed}"
+    );
+    assert!(printed.contains("target:  http://127.0.0.1:"), "{printed}");
+
+    let (status, body) = http_post_form(
+        &format!("{web}/swarm"),
+        &[("user_count", "4"), ("spawn_rate", "4")],
+    );
+    assert!(status == 200 && body.contains("\"success\":true"), "{body}");
+    wait_for(Duration::from_secs(20), "requests", || {
+        support::aggregated_row(&stats(&web))["num_requests"]
+            .as_u64()
+            .unwrap_or(0)
+            > 500
+    });
+
+    // The master, two workers and nginx (with its own workers), all below spotload.
+    let family = descendants(local.pid());
+    assert!(family.len() >= 5, "spotload's processes: {family:?}");
+    local.signal("INT");
+    let status = local
+        .wait_exit(Duration::from_secs(30))
+        .expect("spotload local exits after Ctrl-C");
+    assert!(
+        status.success() || status.code() == Some(130),
+        "exit status {status:?}\n{}",
+        local.logs()
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "every process spotload started to be gone",
+        || !family.iter().any(|pid| alive(*pid)),
+    );
+    assert!(
+        local.stdout().contains("Aggregated"),
+        "the master's summary is printed on Ctrl-C:\n{}",
+        local.stdout()
+    );
+}
