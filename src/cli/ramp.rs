@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use swarm::ramp::{
-    run_ramp, table, write_reports, HttpDriver, Limits, RampDriver, RampPlan, RampReport, RampSpec,
-    StepTable, DEFAULT_FAIL_RATIO,
+    run_ramp, HttpDriver, Limits, RampDriver, RampPlan, RampReport, RampSpec, StepTable,
+    DEFAULT_FAIL_RATIO,
 };
 use swarm::stats::now_epoch;
 
@@ -168,7 +168,7 @@ impl RampArgs {
             report.finished_at = Some(now_epoch());
             let _ = runtime.block_on(driver.stop());
         }
-        self.finish(&plan, &report)
+        swarm::cli::conclude_ramp(self.report_dir.as_deref(), &plan, &report)
     }
 
     async fn ramp_with_workers(
@@ -241,26 +241,5 @@ impl RampArgs {
         address
             .map(|a| a.to_string())
             .with_context(|| format!("the master {} has no {kind} address", master.id))
-    }
-
-    /// Prints the answer, writes the reports, picks the exit code.
-    fn finish(&self, plan: &RampPlan, report: &RampReport) -> anyhow::Result<ExitCode> {
-        println!();
-        println!("{}", table::conclusion(report, &plan.limits));
-        if let Some(dir) = &self.report_dir {
-            let files = write_reports(dir, report)
-                .with_context(|| format!("writing the ramp reports to {}", dir.display()))?;
-            println!(
-                "reports: {}, {}, {}",
-                files.json.display(),
-                files.csv.display(),
-                files.html.display()
-            );
-        }
-        if let Some(error) = &report.error {
-            eprintln!("error: the ramp could not measure: {error}");
-            return Ok(ExitCode::FAILURE);
-        }
-        Ok(ExitCode::SUCCESS)
     }
 }

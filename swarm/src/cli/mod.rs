@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use goose::prelude::Scenario;
 
 pub use master::MasterArgs;
-pub use ramp::{RampArgs, RAMP_AFTER_HELP};
+pub use ramp::{conclude as conclude_ramp, RampArgs, RAMP_AFTER_HELP};
 pub use summary::print_summary;
 pub use worker::WorkerArgs;
 

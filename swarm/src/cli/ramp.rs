@@ -128,7 +128,7 @@ pub(super) async fn run(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Res
     if let Err(err) = handle.quit().await {
         tracing::warn!("could not quit the workers: {err}");
     }
-    finish(args, &plan, &report)
+    conclude(args.ramp.report_dir.as_deref(), &plan, &report)
 }
 
 /// Waits for the workers, then ramps; a wait that runs out is the answer.
@@ -174,11 +174,16 @@ fn describe(plan: &RampPlan) -> String {
     )
 }
 
-/// Prints the answer, writes the reports, picks the exit code.
-fn finish(args: &MasterArgs, plan: &RampPlan, report: &RampReport) -> anyhow::Result<ExitCode> {
+/// Prints the answer, writes the reports, picks the exit code (shared by
+/// `loadtest master --ramp` and `spotload ramp`).
+pub fn conclude(
+    report_dir: Option<&std::path::Path>,
+    plan: &RampPlan,
+    report: &RampReport,
+) -> anyhow::Result<ExitCode> {
     println!();
     println!("{}", table::conclusion(report, &plan.limits));
-    if let Some(dir) = &args.ramp.report_dir {
+    if let Some(dir) = report_dir {
         let files = write_reports(dir, report)
             .with_context(|| format!("writing the ramp reports to {}", dir.display()))?;
         println!(
