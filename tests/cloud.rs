@@ -4,8 +4,9 @@
 //! Every test starts its own moto (see `support/moto.rs`), so tests run in
 //! parallel without sharing state. All traffic stays on 127.0.0.1.
 
-#[path = "support/moto.rs"]
-mod moto;
+#[path = "support/moto_sdk.rs"]
+mod moto_sdk;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -16,10 +17,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Instance;
-use moto::{
-    filter, free_port, group_named, ingress, key_pair_exists, live_instances, shutdown_behaviour,
-    tag, user_data, Moto, FLEET_TAG,
+use moto_sdk::{
+    filter, group_named, ingress, key_pair_exists, live_instances, shutdown_behaviour, tag,
+    user_data, FLEET_TAG,
 };
+use support::{free_port, Moto};
 
 const ROLE_TAG: &str = "spotload:role";
 const ALLOW: &str = "198.51.100.7/32";
