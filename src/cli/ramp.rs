@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use swarm::cli::parse::{parse_rate, parse_ratio, parse_step_time};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -92,32 +93,6 @@ pub struct RampArgs {
     pub expect_workers_max_wait: Duration,
     #[command(flatten, next_help_heading = "Fleet (where its master is found)")]
     pub aws: AwsArgs,
-}
-
-fn parse_step_time(text: &str) -> Result<Duration, String> {
-    match swarm::timespan::parse_timespan(text) {
-        Ok(d) if d.is_zero() => Err("give a time above 0, e.g. 30s".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_ratio(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!(
-            "{text:?} is not a ratio: use a number from 0 to 1, e.g. 0.01 for 1%"
-        )),
-    }
-}
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!(
-            "{text:?} is not a spawn rate: use users per second above 0, e.g. 10"
-        )),
-    }
 }
 
 impl RampArgs {

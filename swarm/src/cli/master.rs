@@ -1,5 +1,6 @@
 //! `loadtest master`: coordinate workers; serve the web UI, or run headless.
 
+use super::parse::{parse_rate, parse_run_time};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,17 +69,6 @@ pub struct MasterArgs {
 
 fn parse_host(text: &str) -> Result<String, String> {
     check_host(text)
-}
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("{text:?} is not a spawn rate: use a number of users per second above 0, e.g. 10 or 0.5")),
-    }
-}
-
-fn parse_run_time(text: &str) -> Result<Duration, String> {
-    crate::timespan::parse_timespan(text).map_err(|e| e.to_string())
 }
 
 impl MasterArgs {

@@ -6,6 +6,7 @@
 
 mod headless;
 mod master;
+pub mod parse;
 mod ramp;
 mod summary;
 mod worker;

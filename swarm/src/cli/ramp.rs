@@ -2,6 +2,7 @@
 //! until the target fails, print the table and the threshold, write the
 //! reports, exit with the documented code.
 
+use super::parse::{parse_ratio, parse_step_time};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,23 +63,6 @@ pub struct RampArgs {
     /// Write ramp.json, ramp.csv and ramp.html into DIR (created if missing).
     #[arg(long, value_name = "DIR", requires = "ramp", help_heading = "Ramp")]
     pub report_dir: Option<PathBuf>,
-}
-
-fn parse_step_time(text: &str) -> Result<Duration, String> {
-    match crate::timespan::parse_timespan(text) {
-        Ok(d) if d.is_zero() => Err("a step needs a time above 0, e.g. 30s".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_ratio(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!(
-            "{text:?} is not a ratio: use a number from 0 to 1, e.g. 0.01 for 1%"
-        )),
-    }
 }
 
 impl RampArgs {
