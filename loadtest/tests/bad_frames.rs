@@ -65,22 +65,7 @@ async fn send_hostile_frames(port: u16) {
 fn hostile_frames_are_logged_and_ignored() {
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("swarm-bad-frames");
-    let web_port = common::support::free_port();
-    let (mut master, port) = master(
-        &dir,
-        &[
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            &web_port.to_string(),
-            "--host",
-            &nginx.url(),
-        ],
-    );
-    let api = format!("http://127.0.0.1:{web_port}");
-    master
-        .wait_for_port(support_addr(web_port), Duration::from_secs(20))
-        .expect("web UI up");
+    let (mut master, port, api) = master_with_ui(&dir, &["--host", &nginx.url()]);
     let _worker = worker(&dir, port, &[]);
     wait_until(Duration::from_secs(20), "the worker to join", || {
         (get_json(&format!("{api}/stats/requests"))["worker_count"] == 1).then_some(())

@@ -88,20 +88,7 @@ fn locust_workers_join_a_loadtest_master() {
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("interop-loadtest-master");
     let locustfile = write_locustfile(dir.path(), &nginx.url());
-    let web_port = free_port();
-    let (mut master, port) = master(
-        &dir,
-        &[
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            &web_port.to_string(),
-        ],
-    );
-    master
-        .wait_for_port(support_addr(web_port), Duration::from_secs(20))
-        .expect("web UI up");
-    let api = format!("http://127.0.0.1:{web_port}");
+    let (_master, port, api) = master_with_ui(&dir, &[]);
     let _w1 = Locust::worker(&locustfile, port, &[]);
     let _w2 = Locust::worker(&locustfile, port, &[]);
     wait_until(

@@ -38,6 +38,20 @@ pub fn master(dir: &TempDir, extra: &[&str]) -> (Process, u16) {
     (process, port)
 }
 
+/// A master serving its web UI on 127.0.0.1: the process, its master
+/// port, and the UI's base URL, once the UI answers.
+pub fn master_with_ui(dir: &TempDir, extra: &[&str]) -> (Process, u16, String) {
+    let web_port = support::free_port();
+    let web_port_text = web_port.to_string();
+    let mut args = vec!["--web-host", "127.0.0.1", "--web-port", &web_port_text];
+    args.extend_from_slice(extra);
+    let (mut process, port) = master(dir, &args);
+    process
+        .wait_for_port(support_addr(web_port), Duration::from_secs(20))
+        .expect("web UI up");
+    (process, port, format!("http://127.0.0.1:{web_port}"))
+}
+
 /// `loadtest worker` joining the master on `port`.
 pub fn worker(dir: &TempDir, port: u16, extra: &[&str]) -> Process {
     let port_text = port.to_string();

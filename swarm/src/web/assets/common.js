@@ -172,3 +172,28 @@ function esc(s) {
   });
 }
 function $(id) { return document.getElementById(id); }
+
+/* ===================== statistics table ===================== */
+/*
+ * One row of the statistics table, the same in the page and the report;
+ * `rps` and `fps` are the rates to show (current on the page, whole-run in
+ * the report). The data-* attributes let tests read rows without parsing.
+ */
+function statsRowHtml(r, isAgg, rps, fps) {
+  return '<tr data-name="' + esc(r.name) + '" data-method="' + esc(r.method || "") + '"' +
+    ' data-requests="' + esc(r.num_requests) + '" data-failures="' + esc(r.num_failures) + '"' +
+    (isAgg ? ' class="aggregated"' : "") + ">" +
+    '<td><span class="method">' + esc(r.method || "") + "</span></td>" +
+    '<td class="name">' + esc(r.name) + "</td>" +
+    '<td class="num">' + fmtInt(r.num_requests) + "</td>" +
+    '<td class="num' + (r.num_failures > 0 ? " fail" : "") + '">' + fmtInt(r.num_failures) + "</td>" +
+    '<td class="num">' + fmtMs(r.median_response_time) + "</td>" +
+    '<td class="num">' + fmtMs(r["response_time_percentile_0.95"]) + "</td>" +
+    '<td class="num">' + fmtMs(r["response_time_percentile_0.99"]) + "</td>" +
+    '<td class="num">' + fmtMs(r.avg_response_time) + "</td>" +
+    '<td class="num">' + fmtMs(r.min_response_time) + "</td>" +
+    '<td class="num">' + fmtMs(r.max_response_time) + "</td>" +
+    '<td class="num">' + fmtInt(r.avg_content_length) + "</td>" +
+    '<td class="num">' + fmtRate(rps) + "</td>" +
+    '<td class="num' + (fps > 0 ? " fail" : "") + '">' + fmtRate(fps) + "</td></tr>";
+}
