@@ -23,9 +23,14 @@ fn msgpack(value: &Value) -> Bytes {
 
 /// Every kind of bad frame, from a rogue peer that speaks ZeroMQ.
 async fn send_hostile_frames(port: u16) {
-    let rogue = connect_worker("127.0.0.1", port, "rogue_0123")
-        .await
-        .expect("rogue connects");
+    let mut rogue = connect_worker("127.0.0.1", port, "rogue_0123").expect("rogue identity");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        rogue.connected.wait_for(|count| *count > 0),
+    )
+    .await
+    .expect("rogue connects in time")
+    .expect("rogue link open");
     let node = "rogue_0123";
     let frames = [
         // An array of three that ends after its first element.
@@ -56,7 +61,7 @@ async fn send_hostile_frames(port: u16) {
         ),
     ];
     for frame in frames {
-        rogue.outgoing.send(frame).await.expect("rogue link open");
+        rogue.outgoing.try_send(frame).expect("rogue link open");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 }

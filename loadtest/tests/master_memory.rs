@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use common::support::{self, Process, TempDir};
-use swarm::protocol::transport::connect_worker;
+use swarm::protocol::transport::{connect_worker, DealerSender, SendError};
 use swarm::protocol::{Heartbeat, ToMaster, WorkerState, LOCUST_COMPAT_VERSION};
 use swarm::stats::{now_epoch, StatsEntry, StatsError, StatsReport, AGGREGATED};
 
@@ -130,16 +129,31 @@ fn master_memory_does_not_grow_with_requests() {
 /// A worker that joins, heartbeats every second and sends what it is told.
 struct FakeWorker {
     node_id: String,
-    outgoing: mpsc::Sender<Bytes>,
+    outgoing: DealerSender,
     seed: u64,
+}
+
+/// Sends on a connected link, waiting while its queue is full.
+async fn send_waiting(outgoing: &DealerSender, payload: Bytes) -> Result<(), SendError> {
+    loop {
+        match outgoing.try_send(payload.clone()) {
+            Err(SendError::Full) => tokio::time::sleep(Duration::from_millis(5)).await,
+            done => return done,
+        }
+    }
 }
 
 impl FakeWorker {
     async fn join(port: u16, index: u64, stop: Arc<AtomicBool>) -> FakeWorker {
         let node_id = swarm::protocol::new_node_id();
-        let link = connect_worker("127.0.0.1", port, &node_id)
-            .await
-            .expect("connect to the master");
+        let mut link = connect_worker("127.0.0.1", port, &node_id).expect("a valid node id");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            link.connected.wait_for(|count| *count > 0),
+        )
+        .await
+        .expect("connect to the master in time")
+        .expect("the worker's socket task is running");
         let worker = FakeWorker {
             node_id,
             outgoing: link.outgoing,
@@ -166,7 +180,10 @@ impl FakeWorker {
                     cpu_usage: 42.0,
                     memory_usage: 60 << 20,
                 });
-                if beats.send(Bytes::from(beat.to_wire(&id))).await.is_err() {
+                if send_waiting(&beats, Bytes::from(beat.to_wire(&id)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -176,8 +193,7 @@ impl FakeWorker {
     }
 
     async fn send(&self, message: &ToMaster) {
-        self.outgoing
-            .send(Bytes::from(message.to_wire(&self.node_id)))
+        send_waiting(&self.outgoing, Bytes::from(message.to_wire(&self.node_id)))
             .await
             .expect("the worker's socket task is running");
     }
@@ -194,8 +210,7 @@ async fn push_all(workers: &[FakeWorker], requests: u64) {
             while left > 0 {
                 let n = left.min(REQUESTS_PER_REPORT);
                 let report = ToMaster::Stats(Box::new(delta(n, &mut rng)));
-                outgoing
-                    .send(Bytes::from(report.to_wire(&id)))
+                send_waiting(&outgoing, Bytes::from(report.to_wire(&id)))
                     .await
                     .expect("the worker's socket task is running");
                 left -= n;

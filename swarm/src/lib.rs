@@ -7,12 +7,14 @@
 //! - [`ramp`]: headless step ramps that find the failure threshold, and their reports.
 //! - [`stats`]: mergeable stats entries, percentiles, Locust CSV.
 //! - [`web`]: the master's web app on :8089 (Locust's HTTP API and our page).
+//! - [`shutdown`]: the process's one cancellation, from SIGINT, SIGTERM or code.
 //! - [`timespan`]: `30s`, `5m`, `1h30m` durations.
 //! - [`worker`]: drives goose through its controller, reports stats deltas.
 pub mod cli;
 pub mod master;
 pub mod protocol;
 pub mod ramp;
+pub mod shutdown;
 pub mod stats;
 pub mod timespan;
 pub mod web;

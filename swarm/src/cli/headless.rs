@@ -9,10 +9,18 @@ use anyhow::Context;
 
 use super::MasterArgs;
 use crate::master::{MasterHandle, SwarmRequest};
+use crate::shutdown::Shutdown;
 use crate::stats::{self, now_epoch};
 
-pub(super) async fn run(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Result<ExitCode> {
-    wait_for_workers(args, handle).await?;
+pub(super) async fn run(
+    args: &MasterArgs,
+    handle: &MasterHandle,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        waited = wait_for_workers(args, handle) => waited?,
+        () = shutdown.requested() => anyhow::bail!("{} before the workers joined; nothing was measured", shutdown.reason().map_or("stopped", |r| r.describe())),
+    }
     let users = args.users.unwrap_or(0);
     let request = SwarmRequest {
         user_count: users,
@@ -32,10 +40,7 @@ pub(super) async fn run(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Res
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("Ctrl-C: stopping the run");
-                break;
-            }
+            () = shutdown.requested() => break,
         }
         let snapshot = handle.snapshot().await?;
         if let Some(file) = history.as_mut() {
@@ -62,7 +67,11 @@ pub(super) async fn run(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Res
             break;
         }
     }
-    handle.quit().await?;
+    if shutdown.is_requested() {
+        super::master::end_run(handle, shutdown).await;
+    } else {
+        handle.quit().await?;
+    }
     let snapshot = handle.snapshot().await?;
     if let Some(file) = history.as_mut() {
         file.append(&snapshot.stats, 0)?;
@@ -95,7 +104,10 @@ fn write_file(path: &str, body: &str) -> anyhow::Result<()> {
     std::fs::write(path, body).with_context(|| format!("cannot write {path}"))
 }
 
-fn write_csvs(prefix: &str, snapshot: &crate::master::MasterSnapshot) -> anyhow::Result<()> {
+pub(super) fn write_csvs(
+    prefix: &str,
+    snapshot: &crate::master::MasterSnapshot,
+) -> anyhow::Result<()> {
     write_file(
         &format!("{prefix}_stats.csv"),
         &stats::stats_csv(&snapshot.stats),

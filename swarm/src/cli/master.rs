@@ -12,6 +12,7 @@ use super::{user_classes, ScenarioBuilder};
 use crate::master::{Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::DEFAULT_MASTER_PORT;
+use crate::shutdown::{Reason, Shutdown};
 use crate::web::{check_host, WebAuth};
 
 #[derive(Debug, Args)]
@@ -72,7 +73,7 @@ fn parse_host(text: &str) -> Result<String, String> {
 }
 
 impl MasterArgs {
-    pub async fn run(self, build: ScenarioBuilder) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, build: ScenarioBuilder, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
         let classes = user_classes(build);
         if classes.is_empty() {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
@@ -83,31 +84,45 @@ impl MasterArgs {
         let link = bind_master(&self.master_bind_host, self.master_bind_port).await?;
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
+        if !self.headless {
+            // As in Locust: -t with the web UI limits the runs started there.
+            config.default_run_time = self.run_time;
+        }
         let (master, handle) = Master::new(config, link);
-        tokio::spawn(master.run());
+        supervise(tokio::spawn(master.run()), shutdown.clone());
         tracing::info!(
             "master listening for workers on {}:{}",
             self.master_bind_host,
             self.master_bind_port
         );
-        if self.headless && self.ramp.ramp.is_some() {
-            return super::ramp::run(&self, &handle).await;
+        let code = if self.headless && self.ramp.ramp.is_some() {
+            super::ramp::run(&self, &handle, &shutdown).await?
+        } else if self.headless {
+            super::headless::run(&self, &handle, &shutdown).await?
+        } else {
+            self.serve_ui(&handle, &shutdown).await?
+        };
+        if shutdown.reason() == Some(Reason::Failure) {
+            anyhow::bail!("the master stopped working (see the log above); its stats are lost");
         }
-        if self.headless {
-            return super::headless::run(&self, &handle).await;
-        }
-        self.serve_ui(&handle).await
+        Ok(code)
     }
 
-    async fn serve_ui(&self, handle: &MasterHandle) -> anyhow::Result<ExitCode> {
+    async fn serve_ui(
+        &self,
+        handle: &MasterHandle,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<ExitCode> {
         let addr = SocketAddr::new(self.web_host, self.web_port);
         if !self.web_host.is_loopback() && self.web_auth.is_none() {
             tracing::warn!("the web UI on {addr} is reachable beyond this machine without a password: pass --web-auth USER:PASS or --web-host 127.0.0.1");
         }
         let app = crate::web::app(handle.clone(), self.web_auth.clone());
-        let bound = crate::web::serve(addr, app).await.with_context(|| {
-            format!("cannot serve the web UI on {addr}: pick another --web-port")
-        })?;
+        let bound = crate::web::serve(addr, app, shutdown.clone())
+            .await
+            .with_context(|| {
+                format!("cannot serve the web UI on {addr}: pick another --web-port")
+            })?;
         let shown = if bound.ip().is_unspecified() {
             format!("http://127.0.0.1:{}", bound.port())
         } else {
@@ -119,13 +134,55 @@ impl MasterArgs {
                 "runs started from the UI stop after {run_time:?} unless the form says otherwise"
             );
         }
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
-        tracing::info!("Ctrl-C: stopping workers");
-        let _ = handle.quit().await;
+        shutdown.requested().await;
+        end_run(handle, shutdown).await;
         let snapshot = handle.snapshot().await?;
         super::print_summary(&snapshot);
+        if let Some(prefix) = &self.csv {
+            super::headless::write_csvs(prefix, &snapshot)?;
+        }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Ends the run for a process that is going away: Ctrl-C quits the workers
+/// (as Locust's master does); SIGTERM — a restart, a redeploy — only stops
+/// them, so they wait for the master to come back and rejoin it. Either way
+/// the workers' final stats are in before this returns.
+pub(super) async fn end_run(handle: &MasterHandle, shutdown: &Shutdown) {
+    let result = match shutdown.reason() {
+        Some(Reason::Interrupt) | None => {
+            tracing::info!("stopping the workers and telling them to quit");
+            handle.quit().await
+        }
+        Some(reason) => {
+            tracing::info!(
+                "{}: stopping the workers; they rejoin when a master is back",
+                reason.describe()
+            );
+            handle.stop().await
+        }
+    };
+    if let Err(err) = result {
+        tracing::warn!("could not stop the workers: {err}");
+    }
+}
+
+/// Watches the master's task: if it ends while the process still runs (a
+/// panic, a bug), the whole process ends with an error instead of serving a
+/// UI that can only answer 503.
+fn supervise(task: tokio::task::JoinHandle<()>, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let outcome = task.await;
+        if shutdown.is_requested() {
+            return;
+        }
+        match outcome {
+            Err(err) if err.is_panic() => {
+                tracing::error!("the master's task panicked: {err}; exiting")
+            }
+            _ => tracing::error!("the master's task ended unexpectedly; exiting"),
+        }
+        shutdown.trigger(Reason::Failure);
+    });
 }

@@ -14,8 +14,11 @@ mod worker;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use goose::prelude::Scenario;
+
+use crate::shutdown::Shutdown;
 
 pub use master::MasterArgs;
 pub use ramp::{conclude as conclude_ramp, RampArgs, RAMP_AFTER_HELP};
@@ -67,10 +70,14 @@ pub fn main(build: ScenarioBuilder) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let shutdown = Shutdown::new();
     let result = runtime.block_on(async move {
+        shutdown
+            .watch_signals()
+            .context("cannot watch for SIGINT and SIGTERM")?;
         match cli.command {
-            Command::Master(args) => args.run(build).await,
-            Command::Worker(args) => args.run(build).await,
+            Command::Master(args) => args.run(build, shutdown).await,
+            Command::Worker(args) => args.run(build, shutdown).await,
         }
     });
     // Goose's user tasks may still be winding down; do not wait for them.

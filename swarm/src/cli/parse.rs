@@ -3,17 +3,26 @@
 
 use std::time::Duration;
 
-/// A spawn rate: users per second above 0.
+use crate::master::{MAX_RUN_TIME, MAX_SPAWN_RATE};
+
+/// A spawn rate: users per second above 0, at most [`MAX_SPAWN_RATE`].
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("{text:?} is not a spawn rate: use a number of users per second above 0, e.g. 10 or 0.5")),
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_SPAWN_RATE => Ok(rate),
+        _ => Err(format!("{text:?} is not a spawn rate: use a number of users per second above 0 and at most {MAX_SPAWN_RATE}, e.g. 10 or 0.5")),
     }
 }
 
-/// A run time such as `30s`, `5m`, `1h30m`.
+/// A run time such as `30s`, `5m`, `1h30m`, at most [`MAX_RUN_TIME`].
 pub fn parse_run_time(text: &str) -> Result<Duration, String> {
-    crate::timespan::parse_timespan(text).map_err(|e| e.to_string())
+    let time = crate::timespan::parse_timespan(text).map_err(|e| e.to_string())?;
+    if time > MAX_RUN_TIME {
+        return Err(format!(
+            "{text:?} is longer than the longest run, {} days",
+            MAX_RUN_TIME.as_secs() / 86_400
+        ));
+    }
+    Ok(time)
 }
 
 /// A time above zero, such as a ramp step's `30s`.
@@ -32,5 +41,21 @@ pub fn parse_ratio(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{text:?} is not a ratio: use a number from 0 to 1, e.g. 0.01 for 1%"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_values_are_refused_with_the_valid_range() {
+        assert!(parse_rate("1e300").unwrap_err().contains("at most"));
+        assert!(parse_rate("inf").is_err());
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        assert!(parse_run_time("18446744073709551615")
+            .unwrap_err()
+            .contains("30 days"));
+        assert_eq!(parse_run_time("30s"), Ok(Duration::from_secs(30)));
     }
 }

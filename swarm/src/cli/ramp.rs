@@ -16,6 +16,7 @@ use crate::ramp::{
     run_ramp, table, write_reports, Limits, MasterDriver, RampDriver, RampPlan, RampReport,
     RampSpec, StepTable, DEFAULT_FAIL_RATIO,
 };
+use crate::shutdown::Shutdown;
 use crate::stats::now_epoch;
 
 /// Exit codes and worker loss, shown at the end of `loadtest master --help`.
@@ -81,7 +82,11 @@ impl RampArgs {
 }
 
 /// Runs the ramp on the master in this process.
-pub(super) async fn run(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    args: &MasterArgs,
+    handle: &MasterHandle,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ExitCode> {
     let Some(plan) = args.ramp.plan(args.spawn_rate) else {
         anyhow::bail!("--ramp START:STEP:MAX is missing");
     };
@@ -101,15 +106,18 @@ pub(super) async fn run(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Res
         let work = ramp_with_workers(args, &driver, &plan, &mut report);
         tokio::select! {
             _ = work => false,
-            _ = tokio::signal::ctrl_c() => true,
+            () = shutdown.requested() => true,
         }
     };
     if interrupted {
-        report.error = Some("interrupted by Ctrl-C before the ramp had an answer".into());
+        let why = shutdown.reason().map_or("a signal", |r| r.describe());
+        report.error = Some(format!(
+            "interrupted by {why} before the ramp had an answer"
+        ));
         report.conclude();
         report.finished_at = Some(now_epoch());
-    }
-    if let Err(err) = handle.quit().await {
+        super::master::end_run(handle, shutdown).await;
+    } else if let Err(err) = handle.quit().await {
         tracing::warn!("could not quit the workers: {err}");
     }
     conclude(args.ramp.report_dir.as_deref(), &plan, &report)

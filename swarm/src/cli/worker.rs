@@ -8,7 +8,8 @@ use clap::Args;
 
 use super::{ScenarioBuilder, ScenarioOptions};
 use crate::protocol::DEFAULT_MASTER_PORT;
-use crate::worker::{DriverOptions, Worker, WorkerConfig, WorkerExit};
+use crate::shutdown::Shutdown;
+use crate::worker::{DriverOptions, Worker, WorkerConfig};
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -27,13 +28,18 @@ pub struct WorkerArgs {
     /// Write goose's request log (one line per request) to this file.
     #[arg(long)]
     pub request_log: Option<String>,
-    /// Quit after this many seconds without hearing from the master.
+    /// Quit after this many seconds without hearing from the master (it
+    /// keeps reconnecting until then, and rejoins a restarted master).
     #[arg(long, default_value_t = 60)]
     pub master_timeout: u64,
+    /// Do not watch the EC2 instance metadata for spot interruption notices
+    /// (watched by default; AWS_EC2_METADATA_DISABLED=true also turns it off).
+    #[arg(long)]
+    pub no_spot_watch: bool,
 }
 
 impl WorkerArgs {
-    pub async fn run(self, build: ScenarioBuilder) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, build: ScenarioBuilder, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
         if let Some(host) = &self.host {
             crate::web::check_host(host)
                 .map_err(anyhow::Error::msg)
@@ -44,11 +50,14 @@ impl WorkerArgs {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
         let mut config = WorkerConfig::new(&self.master_host, self.master_port);
-        config.master_timeout = Duration::from_secs(self.master_timeout.max(1));
+        config.master_timeout = Duration::from_secs(self.master_timeout.clamp(1, 86_400));
         config.driver = DriverOptions {
             host: self.host.clone(),
             request_log: self.request_log.clone(),
         };
+        if !self.no_spot_watch {
+            config.spot_endpoint = crate::worker::spot::endpoint_from_env();
+        }
         let worker = Worker::connect(config, scenarios).await.with_context(|| {
             format!(
                 "worker could not start (master {}:{})",
@@ -61,9 +70,11 @@ impl WorkerArgs {
             self.master_host,
             self.master_port
         );
-        Ok(match worker.run().await? {
-            WorkerExit::MasterQuit | WorkerExit::Interrupted => ExitCode::SUCCESS,
-            WorkerExit::MasterLost => ExitCode::FAILURE,
+        let exit = worker.run(shutdown).await?;
+        Ok(if exit.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
         })
     }
 }

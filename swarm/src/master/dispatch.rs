@@ -37,22 +37,27 @@ pub fn dispatch(
 }
 
 /// Splits `users` over classes by weight, largest remainder first.
+/// Works in `u128`, so no user count or weight can overflow it.
 pub fn split_by_weight(users: u64, classes: &[UserClass]) -> ClassCounts {
-    let total_weight: u64 = classes.iter().map(|c| c.weight.max(1)).sum();
+    let total_weight: u128 = classes.iter().map(|c| u128::from(c.weight.max(1))).sum();
     if classes.is_empty() || total_weight == 0 {
         return ClassCounts::new();
     }
-    let mut counts: Vec<(String, u64, u64)> = classes
+    let mut counts: Vec<(String, u64, u128)> = classes
         .iter()
         .map(|c| {
-            let exact = users * c.weight.max(1);
-            (c.name.clone(), exact / total_weight, exact % total_weight)
+            let exact = u128::from(users) * u128::from(c.weight.max(1));
+            // exact / total_weight <= users, so it fits in u64.
+            let share = u64::try_from(exact / total_weight).unwrap_or(users);
+            (c.name.clone(), share, exact % total_weight)
         })
         .collect();
     let assigned: u64 = counts.iter().map(|c| c.1).sum();
     let mut order: Vec<usize> = (0..counts.len()).collect();
     order.sort_by(|a, b| counts[*b].2.cmp(&counts[*a].2).then(a.cmp(b)));
-    for i in order.into_iter().take((users - assigned) as usize) {
+    // Fewer leftovers than classes: largest remainders get one more each.
+    let leftover = usize::try_from(users.saturating_sub(assigned)).unwrap_or(usize::MAX);
+    for i in order.into_iter().take(leftover) {
         counts[i].1 += 1;
     }
     counts.into_iter().map(|(name, n, _)| (name, n)).collect()
@@ -93,6 +98,25 @@ mod tests {
         assert_eq!(counts["A"], 6);
         assert_eq!(counts["B"], 2);
         assert_eq!(split_by_weight(1, &classes())["A"], 1);
+    }
+
+    #[test]
+    fn huge_counts_and_weights_do_not_overflow() {
+        let heavy = vec![
+            UserClass {
+                name: "A".into(),
+                weight: u64::MAX,
+            },
+            UserClass {
+                name: "B".into(),
+                weight: u64::MAX,
+            },
+        ];
+        let counts = split_by_weight(u64::MAX, &heavy);
+        assert_eq!(counts["A"].checked_add(counts["B"]), Some(u64::MAX));
+        let workers: Vec<String> = (0..3).map(|i| format!("w{i}")).collect();
+        let plan = dispatch(u64::MAX, &workers, &heavy);
+        assert_eq!(plan.len(), 3);
     }
 
     #[test]

@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::events::WorkerEvent;
 use super::history::HistorySample;
 use super::registry::WorkerNode;
 use super::runner::RunState;
 use super::ExceptionRow;
+use super::{MAX_RUN_TIME, MAX_SPAWN_RATE};
 use crate::stats::RequestStats;
+use crate::worker::MAX_USERS_PER_WORKER;
 
 /// Start or change a run, as `POST /swarm` asks.
 #[derive(Debug, Clone)]
@@ -22,12 +25,50 @@ pub struct SwarmRequest {
     pub run_time: Option<Duration>,
 }
 
+impl SwarmRequest {
+    /// Refuses values no run can have, naming the field: a spawn rate that
+    /// is not a number in (0, [`MAX_SPAWN_RATE`]], a run time beyond
+    /// [`MAX_RUN_TIME`], more users than `workers` can run.
+    pub fn check(&self, workers: usize) -> Result<(), MasterError> {
+        let bad = |message: String| Err(MasterError::Invalid(message));
+        if !(self.spawn_rate.is_finite() && self.spawn_rate > 0.0) {
+            return bad(format!(
+                "Invalid spawn_rate value: {} (must be a number above 0)",
+                self.spawn_rate
+            ));
+        }
+        if self.spawn_rate > MAX_SPAWN_RATE {
+            return bad(format!(
+                "Invalid spawn_rate value: {} (at most {MAX_SPAWN_RATE} users per second)",
+                self.spawn_rate
+            ));
+        }
+        if self.run_time.is_some_and(|t| t > MAX_RUN_TIME) {
+            return bad(format!(
+                "Invalid run_time: more than the longest run, {} days",
+                MAX_RUN_TIME.as_secs() / 86_400
+            ));
+        }
+        let capacity = MAX_USERS_PER_WORKER.saturating_mul(workers as u64);
+        if workers > 0 && self.user_count > capacity {
+            return bad(format!(
+                "Invalid user_count value: {} is more than {workers} worker(s) can run ({MAX_USERS_PER_WORKER} each, goose's limit): add workers or ask for fewer users",
+                self.user_count
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
     #[error("the master has stopped")]
     Gone,
     #[error("no workers are connected: start `loadtest worker --master-host <this host>` first")]
     NoWorkers,
+    /// A swarm request with a value out of range; the message names it.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Everything a page, report or ramp reads about the master, at one instant.
@@ -44,6 +85,8 @@ pub struct MasterSnapshot {
     pub current_percentiles: (u64, u64),
     pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
+    /// Workers joining, missing, back, quitting, reclaimed; oldest first.
+    pub events: Vec<WorkerEvent>,
 }
 
 impl MasterSnapshot {

@@ -6,20 +6,28 @@
 //! (commands with replies) and read its state as [`MasterSnapshot`]s.
 
 mod dispatch;
+mod events;
 mod handle;
 mod history;
 mod registry;
 mod runner;
 
 pub use dispatch::{dispatch, split_by_weight, UserClass};
+pub use events::{WorkerEvent, WorkerEventKind};
 pub use handle::{MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 pub use history::HistorySample;
-pub use registry::{NodeState, WorkerNode};
+pub use registry::{NodeState, WorkerNode, HEARTBEAT_LIVENESS};
 pub use runner::{Master, RunState};
 
 pub use crate::stats::ExceptionRow;
 
 use std::time::Duration;
+
+/// The fastest spawn rate accepted (goose's own limit on its rates).
+pub const MAX_SPAWN_RATE: f64 = 100_000.0;
+
+/// The longest run time accepted: 30 days.
+pub const MAX_RUN_TIME: Duration = Duration::from_secs(30 * 86_400);
 
 /// How the master runs.
 #[derive(Debug, Clone)]
@@ -27,6 +35,8 @@ pub struct MasterConfig {
     /// Default target, when a swarm request names none.
     pub host: String,
     pub classes: Vec<UserClass>,
+    /// Run time for a run started without one (`-t` with the web UI).
+    pub default_run_time: Option<Duration>,
     /// Heartbeat interval workers use; a worker silent for three is missing.
     pub heartbeat_interval: Duration,
     /// How long a stop or quit waits for workers to answer.
@@ -38,6 +48,7 @@ impl MasterConfig {
         Self {
             host: host.to_string(),
             classes,
+            default_run_time: None,
             heartbeat_interval: Duration::from_secs(1),
             stop_timeout: Duration::from_secs(10),
         }

@@ -50,7 +50,10 @@ pub struct WorkerNode {
     /// Order of joining, as sent in `ack`.
     pub index: u64,
     pub state: NodeState,
+    /// Users the worker last reported running.
     pub user_count: u64,
+    /// Users the master last asked of it.
+    pub assigned: u64,
     pub cpu_usage: f64,
     pub memory_usage: u64,
     pub last_heartbeat: Instant,
@@ -71,6 +74,7 @@ impl Registry {
         if let Some(node) = self.nodes.get_mut(id) {
             node.state = NodeState::Ready;
             node.user_count = 0;
+            node.assigned = 0;
             node.last_heartbeat = now;
             return node.index;
         }
@@ -83,6 +87,7 @@ impl Registry {
                 index,
                 state: NodeState::Ready,
                 user_count: 0,
+                assigned: 0,
                 cpu_usage: 0.0,
                 memory_usage: 0,
                 last_heartbeat: now,
@@ -122,10 +127,21 @@ impl Registry {
             .count()
     }
 
+    /// Users running as far as the master can tell: what each active worker
+    /// reported, but never more than it was last asked for (a decrease takes
+    /// effect when it is sent; an increase when the worker reports it).
+    pub fn running_users(&self) -> u64 {
+        self.nodes
+            .values()
+            .filter(|n| n.state != NodeState::Missing)
+            .map(|n| n.user_count.min(n.assigned))
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// Marks workers silent for too long as missing and forgets the long
-    /// gone. Returns whether the set of active workers changed.
-    pub fn check_heartbeats(&mut self, now: Instant, interval: Duration) -> bool {
-        let mut changed = false;
+    /// gone. Returns the workers newly marked missing.
+    pub fn check_heartbeats(&mut self, now: Instant, interval: Duration) -> Vec<String> {
+        let mut missing = Vec::new();
         let limit = interval * HEARTBEAT_LIVENESS;
         self.nodes.retain(|id, node| {
             let silent = now.saturating_duration_since(node.last_heartbeat);
@@ -135,7 +151,8 @@ impl Registry {
                 );
                 node.state = NodeState::Missing;
                 node.user_count = 0;
-                changed = true;
+                node.assigned = 0;
+                missing.push(id.clone());
             }
             if node.state == NodeState::Missing && silent > FORGET_AFTER {
                 tracing::warn!("forgot worker {id}, missing for {FORGET_AFTER:?}");
@@ -143,6 +160,6 @@ impl Registry {
             }
             true
         });
-        changed
+        missing
     }
 }

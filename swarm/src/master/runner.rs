@@ -7,12 +7,13 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::dispatch::dispatch;
+use super::events::{EventLog, WorkerEventKind};
 use super::handle::{Command, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 use super::history::History;
 use super::registry::{NodeState, Registry};
 use super::{ExceptionRow, MasterConfig};
 use crate::protocol::transport::{Frame, MasterLink};
-use crate::protocol::{SpawnOrder, ToMaster, ToWorker};
+use crate::protocol::{QuitReason, SpawnOrder, ToMaster, ToWorker};
 use crate::stats::{now_epoch, RequestStats};
 
 /// The run as a whole, in Locust's words.
@@ -68,6 +69,9 @@ pub struct Master {
     stats: RequestStats,
     history: History,
     exceptions: BTreeMap<(String, String), ExceptionRow>,
+    events: EventLog,
+    /// Caps the warnings a flood of bad frames can print.
+    noise: WarnBudget,
     state: RunState,
     host: String,
     /// Users currently asked of the workers, all classes together.
@@ -96,6 +100,8 @@ impl Master {
             stats: RequestStats::default(),
             history: History::default(),
             exceptions: BTreeMap::new(),
+            events: EventLog::default(),
+            noise: WarnBudget::default(),
             state: RunState::Ready,
             host,
             dispatched: 0,
@@ -123,15 +129,15 @@ impl Master {
         loop {
             tokio::select! {
                 frame = self.link.incoming.recv() => match frame {
-                    Some(frame) => self.on_frame(frame).await,
+                    Some(frame) => self.on_frame(frame),
                     None => break,
                 },
                 command = self.commands.recv() => match command {
-                    Some(command) => self.on_command(command).await,
+                    Some(command) => self.on_command(command),
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick().await,
-                _ = ramp_tick.tick() => self.ramp_step().await,
+                _ = tick.tick() => self.on_tick(),
+                _ = ramp_tick.tick() => self.ramp_step(),
                 _ = sample.tick() => {
                     let now = now_epoch();
                     self.stats.trim(now);
@@ -145,30 +151,32 @@ impl Master {
         let _ = self.status.send((self.state, self.registry.active_count()));
     }
 
-    async fn send(&self, worker: &str, message: ToWorker) {
+    /// Queues a message for one worker; never waits (a worker that does not
+    /// read loses messages, not the master's time).
+    fn send(&self, worker: &str, message: ToWorker) {
         let frame = Frame {
             peer: Bytes::from(worker.as_bytes().to_vec()),
             payload: Bytes::from(message.to_wire(&self.node_id)),
         };
-        if self.link.outgoing.send(frame).await.is_err() {
-            tracing::error!("the master's socket task has ended");
-        }
+        self.link.outgoing.send(frame);
     }
 
-    async fn broadcast(&self, message: ToWorker) {
+    fn broadcast(&self, message: ToWorker) {
         for id in self.registry.active_ids() {
-            self.send(&id, message.clone()).await;
+            self.send(&id, message.clone());
         }
     }
 
-    async fn on_frame(&mut self, frame: Frame) {
+    fn on_frame(&mut self, frame: Frame) {
         let (message, node_id) = match ToMaster::from_wire(&frame.payload) {
             Ok(decoded) => decoded,
             Err(err) => {
-                tracing::warn!(
-                    "ignored a frame from {}: {err}",
-                    String::from_utf8_lossy(&frame.peer)
-                );
+                if self.noise.allow() {
+                    tracing::warn!(
+                        "ignored a frame from {}: {err}",
+                        String::from_utf8_lossy(&frame.peer)
+                    );
+                }
                 return;
             }
         };
@@ -177,33 +185,48 @@ impl Master {
         if peer != node_id {
             tracing::debug!("frame from {peer} claims node id {node_id}");
         }
-        self.on_message(&peer, message).await;
+        self.on_message(&peer, message);
         self.publish();
     }
 
-    async fn on_message(&mut self, id: &str, message: ToMaster) {
+    fn event(&mut self, worker: &str, event: WorkerEventKind, detail: String) {
+        self.events.record(now_epoch(), worker, event, detail);
+    }
+
+    fn on_message(&mut self, id: &str, message: ToMaster) {
         let now = Instant::now();
         match message {
             ToMaster::ClientReady { version } => {
                 let index = self.registry.ready(id, now);
                 tracing::info!("worker {id} joined (index {index}, version {version})");
-                self.send(id, ToWorker::Ack { index }).await;
+                self.event(id, WorkerEventKind::Joined, format!("version {version}"));
+                self.send(id, ToWorker::Ack { index });
                 if self.state.is_active() {
-                    self.redispatch().await;
+                    self.redispatch();
                 }
             }
             ToMaster::Heartbeat(beat) => match self.registry.get_mut(id) {
                 Some(node) => {
-                    if node.state == NodeState::Missing {
-                        tracing::info!("worker {id} is back");
-                    }
+                    let was_missing = node.state == NodeState::Missing;
                     node.state = beat.state.into();
                     node.cpu_usage = beat.cpu_usage;
                     node.memory_usage = beat.memory_usage;
                     node.last_heartbeat = now;
-                    self.send(id, ToWorker::Heartbeat).await;
+                    self.send(id, ToWorker::Heartbeat);
+                    if was_missing {
+                        // As Locust does: a fresh dispatch, so the users it
+                        // still runs and those the others took over never
+                        // add up to more than the target.
+                        tracing::info!("worker {id} is back; spreading the users anew");
+                        self.event(id, WorkerEventKind::Back, String::new());
+                        if self.state.is_active() {
+                            self.redispatch();
+                        }
+                    }
                 }
-                None => self.send(id, ToWorker::Reconnect).await,
+                // A worker of an earlier master (this one restarted): ask it
+                // to join again.
+                None => self.send(id, ToWorker::Reconnect),
             },
             ToMaster::Spawning => {
                 if let Some(node) = self.registry.get_mut(id) {
@@ -225,6 +248,13 @@ impl Master {
                 }
             }
             ToMaster::Exception { msg, traceback } => {
+                if !self
+                    .exceptions
+                    .contains_key(&(msg.clone(), traceback.clone()))
+                    && self.exceptions.len() >= crate::stats::MAX_ROWS
+                {
+                    return;
+                }
                 let row = self
                     .exceptions
                     .entry((msg.clone(), traceback.clone()))
@@ -234,8 +264,10 @@ impl Master {
                         traceback,
                         nodes: Default::default(),
                     });
-                row.count += 1;
-                row.nodes.insert(id.to_string());
+                row.count = row.count.saturating_add(1);
+                if row.nodes.len() < 100 {
+                    row.nodes.insert(id.to_string());
+                }
             }
             ToMaster::ClientStopped => {
                 if let Some(node) = self.registry.get_mut(id) {
@@ -245,32 +277,51 @@ impl Master {
                 }
                 self.settle_pending();
             }
-            ToMaster::Quit => {
-                let was_active = self
-                    .registry
-                    .remove(id)
-                    .is_some_and(|n| n.state != NodeState::Missing);
-                tracing::info!("worker {id} quit");
-                if was_active && self.state.is_active() {
-                    self.redispatch().await;
-                }
-                self.settle_pending();
-            }
+            ToMaster::Quit { reason } => self.on_quit(id, reason),
             ToMaster::Logs => {}
             ToMaster::Unknown(kind) => {
-                tracing::warn!("ignored unknown message type {kind:?} from {id}")
+                if self.noise.allow() {
+                    tracing::warn!("ignored unknown message type {kind:?} from {id}")
+                }
             }
         }
     }
 
-    async fn on_command(&mut self, command: Command) {
+    fn on_quit(&mut self, id: &str, reason: Option<QuitReason>) {
+        let Some(node) = self.registry.remove(id) else {
+            return;
+        };
+        let was_active = node.state != NodeState::Missing;
+        match reason {
+            Some(QuitReason::SpotInterruption { notice }) => {
+                tracing::warn!(
+                    "worker {id} was reclaimed (spot interruption notice: {notice}); its users move to the others"
+                );
+                self.event(id, WorkerEventKind::Reclaimed, notice);
+            }
+            Some(QuitReason::Shutdown { detail }) => {
+                tracing::info!("worker {id} quit ({detail})");
+                self.event(id, WorkerEventKind::Quit, detail);
+            }
+            None => {
+                tracing::info!("worker {id} quit");
+                self.event(id, WorkerEventKind::Quit, String::new());
+            }
+        }
+        if was_active && self.state.is_active() {
+            self.redispatch();
+        }
+        self.settle_pending();
+    }
+
+    fn on_command(&mut self, command: Command) {
         match command {
             Command::Swarm(request, reply) => {
-                let result = self.start_swarm(request).await;
+                let result = self.start_swarm(request);
                 let _ = reply.send(result);
             }
-            Command::Stop(reply) => self.stop(reply, false).await,
-            Command::Quit(reply) => self.stop(reply, true).await,
+            Command::Stop(reply) => self.stop(reply, false),
+            Command::Quit(reply) => self.stop(reply, true),
             Command::Reset(reply) => {
                 let now = now_epoch();
                 self.stats.reset(now);
@@ -288,14 +339,30 @@ impl Master {
         self.publish();
     }
 
-    async fn start_swarm(&mut self, request: SwarmRequest) -> Result<String, MasterError> {
-        if self.registry.active_count() == 0 {
+    fn start_swarm(&mut self, request: SwarmRequest) -> Result<String, MasterError> {
+        let workers = self.registry.active_count();
+        if workers == 0 {
             return Err(MasterError::NoWorkers);
+        }
+        request.check(workers)?;
+        let new_run = !self.state.is_active();
+        // An edit keeps the run's deadline unless it names a new one; a new
+        // run without one gets the default (`-t` with the web UI).
+        let run_time = match request.run_time {
+            Some(t) => Some(t),
+            None if new_run => self.config.default_run_time,
+            None => None,
+        };
+        if let Some(run_time) = run_time {
+            // check() bounds the run time, so this cannot overflow.
+            self.run_deadline = Instant::now().checked_add(run_time);
+        } else if new_run {
+            self.run_deadline = None;
         }
         if let Some(host) = request.host.filter(|h| !h.is_empty()) {
             self.host = host;
         }
-        if !self.state.is_active() {
+        if new_run {
             // A new run starts from clean numbers, as in Locust.
             let now = now_epoch();
             self.stats.reset(now);
@@ -305,14 +372,13 @@ impl Master {
             self.ended_at = None;
             self.dispatched = 0;
         }
-        self.run_deadline = request.run_time.map(|t| Instant::now() + t);
         self.ramp = Some(Ramp {
             target: request.user_count,
             rate: request.spawn_rate,
             credit: 0.0,
         });
         self.state = RunState::Spawning;
-        self.ramp_now().await;
+        self.ramp_now();
         Ok(format!(
             "Swarming started using {} users at a spawn rate of {} users/s",
             request.user_count, request.spawn_rate
@@ -320,13 +386,13 @@ impl Master {
     }
 
     /// A ramp tick: move `dispatched` toward the target by the rate.
-    async fn ramp_step(&mut self) {
+    fn ramp_step(&mut self) {
         if self.ramp.is_some() && self.state == RunState::Spawning {
-            self.ramp_now().await;
+            self.ramp_now();
         }
     }
 
-    async fn ramp_now(&mut self) {
+    fn ramp_now(&mut self) {
         let Some(ramp) = self.ramp.as_mut() else {
             return;
         };
@@ -341,46 +407,49 @@ impl Master {
         ramp.credit = (ramp.credit - step as f64).max(0.0);
         let target = ramp.target;
         self.dispatched = if self.dispatched < target {
-            (self.dispatched + step).min(target)
+            self.dispatched.saturating_add(step).min(target)
         } else {
             self.dispatched.saturating_sub(step).max(target)
         };
-        self.redispatch().await;
+        self.redispatch();
         if self.dispatched == target {
             self.ramp = None;
             self.state = RunState::Running;
-            self.broadcast(ToWorker::SpawningComplete { user_count: target })
-                .await;
+            self.broadcast(ToWorker::SpawningComplete { user_count: target });
             tracing::info!("all {target} users spawned");
         }
     }
 
     /// Sends every active worker its share of `dispatched`.
-    async fn redispatch(&mut self) {
+    fn redispatch(&mut self) {
         let workers = self.registry.active_ids();
         let plan = dispatch(self.dispatched, &workers, &self.config.classes);
         // Strictly increasing timestamps: workers ignore stale spawns.
         self.spawn_timestamp = now_epoch().max(self.spawn_timestamp + 1e-6);
         for (id, classes) in plan {
+            if let Some(node) = self.registry.get_mut(&id) {
+                node.assigned = classes.values().fold(0u64, |a, b| a.saturating_add(*b));
+            }
             let order = SpawnOrder {
                 timestamp: self.spawn_timestamp,
                 user_classes_count: classes,
                 host: self.host.clone(),
                 stop_timeout: None,
             };
-            self.send(&id, ToWorker::Spawn(order)).await;
+            self.send(&id, ToWorker::Spawn(order));
         }
     }
 
-    async fn stop(&mut self, reply: oneshot::Sender<()>, quit: bool) {
+    fn stop(&mut self, reply: oneshot::Sender<()>, quit: bool) {
         self.ramp = None;
         self.run_deadline = None;
         let message = if quit { ToWorker::Quit } else { ToWorker::Stop };
         for id in self.registry.active_ids() {
             if let Some(node) = self.registry.get_mut(&id) {
                 node.stopped_ack = false;
+                node.assigned = 0;
             }
-            self.send(&id, message.clone()).await;
+            self.send(&id, message.clone());
         }
         if self.state != RunState::Ready || quit {
             self.state = RunState::Stopping;
@@ -422,19 +491,21 @@ impl Master {
         }
     }
 
-    async fn on_tick(&mut self) {
+    fn on_tick(&mut self) {
         let now = Instant::now();
-        if self
+        let missing = self
             .registry
-            .check_heartbeats(now, self.config.heartbeat_interval)
-            && self.state.is_active()
-        {
-            self.redispatch().await;
+            .check_heartbeats(now, self.config.heartbeat_interval);
+        for id in &missing {
+            self.event(id, WorkerEventKind::Missing, "missed 3 heartbeats".into());
+        }
+        if !missing.is_empty() && self.state.is_active() {
+            self.redispatch();
         }
         if self.run_deadline.is_some_and(|d| now >= d) {
             tracing::info!("run time is up; stopping");
             let (tx, _rx) = oneshot::channel();
-            self.stop(tx, false).await;
+            self.stop(tx, false);
         }
         self.settle_pending();
         self.publish();
@@ -444,7 +515,7 @@ impl Master {
         MasterSnapshot {
             state: self.state,
             host: self.host.clone(),
-            user_count: self.registry.nodes().map(|n| n.user_count).sum(),
+            user_count: self.registry.running_users(),
             target_user_count: self.ramp.as_ref().map_or(self.dispatched, |r| r.target),
             stats: self.stats.clone(),
             workers: self.registry.nodes().cloned().collect(),
@@ -452,6 +523,52 @@ impl Master {
             current_percentiles: self.history.current_percentiles(&self.stats.total),
             started_at: self.started_at,
             ended_at: self.ended_at,
+            events: self.events.to_vec(),
+        }
+    }
+}
+
+/// A bound on warnings about bad input: a few per ten seconds, then a
+/// count of what was left out, so a flood of bad frames cannot keep the
+/// master busy writing logs.
+#[derive(Debug)]
+struct WarnBudget {
+    window: Instant,
+    used: u32,
+    suppressed: u64,
+}
+
+impl Default for WarnBudget {
+    fn default() -> Self {
+        WarnBudget {
+            window: Instant::now(),
+            used: 0,
+            suppressed: 0,
+        }
+    }
+}
+
+impl WarnBudget {
+    const PER_WINDOW: u32 = 10;
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    /// Whether one more warning may be printed now.
+    fn allow(&mut self) -> bool {
+        if self.window.elapsed() >= Self::WINDOW {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    "{} more bad frames were ignored without a warning",
+                    self.suppressed
+                );
+            }
+            *self = WarnBudget::default();
+        }
+        if self.used < Self::PER_WINDOW {
+            self.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
         }
     }
 }

@@ -56,8 +56,11 @@ pub struct SpawnOrder {
 }
 
 impl SpawnOrder {
+    /// All classes together; saturates rather than wrap on hostile counts.
     pub fn user_count(&self) -> u64 {
-        self.user_classes_count.values().sum()
+        self.user_classes_count
+            .values()
+            .fold(0u64, |sum, n| sum.saturating_add(*n))
     }
 }
 
@@ -80,9 +83,49 @@ pub enum ToMaster {
         traceback: String,
     },
     ClientStopped,
-    Quit,
+    /// Leaving; `reason` is our extension (a Locust master ignores `quit`'s
+    /// data), so the master can tell a spot reclaim from a shutdown.
+    Quit {
+        reason: Option<QuitReason>,
+    },
     Logs,
     Unknown(String),
+}
+
+/// Why a worker quit, as our workers tell it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuitReason {
+    /// The cloud reclaims the worker's spot instance; `notice` is the
+    /// instance-action notice (action and time).
+    SpotInterruption { notice: String },
+    /// Anything else: a signal, the master's own `quit`, a lost master.
+    Shutdown { detail: String },
+}
+
+impl QuitReason {
+    fn to_value(&self) -> Value {
+        let (reason, detail) = match self {
+            QuitReason::SpotInterruption { notice } => ("spot_interruption", notice),
+            QuitReason::Shutdown { detail } => ("shutdown", detail),
+        };
+        map(vec![
+            ("reason", reason.into()),
+            ("detail", detail.as_str().into()),
+        ])
+    }
+
+    /// Reads our extension; anything else (Locust's nil) is no reason.
+    fn from_value(value: &Value) -> Option<Self> {
+        let fields = crate::stats::wire_fields(value, "quit data").ok()?;
+        let detail = fields
+            .get("detail")
+            .map(crate::stats::wire_text)
+            .unwrap_or_default();
+        match fields.get("reason")?.as_str()? {
+            "spot_interruption" => Some(QuitReason::SpotInterruption { notice: detail }),
+            _ => Some(QuitReason::Shutdown { detail }),
+        }
+    }
 }
 
 /// Master → worker.
@@ -230,7 +273,9 @@ impl ToMaster {
                 }
             }
             "client_stopped" => ToMaster::ClientStopped,
-            "quit" => ToMaster::Quit,
+            "quit" => ToMaster::Quit {
+                reason: QuitReason::from_value(&env.data),
+            },
             "logs" => ToMaster::Logs,
             other => ToMaster::Unknown(other.to_string()),
         })
@@ -267,7 +312,10 @@ impl ToMaster {
                 ]),
             ),
             ToMaster::ClientStopped => ("client_stopped", Value::Nil),
-            ToMaster::Quit => ("quit", Value::Nil),
+            ToMaster::Quit { reason } => (
+                "quit",
+                reason.as_ref().map_or(Value::Nil, QuitReason::to_value),
+            ),
             ToMaster::Logs => (
                 "logs",
                 map(vec![
@@ -303,8 +351,12 @@ impl ToWorker {
             "heartbeat" => ToWorker::Heartbeat,
             "spawn" => {
                 let fields = f(&env.data, "spawn data").map_err(wire)?;
+                let timestamp = fields.f64("timestamp").map_err(wire)?;
+                if !timestamp.is_finite() {
+                    return Err(env.bad("timestamp is not a finite number"));
+                }
                 ToWorker::Spawn(SpawnOrder {
-                    timestamp: fields.f64("timestamp").map_err(wire)?,
+                    timestamp,
                     user_classes_count: fields.counts("user_classes_count").map_err(wire)?,
                     host: fields
                         .get("host")
@@ -397,7 +449,12 @@ mod tests {
                 traceback: "tb".into(),
             },
             ToMaster::ClientStopped,
-            ToMaster::Quit,
+            ToMaster::Quit { reason: None },
+            ToMaster::Quit {
+                reason: Some(QuitReason::SpotInterruption {
+                    notice: "terminate at 2026-11-30T12:00:00Z".into(),
+                }),
+            },
         ];
         for message in messages {
             let (back, node) = ToMaster::from_wire(&message.to_wire("host_abc")).expect("decodes");

@@ -7,11 +7,14 @@
 //! decode is an error the receiver logs and drops, and an unknown type
 //! decodes to `Unknown` so newer peers never break older ones.
 
+mod dealer;
 mod message;
+mod router;
 pub mod transport;
+mod zmtp;
 
 pub use message::{
-    Envelope, Heartbeat, ProtocolError, SpawnOrder, ToMaster, ToWorker, WorkerState,
+    Envelope, Heartbeat, ProtocolError, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
 };
 
 /// Locust's default master port.

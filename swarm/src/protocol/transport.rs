@@ -1,13 +1,45 @@
-//! ZeroMQ sockets as channels of frames: the master's ROUTER and the
-//! worker's DEALER each run in a task, so the runners above only see
-//! `mpsc` channels and can be tested without sockets.
+//! Locust's sockets as channels of frames: the master's ROUTER-like end
+//! ([`bind_master`]) and the worker's DEALER-like end ([`connect_worker`]),
+//! speaking ZMTP 3.0 with the NULL mechanism over tokio TCP (see `zmtp.rs`),
+//! so they interoperate with pyzmq/libzmq. The runners above only see `mpsc`
+//! channels and can be tested without sockets ([`memory_master_link`]).
+//!
+//! Why our own ZMTP instead of the `zeromq` 0.7 crate:
+//! - its codec reserves whatever length a frame header announces, so one
+//!   header announcing 2^50 bytes killed the master; here every frame and
+//!   message is capped at [`MAX_FRAME`] *before* anything is allocated, and a
+//!   peer over the cap loses its own connection only;
+//! - it had no frame cap at all;
+//! - one send task served all peers, so a peer that did not read blocked
+//!   every send of the master; here each peer has its own bounded queue and
+//!   writer, and [`RouterSender::send`] never waits (a full queue drops that
+//!   message for that peer, counted, and logged at most once per peer per
+//!   10 s);
+//! - its DEALER never reconnected; here the worker's end reconnects forever
+//!   with backoff, tells its owner each time a new connection is up
+//!   ([`WorkerLink::connected`]), and refuses sends while disconnected
+//!   rather than queueing them for a connection that may never come.
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-use zeromq::{Socket, SocketRecv, SocketSend, ZmqMessage};
+use std::io;
 
-/// Frames waiting in either direction before the sender waits.
-const QUEUE: usize = 1024;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+pub use super::dealer::{connect_worker, DealerSender, SendError, WorkerLink};
+pub use super::router::{bind_master, memory_master_link, MasterLink, RouterSender};
+
+/// Largest frame (and message) accepted from a peer: 8 MiB.
+///
+/// A Locust `stats` report with hundreds of names and full response-time
+/// bucket maps is tens of KiB, so 8 MiB leaves two orders of magnitude of
+/// headroom while bounding what one peer can make the master allocate (bodies
+/// are read as they arrive, so a peer pays for its allocation by sending).
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Frames waiting in either direction, per peer, before sends are refused
+/// (outgoing) or a peer's reader waits (incoming).
+pub(crate) const QUEUE: usize = 1024;
 
 /// A frame on the master: who sent it (or whom it is for) and the payload.
 #[derive(Debug, Clone)]
@@ -19,148 +51,59 @@ pub struct Frame {
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("cannot listen on {endpoint}: {source} (is another master running there? pick another --master-bind-port)")]
-    Bind {
-        endpoint: String,
-        source: zeromq::ZmqError,
-    },
+    Bind { endpoint: String, source: io::Error },
     #[error("cannot connect to the master at {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        source: zeromq::ZmqError,
-    },
+    Connect { endpoint: String, source: io::Error },
     #[error("node id {0:?} is not a valid ZeroMQ identity (1 to 255 bytes)")]
     Identity(String),
 }
 
-/// The master's end: frames from workers in, frames to workers out.
-pub struct MasterLink {
-    pub incoming: mpsc::Receiver<Frame>,
-    pub outgoing: mpsc::Sender<Frame>,
-    /// The port actually bound (useful when asked for port 0).
-    pub port: u16,
+/// What a connection's writer is asked to do.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A one-frame message.
+    Data(Bytes),
+    /// Bytes already encoded (a PONG command).
+    Raw(Bytes),
+    /// Acknowledge once everything queued before was written.
+    Flush(oneshot::Sender<()>),
 }
 
-/// Binds a ROUTER on `host:port` and starts its send and receive tasks.
-pub async fn bind_master(host: &str, port: u16) -> Result<MasterLink, TransportError> {
-    let endpoint = format!("tcp://{host}:{port}");
-    let mut socket = zeromq::RouterSocket::new();
-    let bound = socket
-        .bind(&endpoint)
-        .await
-        .map_err(|source| TransportError::Bind {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
-    let port = match bound {
-        zeromq::Endpoint::Tcp(_, port) => port,
-        _ => port,
-    };
-    let (mut send_half, mut recv_half) = socket.split();
-    let (in_tx, incoming) = mpsc::channel(QUEUE);
-    let (outgoing, mut out_rx) = mpsc::channel::<Frame>(QUEUE);
-    tokio::spawn(async move {
-        loop {
-            match recv_half.recv().await {
-                Ok(message) => {
-                    let Some(frame) = master_frame(message) else {
-                        tracing::warn!(
-                            "dropped a message with no payload frame on the master socket"
-                        );
-                        continue;
-                    };
-                    if in_tx.send(frame).await.is_err() {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    tracing::debug!("master socket receive: {err}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    if in_tx.is_closed() {
-                        break;
-                    }
-                }
+/// Writes what arrives on `rx` until the channel closes (`Ok`) or the socket
+/// fails. Whatever is waiting is batched into one write of up to ~64 KiB.
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut rx: mpsc::Receiver<Out>,
+) -> io::Result<()> {
+    const BATCH: usize = 64 * 1024;
+    let mut buf = BytesMut::with_capacity(BATCH);
+    let mut acks = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            match out {
+                Out::Data(payload) => super::zmtp::encode_frame(0, &payload, &mut buf),
+                Out::Raw(bytes) => buf.extend_from_slice(&bytes),
+                Out::Flush(ack) => acks.push(ack),
+            }
+            if buf.len() < BATCH {
+                next = rx.try_recv().ok();
             }
         }
-    });
-    tokio::spawn(async move {
-        while let Some(frame) = out_rx.recv().await {
-            let mut message = ZmqMessage::from(frame.payload);
-            message.push_front(frame.peer);
-            if let Err(err) = send_half.send(message).await {
-                // A worker that went away: the master notices by its heartbeats.
-                tracing::debug!("send to worker failed: {err}");
+        if !buf.is_empty() {
+            w.write_all(&buf).await?;
+            buf.clear();
+            if buf.capacity() > 16 * BATCH {
+                buf = BytesMut::with_capacity(BATCH);
             }
         }
-    });
-    Ok(MasterLink {
-        incoming,
-        outgoing,
-        port,
-    })
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    Ok(())
 }
 
-/// ROUTER delivers `[identity, ..., payload]`; Locust's DEALERs send one
-/// payload frame, so the payload is the last frame.
-fn master_frame(message: ZmqMessage) -> Option<Frame> {
-    let mut frames = message.into_vecdeque();
-    let peer = frames.pop_front()?;
-    let payload = frames.pop_back()?;
-    Some(Frame { peer, payload })
-}
-
-/// The worker's end: payloads from the master in, payloads to it out.
-pub struct WorkerLink {
-    pub incoming: mpsc::Receiver<Bytes>,
-    pub outgoing: mpsc::Sender<Bytes>,
-}
-
-/// Connects a DEALER whose identity is `node_id` to the master.
-pub async fn connect_worker(
-    host: &str,
-    port: u16,
-    node_id: &str,
-) -> Result<WorkerLink, TransportError> {
-    let endpoint = format!("tcp://{host}:{port}");
-    let identity: zeromq::util::PeerIdentity = Bytes::from(node_id.as_bytes().to_vec())
-        .try_into()
-        .map_err(|_| TransportError::Identity(node_id.to_string()))?;
-    let mut options = zeromq::SocketOptions::default();
-    options.peer_identity(identity);
-    let mut socket = zeromq::DealerSocket::with_options(options);
-    socket
-        .connect(&endpoint)
-        .await
-        .map_err(|source| TransportError::Connect { endpoint, source })?;
-    let (mut send_half, mut recv_half) = socket.split();
-    let (in_tx, incoming) = mpsc::channel(QUEUE);
-    let (outgoing, mut out_rx) = mpsc::channel::<Bytes>(QUEUE);
-    tokio::spawn(async move {
-        loop {
-            match recv_half.recv().await {
-                Ok(message) => {
-                    let Some(payload) = message.into_vecdeque().pop_back() else {
-                        continue;
-                    };
-                    if in_tx.send(payload).await.is_err() {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    tracing::debug!("worker socket receive: {err}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    if in_tx.is_closed() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(payload) = out_rx.recv().await {
-            if let Err(err) = send_half.send(ZmqMessage::from(payload)).await {
-                tracing::debug!("send to master failed: {err}");
-            }
-        }
-    });
-    Ok(WorkerLink { incoming, outgoing })
-}
+#[cfg(test)]
+#[path = "transport_tests.rs"]
+mod tests;

@@ -283,6 +283,7 @@ mod tests {
             current_percentiles: (0, 0),
             started_at: None,
             ended_at: None,
+            events: Vec::new(),
         }
     }
 
@@ -324,9 +325,13 @@ mod tests {
         let (master, handle) = Master::new(MasterConfig::new("http://127.0.0.1:9", classes), link);
         tokio::spawn(master.run());
         let app = crate::web::app(handle, None);
-        let addr = crate::web::serve(([127, 0, 0, 1], 0).into(), app)
-            .await
-            .expect("serve");
+        let addr = crate::web::serve(
+            ([127, 0, 0, 1], 0).into(),
+            app,
+            crate::shutdown::Shutdown::new(),
+        )
+        .await
+        .expect("serve");
         let driver = HttpDriver::new(&format!("http://{addr}/"), None, None).expect("client");
         let reading = driver.read().await.expect("read");
         assert_eq!(reading.state, RunState::Ready);

@@ -8,10 +8,19 @@ pub const PERCENTILES_TO_REPORT: [f64; 11] = [
     0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
 ];
 
+/// The largest response time kept apart: one day, in ms.
+pub const MAX_BUCKET_MS: f64 = 86_400_000.0;
+
 /// Locust's response-time bucket for a time in milliseconds: exact below
 /// 100 ms, then to 10, 100 and 1,000 ms, rounding half to even as Python does.
 pub fn bucket_ms(ms: f64) -> u64 {
-    let ms = if ms.is_finite() && ms > 0.0 { ms } else { 0.0 };
+    // Beyond a day every time is one bucket, so a hostile peer cannot grow
+    // the bucket map without bound.
+    let ms = if ms.is_finite() && ms > 0.0 {
+        ms.min(MAX_BUCKET_MS)
+    } else {
+        0.0
+    };
     let step = if ms < 100.0 {
         1.0
     } else if ms < 1_000.0 {
@@ -77,15 +86,15 @@ impl StatsEntry {
         if count == 0 {
             return;
         }
-        self.num_requests += count;
+        self.num_requests = self.num_requests.saturating_add(count);
         self.total_response_time += ms * count as f64;
         self.min_response_time = Some(self.min_response_time.map_or(ms, |m| m.min(ms)));
         self.max_response_time = self.max_response_time.max(ms);
-        *self.response_times.entry(bucket_ms(ms)).or_default() += count;
-        *self.num_reqs_per_sec.entry(at as i64).or_default() += count;
+        add(self.response_times.entry(bucket_ms(ms)).or_default(), count);
+        add(self.num_reqs_per_sec.entry(at as i64).or_default(), count);
         if failed {
-            self.num_failures += count;
-            *self.num_fail_per_sec.entry(at as i64).or_default() += count;
+            add(&mut self.num_failures, count);
+            add(self.num_fail_per_sec.entry(at as i64).or_default(), count);
         }
         self.last_request_timestamp = Some(self.last_request_timestamp.map_or(at, |t| t.max(at)));
     }
@@ -99,24 +108,24 @@ impl StatsEntry {
                 (a, b) => a.or(b),
             };
         self.start_time = self.start_time.min(other.start_time);
-        self.num_requests += other.num_requests;
-        self.num_none_requests += other.num_none_requests;
-        self.num_failures += other.num_failures;
+        add(&mut self.num_requests, other.num_requests);
+        add(&mut self.num_none_requests, other.num_none_requests);
+        add(&mut self.num_failures, other.num_failures);
         self.total_response_time += other.total_response_time;
         self.max_response_time = self.max_response_time.max(other.max_response_time);
         self.min_response_time = match (self.min_response_time, other.min_response_time) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.total_content_length += other.total_content_length;
+        add(&mut self.total_content_length, other.total_content_length);
         for (bucket, count) in &other.response_times {
-            *self.response_times.entry(*bucket).or_default() += count;
+            add(self.response_times.entry(*bucket).or_default(), *count);
         }
         for (second, count) in &other.num_reqs_per_sec {
-            *self.num_reqs_per_sec.entry(*second).or_default() += count;
+            add(self.num_reqs_per_sec.entry(*second).or_default(), *count);
         }
         for (second, count) in &other.num_fail_per_sec {
-            *self.num_fail_per_sec.entry(*second).or_default() += count;
+            add(self.num_fail_per_sec.entry(*second).or_default(), *count);
         }
     }
 
@@ -234,6 +243,12 @@ impl StatsEntry {
     }
 }
 
+/// Counts from the wire are a peer's word: they saturate instead of
+/// overflowing (a panic in debug builds, a wrap in release).
+fn add(total: &mut u64, more: u64) {
+    *total = total.saturating_add(more);
+}
+
 /// Locust's percentile: with n timed requests and k = floor(n × p), walk the
 /// buckets from the largest down and return the first one where
 /// n − (requests at or above it) ≤ k.
@@ -244,7 +259,7 @@ pub fn percentile_of(buckets: &BTreeMap<u64, u64>, n: u64, percent: f64) -> u64 
     let k = (n as f64 * percent).floor() as u64;
     let mut processed = 0u64;
     for (bucket, count) in buckets.iter().rev() {
-        processed += count;
+        add(&mut processed, *count);
         if n.saturating_sub(processed) <= k {
             return *bucket;
         }

@@ -26,7 +26,7 @@ impl StatsError {
     }
 
     pub fn extend(&mut self, other: &StatsError) {
-        self.occurrences += other.occurrences;
+        self.occurrences = self.occurrences.saturating_add(other.occurrences);
         self.first_seen = min_opt(self.first_seen, other.first_seen, f64::min);
         self.last_seen = min_opt(self.last_seen, other.last_seen, f64::max);
     }

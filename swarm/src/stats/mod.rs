@@ -31,6 +31,10 @@ use std::collections::BTreeMap;
 /// The name Locust gives the total row.
 pub const AGGREGATED: &str = "Aggregated";
 
+/// Most request names (and error rows) kept apart; Locust's own UI lists
+/// 500. Beyond this, requests still count in the `Aggregated` total.
+pub const MAX_ROWS: usize = 10_000;
+
 /// How many seconds of per-second counters are kept for current rates;
 /// older seconds are dropped so memory does not grow with run time.
 pub const CURRENT_WINDOW_SECS: i64 = 10;
@@ -59,15 +63,19 @@ impl RequestStats {
         }
     }
 
-    /// Adds one worker's report (deltas since its previous report).
+    /// Adds one worker's report (deltas since its previous report). Past
+    /// [`MAX_ROWS`] names (or error rows) new ones still count in the total
+    /// but get no row of their own: a peer cannot grow the table forever.
     pub fn merge_report(&mut self, report: &StatsReport) {
         for entry in &report.stats {
             let key = (entry.method.clone(), entry.name.clone());
-            let start = entry.start_time;
-            self.entries
-                .entry(key)
-                .or_insert_with(|| StatsEntry::new(&entry.name, &entry.method, start))
-                .extend(entry);
+            if let Some(known) = self.entries.get_mut(&key) {
+                known.extend(entry);
+            } else if self.entries.len() < MAX_ROWS {
+                let mut row = StatsEntry::new(&entry.name, &entry.method, entry.start_time);
+                row.extend(entry);
+                self.entries.insert(key, row);
+            }
         }
         self.total.extend(&report.stats_total);
         for error in report.errors.values() {
@@ -79,11 +87,13 @@ impl RequestStats {
     /// sender's opaque key, so Locust and spotload workers merge alike.
     pub fn add_error(&mut self, error: &StatsError) {
         let key = error.key();
+        let room = self.errors.len() < MAX_ROWS;
         match self.errors.get_mut(&key) {
             Some(known) => known.extend(error),
-            None => {
+            None if room => {
                 self.errors.insert(key, error.clone());
             }
+            None => {}
         }
     }
 

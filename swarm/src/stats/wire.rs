@@ -18,6 +18,42 @@ pub struct StatsReport {
     pub user_count: u64,
 }
 
+impl StatsReport {
+    /// Adds a later report into this one (a worker holding what it could
+    /// not send yet): entries by (method, name), the total, the errors; the
+    /// user counts are the later report's.
+    pub fn absorb(&mut self, later: StatsReport) {
+        for entry in later.stats {
+            match self
+                .stats
+                .iter_mut()
+                .find(|e| e.method == entry.method && e.name == entry.name)
+            {
+                Some(known) => known.extend(&entry),
+                None => self.stats.push(entry),
+            }
+        }
+        self.stats_total.extend(&later.stats_total);
+        for (key, error) in later.errors {
+            match self.errors.get_mut(&key) {
+                Some(known) => known.extend(&error),
+                None => {
+                    self.errors.insert(key, error);
+                }
+            }
+        }
+        self.user_classes_count = later.user_classes_count;
+        self.user_count = later.user_count;
+    }
+
+    /// Whether it carries any request or error.
+    pub fn is_empty(&self) -> bool {
+        self.stats_total.num_requests == 0
+            && self.stats_total.num_failures == 0
+            && self.errors.is_empty()
+    }
+}
+
 impl Default for StatsEntry {
     fn default() -> Self {
         StatsEntry::new(super::AGGREGATED, "", 0.0)
@@ -188,17 +224,19 @@ impl StatsEntry {
         for (ms, count) in number_map(f.req("response_times")?, "response_times")? {
             // Re-bucket rather than trust the key: a peer rounding differently
             // must not widen the bucket map without bound.
-            *entry
+            let bucket = entry
                 .response_times
                 .entry(super::bucket_ms(ms))
-                .or_default() += count;
+                .or_default();
+            *bucket = bucket.saturating_add(count);
         }
         for (key, target) in [
             ("num_reqs_per_sec", &mut entry.num_reqs_per_sec),
             ("num_fail_per_sec", &mut entry.num_fail_per_sec),
         ] {
             for (second, count) in number_map(f.req(key)?, key)? {
-                *target.entry(second as i64).or_default() += count;
+                let slot = target.entry(second as i64).or_default();
+                *slot = slot.saturating_add(count);
             }
         }
         Ok(entry)

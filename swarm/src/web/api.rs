@@ -143,6 +143,8 @@ pub fn requests_json(snapshot: &MasterSnapshot, now: f64) -> Value {
         "state": snapshot.state.as_str(),
         "user_count": snapshot.user_count,
         "host": snapshot.host,
+        // Our extension: joins, missing, back, quits, spot reclaims.
+        "worker_events": snapshot.events,
     })
 }
 

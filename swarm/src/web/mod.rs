@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod form;
+mod origin;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -45,19 +46,27 @@ pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
         .route("/stats/report", get(api::report))
         .route("/exceptions", get(api::exceptions))
         .route("/exceptions/csv", get(api::exceptions_csv))
-        .with_state(WebState { master });
+        .with_state(WebState { master })
+        .layer(axum::middleware::from_fn(origin::same_origin_only));
     match auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
         None => router,
     }
 }
 
-/// Serves `app` on `addr` until the process ends; returns the bound address.
-pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<SocketAddr> {
+/// Serves `app` on `addr` until `shutdown`, then finishes the requests in
+/// flight; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: crate::shutdown::Shutdown,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.requested().await });
+        if let Err(err) = served.await {
             tracing::error!("web UI stopped: {err}");
         }
     });

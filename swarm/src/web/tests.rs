@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use super::{app, WebAuth};
 use crate::master::{Master, MasterConfig, MasterHandle, UserClass};
-use crate::protocol::transport::{Frame, MasterLink};
+use crate::protocol::transport::{memory_master_link, Frame};
 use crate::protocol::ToMaster;
 
 /// A running master with no workers; `frames` feeds it worker messages.
@@ -19,17 +19,11 @@ struct TestMaster {
     handle: MasterHandle,
     frames: mpsc::Sender<Frame>,
     /// Kept so the master's sends do not fail.
-    _sent: mpsc::Receiver<Frame>,
+    _sent: mpsc::UnboundedReceiver<Frame>,
 }
 
 fn start_master() -> TestMaster {
-    let (frames, incoming) = mpsc::channel(16);
-    let (outgoing, sent) = mpsc::channel(1024);
-    let link = MasterLink {
-        incoming,
-        outgoing,
-        port: 0,
-    };
+    let (link, frames, sent) = memory_master_link(16);
     let classes = vec![UserClass {
         name: "WebsiteUser".into(),
         weight: 1,

@@ -40,8 +40,6 @@ pub enum DriverError {
     Metrics(String),
     #[error("no free local port for goose's controller: {0}")]
     Port(std::io::Error),
-    #[error("the master asked for {0} users; goose runs at most {MAX_USERS_PER_WORKER} per worker: add workers")]
-    TooManyUsers(u64),
 }
 
 /// A running (possibly idle) goose attack and the last metrics read from it.
@@ -59,12 +57,23 @@ pub struct GooseDriver {
 
 impl GooseDriver {
     /// Starts goose idle with the given scenarios.
+    /// `node_id` goes into every request's `User-Agent`
+    /// (`loadtest/VERSION (NODE_ID)`), so a target's access log tells which
+    /// worker sent what.
     pub async fn launch(
         scenarios: Vec<Scenario>,
         options: &DriverOptions,
+        node_id: &str,
     ) -> Result<Self, DriverError> {
         let port = free_local_port().map_err(DriverError::Port)?;
+        let client = goose::client::GooseClientBuilder::new()
+            .without_cookies()
+            .user_agent(format!(
+                "loadtest/{} ({node_id})",
+                env!("CARGO_PKG_VERSION")
+            ));
         let mut attack = GooseAttack::initialize_with_config(configuration(port, options))
+            .and_then(|attack| attack.set_client_builder_without_cookies(client))
             .map_err(|e| DriverError::Goose(e.to_string()))?;
         for scenario in scenarios {
             attack = attack.register_scenario(scenario);
@@ -119,9 +128,7 @@ impl GooseDriver {
         host: &str,
         users: u64,
     ) -> Result<Option<StatsReport>, DriverError> {
-        if users > MAX_USERS_PER_WORKER {
-            return Err(DriverError::TooManyUsers(users));
-        }
+        let users = users.min(MAX_USERS_PER_WORKER);
         let host_changes = !host.is_empty() && self.host.as_deref() != Some(host);
         let mut flushed = None;
         if self.users > 0 && (users == 0 || host_changes) {
@@ -183,11 +190,12 @@ impl GooseDriver {
     }
 
     /// After a stop goose's metrics catch up with its users' last batches:
-    /// read until two reads agree, within a bound.
+    /// read until two reads agree, within a bound (kept short: a Locust
+    /// master waits only 0.5 s for a quitting worker's last report).
     async fn settle(&mut self) -> Result<StatsReport, DriverError> {
         let mut last = self.snapshot().await?;
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
             let next = self.snapshot().await?;
             let same = next.request_count() == last.request_count();
             last = next;

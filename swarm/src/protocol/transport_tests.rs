@@ -1,0 +1,343 @@
+//! The transport over real loopback sockets: our DEALER end against our
+//! ROUTER end, and hand-written ZMTP peers (bytes built here, not with the
+//! codec) that misbehave. Every wait is for a positive signal, bounded.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn master() -> MasterLink {
+    bind_master("127.0.0.1", 0).await.expect("bind")
+}
+
+/// A worker link whose first connection is up.
+async fn worker(port: u16, id: &str) -> WorkerLink {
+    let mut link = connect_worker("127.0.0.1", port, id).expect("valid identity");
+    wait_connections(&mut link, 1).await;
+    link
+}
+
+async fn wait_connections(link: &mut WorkerLink, count: u64) {
+    tokio::time::timeout(PATIENCE, link.connected.wait_for(|n| *n >= count))
+        .await
+        .expect("connected in time")
+        .expect("the dialer runs");
+}
+
+/// The next frame the master receives from `peer` (others are skipped).
+async fn next_from(master: &mut MasterLink, peer: &[u8]) -> Bytes {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, master.incoming.recv())
+            .await
+            .expect("a frame in time")
+            .expect("the master's link is open");
+        if frame.peer == peer {
+            return frame.payload;
+        }
+    }
+}
+
+/// Worker → master → worker, with fresh payloads.
+async fn round_trip(master: &mut MasterLink, worker: &mut WorkerLink, id: &str) {
+    let question = Bytes::from(format!("question from {id}"));
+    worker
+        .outgoing
+        .try_send(question.clone())
+        .expect("worker sends");
+    assert_eq!(next_from(master, id.as_bytes()).await, question);
+    let answer = Bytes::from(format!("answer to {id}"));
+    assert!(master.outgoing.send(Frame {
+        peer: Bytes::from(id.as_bytes().to_vec()),
+        payload: answer.clone(),
+    }));
+    let got = tokio::time::timeout(PATIENCE, worker.incoming.recv())
+        .await
+        .expect("an answer in time")
+        .expect("the worker's link is open");
+    assert_eq!(got, answer);
+}
+
+/// A ZMTP 3.0 NULL greeting, byte by byte.
+fn raw_greeting() -> Vec<u8> {
+    let mut g = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
+    g.extend_from_slice(b"NULL");
+    g.resize(64, 0);
+    g
+}
+
+/// A READY command frame from a DEALER with `identity`, byte by byte.
+fn raw_ready(identity: &[u8]) -> Vec<u8> {
+    let mut body = vec![5];
+    body.extend_from_slice(b"READY");
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&6u32.to_be_bytes());
+    body.extend_from_slice(b"DEALER");
+    body.push(8);
+    body.extend_from_slice(b"Identity");
+    body.extend_from_slice(&(identity.len() as u32).to_be_bytes());
+    body.extend_from_slice(identity);
+    let mut frame = vec![0x04, body.len() as u8];
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A hand-written DEALER, handshaken, that has sent "hello": once the
+/// master got that, `identity` is routed to this connection.
+async fn raw_dealer(master: &mut MasterLink, identity: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", master.port))
+        .await
+        .expect("connect");
+    s.write_all(&raw_greeting()).await.expect("greeting");
+    s.write_all(&raw_ready(identity.as_bytes()))
+        .await
+        .expect("ready");
+    let mut theirs = [0u8; 64];
+    s.read_exact(&mut theirs).await.expect("their greeting");
+    assert_eq!((theirs[0], theirs[9], theirs[10]), (0xFF, 0x7F, 3));
+    assert_eq!(&theirs[12..16], b"NULL");
+    let mut header = [0u8; 2];
+    s.read_exact(&mut header).await.expect("their READY header");
+    assert_eq!(header[0], 0x04, "a short command frame");
+    let mut body = vec![0u8; usize::from(header[1])];
+    s.read_exact(&mut body).await.expect("their READY");
+    assert_eq!(&body[..6], b"\x05READY");
+    s.write_all(b"\x00\x05hello").await.expect("hello");
+    assert_eq!(&next_from(master, identity.as_bytes()).await[..], b"hello");
+    s
+}
+
+/// Reads until the master closes the connection (EOF or reset).
+async fn closed_by_master(s: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the master did not close the connection"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn worker_and_master_round_trip() {
+    let mut master = master().await;
+    let mut w = worker(master.port, "w_1").await;
+    assert_eq!(*w.connected.borrow(), 1);
+    assert!(w.outgoing.is_connected());
+    round_trip(&mut master, &mut w, "w_1").await;
+    assert!(w.outgoing.flush(PATIENCE).await);
+    // Unknown peers are refused without waiting.
+    assert!(!master.outgoing.send(Frame {
+        peer: Bytes::from_static(b"nobody"),
+        payload: Bytes::from_static(b"x"),
+    }));
+}
+
+#[tokio::test]
+async fn the_worker_reconnects_to_a_new_master_on_the_same_port() {
+    let mut first = master().await;
+    let port = first.port;
+    let mut w = worker(port, "w_2").await;
+    round_trip(&mut first, &mut w, "w_2").await;
+    drop(first);
+    let deadline = Instant::now() + PATIENCE;
+    while w.outgoing.is_connected() {
+        assert!(Instant::now() < deadline, "the worker saw its master go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(matches!(
+        w.outgoing.try_send(Bytes::from_static(b"lost")),
+        Err(SendError::NotConnected)
+    ));
+    assert!(!w.outgoing.flush(Duration::from_millis(100)).await);
+    let mut second = loop {
+        match bind_master("127.0.0.1", port).await {
+            Ok(link) => break link,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "rebind: {err}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_connections(&mut w, 2).await;
+    assert_eq!(*w.connected.borrow(), 2);
+    round_trip(&mut second, &mut w, "w_2").await;
+}
+
+#[tokio::test]
+async fn frames_over_the_cap_close_only_their_connection() {
+    let mut master = master().await;
+    let mut w = worker(master.port, "w_3").await;
+
+    let mut huge = raw_dealer(&mut master, "huge").await;
+    let mut header = vec![0x02];
+    header.extend_from_slice(&(1u64 << 50).to_be_bytes());
+    huge.write_all(&header).await.expect("huge header");
+    closed_by_master(&mut huge).await;
+    round_trip(&mut master, &mut w, "w_3").await;
+
+    let mut over = raw_dealer(&mut master, "over").await;
+    let mut header = vec![0x02];
+    header.extend_from_slice(&(MAX_FRAME as u64 + 1).to_be_bytes());
+    over.write_all(&header).await.expect("over header");
+    closed_by_master(&mut over).await;
+
+    let mut fits = raw_dealer(&mut master, "fits").await;
+    let mut frame = vec![0x02];
+    frame.extend_from_slice(&(MAX_FRAME as u64).to_be_bytes());
+    frame.resize(9 + MAX_FRAME, 0xAB);
+    let writer = tokio::spawn(async move {
+        fits.write_all(&frame).await.expect("a frame at the cap");
+        fits
+    });
+    let payload = next_from(&mut master, b"fits").await;
+    assert_eq!(payload.len(), MAX_FRAME);
+    assert!(payload.iter().all(|&b| b == 0xAB));
+    let _fits = writer.await.expect("writer");
+    round_trip(&mut master, &mut w, "w_3").await;
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_does_not_block_the_master() {
+    let mut master = master().await;
+    let mut w = worker(master.port, "w_4").await;
+    let _slow = raw_dealer(&mut master, "slow").await;
+    let payload = Bytes::from(vec![7u8; 1024]);
+    let started = Instant::now();
+    for _ in 0..100_000 {
+        master.outgoing.send(Frame {
+            peer: Bytes::from_static(b"slow"),
+            payload: payload.clone(),
+        });
+    }
+    assert!(
+        started.elapsed() < PATIENCE,
+        "100,000 sends took {:?}",
+        started.elapsed()
+    );
+    assert!(master.outgoing.dropped() > 0);
+    round_trip(&mut master, &mut w, "w_4").await;
+}
+
+#[tokio::test]
+async fn a_garbage_greeting_closes_only_its_connection() {
+    let mut master = master().await;
+    let mut w = worker(master.port, "w_5").await;
+    let mut raw = TcpStream::connect(("127.0.0.1", master.port))
+        .await
+        .expect("connect");
+    let mut garbage = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    garbage.resize(64, b'!');
+    raw.write_all(&garbage).await.expect("garbage");
+    closed_by_master(&mut raw).await;
+    round_trip(&mut master, &mut w, "w_5").await;
+}
+
+#[tokio::test]
+async fn a_newer_connection_with_the_same_identity_takes_over() {
+    let mut master = master().await;
+    let mut older = raw_dealer(&mut master, "dup").await;
+    let mut newer = raw_dealer(&mut master, "dup").await;
+    closed_by_master(&mut older).await;
+    assert!(master.outgoing.send(Frame {
+        peer: Bytes::from_static(b"dup"),
+        payload: Bytes::from_static(b"for the newer"),
+    }));
+    let mut got = [0u8; 15];
+    tokio::time::timeout(PATIENCE, newer.read_exact(&mut got))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(&got, b"\x00\x0dfor the newer");
+}
+
+#[tokio::test]
+async fn the_memory_link_carries_frames_both_ways() {
+    let (mut link, frames, mut sent) = memory_master_link(4);
+    let frame = Frame {
+        peer: Bytes::from_static(b"w"),
+        payload: Bytes::from_static(b"in"),
+    };
+    frames.send(frame.clone()).await.expect("in");
+    assert_eq!(link.incoming.recv().await.expect("frame").payload, "in");
+    assert!(link.outgoing.send(frame));
+    assert_eq!(sent.recv().await.expect("sent").payload, "in");
+}
+
+#[test]
+fn identities_must_be_1_to_255_bytes() {
+    assert!(matches!(
+        connect_worker("127.0.0.1", 1, ""),
+        Err(TransportError::Identity(_))
+    ));
+    assert!(matches!(
+        connect_worker("127.0.0.1", 1, &"x".repeat(256)),
+        Err(TransportError::Identity(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_master_answers_a_ping_with_its_context() {
+    let mut master = master().await;
+    let mut peer = raw_dealer(&mut master, "pinger").await;
+    // PING: name, TTL 10 (deciseconds), context "ab".
+    peer.write_all(b"\x04\x09\x04PING\x00\x0aab")
+        .await
+        .expect("ping");
+    let mut pong = [0u8; 9];
+    tokio::time::timeout(PATIENCE, peer.read_exact(&mut pong))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(&pong, b"\x04\x07\x04PONGab");
+    // The connection still carries messages afterwards.
+    peer.write_all(b"\x00\x05again").await.expect("again");
+    assert_eq!(&next_from(&mut master, b"pinger").await[..], b"again");
+}
+
+#[tokio::test]
+async fn a_master_that_never_reads_fills_the_worker_queue() {
+    // A hand-written ROUTER that handshakes and then reads nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut theirs = [0u8; 64];
+        s.read_exact(&mut theirs).await.expect("greeting");
+        s.write_all(&raw_greeting()).await.expect("greeting");
+        let mut ready = b"\x05READY\x0bSocket-Type\x00\x00\x00\x06ROUTER".to_vec();
+        ready.splice(0..0, [0x04, ready.len() as u8]);
+        s.write_all(&ready).await.expect("ready");
+        s
+    });
+    let w = worker(port, "w_full").await;
+    let _server = server.await.expect("server");
+    let payload = Bytes::from(vec![1u8; 1024]);
+    let mut full = false;
+    for _ in 0..1_000_000 {
+        match w.outgoing.try_send(payload.clone()) {
+            Ok(()) => tokio::task::yield_now().await,
+            Err(SendError::Full) => {
+                full = true;
+                break;
+            }
+            Err(SendError::NotConnected) => panic!("the connection dropped"),
+        }
+    }
+    assert!(full, "the queue filled up");
+    assert!(w.outgoing.is_connected());
+    assert!(!w.outgoing.flush(Duration::from_millis(50)).await);
+}
