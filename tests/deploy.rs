@@ -195,6 +195,9 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
         "5s",
         "--join-timeout",
         "60s",
+        // The test reads the UI without a password (deploy generates one
+        // unless told otherwise).
+        "--no-web-auth",
     ]);
     let first = spotload(None, &args, Duration::from_secs(300), &[]).ok();
     // Shown with --nocapture: what a person sees.

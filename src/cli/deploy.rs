@@ -66,10 +66,14 @@ pub struct DeployArgs {
     /// fleet, 30s with --inventory].
     #[arg(long, value_name = "DURATION", help_heading = "Deploy")]
     pub ssh_wait: Option<String>,
-    /// Protect the master's web UI with HTTP basic auth; without a value a
+    /// HTTP basic auth for the master's web UI, which anyone who reaches
+    /// :8089 could otherwise drive; by default (or without a value) a
     /// password is generated for user `spotload` and printed.
     #[arg(long, value_name = "USER:PASS", num_args = 0..=1, default_missing_value = "", help_heading = "Deploy")]
     pub web_auth: Option<String>,
+    /// Serve the web UI without a password (only behind your own access control).
+    #[arg(long, conflicts_with = "web_auth", help_heading = "Deploy")]
+    pub no_web_auth: bool,
     /// How long the workers get to join the master.
     #[arg(
         long,
@@ -106,7 +110,10 @@ impl DeployArgs {
             },
         };
         let join_timeout = duration("--join-timeout", &self.join_timeout)?;
-        let web_auth = self.web_auth.as_deref().map(web_auth).transpose()?;
+        let web_auth = match (&self.web_auth, self.no_web_auth) {
+            (_, true) => None,
+            (given, false) => Some(web_auth(given.as_deref().unwrap_or_default())?),
+        };
         // Validate the launch options before the (long) build, and build
         // before launching, so a compile error leaves nothing billing.
         let fleet_plan = match &self.inventory {

@@ -131,14 +131,21 @@ impl RampArgs {
         let driver = HttpDriver::new(&master, self.host.clone(), auth)?;
         let mut report = RampReport::new(&plan, self.host.clone(), now_epoch());
         println!("ramp {} on the master at {master}", plan.spec);
+        let shutdown = swarm::shutdown::Shutdown::new();
         let interrupted = runtime.block_on(async {
-            tokio::select! {
+            shutdown
+                .watch_signals()
+                .context("cannot watch for SIGINT and SIGTERM")?;
+            anyhow::Ok(tokio::select! {
                 () = self.ramp_with_workers(&driver, &plan, &mut report) => false,
-                _ = tokio::signal::ctrl_c() => true,
-            }
-        });
+                () = shutdown.requested() => true,
+            })
+        })?;
         if interrupted {
-            report.error = Some("interrupted by Ctrl-C before the ramp had an answer".into());
+            let why = shutdown.reason().map_or("a signal", |r| r.describe());
+            report.error = Some(format!(
+                "interrupted by {why} before the ramp had an answer"
+            ));
             report.conclude();
             report.finished_at = Some(now_epoch());
             let _ = runtime.block_on(driver.stop());

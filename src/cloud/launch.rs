@@ -264,9 +264,12 @@ impl Ec2 {
     }
 }
 
-/// Resolves on Ctrl-C; never, when the signal can't be watched.
+/// Resolves on SIGINT or SIGTERM (a launch interrupted either way rolls
+/// back); never, when the signals can't be watched.
 async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
+    let shutdown = swarm::shutdown::Shutdown::new();
+    if shutdown.watch_signals().is_err() {
         std::future::pending::<()>().await;
     }
+    shutdown.requested().await;
 }

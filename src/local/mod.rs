@@ -1,7 +1,8 @@
 //! `spotload local`: the whole fleet as processes on this machine — a
 //! target web server, a `loadtest master` with the UI and N `loadtest
-//! worker`s. Every process it starts is stopped when it ends (Ctrl-C, a
-//! child failing, or spotload itself killed: children get SIGTERM then).
+//! worker`s. Every process it starts is stopped when it ends (Ctrl-C or
+//! SIGTERM, a child failing, or spotload itself killed: children get
+//! SIGTERM then).
 
 mod children;
 mod target;
@@ -11,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
+use swarm::shutdown::Reason;
 
 pub use children::Children;
 pub use target::{Target, TargetKind};
@@ -60,12 +62,14 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
         Stdio::inherit(),
     )?;
     for i in 0..plan.workers {
+        // This machine's fleet is not a spot fleet: no instance metadata to ask.
         let args = [
             "worker",
             "--master-host",
             "127.0.0.1",
             "--master-port",
             &plan.master_port.to_string(),
+            "--no-spot-watch",
         ];
         children.spawn(
             &format!("worker {}", i + 1),
@@ -77,15 +81,25 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
         )?;
     }
     print_addresses(&plan, &target);
+    let shutdown = swarm::shutdown::Shutdown::new();
+    shutdown
+        .watch_signals()
+        .context("cannot watch for SIGINT and SIGTERM")?;
     let code = tokio::select! {
         code = children.wait_for(master) => {
             code.with_context(|| format!("waiting for the master ({})", plan.loadtest.display()))?
         }
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("Ctrl-C: stopping the master, the workers and the target");
-            // The master prints its summary on SIGINT; give it the chance.
-            children.signal(master, libc::SIGINT);
-            children.wait_for_timeout(master, Duration::from_secs(15)).await.unwrap_or(130)
+        () = shutdown.requested() => {
+            let reason = shutdown.reason().unwrap_or(Reason::Interrupt);
+            eprintln!("{}: stopping the master, the workers and the target", reason.describe());
+            // The master ends the run, prints its summary and writes its
+            // reports on the same signal; give it the chance.
+            let signal = if reason == Reason::Terminate { libc::SIGTERM } else { libc::SIGINT };
+            children.signal(master, signal);
+            children
+                .wait_for_timeout(master, Duration::from_secs(15))
+                .await
+                .unwrap_or(i32::from(reason.exit_code()))
         }
     };
     children.stop_all(Duration::from_secs(5)).await;
