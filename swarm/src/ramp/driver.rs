@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::master::{MasterError, MasterHandle, MasterSnapshot, RunState, SwarmRequest};
+use crate::master::{
+    MasterError, MasterHandle, MasterSnapshot, RunState, SwarmRequest, WorkerEvent,
+};
 use crate::stats::StatsEntry;
 
 /// How often waits poll the master.
@@ -40,6 +42,8 @@ pub struct Reading {
     /// Users the master is dispatching toward.
     pub target_users: u64,
     pub state: RunState,
+    /// The fleet's events so far (joins, missing, reclaims…), oldest first.
+    pub events: Vec<WorkerEvent>,
 }
 
 impl Reading {
@@ -149,6 +153,7 @@ impl RampDriver for MasterDriver {
             target_users: snapshot.target_user_count,
             state: snapshot.state,
             total: snapshot.stats.total,
+            events: snapshot.events,
         })
     }
 

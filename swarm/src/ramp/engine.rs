@@ -13,6 +13,7 @@ use super::judge::Limits;
 use super::plan::RampPlan;
 use super::result::RampReport;
 use super::step::StepResult;
+use crate::master::WorkerEventKind;
 use crate::stats::now_epoch;
 
 /// How often one user count is measured again after workers came or went
@@ -74,6 +75,8 @@ struct Run<'a> {
     /// Workers seen at the end of the last measured step, to note a
     /// change between steps.
     known_workers: Option<usize>,
+    /// Time of the newest fleet event already noted.
+    events_noted: f64,
 }
 
 /// Runs the ramp to its end, filling `report` (steps, answer, `error`) as it
@@ -92,6 +95,7 @@ pub async fn run_ramp(
         progress,
         current_users: 0,
         known_workers: None,
+        events_noted: now_epoch(),
     };
     if let Err(err) = run.steps().await {
         run.report.error = Some(err.to_string());
@@ -264,12 +268,51 @@ impl Run<'_> {
         Ok(end)
     }
 
-    async fn read_with_workers(&self, users: u64) -> Result<Reading, Unmeasurable> {
+    async fn read_with_workers(&mut self, users: u64) -> Result<Reading, Unmeasurable> {
         let reading = self.driver.read().await?;
+        self.note_events(&reading, users);
         if reading.workers == 0 {
             return Err(Unmeasurable::NoWorkers { users });
         }
         Ok(reading)
+    }
+
+    /// Notes the fleet events (a reclaimed, missing or returning worker)
+    /// that happened since the last reading, beside the step they hit.
+    fn note_events(&mut self, reading: &Reading, users: u64) {
+        let fresh: Vec<String> = reading
+            .events
+            .iter()
+            .filter(|e| e.time > self.events_noted && e.event != WorkerEventKind::Joined)
+            .map(|e| {
+                let detail = if e.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", e.detail)
+                };
+                format!(
+                    "worker {} {}{detail} during the {users}-user step",
+                    e.worker,
+                    event_words(e.event)
+                )
+            })
+            .collect();
+        if let Some(newest) = reading.events.iter().map(|e| e.time).reduce(f64::max) {
+            self.events_noted = self.events_noted.max(newest);
+        }
+        for text in fresh {
+            self.note(text);
+        }
+    }
+}
+
+fn event_words(event: WorkerEventKind) -> &'static str {
+    match event {
+        WorkerEventKind::Joined => "joined",
+        WorkerEventKind::Missing => "went missing",
+        WorkerEventKind::Back => "came back",
+        WorkerEventKind::Quit => "quit",
+        WorkerEventKind::Reclaimed => "was reclaimed by a spot interruption",
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::driver::{error_counts, DriverError, RampDriver, Reading};
-use crate::master::{MasterSnapshot, RunState};
+use crate::master::{MasterSnapshot, RunState, WorkerEvent};
 use crate::stats::StatsEntry;
 
 /// How long one API call may take.
@@ -58,6 +58,7 @@ pub fn total_json(snapshot: &MasterSnapshot) -> Value {
             "start_time": e.start_time,
         },
         "errors": errors,
+        "worker_events": snapshot.events,
     })
 }
 
@@ -70,6 +71,8 @@ struct TotalBody {
     total: EntryBody,
     #[serde(default)]
     errors: Vec<ErrorBody>,
+    #[serde(default)]
+    worker_events: Vec<WorkerEvent>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +156,7 @@ pub fn parse_total(body: &str) -> Result<Reading, String> {
         users: body.user_count,
         target_users: body.target_user_count,
         state: run_state(&body.state)?,
+        events: body.worker_events,
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::*;
-use crate::master::RunState;
+use crate::master::{RunState, WorkerEvent, WorkerEventKind};
 use crate::stats::StatsEntry;
 
 /// What the fake target and its workers do.
@@ -22,6 +22,8 @@ struct Script {
     drop_worker_at: Vec<usize>,
     /// These reads bring no new requests (a late report).
     silent_reads: Vec<usize>,
+    /// At these read numbers a worker is reclaimed (a spot notice event).
+    reclaim_at: Vec<usize>,
     workers: usize,
 }
 
@@ -36,6 +38,7 @@ struct FakeState {
     reads: usize,
     total: StatsEntry,
     errors: BTreeMap<String, u64>,
+    events: Vec<WorkerEvent>,
 }
 
 impl Fake {
@@ -49,6 +52,7 @@ impl Fake {
                 reads: 0,
                 total: StatsEntry::new("Aggregated", "", 0.0),
                 errors: BTreeMap::new(),
+                events: Vec::new(),
             }),
         }
     }
@@ -75,6 +79,16 @@ impl RampDriver for Fake {
         if self.script.drop_worker_at.contains(&s.reads) {
             s.workers = s.workers.saturating_sub(1);
         }
+        if self.script.reclaim_at.contains(&s.reads) {
+            s.workers = s.workers.saturating_sub(1);
+            let worker = format!("w{}", s.reads);
+            s.events.push(WorkerEvent {
+                time: crate::stats::now_epoch(),
+                worker,
+                event: WorkerEventKind::Reclaimed,
+                detail: "terminate at 2026-11-30T12:00:00Z".into(),
+            });
+        }
         let requests = if self.script.silent_reads.contains(&s.reads) {
             0
         } else {
@@ -100,6 +114,7 @@ impl RampDriver for Fake {
             users: if s.workers > 0 { s.users } else { 0 },
             target_users: s.users,
             state: RunState::Running,
+            events: s.events.clone(),
         })
     }
 
@@ -217,6 +232,28 @@ async fn a_lost_worker_repeats_the_step_and_is_noted() {
     assert!(r.notes[0].contains("from 2 to 1 during the 6-user step"));
     let workers: Vec<usize> = r.steps.iter().map(|s| s.workers).collect();
     assert_eq!(workers, vec![2, 2, 1, 1]);
+}
+
+#[tokio::test]
+async fn a_reclaimed_worker_is_noted_beside_its_step() {
+    let script = Script {
+        workers: 2,
+        reclaim_at: vec![5],
+        ..Script::default()
+    };
+    let report = ramp(script, &plan("2:2:4", Limits::default(), false)).await;
+    let noted: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("reclaimed by a spot interruption"))
+        .collect();
+    assert_eq!(noted.len(), 1, "{:?}", report.notes);
+    assert!(
+        noted[0].contains("terminate at 2026-11-30T12:00:00Z") && noted[0].contains("-user step"),
+        "{}",
+        noted[0]
+    );
+    assert!(report.error.is_none(), "{:?}", report.error);
 }
 
 #[tokio::test]
