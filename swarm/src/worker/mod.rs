@@ -134,6 +134,9 @@ pub struct Worker {
     /// Measured but not delivered yet (the link was down, or the master had
     /// not taken us back): sent as soon as it can be.
     held: Option<StatsReport>,
+    /// When the last `client_ready` went out, so a burst of `reconnect`s
+    /// (one per heartbeat) does not make a burst of joins.
+    ready_sent: Option<Instant>,
 }
 
 impl Worker {
@@ -156,6 +159,7 @@ impl Worker {
             started: Instant::now(),
             joined: false,
             held: None,
+            ready_sent: None,
         })
     }
 
@@ -185,7 +189,7 @@ impl Worker {
                     }
                     // A new connection may lead to a new master: join it.
                     self.joined = false;
-                    self.send(ToMaster::ClientReady { version: LOCUST_COMPAT_VERSION.into() });
+                    self.join();
                 }
                 frame = self.link.incoming.recv() => {
                     let Some(frame) = frame else { break WorkerExit::MasterLost };
@@ -236,7 +240,6 @@ impl Worker {
             self.hold(report);
             self.classes.clear();
             self.state.set(WorkerState::Ready);
-            self.joined = false;
             tracing::warn!("no word from the master for {:.1} s: stopped {users} users (it has moved them); keeping what they measured until it answers", silent.as_secs_f64());
         }
         Ok(None)
@@ -267,18 +270,17 @@ impl Worker {
                 self.classes.clear();
                 self.state.set(WorkerState::Ready);
                 self.send(ToMaster::ClientStopped);
-                self.send(ToMaster::ClientReady {
-                    version: LOCUST_COMPAT_VERSION.into(),
-                });
+                self.join();
             }
             ToWorker::Quit => return Ok(Some(WorkerExit::MasterQuit)),
             ToWorker::Reconnect => {
-                // The master does not know us (it restarted): join again.
-                tracing::info!("the master asked us to join again");
+                // The master does not know us (it restarted, or forgot us):
+                // join again, unless a `client_ready` is already on its way.
                 self.joined = false;
-                self.send(ToMaster::ClientReady {
-                    version: LOCUST_COMPAT_VERSION.into(),
-                });
+                if self.ready_sent.is_none_or(|at| at.elapsed() > READY_PATIENCE) {
+                    tracing::info!("the master does not know this worker; joining again");
+                    self.join();
+                }
             }
             ToWorker::Unknown(kind) => {
                 tracing::warn!("ignored an unknown message type {kind:?} from the master")
@@ -393,6 +395,14 @@ impl Worker {
         self.goose.shutdown().await;
     }
 
+    /// Asks the master to take this worker (Locust's `client_ready`).
+    fn join(&mut self) {
+        self.ready_sent = Some(Instant::now());
+        self.send(ToMaster::ClientReady {
+            version: LOCUST_COMPAT_VERSION.into(),
+        });
+    }
+
     /// Queues a message; one that cannot go now (no connection) is dropped:
     /// the protocol repeats what matters (heartbeats, `client_ready` on
     /// every new connection), and stats go through [`Worker::deliver`].
@@ -406,6 +416,10 @@ impl Worker {
 
 /// How long a leaving worker waits for its last messages to go out.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+/// How long a `client_ready` may wait for its `ack` before a `reconnect`
+/// makes the worker send another.
+const READY_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The worker's state, shared with its heartbeat task.
 #[derive(Debug, Default)]
