@@ -11,6 +11,8 @@ mod handle;
 mod history;
 mod registry;
 mod runner;
+#[cfg(test)]
+mod tests;
 
 pub use dispatch::{dispatch, split_by_weight, UserClass};
 pub use events::{WorkerEvent, WorkerEventKind};

@@ -515,4 +515,314 @@ mod tests {
             ToMaster::Unknown("frobnicate".into())
         );
     }
+    mod properties {
+        use super::*;
+        use crate::stats::{RequestStats, StatsEntry, StatsError};
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// Every type name either side sends.
+        const KINDS: [&str; 13] = [
+            "client_ready",
+            "heartbeat",
+            "spawning",
+            "spawning_complete",
+            "stats",
+            "exception",
+            "client_stopped",
+            "quit",
+            "logs",
+            "ack",
+            "spawn",
+            "stop",
+            "reconnect",
+        ];
+
+        /// Field names the decoders look for, so arbitrary maps often reach
+        /// past the first lookup.
+        const FIELDS: [&str; 34] = [
+            "state",
+            "current_cpu_usage",
+            "current_memory_usage",
+            "user_classes_count",
+            "user_count",
+            "stats",
+            "stats_total",
+            "errors",
+            "name",
+            "method",
+            "start_time",
+            "last_request_timestamp",
+            "num_requests",
+            "num_none_requests",
+            "num_failures",
+            "total_response_time",
+            "max_response_time",
+            "min_response_time",
+            "total_content_length",
+            "response_times",
+            "num_reqs_per_sec",
+            "num_fail_per_sec",
+            "error",
+            "occurrences",
+            "first_seen",
+            "last_seen",
+            "msg",
+            "traceback",
+            "reason",
+            "detail",
+            "index",
+            "timestamp",
+            "host",
+            "stop_timeout",
+        ];
+
+        const WORDS: [&str; 8] = [
+            "running",
+            "ready",
+            "stopping",
+            "spawning",
+            "spot_interruption",
+            "shutdown",
+            "GET",
+            "",
+        ];
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::sample::select(&FIELDS[..]).prop_map(str::to_string),
+                proptest::sample::select(&WORDS[..]).prop_map(str::to_string),
+                ".{0,12}",
+            ]
+        }
+
+        fn int() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                prop_oneof![
+                    Just(i64::MIN),
+                    Just(i64::MAX),
+                    Just(-1i64),
+                    Just(0i64),
+                    any::<i64>()
+                ]
+                .prop_map(Value::from),
+                prop_oneof![Just(u64::MAX), Just(u64::MAX - 1), any::<u64>(), 0u64..200]
+                    .prop_map(Value::from),
+            ]
+        }
+
+        fn float() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(-0.0),
+                Just(f64::MAX),
+                Just(f64::MIN),
+                Just(f64::MIN_POSITIVE),
+                Just(1e19),
+                Just(-1e19),
+                any::<f64>(),
+                -1e3f64..1e6,
+            ]
+        }
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Nil),
+                any::<bool>().prop_map(Value::Boolean),
+                int(),
+                float().prop_map(Value::F64),
+                any::<f32>().prop_map(Value::F32),
+                text().prop_map(Value::from),
+                vec(any::<u8>(), 0..16).prop_map(Value::Binary),
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = Value> {
+            prop_oneof![3 => text().prop_map(Value::from), 1 => int()]
+        }
+
+        /// Any msgpack value, nested at most four deep.
+        fn value() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    vec((key(), inner), 0..8).prop_map(Value::Map),
+                ]
+            })
+        }
+
+        fn frame(kind: &str, data: Value, node_id: Value) -> Vec<u8> {
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, &Value::Array(vec![kind.into(), data, node_id]))
+                .expect("writing into a Vec");
+            out
+        }
+
+        fn count() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                Just(u64::MAX),
+                Just(u64::MAX - 1),
+                Just(u64::MAX / 2 + 1),
+                0u64..1000,
+                any::<u64>()
+            ]
+        }
+
+        fn count_map<K: Ord + std::fmt::Debug>(
+            keys: impl Strategy<Value = K>,
+        ) -> impl Strategy<Value = BTreeMap<K, u64>> {
+            proptest::collection::btree_map(keys, count(), 0..4)
+        }
+
+        fn entry() -> impl Strategy<Value = StatsEntry> {
+            (
+                prop_oneof![Just("/".to_string()), ".{0,6}"],
+                prop_oneof![Just("GET".to_string()), ".{0,4}"],
+                float(),
+                (count(), count(), count(), count()),
+                (float(), float(), proptest::option::of(float())),
+                (
+                    count_map(any::<u64>()),
+                    count_map(any::<i64>()),
+                    count_map(any::<i64>()),
+                ),
+                proptest::option::of(float()),
+            )
+                .prop_map(|(name, method, start, counts, times, maps, last)| {
+                    let mut e = StatsEntry::new(&name, &method, start);
+                    (
+                        e.num_requests,
+                        e.num_none_requests,
+                        e.num_failures,
+                        e.total_content_length,
+                    ) = counts;
+                    (
+                        e.total_response_time,
+                        e.max_response_time,
+                        e.min_response_time,
+                    ) = times;
+                    (e.response_times, e.num_reqs_per_sec, e.num_fail_per_sec) = maps;
+                    e.last_request_timestamp = last;
+                    e
+                })
+        }
+
+        fn report() -> impl Strategy<Value = StatsReport> {
+            let error = (".{0,4}", count(), proptest::option::of(float())).prop_map(
+                |(error, occurrences, seen)| StatsError {
+                    method: "GET".into(),
+                    name: "/".into(),
+                    error,
+                    occurrences,
+                    first_seen: seen,
+                    last_seen: seen,
+                },
+            );
+            (
+                vec(entry(), 0..4),
+                entry(),
+                vec(error, 0..3),
+                count_map(".{0,4}"),
+                count(),
+            )
+                .prop_map(|(stats, stats_total, errors, classes, user_count)| {
+                    StatsReport {
+                        stats,
+                        stats_total,
+                        errors: errors.into_iter().map(|e| (e.wire_key(), e)).collect(),
+                        user_classes_count: classes,
+                        user_count,
+                    }
+                })
+        }
+
+        /// Merges a report twice and reads everything the UI reads off it.
+        fn merge_and_read(report: &StatsReport) {
+            let mut stats = RequestStats::new(0.0);
+            stats.merge_report(report);
+            stats.merge_report(report);
+            let now = crate::stats::now_epoch();
+            stats.trim(now);
+            for e in stats.sorted_entries().into_iter().chain([&stats.total]) {
+                let _ = (
+                    e.percentile(0.95),
+                    e.median_response_time(),
+                    e.avg_response_time(),
+                    e.avg_content_length(),
+                    e.fail_ratio(),
+                    e.total_rps(),
+                    e.current_rps(now),
+                );
+            }
+            let _ = crate::stats::stats_csv(&stats);
+            let _ = crate::stats::failures_csv(&stats);
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..4096)) {
+                let _ = ToMaster::from_wire(&bytes);
+                let _ = ToWorker::from_wire(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_values_never_panic(value in value()) {
+                let mut bytes = Vec::new();
+                rmpv::encode::write_value(&mut bytes, &value).expect("writing into a Vec");
+                let _ = ToMaster::from_wire(&bytes);
+                let _ = ToWorker::from_wire(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_message_data_never_panics(
+                kind in proptest::sample::select(&KINDS[..]),
+                data in value(),
+                node_id in prop_oneof![3 => ".{0,8}".prop_map(Value::from), 1 => leaf()],
+            ) {
+                let bytes = frame(kind, data, node_id);
+                if let Ok((ToMaster::Stats(report), _)) = ToMaster::from_wire(&bytes) {
+                    merge_and_read(&report);
+                }
+                let _ = ToWorker::from_wire(&bytes);
+                // Cut short, too: a truncated frame is an error, never a panic.
+                let _ = ToMaster::from_wire(&bytes[..bytes.len() / 2]);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            #[test]
+            fn hostile_stats_reports_merge_and_saturate(report in report()) {
+                let wire = ToMaster::Stats(Box::new(report.clone())).to_wire("w");
+                let decoded = match ToMaster::from_wire(&wire) {
+                    Ok((ToMaster::Stats(decoded), _)) => decoded,
+                    other => {
+                        // Only a report our own encoder wrote can fail to
+                        // decode if it holds NaN start times etc.: it must
+                        // still be an error, never a panic.
+                        prop_assert!(other.is_err(), "{other:?}");
+                        return Ok(());
+                    }
+                };
+                merge_and_read(&decoded);
+                let mut stats = RequestStats::new(0.0);
+                stats.merge_report(&decoded);
+                stats.merge_report(&decoded);
+                let twice = decoded.stats_total.num_requests.saturating_mul(2);
+                prop_assert_eq!(stats.total.num_requests, twice);
+                prop_assert_eq!(
+                    stats.total.num_failures,
+                    decoded.stats_total.num_failures.saturating_mul(2)
+                );
+                for (bucket, n) in &decoded.stats_total.response_times {
+                    prop_assert_eq!(stats.total.response_times[bucket], n.saturating_mul(2));
+                }
+            }
+        }
+    }
 }

@@ -140,4 +140,96 @@ mod tests {
             assert!(err.0.contains(name), "{err} should name {name}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use crate::master::{MAX_RUN_TIME, MAX_SPAWN_RATE};
+        use crate::worker::MAX_USERS_PER_WORKER;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use std::time::Instant;
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => proptest::sample::select(&["user_count", "spawn_rate", "host", "run_time"][..])
+                    .prop_map(str::to_string),
+                1 => ".{0,10}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::sample::select(
+                    &[
+                        "18446744073709551615",
+                        "18446744073709551616",
+                        "1000000000000",
+                        "100000",
+                        "100001",
+                        "0",
+                        "-0",
+                        "1e9",
+                        "1e-300",
+                        "4.9e-324",
+                        "100000.00000000001",
+                        "NaN",
+                        "nan",
+                        "inf",
+                        "-inf",
+                        "+1",
+                        " 5 ",
+                        "2592000",
+                        "2592001",
+                        "720h",
+                        "720h1s",
+                        "5124095576030431h",
+                        "307445734561825860m",
+                        "18446744073709551615s",
+                        "1h30m",
+                        "1h1h",
+                        "http://127.0.0.1:8080/",
+                        "https://",
+                        "http://a b",
+                        "",
+                    ][..]
+                )
+                .prop_map(str::to_string),
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| f.to_string()),
+                "[0-9]{1,25}[hms]?",
+                "[0-9]{1,8}h[0-9]{1,8}m[0-9]{1,8}s",
+                ".{0,20}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_form_is_refused_or_usable(
+                fields in vec((key(), value()), 0..8),
+                workers in prop_oneof![1usize..8, Just(1000usize), Just(usize::MAX)],
+            ) {
+                let Ok(request) = parse_swarm_form(&fields) else {
+                    return Ok(());
+                };
+                if request.check(workers).is_err() {
+                    return Ok(());
+                }
+                // Whatever passes both checks, the master can run.
+                prop_assert!(request.spawn_rate.is_finite());
+                prop_assert!(request.spawn_rate > 0.0 && request.spawn_rate <= MAX_SPAWN_RATE);
+                prop_assert!(
+                    request.user_count <= MAX_USERS_PER_WORKER.saturating_mul(workers as u64)
+                );
+                if let Some(run_time) = request.run_time {
+                    prop_assert!(run_time <= MAX_RUN_TIME);
+                    prop_assert!(Instant::now().checked_add(run_time).is_some());
+                }
+                if let Some(host) = &request.host {
+                    prop_assert!(host.starts_with("http://") || host.starts_with("https://"));
+                }
+            }
+        }
+    }
 }

@@ -195,3 +195,108 @@ async fn basic_auth_guards_every_path() {
         assert_eq!(status, StatusCode::OK, "{path} with credentials");
     }
 }
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).expect("a request")
+}
+
+async fn state_of(router: &axum::Router) -> Value {
+    let (status, body) = send(router.clone(), get("/stats/requests")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    json(&body)["state"].clone()
+}
+
+#[tokio::test]
+async fn absurd_swarm_values_are_refused_and_the_master_keeps_answering() {
+    let master = start_master();
+    master.join_worker("w1").await;
+    let router = app(master.handle.clone(), None);
+    for (form, field) in [
+        (
+            "user_count=5&spawn_rate=5&run_time=18446744073709551615",
+            "run_time",
+        ),
+        ("user_count=1000000000000&spawn_rate=5", "user_count"),
+        ("user_count=5&spawn_rate=1e9", "spawn_rate"),
+        ("user_count=5&spawn_rate=NaN", "spawn_rate"),
+    ] {
+        let (status, body) = send(router.clone(), post_form("/swarm", form)).await;
+        assert_eq!(status, StatusCode::OK, "{form}: {body}");
+        let answer = json(&body);
+        assert_eq!(answer["success"], false, "{form}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{form}: {message:?} names {field}");
+    }
+    assert_eq!(state_of(&router).await, "ready");
+    let (status, body) = send(
+        router.clone(),
+        post_form("/swarm", "user_count=5&spawn_rate=5"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["success"], true, "{body}");
+    assert_ne!(state_of(&router).await, "ready");
+}
+
+#[tokio::test]
+async fn cross_site_requests_are_refused() {
+    let master = start_master();
+    master.join_worker("w1").await;
+    let router = app(master.handle.clone(), None);
+    let swarm_from = |headers: &[(&str, &str)]| {
+        let mut builder = Request::post("/swarm")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "127.0.0.1:8089");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .body(Body::from("user_count=2&spawn_rate=2"))
+            .expect("a request")
+    };
+
+    let (status, body) = send(
+        router.clone(),
+        swarm_from(&[("origin", "http://evil.example")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(state_of(&router).await, "ready");
+
+    let (status, body) = send(
+        router.clone(),
+        swarm_from(&[("sec-fetch-site", "cross-site")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(state_of(&router).await, "ready");
+
+    let stop = Request::get("/stop")
+        .header(header::HOST, "127.0.0.1:8089")
+        .header(header::ORIGIN, "http://evil.example")
+        .body(Body::empty())
+        .expect("a request");
+    let (status, body) = send(router.clone(), stop).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let (status, body) = send(
+        router.clone(),
+        swarm_from(&[("origin", "http://127.0.0.1:8089")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["success"], true, "{body}");
+
+    let (status, body) = send(router.clone(), swarm_from(&[])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["success"], true, "{body}");
+
+    let read = Request::get("/stats/requests")
+        .header(header::HOST, "127.0.0.1:8089")
+        .header(header::ORIGIN, "http://evil.example")
+        .body(Body::empty())
+        .expect("a request");
+    let (status, body) = send(router.clone(), read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["state"], "running", "{body}");
+}

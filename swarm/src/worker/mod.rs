@@ -277,7 +277,10 @@ impl Worker {
                 // The master does not know us (it restarted, or forgot us):
                 // join again, unless a `client_ready` is already on its way.
                 self.joined = false;
-                if self.ready_sent.is_none_or(|at| at.elapsed() > READY_PATIENCE) {
+                if self
+                    .ready_sent
+                    .is_none_or(|at| at.elapsed() > READY_PATIENCE)
+                {
                     tracing::info!("the master does not know this worker; joining again");
                     self.join();
                 }

@@ -1,0 +1,387 @@
+//! The master's fault handling, without sockets: a real [`Master`] over
+//! [`memory_master_link`], and simulated workers that answer what it sends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{
+    Master, MasterConfig, MasterHandle, MasterSnapshot, NodeState, RunState, SwarmRequest,
+    UserClass, WorkerEventKind,
+};
+use crate::protocol::transport::{memory_master_link, Frame};
+use crate::protocol::{Heartbeat, QuitReason, ToMaster, ToWorker, WorkerState};
+use crate::stats::StatsReport;
+
+const LIMIT: Duration = Duration::from_secs(3);
+
+/// Feeds worker frames and records the largest user count any snapshot
+/// taken after a fed frame showed.
+#[derive(Clone)]
+struct Feeder {
+    frames: mpsc::Sender<Frame>,
+    handle: MasterHandle,
+    max_users: Arc<AtomicU64>,
+}
+
+impl Feeder {
+    async fn feed(&self, id: &str, message: ToMaster) {
+        let frame = Frame {
+            peer: Bytes::from(id.as_bytes().to_vec()),
+            payload: Bytes::from(message.to_wire(id)),
+        };
+        self.frames.send(frame).await.expect("the master runs");
+        self.snapshot().await;
+    }
+
+    async fn snapshot(&self) -> MasterSnapshot {
+        let snapshot = self.handle.snapshot().await.expect("the master runs");
+        self.max_users
+            .fetch_max(snapshot.user_count, Ordering::SeqCst);
+        snapshot
+    }
+}
+
+/// A master with simulated workers. Every message the master sends is
+/// forwarded to `seen`; a worker that is not paused answers a spawn with
+/// `spawning_complete` of what it was asked and a stop with
+/// `client_stopped`, and sends heartbeats every 50 ms.
+struct Fleet {
+    feeder: Feeder,
+    seen: mpsc::UnboundedReceiver<(String, ToWorker)>,
+    paused: HashMap<String, Arc<AtomicBool>>,
+}
+
+fn config() -> MasterConfig {
+    let classes = vec![UserClass {
+        name: "WebsiteUser".into(),
+        weight: 1,
+    }];
+    let mut config = MasterConfig::new("http://127.0.0.1:1", classes);
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.stop_timeout = Duration::from_secs(2);
+    config
+}
+
+fn heartbeat() -> ToMaster {
+    ToMaster::Heartbeat(Heartbeat {
+        state: WorkerState::Running,
+        cpu_usage: 1.0,
+        memory_usage: 1 << 20,
+    })
+}
+
+fn spawned(order: &ToWorker) -> Option<u64> {
+    match order {
+        ToWorker::Spawn(order) => Some(order.user_count()),
+        _ => None,
+    }
+}
+
+impl Fleet {
+    fn start(config: MasterConfig) -> Fleet {
+        let (link, frames, mut sent) = memory_master_link(1024);
+        let (master, handle) = Master::new(config, link);
+        tokio::spawn(master.run());
+        let feeder = Feeder {
+            frames,
+            handle,
+            max_users: Arc::new(AtomicU64::new(0)),
+        };
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let answering = feeder.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = sent.recv().await {
+                let peer = String::from_utf8_lossy(&frame.peer).into_owned();
+                let message =
+                    ToWorker::from_wire(&frame.payload).expect("the master sends good frames");
+                match &message {
+                    ToWorker::Spawn(order) => {
+                        let answer = ToMaster::SpawningComplete {
+                            user_classes_count: order.user_classes_count.clone(),
+                            user_count: order.user_count(),
+                        };
+                        answering.feed(&peer, answer).await;
+                    }
+                    ToWorker::Stop => answering.feed(&peer, ToMaster::ClientStopped).await,
+                    _ => {}
+                }
+                if seen_tx.send((peer, message)).is_err() {
+                    break;
+                }
+            }
+        });
+        Fleet {
+            feeder,
+            seen,
+            paused: HashMap::new(),
+        }
+    }
+
+    fn handle(&self) -> &MasterHandle {
+        &self.feeder.handle
+    }
+
+    /// Joins a worker and starts its heartbeats.
+    async fn join(&mut self, id: &str) {
+        let paused = Arc::new(AtomicBool::new(false));
+        self.paused.insert(id.to_string(), paused.clone());
+        self.feeder
+            .feed(
+                id,
+                ToMaster::ClientReady {
+                    version: "2.47.0".into(),
+                },
+            )
+            .await;
+        self.expect(|to, m| to == id && matches!(m, ToWorker::Ack { .. }))
+            .await;
+        let feeder = self.feeder.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                every.tick().await;
+                if feeder.frames.is_closed() {
+                    break;
+                }
+                if !paused.load(Ordering::SeqCst) {
+                    feeder.feed(&id, heartbeat()).await;
+                }
+            }
+        });
+    }
+
+    fn pause(&self, id: &str, paused: bool) {
+        self.paused[id].store(paused, Ordering::SeqCst);
+    }
+
+    /// The next message the master sends that `wanted` accepts.
+    async fn expect(&mut self, wanted: impl Fn(&str, &ToWorker) -> bool) -> (String, ToWorker) {
+        let found = tokio::time::timeout(LIMIT, async {
+            loop {
+                let (to, message) = self.seen.recv().await.expect("the master runs");
+                if wanted(&to, &message) {
+                    return (to, message);
+                }
+            }
+        })
+        .await;
+        found.expect("the master sent the message in time")
+    }
+
+    /// Waits for a spawn to each of `wanted` (worker, users), in any order.
+    async fn expect_spawns(&mut self, wanted: &[(&str, u64)]) {
+        let mut missing: Vec<(String, u64)> =
+            wanted.iter().map(|(w, n)| (w.to_string(), *n)).collect();
+        while !missing.is_empty() {
+            let (to, message) = self.expect(|_, m| spawned(m).is_some()).await;
+            let users = spawned(&message).unwrap_or_default();
+            missing.retain(|(w, n)| !(*w == to && *n == users));
+        }
+    }
+
+    /// Snapshots until one satisfies `done` (each is counted), or panics.
+    async fn wait_for(&self, what: &str, done: impl Fn(&MasterSnapshot) -> bool) -> MasterSnapshot {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let snapshot = self.feeder.snapshot().await;
+            if done(&snapshot) {
+                return snapshot;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn swarm(&self, user_count: u64, run_time: Option<Duration>) {
+        let request = SwarmRequest {
+            user_count,
+            spawn_rate: 1000.0,
+            host: None,
+            run_time,
+        };
+        self.handle()
+            .swarm(request)
+            .await
+            .expect("the swarm starts");
+        self.feeder.snapshot().await;
+    }
+
+    fn max_users(&self) -> u64 {
+        self.feeder.max_users.load(Ordering::SeqCst)
+    }
+}
+
+fn state_of(snapshot: &MasterSnapshot, id: &str) -> Option<NodeState> {
+    snapshot
+        .workers
+        .iter()
+        .find(|w| w.id == id)
+        .map(|w| w.state)
+}
+
+#[tokio::test]
+async fn a_worker_back_from_missing_gets_a_fresh_dispatch_and_the_total_never_exceeds_the_target() {
+    let mut fleet = Fleet::start(config());
+    fleet.join("w1").await;
+    fleet.join("w2").await;
+    fleet.swarm(10, None).await;
+    fleet.expect_spawns(&[("w1", 5), ("w2", 5)]).await;
+    fleet
+        .wait_for("10 users running", |s| s.user_count == 10)
+        .await;
+
+    // w2 falls silent: it goes missing and w1 takes all ten.
+    fleet.pause("w2", true);
+    fleet.expect_spawns(&[("w1", 10)]).await;
+    fleet
+        .wait_for("w2 missing", |s| {
+            state_of(s, "w2") == Some(NodeState::Missing)
+        })
+        .await;
+    fleet
+        .wait_for("w1 running 10", |s| {
+            s.workers.iter().any(|w| w.id == "w1" && w.user_count == 10)
+        })
+        .await;
+
+    // w2 still runs its five and says so, then is heard from again.
+    let five = || {
+        ToMaster::Stats(Box::new(StatsReport {
+            user_count: 5,
+            user_classes_count: [("WebsiteUser".to_string(), 5)].into_iter().collect(),
+            ..StatsReport::default()
+        }))
+    };
+    fleet.feeder.feed("w2", five()).await;
+    fleet.pause("w2", false);
+    fleet.feeder.feed("w2", five()).await;
+    fleet.expect_spawns(&[("w1", 5), ("w2", 5)]).await;
+    let snapshot = fleet
+        .wait_for("a back event", |s| {
+            s.events
+                .iter()
+                .any(|e| e.worker == "w2" && e.event == WorkerEventKind::Back)
+        })
+        .await;
+    assert!(
+        snapshot
+            .events
+            .iter()
+            .any(|e| e.worker == "w2" && e.event == WorkerEventKind::Missing),
+        "{:?}",
+        snapshot.events
+    );
+    fleet
+        .wait_for("10 users again", |s| {
+            s.user_count == 10 && state_of(s, "w2") == Some(NodeState::Running)
+        })
+        .await;
+    assert!(
+        fleet.max_users() <= 10,
+        "a snapshot showed {} users for a target of 10",
+        fleet.max_users()
+    );
+}
+
+#[tokio::test]
+async fn an_edit_keeps_the_deadline() {
+    let mut fleet = Fleet::start(config());
+    fleet.join("w1").await;
+    let started = Instant::now();
+    fleet.swarm(2, Some(Duration::from_secs(1))).await;
+    fleet.expect_spawns(&[("w1", 2)]).await;
+    // The edit names no run time: the first one's deadline stays.
+    fleet.swarm(4, None).await;
+    fleet.expect_spawns(&[("w1", 4)]).await;
+    assert!(
+        fleet
+            .handle()
+            .wait_for_state(|s| s == RunState::Stopped, LIMIT)
+            .await,
+        "the run stopped by itself (state {:?})",
+        fleet.handle().state()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "stopped after {:?}, before the run time",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn ui_runs_get_the_default_run_time() {
+    let mut config = config();
+    config.default_run_time = Some(Duration::from_secs(1));
+    let mut fleet = Fleet::start(config);
+    fleet.join("w1").await;
+    fleet.swarm(3, None).await;
+    fleet.expect_spawns(&[("w1", 3)]).await;
+    assert!(
+        fleet
+            .handle()
+            .wait_for_state(|s| s == RunState::Stopped, LIMIT)
+            .await,
+        "the run stopped by itself (state {:?})",
+        fleet.handle().state()
+    );
+    fleet
+        .expect(|to, m| to == "w1" && *m == ToWorker::Stop)
+        .await;
+}
+
+#[tokio::test]
+async fn a_reclaimed_worker_is_an_event_and_its_users_move() {
+    let mut fleet = Fleet::start(config());
+    fleet.join("w1").await;
+    fleet.join("w2").await;
+    fleet.swarm(10, None).await;
+    fleet.expect_spawns(&[("w1", 5), ("w2", 5)]).await;
+    fleet
+        .wait_for("10 users running", |s| s.user_count == 10)
+        .await;
+    fleet.pause("w1", true);
+    fleet
+        .feeder
+        .feed(
+            "w1",
+            ToMaster::Quit {
+                reason: Some(QuitReason::SpotInterruption {
+                    notice: "terminate at T".into(),
+                }),
+            },
+        )
+        .await;
+    fleet.expect_spawns(&[("w2", 10)]).await;
+    let snapshot = fleet
+        .wait_for("w1 gone", |s| state_of(s, "w1").is_none())
+        .await;
+    let reclaimed: Vec<_> = snapshot
+        .events
+        .iter()
+        .filter(|e| e.event == WorkerEventKind::Reclaimed)
+        .collect();
+    assert_eq!(reclaimed.len(), 1, "{:?}", snapshot.events);
+    assert_eq!(reclaimed[0].worker, "w1");
+    assert_eq!(reclaimed[0].detail, "terminate at T");
+    fleet
+        .wait_for("w2 running 10", |s| s.user_count == 10)
+        .await;
+    assert!(fleet.max_users() <= 10, "{}", fleet.max_users());
+}
+
+#[tokio::test]
+async fn a_heartbeat_from_an_unknown_worker_is_answered_with_reconnect() {
+    let mut fleet = Fleet::start(config());
+    fleet.feeder.feed("ghost", heartbeat()).await;
+    fleet
+        .expect(|to, m| to == "ghost" && *m == ToWorker::Reconnect)
+        .await;
+    let snapshot = fleet.feeder.snapshot().await;
+    assert!(snapshot.workers.is_empty(), "{:?}", snapshot.workers);
+}
