@@ -315,8 +315,8 @@ fn web_auth(given: &str) -> anyhow::Result<String> {
     let ok = given
         .bytes()
         .all(|b| b.is_ascii_graphic() && !b"\"'\\$%`".contains(&b));
-    match given.split_once(':') {
-        Some((user, pass)) if ok && !user.is_empty() && !pass.is_empty() => Ok(given.to_string()),
+    match given.parse::<swarm::api::Credentials>() {
+        Ok(credentials) if ok => Ok(credentials.to_string()),
         _ => bail!("--web-auth {given:?}: expected USER:PASS, both non-empty, without spaces, quotes, backslashes, $, % or `"),
     }
 }

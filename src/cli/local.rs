@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use swarm::ramp::RampSpec;
+use swarm::cli::flags::{RampFlags, RunFlags, SpawnFlags};
 
 use crate::local::{self, LocalPlan};
 
@@ -36,7 +36,7 @@ pub struct LocalArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
     /// Load an existing server instead of starting one (e.g. http://127.0.0.1:8080).
-    #[arg(long)]
+    #[arg(long, value_parser = check_target)]
     pub target: Option<String>,
     /// Port of the web UI.
     #[arg(long, default_value_t = 8089)]
@@ -48,110 +48,50 @@ pub struct LocalArgs {
     #[arg(long)]
     pub loadtest_bin: Option<PathBuf>,
     #[command(flatten)]
-    pub headless: HeadlessArgs,
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub spawn: SpawnFlags,
+    #[command(flatten)]
+    pub ramp: RampFlags,
     /// Arguments for `loadtest master`, after `--`.
     #[arg(last = true)]
     pub master_args: Vec<String>,
 }
 
-/// A headless run or ramp, forwarded to `loadtest master` (see its --help).
-#[derive(Debug, Args)]
-pub struct HeadlessArgs {
-    /// Run without the web UI: a fixed load (-u, -t) or a ramp (--ramp).
-    #[arg(long, help_heading = "Headless")]
-    pub headless: bool,
-    /// Users of a fixed headless run.
-    #[arg(
-        short = 'u',
-        long,
-        requires = "headless",
-        conflicts_with = "ramp",
-        help_heading = "Headless"
-    )]
-    pub users: Option<u64>,
-    /// Users started (or stopped) per second.
-    #[arg(short = 'r', long, value_name = "RATE", help_heading = "Headless")]
-    pub spawn_rate: Option<f64>,
-    /// Stop a fixed headless run after this long, e.g. 30s, 5m.
-    #[arg(short = 't', long, value_name = "DURATION", value_parser = check_timespan, requires = "users", help_heading = "Headless")]
-    pub run_time: Option<String>,
-    /// Ramp the users START:STEP:MAX and report the failure threshold.
-    #[arg(long, value_name = "START:STEP:MAX", requires_all = ["headless", "step_time"], help_heading = "Headless")]
-    pub ramp: Option<RampSpec>,
-    /// How long each ramp step measures, e.g. 30s.
-    #[arg(long, value_name = "DURATION", value_parser = check_timespan, requires = "ramp", help_heading = "Headless")]
-    pub step_time: Option<String>,
-    /// A step fails above this failure ratio (default 0.01).
-    #[arg(
-        long,
-        value_name = "RATIO",
-        requires = "ramp",
-        help_heading = "Headless"
-    )]
-    pub fail_ratio: Option<String>,
-    /// A step also fails when its p95 exceeds MS milliseconds.
-    #[arg(long, value_name = "MS", requires = "ramp", help_heading = "Headless")]
-    pub max_p95: Option<u64>,
-    /// Bisect between the last healthy and the first failing step.
-    #[arg(long, requires = "ramp", help_heading = "Headless")]
-    pub refine: bool,
-    /// Write ramp.json, ramp.csv and ramp.html into DIR.
-    #[arg(long, value_name = "DIR", requires = "ramp", help_heading = "Headless")]
-    pub report_dir: Option<PathBuf>,
-}
-
-fn check_timespan(text: &str) -> Result<String, String> {
-    swarm::timespan::parse_timespan(text)
-        .map(|_| text.to_string())
-        .map_err(|e| e.to_string())
-}
-
-impl HeadlessArgs {
-    /// The flags as `loadtest master` takes them, before anything after `--`.
-    pub fn master_args(&self, after_dashes: &[String]) -> Vec<String> {
-        let mut args = Vec::new();
-        let mut flag = |name: &str, value: Option<String>| {
-            if let Some(value) = value {
-                args.push(name.to_string());
-                args.push(value);
-            }
-        };
-        flag("--users", self.users.map(|u| u.to_string()));
-        flag("--spawn-rate", self.spawn_rate.map(|r| r.to_string()));
-        flag("--run-time", self.run_time.clone());
-        flag("--ramp", self.ramp.map(|r| r.to_string()));
-        flag("--step-time", self.step_time.clone());
-        flag("--fail-ratio", self.fail_ratio.clone());
-        flag("--max-p95", self.max_p95.map(|m| m.to_string()));
-        let waits = after_dashes
-            .iter()
-            .any(|a| a.starts_with("--expect-workers-max-wait"));
-        if self.ramp.is_some() && !waits {
-            flag(
-                "--expect-workers-max-wait",
-                Some(RAMP_WORKER_WAIT_SECS.to_string()),
-            );
-        }
-        flag(
-            "--report-dir",
-            self.report_dir.as_ref().map(|d| d.display().to_string()),
-        );
-        if self.headless {
-            args.insert(0, "--headless".to_string());
-        }
-        if self.refine {
-            args.push("--refine".to_string());
-        }
-        args.extend(after_dashes.iter().cloned());
-        args
-    }
+fn check_target(text: &str) -> Result<String, String> {
+    swarm::web::check_host(text)
 }
 
 impl LocalArgs {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        if let Some(target) = &self.target {
-            swarm::web::check_host(target).map_err(anyhow::Error::msg)?;
+    /// The `loadtest master` arguments: the shared flags, checked here with
+    /// the master's own rules (bad ones exit 2 before anything starts),
+    /// then anything after `--`.
+    pub fn master_args(&self) -> Result<Vec<String>, String> {
+        if !self.master_args.iter().any(|a| a == "--headless") {
+            self.run.plan(&self.spawn, &self.ramp)?;
         }
+        let mut args = self.run.to_args(&self.spawn);
+        args.extend(self.ramp.to_args());
+        let waits = self
+            .master_args
+            .iter()
+            .any(|a| a.starts_with("--expect-workers-max-wait"));
+        if self.ramp.ramp.is_some() && !waits {
+            args.push("--expect-workers-max-wait".into());
+            args.push(RAMP_WORKER_WAIT_SECS.to_string());
+        }
+        args.extend(self.master_args.iter().cloned());
+        Ok(args)
+    }
+
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let master_args = match self.master_args() {
+            Ok(args) => args,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(2));
+            }
+        };
         let loadtest = match self.loadtest_bin {
             Some(path) => path,
             None => local::find_loadtest()?,
@@ -163,7 +103,7 @@ impl LocalArgs {
             web_port: self.web_port,
             master_port: self.master_port,
             loadtest,
-            master_args: self.headless.master_args(&self.master_args),
+            master_args,
         };
         let runtime = tokio::runtime::Runtime::new()?;
         let code = runtime.block_on(local::run(plan))?;
@@ -184,7 +124,9 @@ mod tests {
 
     fn master_args(args: &[&str]) -> Result<Vec<String>, clap::Error> {
         let cli = Cli::try_parse_from(std::iter::once("local").chain(args.iter().copied()))?;
-        Ok(cli.local.headless.master_args(&cli.local.master_args))
+        cli.local
+            .master_args()
+            .map_err(|m| clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, m))
     }
 
     #[test]
@@ -207,10 +149,19 @@ mod tests {
         ])
         .expect("parses");
         let line = args.join(" ");
-        assert_eq!(
-            line,
-            "--headless --spawn-rate 5 --ramp 2:2:10 --step-time 3s --max-p95 300 --expect-workers-max-wait 60 --report-dir out --refine -v"
-        );
+        for part in [
+            "--headless",
+            "--spawn-rate 5",
+            "--ramp 2:2:10",
+            "--step-time 3s",
+            "--max-p95 300",
+            "--expect-workers-max-wait 60",
+            "--report-dir out",
+            "--refine",
+        ] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+        assert!(line.ends_with(" -v"), "after -- comes last: {line}");
     }
 
     #[test]

@@ -6,15 +6,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use swarm::cli::parse::{parse_rate, parse_ratio, parse_step_time};
+use swarm::cli::flags::{RampFlags, SpawnFlags};
+use swarm::cli::parse::parse_step_time;
+use swarm::cli::Expect;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use swarm::ramp::{
-    run_ramp, HttpDriver, Limits, RampDriver, RampPlan, RampReport, RampSpec, StepTable,
-    DEFAULT_FAIL_RATIO,
-};
-use swarm::stats::now_epoch;
+use swarm::api::Credentials;
+use swarm::ramp::{HttpDriver, RampDriver};
 
 use super::aws::{runtime, AwsArgs};
 use super::deploy::ConnectVia;
@@ -38,28 +37,10 @@ Exit codes:
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct RampArgs {
-    /// Ramp the users START:STEP:MAX, e.g. 10:10:100.
-    #[arg(long, value_name = "START:STEP:MAX")]
-    pub ramp: RampSpec,
-    /// How long each step measures, e.g. 30s, 2m (rounded up to whole 3 s
-    /// worker report intervals).
-    #[arg(long, value_name = "DURATION", value_parser = parse_step_time)]
-    pub step_time: Duration,
-    /// A step fails when more than this fraction of its requests fail.
-    #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_FAIL_RATIO, value_parser = parse_ratio)]
-    pub fail_ratio: f64,
-    /// A step also fails when its p95 response time exceeds MS milliseconds.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_p95: Option<u64>,
-    /// After the first failing step, bisect between it and the last healthy one.
-    #[arg(long)]
-    pub refine: bool,
-    /// Users started (or stopped) per second.
-    #[arg(short = 'r', long, value_name = "RATE", default_value_t = 10.0, value_parser = parse_rate)]
-    pub spawn_rate: f64,
-    /// Write ramp.json, ramp.csv and ramp.html into DIR (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ramp: RampFlags,
+    #[command(flatten)]
+    pub spawn: SpawnFlags,
     /// The master's web API, e.g. http://203.0.113.7:8089.
     #[arg(long, value_name = "URL", help_heading = "Master")]
     pub master: Option<String>,
@@ -74,14 +55,14 @@ pub struct RampArgs {
     /// Reach the fleet's master at its public or private address.
     #[arg(long, value_enum, default_value_t = ConnectVia::Public, help_heading = "Master")]
     pub connect_via: ConnectVia,
-    /// The web UI credentials `spotload deploy --web-auth` printed.
+    /// The web UI credentials `spotload deploy` printed.
     #[arg(
         long,
         value_name = "USER:PASS",
         env = "SPOTLOAD_WEB_AUTH",
         help_heading = "Master"
     )]
-    pub web_auth: Option<String>,
+    pub web_auth: Option<Credentials>,
     /// Target URL for the users [default: the master's, the webserver].
     #[arg(short = 'H', long, value_name = "URL")]
     pub host: Option<String>,
@@ -97,84 +78,43 @@ pub struct RampArgs {
 
 impl RampArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let auth = match &self.web_auth {
-            Some(text) => match text.split_once(':') {
-                Some((user, pass)) => Some((user.to_string(), pass.to_string())),
-                None => {
-                    eprintln!("error: --web-auth {text:?}: expected USER:PASS");
-                    return Ok(ExitCode::from(2));
-                }
-            },
-            None => None,
-        };
-        if let Some(dir) = &self.report_dir {
-            if let Err(err) = std::fs::create_dir_all(dir) {
-                eprintln!(
-                    "error: --report-dir {}: cannot create it: {err}",
-                    dir.display()
-                );
+        let plan = match self.ramp.plan(self.spawn.or(10.0)) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => {
+                eprintln!("error: --ramp START:STEP:MAX is required, e.g. --ramp 10:10:100 --step-time 30s");
                 return Ok(ExitCode::from(2));
             }
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        if let Err(code) = swarm::cli::prepare_report_dir(self.ramp.report_dir.as_deref()) {
+            return Ok(code);
         }
-        let mut plan = RampPlan::new(
-            self.ramp,
-            self.step_time,
-            Limits {
-                fail_ratio: self.fail_ratio,
-                max_p95_ms: self.max_p95,
-            },
-            self.spawn_rate,
-        );
-        plan.refine = self.refine;
         let runtime = runtime()?;
         let master = runtime.block_on(self.master_url())?;
-        let driver = HttpDriver::new(&master, self.host.clone(), auth)?;
-        let mut report = RampReport::new(&plan, self.host.clone(), now_epoch());
+        let driver = HttpDriver::new(&master, self.host.clone(), self.web_auth.clone())?;
         println!("ramp {} on the master at {master}", plan.spec);
+        let expect = Expect {
+            workers: self.expect_workers,
+            limit: self.expect_workers_max_wait,
+            hint: "check that `spotload deploy` finished, or lower --expect-workers".into(),
+        };
         let shutdown = swarm::shutdown::Shutdown::new();
-        let interrupted = runtime.block_on(async {
+        let (report, interrupted) = runtime.block_on(async {
             shutdown
                 .watch_signals()
                 .context("cannot watch for SIGINT and SIGTERM")?;
-            anyhow::Ok(tokio::select! {
-                () = self.ramp_with_workers(&driver, &plan, &mut report) => false,
-                () = shutdown.requested() => true,
-            })
+            anyhow::Ok(
+                swarm::cli::drive_ramp(&driver, &plan, self.host.clone(), &expect, &shutdown).await,
+            )
         })?;
         if interrupted {
-            let why = shutdown.reason().map_or("a signal", |r| r.describe());
-            report.error = Some(format!(
-                "interrupted by {why} before the ramp had an answer"
-            ));
-            report.conclude();
-            report.finished_at = Some(now_epoch());
+            // Leave the fleet idle; its workers stay for the next run.
             let _ = runtime.block_on(driver.stop());
         }
-        swarm::cli::conclude_ramp(self.report_dir.as_deref(), &plan, &report)
-    }
-
-    async fn ramp_with_workers(
-        &self,
-        driver: &HttpDriver,
-        plan: &RampPlan,
-        report: &mut RampReport,
-    ) {
-        let wanted = self.expect_workers.max(1);
-        if let Err(seen) = driver
-            .wait_for_workers(wanted, self.expect_workers_max_wait)
-            .await
-        {
-            report.error = Some(match driver.read().await {
-                Err(err) => format!("cannot read the master's stats: {err}"),
-                Ok(_) => format!(
-                    "only {seen} of {wanted} workers joined within {:?}: check `spotload deploy` finished, or lower --expect-workers",
-                    self.expect_workers_max_wait
-                ),
-            });
-            report.finished_at = Some(now_epoch());
-            return;
-        }
-        run_ramp(driver, plan, report, &mut StepTable::stdout()).await;
+        swarm::cli::conclude_ramp(self.ramp.report_dir.as_deref(), &plan, &report)
     }
 
     /// The master's base URL from --master, the inventory or the fleet.

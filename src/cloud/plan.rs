@@ -305,48 +305,13 @@ fn bounded(
     Ok(duration)
 }
 
-/// Parses `90s`, `15m`, `2h`, `1d` and sums like `1h30m`; every number needs
-/// a unit, so `2` is refused rather than guessed.
+/// The one duration grammar (`90s`, `15m`, `1h30m`, `2d`; a bare number is
+/// seconds), shared with `loadtest`.
 pub fn parse_duration(value: &str) -> Option<Duration> {
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in value.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return None,
-        };
-        let amount: u64 = digits.parse().ok()?;
-        total = total.checked_add(amount.checked_mul(unit)?)?;
-        digits.clear();
-    }
-    if !digits.is_empty() || value.trim().is_empty() {
-        return None;
-    }
-    Some(Duration::from_secs(total))
+    swarm::timespan::parse_timespan(value).ok()
 }
 
-/// Formats whole seconds the way [`parse_duration`] reads them: `1h30m`.
-pub fn format_duration(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    for (amount, unit) in [(d, 'd'), (h, 'h'), (m, 'm'), (s, 's')] {
-        if amount > 0 {
-            out.push_str(&format!("{amount}{unit}"));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("0s");
-    }
-    out
-}
+pub use swarm::timespan::format_timespan as format_duration;
 
 /// An IPv4 or IPv6 address range, host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

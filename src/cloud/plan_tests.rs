@@ -86,7 +86,8 @@ fn bad_values_are_refused_with_the_flag_named() {
             |f| f.allow_cidr = vec!["example.com".into()],
             "--allow-cidr",
         ),
-        (|f| f.ttl = "2".into(), "--ttl \"2\""),
+        // One grammar with loadtest: a bare number is seconds, so 2 is too short.
+        (|f| f.ttl = "2".into(), "--ttl 2: must be between 1m and 7d"),
         (
             |f| f.ttl = "30s".into(),
             "--ttl 30s: must be between 1m and 7d",
@@ -137,7 +138,8 @@ fn durations_round_trip() {
     assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
     assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
     assert_eq!(parse_duration(""), None);
-    assert_eq!(parse_duration("5"), None);
+    // One grammar with loadtest's: a bare number is seconds, as in Locust.
+    assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
     assert_eq!(parse_duration("5x"), None);
     assert_eq!(parse_duration("99999999999999999999d"), None);
     assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+use swarm::api::{NodeState, StatsRequests};
 
 use super::plan::{DeployPlan, HostPlan};
 use super::recipe::{tail, StepFailure, WEB_PORT};
@@ -187,16 +188,16 @@ pub async fn check_joined(
 /// and which expected hostnames are not among them. A worker's id is
 /// `<hostname>_<hex>` with `_` in the hostname turned into `-`.
 fn missing_workers(body: &str, expected: &[String]) -> Result<(usize, Vec<String>), String> {
-    let json: serde_json::Value = serde_json::from_str(body)
-        .map_err(|err| format!("the master's /stats/requests is not JSON ({err})"))?;
-    let workers = json["workers"]
-        .as_array()
-        .ok_or("the master's /stats/requests has no workers list")?;
-    let mut live: Vec<String> = workers
+    let stats: StatsRequests = serde_json::from_str(body)
+        .map_err(|err| format!("the master's /stats/requests is not the API's answer ({err})"))?;
+    let mut live: Vec<String> = stats
+        .workers
         .iter()
-        .filter(|w| w["state"].as_str() != Some("missing"))
-        .filter_map(|w| w["id"].as_str())
-        .map(|id| id.rsplit_once('_').map_or(id, |(host, _)| host).to_string())
+        .filter(|w| w.state != NodeState::Missing)
+        .map(|w| {
+            let id = w.id.as_str();
+            id.rsplit_once('_').map_or(id, |(host, _)| host).to_string()
+        })
         .collect();
     let seen = live.len();
     let mut missing = Vec::new();
@@ -216,12 +217,44 @@ fn missing_workers(body: &str, expected: &[String]) -> Result<(usize, Vec<String
 mod tests {
     use super::*;
 
+    /// A `/stats/requests` answer listing these (id, state) workers.
+    fn answer(workers: &[(&str, NodeState)]) -> String {
+        let stats = StatsRequests {
+            stats: Vec::new(),
+            errors: Vec::new(),
+            current_rps: 0.0,
+            current_fail_per_sec: 0.0,
+            total_rps: 0.0,
+            total_fail_per_sec: 0.0,
+            fail_ratio: 0.0,
+            current_response_time_percentiles: swarm::api::CurrentPercentiles { p50: 0, p95: 0 },
+            workers: workers
+                .iter()
+                .map(|(id, state)| swarm::api::WorkerRow {
+                    id: id.to_string(),
+                    state: *state,
+                    user_count: 0,
+                    cpu_usage: 0.0,
+                    memory_usage: 0,
+                })
+                .collect(),
+            worker_count: workers.len(),
+            state: swarm::api::RunState::Ready,
+            user_count: 0,
+            host: None,
+            worker_events: Vec::new(),
+        };
+        serde_json::to_string(&stats).expect("serializes")
+    }
+
     #[test]
     fn workers_are_matched_by_hostname_once_each() {
-        let body = r#"{"workers":[
-            {"id":"ip-10-0-0-7_0123abcd","state":"ready"},
-            {"id":"node-b_99ff","state":"running"},
-            {"id":"node-c_77","state":"missing"}]}"#;
+        let body = answer(&[
+            ("ip-10-0-0-7_0123abcd", NodeState::Ready),
+            ("node-b_99ff", NodeState::Running),
+            ("node-c_77", NodeState::Missing),
+        ]);
+        let body = body.as_str();
         let expected = vec!["ip-10-0-0-7".to_string(), "node_b".into()];
         assert_eq!(missing_workers(body, &expected).unwrap(), (2, vec![]));
         let expected = vec![

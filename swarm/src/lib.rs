@@ -1,6 +1,8 @@
 //! swarm: the distributed load engine behind `loadtest`, with no cloud or
 //! SSH dependencies.
 //!
+//! - [`api`]: the master's HTTP API as types (Locust's bodies and ours).
+//! - [`client`]: [`client::MasterClient`], that API from the other side.
 //! - [`cli`]: the `loadtest` command line (`master`, `worker`), headless runs.
 //! - [`master`]: worker registry, heartbeats, user dispatch, runner states, aggregation.
 //! - [`protocol`]: Locust's master/worker messages, msgpack codec, ZeroMQ transport.
@@ -10,7 +12,9 @@
 //! - [`shutdown`]: the process's one cancellation, from SIGINT, SIGTERM or code.
 //! - [`timespan`]: `30s`, `5m`, `1h30m` durations.
 //! - [`worker`]: drives goose through its controller, reports stats deltas.
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod master;
 pub mod protocol;
 pub mod ramp;

@@ -1,5 +1,7 @@
 //! A tiny blocking HTTP/1.0 client for talking to the servers under test:
-//! [`http_get`], [`http_post_form`] and the general [`try_http`].
+//! [`http_get`], [`http_post_form`] and the general [`try_http`];
+//! [`try_http_with_headers`] and [`http_post_form_with_headers`] add
+//! request headers (an `Origin`, say).
 //!
 //! Each request uses `Connection: close`, so the response ends at EOF and
 //! no keep-alive or content-length bookkeeping is needed. `split_url` and
@@ -31,6 +33,30 @@ pub fn http_post_form(url: &str, form: &[(&str, &str)]) -> (u16, String) {
 /// at EOF, so no keep-alive or content-length bookkeeping is needed.
 /// `body` is `(content_type, bytes)`.
 pub fn try_http(method: &str, url: &str, body: Option<(&str, &[u8])>) -> io::Result<(u16, String)> {
+    try_http_with_headers(method, url, &[], body)
+}
+
+/// POST `form` like [`http_post_form`], with extra request headers (an
+/// `Origin`, say); panics if the server cannot be reached.
+pub fn http_post_form_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let body = form_urlencode(form);
+    let content = ("application/x-www-form-urlencoded", body.as_bytes());
+    try_http_with_headers("POST", url, headers, Some(content))
+        .unwrap_or_else(|e| panic!("POST {url} failed: {e}"))
+}
+
+/// [`try_http`] with extra request headers, sent after `Host` and
+/// `Connection` (so a test can set `Origin`, `User-Agent`, ...).
+pub fn try_http_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> io::Result<(u16, String)> {
     let (authority, path) = split_url(url)?;
     let addr = authority
         .to_socket_addrs()?
@@ -42,6 +68,9 @@ pub fn try_http(method: &str, url: &str, body: Option<(&str, &[u8])>) -> io::Res
 
     let mut request =
         format!("{method} {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        let _ = write!(request, "{name}: {value}\r\n");
+    }
     if let Some((content_type, bytes)) = body {
         let _ = write!(
             request,

@@ -21,7 +21,9 @@
 //! - `process`: [`TempDir`], [`Process`], [`free_port`], [`wait_for_port`],
 //!   [`loopback`], and starting a server on a free port;
 //! - `http`: a tiny HTTP/1.0 client, [`http_get`], [`http_post_form`],
-//!   [`try_http`];
+//!   [`try_http`], [`try_http_with_headers`];
+//! - `imds`: [`ImdsStub`], an EC2 instance metadata (IMDSv2) stub that
+//!   serves a spot interruption notice when armed;
 //! - `nginx`: [`Nginx`], [`NginxOptions`], [`AccessLine`];
 //! - `locust`: the venv ([`venv_dir`], [`venv_bin`]), [`write_locustfile`],
 //!   [`Locust`], [`aggregated_row`];
@@ -33,6 +35,7 @@
 #![allow(dead_code)]
 
 mod http;
+mod imds;
 mod locust;
 mod moto;
 mod nginx;
@@ -44,7 +47,10 @@ pub mod webdriver;
 // Each test file uses only some of these, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    http::{http_get, http_post_form, try_http},
+    http::{
+        http_get, http_post_form, http_post_form_with_headers, try_http, try_http_with_headers,
+    },
+    imds::ImdsStub,
     locust::{aggregated_row, venv_bin, venv_dir, write_locustfile, Locust},
     moto::Moto,
     nginx::{AccessLine, Nginx, NginxOptions},

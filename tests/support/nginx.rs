@@ -74,6 +74,12 @@ pub struct AccessLine {
     pub method: String,
     pub path: String,
     pub request_time_ms: f64,
+    /// When nginx logged the request (its `$msec`): epoch seconds with
+    /// millisecond resolution, taken as the response went out.
+    pub time: f64,
+    /// The request's `User-Agent` ("" when it sent none). spotload's
+    /// workers send `loadtest/<version> (<node id>)`.
+    pub user_agent: String,
 }
 
 /// Debian's nginx on `127.0.0.1:<free port>` from a temp config; stopped on
@@ -244,8 +250,9 @@ http {{
     types {{ text/html html; }}
     default_type application/octet-stream;
     # $request_uri, not $uri: after the index redirect $uri of "/" is
-    # "/index.html". The parser drops the query string.
-    log_format spotload '$status $request_method $request_uri $request_time';
+    # "/index.html". The parser drops the query string. The user agent
+    # has spaces: it goes last, in quotes (nginx escapes quotes in it).
+    log_format spotload '$status $request_method $request_uri $request_time $msec "$http_user_agent"';
     access_log {d}/access.log spotload;
     client_body_temp_path {d}/temp/client_body;
     proxy_temp_path {d}/temp/proxy;
@@ -321,18 +328,61 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `200 GET /path?q 0.001` → AccessLine.
+/// `200 GET /path?q 0.001 1767225600.123 "agent/1.0 (x)"` → AccessLine.
+/// The first four fields are required; a line without the last two (an
+/// older format) gets time 0 and an empty user agent.
 fn parse_access_line(line: &str) -> Option<AccessLine> {
-    let mut fields = line.split_whitespace();
+    // The fixed fields hold no spaces; the quoted user agent may.
+    let mut fields = line.splitn(6, ' ');
     let status = fields.next()?.parse().ok()?;
     let method = fields.next()?.to_string();
     let target = fields.next()?;
-    let seconds: f64 = fields.next()?.parse().ok()?;
+    let seconds: f64 = fields.next()?.trim().parse().ok()?;
+    let time = fields
+        .next()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0.0);
+    let user_agent = fields
+        .next()
+        .map(|rest| {
+            let rest = rest.trim();
+            let rest = rest.strip_prefix('"').unwrap_or(rest);
+            let rest = rest.strip_suffix('"').unwrap_or(rest);
+            // nginx logs a missing header as "-".
+            if rest == "-" { "" } else { rest }.to_string()
+        })
+        .unwrap_or_default();
     let path = target.split('?').next().unwrap_or(target).to_string();
     Some(AccessLine {
         status,
         method,
         path,
         request_time_ms: seconds * 1000.0,
+        time,
+        user_agent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_access_line;
+
+    #[test]
+    fn parses_time_and_a_user_agent_with_spaces() {
+        let line = parse_access_line(
+            "200 GET /x?q=1 0.004 1767225600.123 \"loadtest/0.1.0 (host_0123abcd)\"",
+        )
+        .expect("a line");
+        assert_eq!(
+            (line.status, line.method.as_str(), line.path.as_str()),
+            (200, "GET", "/x")
+        );
+        assert!((line.request_time_ms - 4.0).abs() < 1e-9);
+        assert!((line.time - 1_767_225_600.123).abs() < 1e-6);
+        assert_eq!(line.user_agent, "loadtest/0.1.0 (host_0123abcd)");
+        let bare = parse_access_line("404 GET / 0.000 1.5 \"-\"").expect("a line");
+        assert_eq!(bare.user_agent, "");
+        let old = parse_access_line("200 GET / 0.001").expect("an old-format line");
+        assert_eq!((old.time, old.user_agent.as_str()), (0.0, ""));
+    }
 }

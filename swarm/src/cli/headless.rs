@@ -12,8 +12,16 @@ use crate::master::{MasterHandle, SwarmRequest};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, now_epoch};
 
+/// A fixed headless run, as the flags planned it.
+pub(super) struct Fixed {
+    pub users: u64,
+    pub spawn_rate: f64,
+    pub run_time: Option<Duration>,
+}
+
 pub(super) async fn run(
     args: &MasterArgs,
+    fixed: &Fixed,
     handle: &MasterHandle,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
@@ -21,10 +29,9 @@ pub(super) async fn run(
         waited = wait_for_workers(args, handle) => waited?,
         () = shutdown.requested() => anyhow::bail!("{} before the workers joined; nothing was measured", shutdown.reason().map_or("stopped", |r| r.describe())),
     }
-    let users = args.users.unwrap_or(0);
     let request = SwarmRequest {
-        user_count: users,
-        spawn_rate: args.spawn_rate,
+        user_count: fixed.users,
+        spawn_rate: fixed.spawn_rate,
         host: args.host.clone(),
         run_time: None,
     };
@@ -34,7 +41,9 @@ pub(super) async fn run(
         Some(prefix) => Some(HistoryFile::create(prefix)?),
         None => None,
     };
-    let deadline = args.run_time.map(|t| tokio::time::Instant::now() + t);
+    let deadline = fixed
+        .run_time
+        .and_then(|t| tokio::time::Instant::now().checked_add(t));
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut last_status = tokio::time::Instant::now();
     loop {
@@ -89,13 +98,8 @@ pub(super) async fn run(
 
 async fn wait_for_workers(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Result<()> {
     let wanted = args.expect_workers.max(1);
-    let limit = if args.expect_workers_max_wait == 0 {
-        Duration::from_secs(u64::MAX / 4)
-    } else {
-        Duration::from_secs(args.expect_workers_max_wait)
-    };
     tracing::info!("waiting for {wanted} worker(s)");
-    handle.wait_for_workers(wanted, limit).await.map_err(|seen| {
+    handle.wait_for_workers(wanted, args.expect_workers_limit()).await.map_err(|seen| {
         anyhow::anyhow!("only {seen} of {wanted} workers connected within {}s: start workers with `loadtest worker --master-host <this host> --master-port {}`, or lower --expect-workers", args.expect_workers_max_wait, args.master_bind_port)
     })
 }

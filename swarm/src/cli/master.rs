@@ -1,6 +1,6 @@
 //! `loadtest master`: coordinate workers; serve the web UI, or run headless.
 
-use super::parse::{parse_rate, parse_run_time};
+use super::flags::{RampFlags, RunFlags, RunPlan, SpawnFlags};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{user_classes, ScenarioBuilder};
+use crate::api::Credentials;
 use crate::master::{Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::DEFAULT_MASTER_PORT;
@@ -33,20 +34,12 @@ pub struct MasterArgs {
     /// Seconds to wait for --expect-workers (0: forever).
     #[arg(long, default_value_t = 0)]
     pub expect_workers_max_wait: u64,
-    /// Run without the web UI, straight away.
-    #[arg(long)]
-    pub headless: bool,
-    /// Peak number of users (headless).
-    #[arg(short = 'u', long)]
-    pub users: Option<u64>,
-    /// Users started per second (headless).
-    #[arg(short = 'r', long, default_value_t = 1.0, value_parser = parse_rate)]
-    pub spawn_rate: f64,
-    /// Stop after this long, e.g. 30s, 5m, 1h30m.
-    #[arg(short = 't', long, value_parser = parse_run_time)]
-    pub run_time: Option<Duration>,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub spawn: SpawnFlags,
     /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv
-    /// and PREFIX_exceptions.csv.
+    /// and PREFIX_exceptions.csv (at the end of a UI run too).
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<String>,
     /// Exit code when the run saw failures.
@@ -59,13 +52,13 @@ pub struct MasterArgs {
     #[arg(long, default_value_t = 8089)]
     pub web_port: u16,
     /// Protect the web UI with HTTP basic auth, USER:PASS.
-    #[arg(long, value_parser = WebAuth::parse)]
-    pub web_auth: Option<WebAuth>,
+    #[arg(long, value_name = "USER:PASS")]
+    pub web_auth: Option<Credentials>,
     /// Seconds to wait for workers to answer a stop or quit.
     #[arg(long, default_value_t = 10.0)]
     pub stop_timeout: f64,
     #[command(flatten)]
-    pub ramp: super::ramp::RampArgs,
+    pub ramp: RampFlags,
 }
 
 fn parse_host(text: &str) -> Result<String, String> {
@@ -74,19 +67,23 @@ fn parse_host(text: &str) -> Result<String, String> {
 
 impl MasterArgs {
     pub async fn run(self, build: ScenarioBuilder, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+        let plan = match self.plan() {
+            Ok(plan) => plan,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(2));
+            }
+        };
         let classes = user_classes(build);
         if classes.is_empty() {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
-        if self.headless && self.users.is_none() && self.ramp.ramp.is_none() {
-            anyhow::bail!("--headless needs -u/--users N (the number of users to run) or --ramp START:STEP:MAX");
-        }
         let link = bind_master(&self.master_bind_host, self.master_bind_port).await?;
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
-        if !self.headless {
+        if let RunPlan::Ui { run_time } = plan {
             // As in Locust: -t with the web UI limits the runs started there.
-            config.default_run_time = self.run_time;
+            config.default_run_time = run_time;
         }
         let (master, handle) = Master::new(config, link);
         supervise(tokio::spawn(master.run()), shutdown.clone());
@@ -95,17 +92,45 @@ impl MasterArgs {
             self.master_bind_host,
             self.master_bind_port
         );
-        let code = if self.headless && self.ramp.ramp.is_some() {
-            super::ramp::run(&self, &handle, &shutdown).await?
-        } else if self.headless {
-            super::headless::run(&self, &handle, &shutdown).await?
-        } else {
-            self.serve_ui(&handle, &shutdown).await?
+        let code = match &plan {
+            RunPlan::Ramp(ramp) => super::ramp::run(&self, ramp, &handle, &shutdown).await?,
+            RunPlan::Fixed {
+                users,
+                spawn_rate,
+                run_time,
+            } => {
+                let fixed = super::headless::Fixed {
+                    users: *users,
+                    spawn_rate: *spawn_rate,
+                    run_time: *run_time,
+                };
+                super::headless::run(&self, &fixed, &handle, &shutdown).await?
+            }
+            RunPlan::Ui { .. } => self.serve_ui(&handle, &shutdown).await?,
         };
         if shutdown.reason() == Some(Reason::Failure) {
             anyhow::bail!("the master stopped working (see the log above); its stats are lost");
         }
         Ok(code)
+    }
+
+    /// The flags, checked together: what this master will do.
+    pub fn plan(&self) -> Result<RunPlan, String> {
+        let plan = self.run.plan(&self.spawn, &self.ramp)?;
+        if matches!(plan, RunPlan::Ramp(_)) && self.csv.is_some() {
+            return Err(
+                "--csv is for fixed runs and the web UI; a ramp writes --report-dir".into(),
+            );
+        }
+        Ok(plan)
+    }
+
+    /// How long a headless run waits for --expect-workers.
+    pub(super) fn expect_workers_limit(&self) -> Duration {
+        match self.expect_workers_max_wait {
+            0 => Duration::from_secs(u64::MAX / 4),
+            secs => Duration::from_secs(secs),
+        }
     }
 
     async fn serve_ui(
@@ -117,7 +142,7 @@ impl MasterArgs {
         if !self.web_host.is_loopback() && self.web_auth.is_none() {
             tracing::warn!("the web UI on {addr} is reachable beyond this machine without a password: pass --web-auth USER:PASS or --web-host 127.0.0.1");
         }
-        let app = crate::web::app(handle.clone(), self.web_auth.clone());
+        let app = crate::web::app(handle.clone(), self.web_auth.as_ref().map(WebAuth::new));
         let bound = crate::web::serve(addr, app, shutdown.clone())
             .await
             .with_context(|| {
@@ -129,7 +154,7 @@ impl MasterArgs {
             format!("http://{bound}")
         };
         println!("web UI: {shown}");
-        if let Some(run_time) = self.run_time {
+        if let Some(run_time) = self.run.run_time {
             tracing::info!(
                 "runs started from the UI stop after {run_time:?} unless the form says otherwise"
             );

@@ -4,6 +4,7 @@
 //! A load test crate's `main` hands its scenarios to [`main`]; everything
 //! else (protocol, web UI, headless runs) comes from here.
 
+pub mod flags;
 mod headless;
 mod master;
 pub mod parse;
@@ -21,7 +22,9 @@ use goose::prelude::Scenario;
 use crate::shutdown::Shutdown;
 
 pub use master::MasterArgs;
-pub use ramp::{conclude as conclude_ramp, RampArgs, RAMP_AFTER_HELP};
+pub use ramp::{
+    conclude as conclude_ramp, drive as drive_ramp, prepare_report_dir, Expect, RAMP_AFTER_HELP,
+};
 pub use summary::print_summary;
 pub use worker::WorkerArgs;
 

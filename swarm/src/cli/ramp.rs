@@ -1,20 +1,19 @@
 //! `loadtest master --headless --ramp START:STEP:MAX`: step the users up
 //! until the target fails, print the table and the threshold, write the
-//! reports, exit with the documented code.
+//! reports, exit with the documented code. The flow from first step to
+//! answer ([`drive`], [`conclude`]) is shared with `spotload ramp`.
 
-use super::parse::{parse_ratio, parse_step_time};
-use std::path::PathBuf;
+use super::MasterArgs;
+
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
 
-use super::MasterArgs;
 use crate::master::MasterHandle;
 use crate::ramp::{
-    run_ramp, table, write_reports, Limits, MasterDriver, RampDriver, RampPlan, RampReport,
-    RampSpec, StepTable, DEFAULT_FAIL_RATIO,
+    run_ramp, table, write_reports, MasterDriver, RampDriver, RampPlan, RampReport, StepTable,
 };
 use crate::shutdown::Shutdown;
 use crate::stats::now_epoch;
@@ -37,75 +36,49 @@ Exit codes (ramp):
      the target was unreachable at the first step, every worker left, Ctrl-C
   2  bad arguments, e.g. a ramp spec not of the form START:STEP:MAX";
 
-/// Flags of a headless ramp.
-#[derive(Debug, Clone, Args)]
-pub struct RampArgs {
-    /// Ramp the users START:STEP:MAX (e.g. 10:10:100) and report the failure threshold.
-    #[arg(
-        long,
-        value_name = "START:STEP:MAX",
-        requires_all = ["headless", "step_time"],
-        conflicts_with_all = ["users", "run_time", "csv"],
-        help_heading = "Ramp"
-    )]
-    pub ramp: Option<RampSpec>,
-    /// How long each step measures, e.g. 30s, 2m (rounded up to whole 3 s intervals).
-    #[arg(long, value_name = "DURATION", value_parser = parse_step_time, requires = "ramp", help_heading = "Ramp")]
-    pub step_time: Option<Duration>,
-    /// A step fails when more than this fraction of its requests fail (0 to 1).
-    #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_FAIL_RATIO, value_parser = parse_ratio, requires = "ramp", help_heading = "Ramp")]
-    pub fail_ratio: f64,
-    /// A step also fails when its p95 response time exceeds MS milliseconds.
-    #[arg(long, value_name = "MS", requires = "ramp", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Ramp")]
-    pub max_p95: Option<u64>,
-    /// After the first failing step, bisect between it and the last healthy one.
-    #[arg(long, requires = "ramp", help_heading = "Ramp")]
-    pub refine: bool,
-    /// Write ramp.json, ramp.csv and ramp.html into DIR (created if missing).
-    #[arg(long, value_name = "DIR", requires = "ramp", help_heading = "Ramp")]
-    pub report_dir: Option<PathBuf>,
+/// The workers a ramp waits for before its first step.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub workers: usize,
+    pub limit: Duration,
+    /// What to do when they do not come, e.g. which command starts them.
+    pub hint: String,
 }
 
-impl RampArgs {
-    /// The validated run; `None` without `--ramp`.
-    pub fn plan(&self, spawn_rate: f64) -> Option<RampPlan> {
-        let spec = self.ramp?;
-        let limits = Limits {
-            fail_ratio: self.fail_ratio,
-            max_p95_ms: self.max_p95,
-        };
-        let step_time = self.step_time.unwrap_or(Duration::from_secs(30));
-        let mut plan = RampPlan::new(spec, step_time, limits, spawn_rate);
-        plan.refine = self.refine;
-        Some(plan)
-    }
-}
-
-/// Runs the ramp on the master in this process.
-pub(super) async fn run(
-    args: &MasterArgs,
-    handle: &MasterHandle,
-    shutdown: &Shutdown,
-) -> anyhow::Result<ExitCode> {
-    let Some(plan) = args.ramp.plan(args.spawn_rate) else {
-        anyhow::bail!("--ramp START:STEP:MAX is missing");
-    };
-    if let Some(dir) = &args.ramp.report_dir {
+/// Makes `--report-dir` before anything runs; `Err` is the exit code 2 of
+/// bad arguments, its message printed.
+pub fn prepare_report_dir(dir: Option<&Path>) -> Result<(), ExitCode> {
+    if let Some(dir) = dir {
         if let Err(err) = std::fs::create_dir_all(dir) {
             eprintln!(
                 "error: --report-dir {}: cannot create it: {err}",
                 dir.display()
             );
-            return Ok(ExitCode::from(2));
+            return Err(ExitCode::from(2));
         }
     }
-    let mut report = RampReport::new(&plan, args.host.clone(), now_epoch());
-    let driver = MasterDriver::new(handle.clone(), args.host.clone());
-    println!("{}", describe(&plan));
+    Ok(())
+}
+
+/// A ramp from start to end through `driver` — shared by `loadtest master
+/// --ramp` (the master in this process) and `spotload ramp` (a master over
+/// HTTP): waits for the workers, runs the steps with the live table, and
+/// ends early on `shutdown` keeping every step measured so far. Returns the
+/// report and whether the ramp was cut short; [`conclude`] then prints the
+/// answer and writes the reports.
+pub async fn drive(
+    driver: &dyn RampDriver,
+    plan: &RampPlan,
+    host: Option<String>,
+    expect: &Expect,
+    shutdown: &Shutdown,
+) -> (RampReport, bool) {
+    let mut report = RampReport::new(plan, host, now_epoch());
+    println!("{}", describe(plan));
     let interrupted = {
-        let work = ramp_with_workers(args, &driver, &plan, &mut report);
+        let work = with_workers(driver, plan, expect, &mut report);
         tokio::select! {
-            _ = work => false,
+            () = work => false,
             () = shutdown.requested() => true,
         }
     };
@@ -116,35 +89,60 @@ pub(super) async fn run(
         ));
         report.conclude();
         report.finished_at = Some(now_epoch());
-        super::master::end_run(handle, shutdown).await;
-    } else if let Err(err) = handle.quit().await {
-        tracing::warn!("could not quit the workers: {err}");
     }
-    conclude(args.ramp.report_dir.as_deref(), &plan, &report)
+    (report, interrupted)
 }
 
 /// Waits for the workers, then ramps; a wait that runs out is the answer.
-async fn ramp_with_workers(
-    args: &MasterArgs,
-    driver: &MasterDriver,
+async fn with_workers(
+    driver: &dyn RampDriver,
     plan: &RampPlan,
+    expect: &Expect,
     report: &mut RampReport,
 ) {
-    let wanted = args.expect_workers.max(1);
-    let limit = match args.expect_workers_max_wait {
-        0 => Duration::from_secs(u64::MAX / 4),
-        secs => Duration::from_secs(secs),
-    };
+    let wanted = expect.workers.max(1);
     tracing::info!("waiting for {wanted} worker(s)");
-    if let Err(seen) = driver.wait_for_workers(wanted, limit).await {
-        report.error = Some(format!(
-            "only {seen} of {wanted} workers connected within {}s: start workers with `loadtest worker --master-host <this host> --master-port {}`, or lower --expect-workers",
-            args.expect_workers_max_wait, args.master_bind_port
-        ));
+    if let Err(seen) = driver.wait_for_workers(wanted, expect.limit).await {
+        report.error = Some(match driver.read().await {
+            Err(err) => format!("cannot read the master's stats: {err}"),
+            Ok(_) => format!(
+                "only {seen} of {wanted} workers joined within {:.0} s: {}",
+                expect.limit.as_secs_f64(),
+                expect.hint
+            ),
+        });
         report.finished_at = Some(now_epoch());
         return;
     }
     run_ramp(driver, plan, report, &mut StepTable::stdout()).await;
+}
+
+/// Runs the ramp on the master in this process.
+pub(super) async fn run(
+    args: &MasterArgs,
+    plan: &RampPlan,
+    handle: &MasterHandle,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ExitCode> {
+    if let Err(code) = prepare_report_dir(args.ramp.report_dir.as_deref()) {
+        return Ok(code);
+    }
+    let driver = MasterDriver::new(handle.clone(), args.host.clone());
+    let expect = Expect {
+        workers: args.expect_workers,
+        limit: args.expect_workers_limit(),
+        hint: format!(
+            "start workers with `loadtest worker --master-host <this host> --master-port {}`, or lower --expect-workers",
+            args.master_bind_port
+        ),
+    };
+    let (report, interrupted) = drive(&driver, plan, args.host.clone(), &expect, shutdown).await;
+    if interrupted {
+        super::master::end_run(handle, shutdown).await;
+    } else if let Err(err) = handle.quit().await {
+        tracing::warn!("could not quit the workers: {err}");
+    }
+    conclude(args.ramp.report_dir.as_deref(), plan, &report)
 }
 
 /// One line saying what the ramp will do.

@@ -90,6 +90,16 @@ pub struct MasterSnapshot {
 }
 
 impl MasterSnapshot {
+    /// Error text → occurrences, summed over request names.
+    pub fn error_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for error in self.stats.errors.values() {
+            let n: &mut u64 = counts.entry(error.error.clone()).or_default();
+            *n = n.saturating_add(error.occurrences);
+        }
+        counts
+    }
+
     pub fn active_workers(&self) -> usize {
         self.workers
             .iter()

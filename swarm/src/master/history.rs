@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::{StatsEntry, CURRENT_WINDOW_SECS};
 
@@ -12,7 +12,7 @@ use crate::stats::{StatsEntry, CURRENT_WINDOW_SECS};
 const MAX_SAMPLES: usize = 4_000;
 
 /// One point of the run's history (the page's and report's charts).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistorySample {
     pub time: f64,
     pub user_count: u64,

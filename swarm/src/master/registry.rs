@@ -11,11 +11,14 @@ pub const HEARTBEAT_LIVENESS: u32 = 3;
 pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// A worker's state as the master shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NodeState {
     Ready,
     Spawning,
     Running,
+    /// Locust also says `stopping` and `cleanup`.
+    #[serde(alias = "stopping", alias = "cleanup")]
     Stopped,
     Missing,
 }

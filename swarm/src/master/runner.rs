@@ -17,11 +17,14 @@ use crate::protocol::{QuitReason, SpawnOrder, ToMaster, ToWorker};
 use crate::stats::{now_epoch, RequestStats};
 
 /// The run as a whole, in Locust's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RunState {
     Ready,
     Spawning,
     Running,
+    /// Locust also says `cleanup` while its users stop.
+    #[serde(alias = "cleanup")]
     Stopping,
     Stopped,
 }

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::master::{
-    MasterError, MasterHandle, MasterSnapshot, RunState, SwarmRequest, WorkerEvent,
-};
+use crate::master::{MasterError, MasterHandle, RunState, SwarmRequest, WorkerEvent};
 use crate::stats::StatsEntry;
 
 /// How often waits poll the master.
@@ -100,15 +98,6 @@ pub trait RampDriver: Send + Sync {
     }
 }
 
-/// Error text → occurrences, summed over request names.
-pub fn error_counts(snapshot: &MasterSnapshot) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for error in snapshot.stats.errors.values() {
-        *counts.entry(error.error.clone()).or_default() += error.occurrences;
-    }
-    counts
-}
-
 /// The master running in this process.
 pub struct MasterDriver {
     master: MasterHandle,
@@ -147,7 +136,7 @@ impl RampDriver for MasterDriver {
     async fn read(&self) -> Result<Reading, DriverError> {
         let snapshot = self.master.snapshot().await?;
         Ok(Reading {
-            errors: error_counts(&snapshot),
+            errors: snapshot.error_counts(),
             workers: snapshot.active_workers(),
             users: snapshot.user_count,
             target_users: snapshot.target_user_count,

@@ -16,8 +16,8 @@
 //! - [`step`]: one measured [`StepResult`].
 //! - [`engine`]: the step loop, [`run_ramp`].
 //! - [`driver`]: the [`RampDriver`] trait and the in-process [`MasterDriver`].
-//! - [`remote`]: [`HttpDriver`] over a master's web API, and the
-//!   `GET /stats/total` body it reads.
+//! - [`remote`]: [`HttpDriver`] over a master's web API (a
+//!   [`crate::client::MasterClient`] reading `GET /stats/total`).
 //! - [`result`]: the [`RampReport`] (`ramp.json`).
 //! - [`report`] and [`html`]: `ramp.json`, `ramp.csv`, `ramp.html`.
 //! - [`table`]: the live step table and the final answer on the terminal.
@@ -48,7 +48,7 @@ pub use driver::{DriverError, MasterDriver, RampDriver, Reading};
 pub use engine::{is_http_error, run_ramp, Progress, Quiet, Unmeasurable};
 pub use judge::{Criterion, Limits, DEFAULT_FAIL_RATIO};
 pub use plan::{window_for, RampPlan, LATE_REPORTS, SETTLE, WORKER_REPORT_INTERVAL};
-pub use remote::{total_json, HttpDriver};
+pub use remote::HttpDriver;
 pub use report::{write_reports, ReportFiles};
 pub use result::RampReport;
 pub use spec::{RampSpec, RampSpecError, RAMP_FORM};

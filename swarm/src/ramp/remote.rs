@@ -1,267 +1,99 @@
 //! Ramps across the network: [`HttpDriver`] drives a master through its
-//! web API (`POST /swarm`, `GET /stop`) and reads `GET /stats/total`, our
-//! extension that carries the `Aggregated` entry with its response-time
-//! buckets, so a remote ramp computes exact windows and percentiles.
-//! [`total_json`] writes that body; [`parse_total`] reads it back.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+//! web API with a [`MasterClient`] (`POST /swarm`, `POST /stop`) and reads
+//! `GET /stats/total`, our extension that carries the `Aggregated` entry
+//! with its response-time buckets, so a remote ramp computes exact windows
+//! and percentiles.
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::driver::{error_counts, DriverError, RampDriver, Reading};
-use crate::master::{MasterSnapshot, RunState, WorkerEvent};
-use crate::stats::StatsEntry;
+use super::driver::{DriverError, RampDriver, Reading};
+use crate::api::{Credentials, SwarmForm, TotalAnswer};
+use crate::client::{ClientError, MasterClient};
 
-/// How long one API call may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The body of `GET /stats/total`: the run's state and the `Aggregated`
-/// entry in full (bucket and per-second maps keyed by their numbers as
-/// strings), plus error counts by text.
-pub fn total_json(snapshot: &MasterSnapshot) -> Value {
-    let e = &snapshot.stats.total;
-    let keyed = |map: &BTreeMap<i64, u64>| -> BTreeMap<String, u64> {
-        map.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-    };
-    let buckets: BTreeMap<String, u64> = e
-        .response_times
-        .iter()
-        .map(|(k, v)| (k.to_string(), *v))
-        .collect();
-    let errors: Vec<Value> = error_counts(snapshot)
-        .into_iter()
-        .map(|(error, occurrences)| json!({"error": error, "occurrences": occurrences}))
-        .collect();
-    json!({
-        "state": snapshot.state.as_str(),
-        "user_count": snapshot.user_count,
-        "target_user_count": snapshot.target_user_count,
-        "worker_count": snapshot.active_workers(),
-        "host": snapshot.host,
-        "total": {
-            "name": e.name,
-            "method": e.method,
-            "num_requests": e.num_requests,
-            "num_none_requests": e.num_none_requests,
-            "num_failures": e.num_failures,
-            "total_response_time": e.total_response_time,
-            "min_response_time": e.min_response_time,
-            "max_response_time": e.max_response_time,
-            "total_content_length": e.total_content_length,
-            "response_times": buckets,
-            "num_reqs_per_sec": keyed(&e.num_reqs_per_sec),
-            "num_fail_per_sec": keyed(&e.num_fail_per_sec),
-            "last_request_timestamp": e.last_request_timestamp,
-            "start_time": e.start_time,
-        },
-        "errors": errors,
-        "worker_events": snapshot.events,
-    })
-}
-
-#[derive(Debug, Deserialize)]
-struct TotalBody {
-    state: String,
-    user_count: u64,
-    target_user_count: u64,
-    worker_count: usize,
-    total: EntryBody,
-    #[serde(default)]
-    errors: Vec<ErrorBody>,
-    #[serde(default)]
-    worker_events: Vec<WorkerEvent>,
-}
-
-#[derive(Debug, Deserialize)]
-struct EntryBody {
-    name: String,
-    method: String,
-    num_requests: u64,
-    #[serde(default)]
-    num_none_requests: u64,
-    num_failures: u64,
-    total_response_time: f64,
-    min_response_time: Option<f64>,
-    max_response_time: f64,
-    #[serde(default)]
-    total_content_length: u64,
-    response_times: BTreeMap<String, u64>,
-    #[serde(default)]
-    num_reqs_per_sec: BTreeMap<String, u64>,
-    #[serde(default)]
-    num_fail_per_sec: BTreeMap<String, u64>,
-    last_request_timestamp: Option<f64>,
-    start_time: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: String,
-    occurrences: u64,
-}
-
-fn run_state(text: &str) -> Result<RunState, String> {
-    [
-        RunState::Ready,
-        RunState::Spawning,
-        RunState::Running,
-        RunState::Stopping,
-        RunState::Stopped,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-    .ok_or_else(|| format!("unknown state {text:?}"))
-}
-
-fn numbered<K: std::str::FromStr + Ord>(
-    map: BTreeMap<String, u64>,
-    what: &str,
-) -> Result<BTreeMap<K, u64>, String> {
-    map.into_iter()
-        .map(|(k, v)| {
-            k.parse::<K>()
-                .map(|k| (k, v))
-                .map_err(|_| format!("{what} key {k:?} is not a number"))
-        })
-        .collect()
-}
-
-/// Reads a `GET /stats/total` body back into a [`Reading`].
-pub fn parse_total(body: &str) -> Result<Reading, String> {
-    let body: TotalBody = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let e = body.total;
-    let mut total = StatsEntry::new(&e.name, &e.method, e.start_time);
-    total.num_requests = e.num_requests;
-    total.num_none_requests = e.num_none_requests;
-    total.num_failures = e.num_failures;
-    total.total_response_time = e.total_response_time;
-    total.min_response_time = e.min_response_time;
-    total.max_response_time = e.max_response_time;
-    total.total_content_length = e.total_content_length;
-    total.response_times = numbered(e.response_times, "response_times")?;
-    total.num_reqs_per_sec = numbered(e.num_reqs_per_sec, "num_reqs_per_sec")?;
-    total.num_fail_per_sec = numbered(e.num_fail_per_sec, "num_fail_per_sec")?;
-    total.last_request_timestamp = e.last_request_timestamp;
-    let mut errors = BTreeMap::new();
-    for error in body.errors {
-        *errors.entry(error.error).or_default() += error.occurrences;
+impl From<TotalAnswer> for Reading {
+    fn from(answer: TotalAnswer) -> Reading {
+        let mut errors = std::collections::BTreeMap::new();
+        for error in answer.errors {
+            let n: &mut u64 = errors.entry(error.error).or_default();
+            *n = n.saturating_add(error.occurrences);
+        }
+        Reading {
+            total: answer.total,
+            errors,
+            workers: answer.worker_count,
+            users: answer.user_count,
+            target_users: answer.target_user_count,
+            state: answer.state,
+            events: answer.worker_events,
+        }
     }
-    Ok(Reading {
-        total,
-        errors,
-        workers: body.worker_count,
-        users: body.user_count,
-        target_users: body.target_user_count,
-        state: run_state(&body.state)?,
-        events: body.worker_events,
-    })
+}
+
+impl From<ClientError> for DriverError {
+    fn from(err: ClientError) -> Self {
+        DriverError::Remote {
+            url: err.url,
+            message: err.message,
+        }
+    }
 }
 
 /// A master reached over HTTP, e.g. `http://10.0.0.7:8089`.
 pub struct HttpDriver {
-    client: reqwest::Client,
-    base: String,
+    client: MasterClient,
     /// Target for swarm requests; `None` keeps the master's.
     host: Option<String>,
-    /// `--web-auth` credentials of the master, USER and PASS.
-    auth: Option<(String, String)>,
 }
 
 impl HttpDriver {
     pub fn new(
         base_url: &str,
         host: Option<String>,
-        auth: Option<(String, String)>,
+        credentials: Option<Credentials>,
     ) -> Result<Self, DriverError> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| DriverError::Remote {
-                url: base_url.to_string(),
-                message: format!("cannot build an HTTP client: {e}"),
-            })?;
         Ok(HttpDriver {
-            client,
-            base: base_url.trim_end_matches('/').to_string(),
+            client: MasterClient::new(base_url, credentials)?,
             host,
-            auth,
         })
-    }
-
-    fn remote(&self, path: &str, message: impl std::fmt::Display) -> DriverError {
-        DriverError::Remote {
-            url: format!("{}{path}", self.base),
-            message: message.to_string(),
-        }
-    }
-
-    /// Sends a request and returns the body of a 2xx answer.
-    async fn call(
-        &self,
-        request: reqwest::RequestBuilder,
-        path: &str,
-    ) -> Result<String, DriverError> {
-        let request = match &self.auth {
-            Some((user, pass)) => request.basic_auth(user, Some(pass)),
-            None => request,
-        };
-        let response = request.send().await.map_err(|e| self.remote(path, e))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| self.remote(path, e))?;
-        if !status.is_success() {
-            let excerpt: String = body.chars().take(200).collect();
-            return Err(self.remote(path, format!("HTTP {status}: {excerpt}")));
-        }
-        Ok(body)
     }
 }
 
 #[async_trait]
 impl RampDriver for HttpDriver {
     async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError> {
-        let mut form = vec![
-            ("user_count", users.to_string()),
-            ("spawn_rate", spawn_rate.to_string()),
-        ];
-        if let Some(host) = &self.host {
-            form.push(("host", host.clone()));
-        }
-        let url = format!("{}/swarm", self.base);
-        let body = self
-            .call(self.client.post(url).form(&form), "/swarm")
-            .await?;
-        let answer: Value = serde_json::from_str(&body).map_err(|e| self.remote("/swarm", e))?;
-        if answer["success"].as_bool() == Some(true) {
+        let form = SwarmForm {
+            user_count: users,
+            spawn_rate,
+            host: self.host.clone(),
+            run_time: None,
+        };
+        let answer = self.client.swarm(&form).await?;
+        if answer.success {
             return Ok(());
         }
         Err(DriverError::Refused {
             users,
-            message: answer["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-                .to_string(),
+            message: answer.message,
         })
     }
 
     async fn read(&self) -> Result<Reading, DriverError> {
-        let url = format!("{}/stats/total", self.base);
-        let body = self.call(self.client.get(url), "/stats/total").await?;
-        parse_total(&body).map_err(|e| self.remote("/stats/total", e))
+        Ok(self.client.total().await?.into())
     }
 
     async fn stop(&self) -> Result<(), DriverError> {
-        let url = format!("{}/stop", self.base);
-        self.call(self.client.get(url), "/stop").await.map(|_| ())
+        self.client.stop().await.map(|_| ()).map_err(Into::into)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::{Master, MasterConfig, UserClass};
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::master::{Master, MasterConfig, MasterSnapshot, RunState, UserClass};
     use crate::stats::{RequestStats, StatsError};
 
     fn snapshot() -> MasterSnapshot {
@@ -291,6 +123,16 @@ mod tests {
         }
     }
 
+    fn parse_total(body: &str) -> Result<Reading, String> {
+        serde_json::from_str::<TotalAnswer>(body)
+            .map(Reading::from)
+            .map_err(|e| e.to_string())
+    }
+
+    fn total_json(snapshot: &MasterSnapshot) -> serde_json::Value {
+        serde_json::to_value(crate::web::total_answer(snapshot)).expect("serializes")
+    }
+
     #[test]
     fn the_total_survives_the_trip() {
         let snapshot = snapshot();
@@ -310,7 +152,7 @@ mod tests {
         let mut body = total_json(&snapshot());
         body["total"]["response_times"] = json!({"twelve": 1});
         let err = parse_total(&body.to_string()).expect_err("bad key");
-        assert!(err.contains("twelve"), "{err}");
+        assert!(err.contains("key to be a number"), "{err}");
         body = total_json(&snapshot());
         body["state"] = json!("dancing");
         assert!(parse_total(&body.to_string()).is_err());

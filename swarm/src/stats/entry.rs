@@ -36,7 +36,7 @@ pub fn bucket_ms(ms: f64) -> u64 {
 /// Statistics for one request name, or the total. Field names and meaning
 /// follow Locust's `StatsEntry`, so a worker's delta is one of these and the
 /// master's total is the sum of all of them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatsEntry {
     pub name: String,
     pub method: String,

@@ -4,10 +4,14 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::form::parse_swarm_form;
 use super::WebState;
+use crate::api::{
+    CurrentPercentiles, ErrorRow, ExceptionJson, ExceptionsAnswer, StatsRequests, StatsRow,
+    StopAnswer, SwarmAnswer, TotalAnswer, WorkerRow,
+};
 use crate::master::{MasterError, MasterSnapshot};
 use crate::stats::{now_epoch, ExceptionRow, StatsEntry};
 
@@ -50,43 +54,43 @@ pub(super) async fn common_js() -> impl IntoResponse {
 pub(super) async fn swarm(
     State(state): State<WebState>,
     Form(fields): Form<Vec<(String, String)>>,
-) -> ApiResult<Json<Value>> {
-    let host = || async {
-        state
-            .master
-            .snapshot()
-            .await
-            .map(|s| s.host)
-            .unwrap_or_default()
-    };
+) -> ApiResult<Json<SwarmAnswer>> {
+    let host = || async { state.master.snapshot().await.ok().map(|s| s.host) };
     let request = match parse_swarm_form(&fields) {
         Ok(request) => request,
         Err(err) => {
-            return Ok(Json(
-                json!({"success": false, "message": err.0, "host": host().await}),
-            ))
+            return Ok(Json(SwarmAnswer {
+                success: false,
+                message: err.0,
+                host: host().await,
+                run_time: None,
+            }))
         }
     };
     let run_time = request.run_time;
     match state.master.swarm(request).await {
-        Ok(message) => {
-            let mut answer = json!({"success": true, "message": message, "host": host().await});
-            // Locust adds the run time, in whole seconds, when one was given.
-            if let Some(run_time) = run_time {
-                answer["run_time"] = json!(run_time.as_secs());
-            }
-            Ok(Json(answer))
-        }
+        Ok(message) => Ok(Json(SwarmAnswer {
+            success: true,
+            message,
+            host: host().await,
+            run_time: run_time.map(|t| t.as_secs()),
+        })),
         Err(MasterError::Gone) => Err(ApiError(MasterError::Gone)),
-        Err(err) => Ok(Json(
-            json!({"success": false, "message": err.to_string(), "host": host().await}),
-        )),
+        Err(err) => Ok(Json(SwarmAnswer {
+            success: false,
+            message: err.to_string(),
+            host: host().await,
+            run_time: None,
+        })),
     }
 }
 
-pub(super) async fn stop(State(state): State<WebState>) -> ApiResult<Json<Value>> {
+pub(super) async fn stop(State(state): State<WebState>) -> ApiResult<Json<StopAnswer>> {
     state.master.stop().await?;
-    Ok(Json(json!({"success": true, "message": "Test stopped"})))
+    Ok(Json(StopAnswer {
+        success: true,
+        message: "Test stopped".into(),
+    }))
 }
 
 pub(super) async fn reset(State(state): State<WebState>) -> ApiResult<&'static str> {
@@ -96,76 +100,105 @@ pub(super) async fn reset(State(state): State<WebState>) -> ApiResult<&'static s
 
 /// `GET /stats/total` (our extension): the `Aggregated` entry with its
 /// response-time buckets, so a remote ramp measures exact windows.
-pub(super) async fn total(State(state): State<WebState>) -> ApiResult<Json<Value>> {
-    Ok(Json(crate::ramp::total_json(
-        &state.master.snapshot().await?,
-    )))
+pub(super) async fn total(State(state): State<WebState>) -> ApiResult<Json<TotalAnswer>> {
+    Ok(Json(total_answer(&state.master.snapshot().await?)))
 }
 
-pub(super) async fn requests(State(state): State<WebState>) -> ApiResult<Json<Value>> {
-    Ok(Json(requests_json(
+/// The body of `GET /stats/total`.
+pub fn total_answer(snapshot: &MasterSnapshot) -> TotalAnswer {
+    TotalAnswer {
+        state: snapshot.state,
+        user_count: snapshot.user_count,
+        target_user_count: snapshot.target_user_count,
+        worker_count: snapshot.active_workers(),
+        host: snapshot.host.clone(),
+        total: snapshot.stats.total.clone(),
+        errors: crate::api::error_counts(&snapshot.error_counts()),
+        worker_events: snapshot.events.clone(),
+    }
+}
+
+pub(super) async fn requests(State(state): State<WebState>) -> ApiResult<Json<StatsRequests>> {
+    Ok(Json(stats_requests(
         &state.master.snapshot().await?,
         now_epoch(),
     )))
 }
 
 /// `GET /stats/requests`, as Locust's master answers it.
-pub fn requests_json(snapshot: &MasterSnapshot, now: f64) -> Value {
+pub fn stats_requests(snapshot: &MasterSnapshot, now: f64) -> StatsRequests {
     let stats = &snapshot.stats;
-    let mut rows: Vec<Value> = stats
+    let mut rows: Vec<StatsRow> = stats
         .sorted_entries()
         .into_iter()
         .take(500)
-        .map(|e| entry_json(e, now))
+        .map(|e| stats_row(e, now))
         .collect();
-    rows.push(entry_json(&stats.total, now));
-    let errors: Vec<Value> = stats.errors.values().take(500).map(|e| {
-        json!({"method": e.method, "name": e.name, "error": e.error, "occurrences": e.occurrences, "first_seen": e.first_seen, "last_seen": e.last_seen})
-    }).collect();
-    let workers: Vec<Value> = snapshot.workers.iter().map(|w| {
-        json!({"id": w.id, "state": w.state.as_str(), "user_count": w.user_count, "cpu_usage": w.cpu_usage, "memory_usage": w.memory_usage})
-    }).collect();
+    rows.push(stats_row(&stats.total, now));
+    let errors = stats
+        .errors
+        .values()
+        .take(500)
+        .map(|e| ErrorRow {
+            method: e.method.clone(),
+            name: e.name.clone(),
+            error: e.error.clone(),
+            occurrences: e.occurrences,
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+        })
+        .collect();
+    let workers = snapshot
+        .workers
+        .iter()
+        .map(|w| WorkerRow {
+            id: w.id.clone(),
+            state: w.state,
+            user_count: w.user_count,
+            cpu_usage: w.cpu_usage,
+            memory_usage: w.memory_usage,
+        })
+        .collect();
     let total = &stats.total;
-    json!({
-        "stats": rows,
-        "errors": errors,
-        "current_rps": total.current_rps(now),
-        "current_fail_per_sec": total.current_fail_per_sec(now),
-        "total_rps": total.total_rps(),
-        "total_fail_per_sec": total.total_fail_per_sec(),
-        "fail_ratio": total.fail_ratio(),
-        "current_response_time_percentiles": {
-            "response_time_percentile_0.5": snapshot.current_percentiles.0,
-            "response_time_percentile_0.95": snapshot.current_percentiles.1,
+    StatsRequests {
+        stats: rows,
+        errors,
+        current_rps: total.current_rps(now),
+        current_fail_per_sec: total.current_fail_per_sec(now),
+        total_rps: total.total_rps(),
+        total_fail_per_sec: total.total_fail_per_sec(),
+        fail_ratio: total.fail_ratio(),
+        current_response_time_percentiles: CurrentPercentiles {
+            p50: snapshot.current_percentiles.0,
+            p95: snapshot.current_percentiles.1,
         },
-        "workers": workers,
-        "worker_count": snapshot.active_workers(),
-        "state": snapshot.state.as_str(),
-        "user_count": snapshot.user_count,
-        "host": snapshot.host,
-        // Our extension: joins, missing, back, quits, spot reclaims.
-        "worker_events": snapshot.events,
-    })
+        workers,
+        worker_count: snapshot.active_workers(),
+        state: snapshot.state,
+        user_count: snapshot.user_count,
+        host: Some(snapshot.host.clone()),
+        worker_events: snapshot.events.clone(),
+    }
 }
 
-fn entry_json(e: &StatsEntry, now: f64) -> Value {
-    json!({
-        "method": e.method,
-        "name": e.name,
-        "num_requests": e.num_requests,
-        "num_failures": e.num_failures,
-        "min_response_time": e.min_response_time.map_or(0, |m| m.round() as u64),
-        "max_response_time": e.max_response_time.round() as u64,
-        "current_rps": e.current_rps(now),
-        "current_fail_per_sec": e.current_fail_per_sec(now),
-        "avg_response_time": e.avg_response_time(),
-        "median_response_time": e.median_response_time(),
-        "total_rps": e.total_rps(),
-        "total_fail_per_sec": e.total_fail_per_sec(),
-        "response_time_percentile_0.95": e.percentile(0.95),
-        "response_time_percentile_0.99": e.percentile(0.99),
-        "avg_content_length": e.avg_content_length(),
-    })
+fn stats_row(e: &StatsEntry, now: f64) -> StatsRow {
+    StatsRow {
+        method: e.method.clone(),
+        name: e.name.clone(),
+        num_requests: e.num_requests,
+        num_failures: e.num_failures,
+        min_response_time: e.min_response_time.map_or(0, |m| m.round() as u64),
+        max_response_time: e.max_response_time.round() as u64,
+        current_rps: e.current_rps(now),
+        current_fail_per_sec: e.current_fail_per_sec(now),
+        avg_response_time: e.avg_response_time(),
+        median_response_time: e.median_response_time(),
+        total_rps: e.total_rps(),
+        total_fail_per_sec: e.total_fail_per_sec(),
+        p95: e.percentile(0.95),
+        p99: e.percentile(0.99),
+        avg_content_length: e.avg_content_length(),
+    }
 }
 
 fn csv_download(body: String, what: &str) -> Response {
@@ -197,31 +230,36 @@ pub(super) async fn failures_csv(State(state): State<WebState>) -> ApiResult<Res
     ))
 }
 
-pub(super) async fn history(State(state): State<WebState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.master.history().await?)))
+pub(super) async fn history(
+    State(state): State<WebState>,
+) -> ApiResult<Json<Vec<crate::api::HistorySample>>> {
+    Ok(Json(state.master.history().await?))
 }
 
-pub(super) async fn exceptions(State(state): State<WebState>) -> ApiResult<Json<Value>> {
+pub(super) async fn exceptions(State(state): State<WebState>) -> ApiResult<Json<ExceptionsAnswer>> {
     let snapshot = state.master.snapshot().await?;
-    Ok(Json(exceptions_json(&snapshot.exceptions)))
+    Ok(Json(exceptions_answer(&snapshot.exceptions)))
 }
 
 /// `GET /exceptions`, as Locust answers it: `nodes` is one comma-separated
 /// string, not a list.
-pub fn exceptions_json(rows: &[ExceptionRow]) -> Value {
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            let nodes: Vec<&str> = row.nodes.iter().map(String::as_str).collect();
-            json!({
-                "count": row.count,
-                "msg": row.msg,
-                "traceback": row.traceback,
-                "nodes": nodes.join(", "),
+pub fn exceptions_answer(rows: &[ExceptionRow]) -> ExceptionsAnswer {
+    ExceptionsAnswer {
+        exceptions: rows
+            .iter()
+            .map(|row| ExceptionJson {
+                count: row.count,
+                msg: row.msg.clone(),
+                traceback: row.traceback.clone(),
+                nodes: row
+                    .nodes
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
-        })
-        .collect();
-    json!({ "exceptions": rows })
+            .collect(),
+    }
 }
 
 pub(super) async fn exceptions_csv(State(state): State<WebState>) -> ApiResult<Response> {

@@ -7,6 +7,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
+use crate::api::Credentials;
+
 /// The one user allowed in.
 #[derive(Clone, Debug)]
 pub struct WebAuth {
@@ -14,18 +16,19 @@ pub struct WebAuth {
 }
 
 impl WebAuth {
-    /// Parses `USER:PASS`.
+    /// Parses `USER:PASS` (see [`Credentials`]).
     pub fn parse(spec: &str) -> Result<Self, String> {
-        match spec.split_once(':') {
-            Some((user, pass)) if !user.is_empty() && !pass.is_empty() => Ok(WebAuth {
-                expected: format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(spec)
-                ),
-            }),
-            _ => Err(format!(
-                "--web-auth {spec:?}: expected USER:PASS with both parts non-empty"
-            )),
+        spec.parse::<Credentials>()
+            .map(|c| WebAuth::new(&c))
+            .map_err(|e| format!("--web-auth: {e}"))
+    }
+
+    pub fn new(credentials: &Credentials) -> Self {
+        WebAuth {
+            expected: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials.to_string())
+            ),
         }
     }
 }

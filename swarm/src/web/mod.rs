@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use api::{exceptions_answer, stats_requests, total_answer};
 pub use auth::WebAuth;
 pub use form::{check_host, parse_swarm_form, FormError};
 pub use report::render_report;

@@ -22,14 +22,14 @@ pub fn iso8601(ts: f64) -> String {
 
 /// Fills the template with the snapshot's numbers.
 pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample], now: f64) -> String {
-    let api = super::api::requests_json(snapshot, now);
+    let api = super::api::stats_requests(snapshot, now);
     let data = json!({
         "title": "spotload test report",
         "host": snapshot.host,
         "started": snapshot.started_at.map(iso8601),
         "ended": snapshot.ended_at.map(iso8601),
-        "stats": api["stats"],
-        "errors": api["errors"],
+        "stats": api.stats,
+        "errors": api.errors,
         "exceptions": snapshot.exceptions,
         "history": history,
     });

@@ -1,0 +1,305 @@
+//! The master's HTTP API as types: the bodies of Locust's web API (same
+//! paths, keys and meanings, so Locust's scripts and tools work) and of our
+//! extensions. The axum handlers build them, [`crate::client::MasterClient`]
+//! reads them — from our master or from a stock Locust master — and the
+//! tests use both; no JSON shape is written by hand anywhere else.
+//!
+//! Reading is lenient where Locust's master is: a number may come as an
+//! integer, a float or `null`, and our extension keys may be missing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use crate::master::{HistorySample, NodeState, RunState, WorkerEvent, WorkerEventKind};
+use crate::stats::StatsEntry;
+
+/// `USER:PASS`, the credentials of the web UI (`--web-auth`), parsed once
+/// for the server, the client and `spotload deploy`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub pass: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}:…)", self.user)
+    }
+}
+
+impl std::str::FromStr for Credentials {
+    type Err = String;
+
+    /// `USER:PASS`, both non-empty (the password may contain `:`).
+    fn from_str(spec: &str) -> Result<Self, String> {
+        match spec.split_once(':') {
+            Some((user, pass)) if !user.is_empty() && !pass.is_empty() => Ok(Credentials {
+                user: user.to_string(),
+                pass: pass.to_string(),
+            }),
+            _ => Err(format!(
+                "{spec:?} is not USER:PASS: expected both parts, non-empty, e.g. ops:s3cret"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.user, self.pass)
+    }
+}
+
+/// `POST /swarm`'s form, as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwarmForm {
+    pub user_count: u64,
+    pub spawn_rate: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `30s`, `5m`, `1h30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_time: Option<String>,
+}
+
+/// `POST /swarm`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwarmAnswer {
+    pub success: bool,
+    pub message: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Locust adds the run time, in whole seconds, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_time: Option<u64>,
+}
+
+/// `POST /stop`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopAnswer {
+    pub success: bool,
+    pub message: String,
+}
+
+/// One row of `GET /stats/requests` (`Aggregated` last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsRow {
+    pub method: String,
+    pub name: String,
+    pub num_requests: u64,
+    pub num_failures: u64,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub min_response_time: u64,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub max_response_time: u64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub current_rps: f64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub current_fail_per_sec: f64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub avg_response_time: f64,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub median_response_time: u64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub total_rps: f64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub total_fail_per_sec: f64,
+    #[serde(
+        rename = "response_time_percentile_0.95",
+        deserialize_with = "lenient_u64"
+    )]
+    pub p95: u64,
+    #[serde(
+        rename = "response_time_percentile_0.99",
+        deserialize_with = "lenient_u64"
+    )]
+    pub p99: u64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub avg_content_length: f64,
+}
+
+/// One row of the errors table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRow {
+    pub method: String,
+    pub name: String,
+    pub error: String,
+    pub occurrences: u64,
+    #[serde(default)]
+    pub first_seen: Option<f64>,
+    #[serde(default)]
+    pub last_seen: Option<f64>,
+}
+
+/// One worker as the master lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub id: String,
+    pub state: NodeState,
+    pub user_count: u64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub cpu_usage: f64,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub memory_usage: u64,
+}
+
+/// p50 and p95 of the last few seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurrentPercentiles {
+    #[serde(
+        rename = "response_time_percentile_0.5",
+        deserialize_with = "lenient_u64"
+    )]
+    pub p50: u64,
+    #[serde(
+        rename = "response_time_percentile_0.95",
+        deserialize_with = "lenient_u64"
+    )]
+    pub p95: u64,
+}
+
+/// `GET /stats/requests`: the live view of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsRequests {
+    pub stats: Vec<StatsRow>,
+    pub errors: Vec<ErrorRow>,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub current_rps: f64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub current_fail_per_sec: f64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub total_rps: f64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub total_fail_per_sec: f64,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub fail_ratio: f64,
+    pub current_response_time_percentiles: CurrentPercentiles,
+    #[serde(default)]
+    pub workers: Vec<WorkerRow>,
+    #[serde(default)]
+    pub worker_count: usize,
+    pub state: RunState,
+    pub user_count: u64,
+    /// Our extension (Locust names it elsewhere): the current target.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Our extension: the fleet's events, oldest first.
+    #[serde(default)]
+    pub worker_events: Vec<WorkerEvent>,
+}
+
+impl StatsRequests {
+    /// The `Aggregated` row (the last one).
+    pub fn aggregated(&self) -> Option<&StatsRow> {
+        self.stats
+            .iter()
+            .rev()
+            .find(|r| r.name == crate::stats::AGGREGATED)
+    }
+}
+
+/// Occurrences of one error text, all request names together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub error: String,
+    pub occurrences: u64,
+}
+
+/// `GET /stats/total` (our extension): the `Aggregated` entry in full,
+/// with its bucket maps, so a remote ramp measures exact windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotalAnswer {
+    pub state: RunState,
+    pub user_count: u64,
+    pub target_user_count: u64,
+    pub worker_count: usize,
+    pub host: String,
+    pub total: StatsEntry,
+    #[serde(default)]
+    pub errors: Vec<ErrorCount>,
+    #[serde(default)]
+    pub worker_events: Vec<WorkerEvent>,
+}
+
+/// One row of `GET /exceptions`; `nodes` is one comma-separated string, as
+/// in Locust.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionJson {
+    pub count: u64,
+    pub msg: String,
+    pub traceback: String,
+    pub nodes: String,
+}
+
+/// `GET /exceptions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionsAnswer {
+    pub exceptions: Vec<ExceptionJson>,
+}
+
+/// A JSON number, or `null` (as 0): Locust sends floats and nulls where we
+/// send integers.
+fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(0.0))
+}
+
+/// As [`lenient_f64`], rounded to a whole number.
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = lenient_f64(d)?;
+    Ok(if value.is_finite() && value > 0.0 {
+        value.round() as u64
+    } else {
+        0
+    })
+}
+
+/// Error text → occurrences, for [`TotalAnswer::errors`].
+pub fn error_counts(errors: &BTreeMap<String, u64>) -> Vec<ErrorCount> {
+    errors
+        .iter()
+        .map(|(error, occurrences)| ErrorCount {
+            error: error.clone(),
+            occurrences: *occurrences,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_parse_once_and_say_what_is_wrong() {
+        let c: Credentials = "ops:pa:ss".parse().expect("valid");
+        assert_eq!((c.user.as_str(), c.pass.as_str()), ("ops", "pa:ss"));
+        assert_eq!(c.to_string(), "ops:pa:ss");
+        assert!(
+            !format!("{c:?}").contains("pa:ss"),
+            "Debug hides the password"
+        );
+        for bad in ["", "ops", ":x", "ops:"] {
+            let err = bad.parse::<Credentials>().unwrap_err();
+            assert!(err.contains("USER:PASS"), "{err}");
+        }
+    }
+
+    #[test]
+    fn locust_numbers_and_nulls_are_read() {
+        let row: StatsRow = serde_json::from_value(serde_json::json!({
+            "method": "GET", "name": "/", "num_requests": 3, "num_failures": 0,
+            "min_response_time": 1.4, "max_response_time": null,
+            "current_rps": 2, "current_fail_per_sec": 0, "avg_response_time": 1.5,
+            "median_response_time": 1, "total_rps": 1.5, "total_fail_per_sec": 0.0,
+            "response_time_percentile_0.95": 2.0, "response_time_percentile_0.99": 2,
+            "avg_content_length": 612
+        }))
+        .expect("reads Locust's row");
+        assert_eq!(
+            (row.min_response_time, row.max_response_time, row.p95),
+            (1, 0, 2)
+        );
+        let state: RunState = serde_json::from_value(serde_json::json!("cleanup")).expect("alias");
+        assert_eq!(state, RunState::Stopping);
+    }
+}

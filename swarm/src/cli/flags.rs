@@ -1,0 +1,271 @@
+//! The flag groups that `loadtest master`, `spotload local` and
+//! `spotload ramp` share, declared once here and flattened where needed:
+//! [`RunFlags`] (headless, users, run time), [`SpawnFlags`] (the spawn
+//! rate) and [`RampFlags`] (a headless ramp). Each is parsed once into a
+//! plan ([`RunPlan`], [`RampPlan`]) before anything runs; `spotload local`,
+//! which starts `loadtest master` as a child process, forwards them with
+//! [`RunFlags::to_args`] and [`RampFlags::to_args`], the one place that
+//! writes their names back (a round-trip test keeps the two in step).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse::{parse_rate, parse_ratio, parse_run_time, parse_step_time};
+use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
+use crate::timespan::format_timespan;
+
+/// How the master runs: with the web UI, or headless.
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct RunFlags {
+    /// Run without the web UI, straight away: a fixed load (-u, -t) or a
+    /// ramp (--ramp).
+    #[arg(long, help_heading = "Headless")]
+    pub headless: bool,
+    /// Peak number of users of a fixed headless run.
+    #[arg(short = 'u', long, help_heading = "Headless")]
+    pub users: Option<u64>,
+    /// Stop after this long, e.g. 30s, 5m, 1h30m; with the web UI, the
+    /// runs started there.
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_run_time, help_heading = "Headless")]
+    pub run_time: Option<Duration>,
+}
+
+/// How fast users start or stop.
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct SpawnFlags {
+    /// Users started (or stopped) per second [default: 1; spotload ramp: 10].
+    #[arg(short = 'r', long, value_name = "RATE", value_parser = parse_rate)]
+    pub spawn_rate: Option<f64>,
+}
+
+impl SpawnFlags {
+    /// The rate given, or the command's default.
+    pub fn or(&self, default: f64) -> f64 {
+        self.spawn_rate.unwrap_or(default)
+    }
+}
+
+/// A headless ramp that finds the failure threshold.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct RampFlags {
+    /// Ramp the users START:STEP:MAX (e.g. 10:10:100) and report the failure threshold.
+    #[arg(long, value_name = "START:STEP:MAX", help_heading = "Ramp")]
+    pub ramp: Option<RampSpec>,
+    /// How long each step measures, e.g. 30s, 2m (rounded up to whole 3 s intervals).
+    #[arg(long, value_name = "DURATION", value_parser = parse_step_time, requires = "ramp", help_heading = "Ramp")]
+    pub step_time: Option<Duration>,
+    /// A step fails when more than this fraction of its requests fail (0 to 1).
+    #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_FAIL_RATIO, value_parser = parse_ratio, requires = "ramp", help_heading = "Ramp")]
+    pub fail_ratio: f64,
+    /// A step also fails when its p95 response time exceeds MS milliseconds.
+    #[arg(long, value_name = "MS", requires = "ramp", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Ramp")]
+    pub max_p95: Option<u64>,
+    /// After the first failing step, bisect between it and the last healthy one.
+    #[arg(long, requires = "ramp", help_heading = "Ramp")]
+    pub refine: bool,
+    /// Write ramp.json, ramp.csv and ramp.html into DIR (created if missing).
+    #[arg(long, value_name = "DIR", requires = "ramp", help_heading = "Ramp")]
+    pub report_dir: Option<PathBuf>,
+}
+
+impl Default for RampFlags {
+    fn default() -> Self {
+        RampFlags {
+            ramp: None,
+            step_time: None,
+            fail_ratio: DEFAULT_FAIL_RATIO,
+            max_p95: None,
+            refine: false,
+            report_dir: None,
+        }
+    }
+}
+
+/// What a `loadtest master` will do, checked before it binds a port.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunPlan {
+    /// Serve the web UI; runs started there stop after `run_time`, if set.
+    Ui { run_time: Option<Duration> },
+    /// A fixed headless run.
+    Fixed {
+        users: u64,
+        spawn_rate: f64,
+        run_time: Option<Duration>,
+    },
+    /// A headless ramp.
+    Ramp(RampPlan),
+}
+
+impl RampFlags {
+    /// The validated ramp; `None` without `--ramp`.
+    pub fn plan(&self, spawn_rate: f64) -> Result<Option<RampPlan>, String> {
+        let Some(spec) = self.ramp else {
+            return Ok(None);
+        };
+        let step_time = self
+            .step_time
+            .ok_or("--ramp needs --step-time DURATION (how long each step measures, e.g. 30s)")?;
+        let limits = Limits {
+            fail_ratio: self.fail_ratio,
+            max_p95_ms: self.max_p95,
+        };
+        let mut plan = RampPlan::new(spec, step_time, limits, spawn_rate);
+        plan.refine = self.refine;
+        Ok(Some(plan))
+    }
+
+    /// The flags as `loadtest master` takes them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = ArgList::default();
+        args.pair("--ramp", self.ramp.map(|r| r.to_string()));
+        args.pair("--step-time", self.step_time.map(format_timespan));
+        if self.ramp.is_some() && self.fail_ratio != DEFAULT_FAIL_RATIO {
+            args.pair("--fail-ratio", Some(self.fail_ratio.to_string()));
+        }
+        args.pair("--max-p95", self.max_p95.map(|m| m.to_string()));
+        args.pair(
+            "--report-dir",
+            self.report_dir.as_ref().map(|d| d.display().to_string()),
+        );
+        args.flag("--refine", self.refine);
+        args.0
+    }
+}
+
+impl RunFlags {
+    /// What the master will do, from these flags and the ramp's; the error
+    /// says which flags do not go together.
+    pub fn plan(&self, spawn: &SpawnFlags, ramp: &RampFlags) -> Result<RunPlan, String> {
+        let rate = spawn.or(1.0);
+        if let Some(ramp_plan) = ramp.plan(rate)? {
+            if !self.headless {
+                return Err("--ramp runs headless: add --headless".into());
+            }
+            if self.users.is_some() || self.run_time.is_some() {
+                return Err(
+                    "--ramp sets the users and the time itself: drop -u/--users and -t/--run-time"
+                        .into(),
+                );
+            }
+            return Ok(RunPlan::Ramp(ramp_plan));
+        }
+        if !self.headless {
+            if self.users.is_some() {
+                return Err("-u/--users is for a headless run: add --headless, or start the users from the web UI".into());
+            }
+            return Ok(RunPlan::Ui {
+                run_time: self.run_time,
+            });
+        }
+        match self.users {
+            Some(users) => Ok(RunPlan::Fixed {
+                users,
+                spawn_rate: rate,
+                run_time: self.run_time,
+            }),
+            None => Err("--headless needs -u/--users N (the number of users to run) or --ramp START:STEP:MAX".into()),
+        }
+    }
+
+    /// The flags as `loadtest master` takes them (with the spawn rate).
+    pub fn to_args(&self, spawn: &SpawnFlags) -> Vec<String> {
+        let mut args = ArgList::default();
+        args.flag("--headless", self.headless);
+        args.pair("--users", self.users.map(|u| u.to_string()));
+        args.pair("--spawn-rate", spawn.spawn_rate.map(|r| r.to_string()));
+        args.pair("--run-time", self.run_time.map(format_timespan));
+        args.0
+    }
+}
+
+/// Arguments being written back.
+#[derive(Default)]
+struct ArgList(Vec<String>);
+
+impl ArgList {
+    fn pair(&mut self, name: &str, value: Option<String>) {
+        if let Some(value) = value {
+            self.0.push(name.to_string());
+            self.0.push(value);
+        }
+    }
+
+    fn flag(&mut self, name: &str, on: bool) {
+        if on {
+            self.0.push(name.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunFlags,
+        #[command(flatten)]
+        spawn: SpawnFlags,
+        #[command(flatten)]
+        ramp: RampFlags,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn forwarded_flags_parse_back_to_the_same_values() {
+        for line in [
+            "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 300 --report-dir out --fail-ratio 0.05",
+            "--headless -u 50 -r 10 -t 1m30s",
+            "-t 20s",
+            "",
+        ] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let first = parse(&args).expect(line);
+            let mut forwarded = first.run.to_args(&first.spawn);
+            forwarded.extend(first.ramp.to_args());
+            let again: Vec<&str> = forwarded.iter().map(String::as_str).collect();
+            let second = parse(&again).expect("forwarded flags parse");
+            assert_eq!(second.run, first.run, "{line} -> {forwarded:?}");
+            assert_eq!(second.spawn, first.spawn, "{line} -> {forwarded:?}");
+            assert_eq!(second.ramp, first.ramp, "{line} -> {forwarded:?}");
+        }
+    }
+
+    #[test]
+    fn plans_say_which_flags_do_not_go_together() {
+        let plan = |line: &str| {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let cli = parse(&args).expect(line);
+            cli.run.plan(&cli.spawn, &cli.ramp)
+        };
+        assert!(matches!(plan(""), Ok(RunPlan::Ui { run_time: None })));
+        assert!(matches!(
+            plan("--headless -u 3 -r 2"),
+            Ok(RunPlan::Fixed { users: 3, .. })
+        ));
+        assert!(matches!(
+            plan("--headless --ramp 1:1:3 --step-time 3s"),
+            Ok(RunPlan::Ramp(_))
+        ));
+        assert!(plan("--headless").unwrap_err().contains("-u/--users"));
+        assert!(plan("--ramp 1:1:3 --step-time 3s")
+            .unwrap_err()
+            .contains("--headless"));
+        assert!(plan("--headless --ramp 1:1:3")
+            .unwrap_err()
+            .contains("--step-time"));
+        assert!(plan("--headless --ramp 1:1:3 --step-time 3s -u 4")
+            .unwrap_err()
+            .contains("-u/--users"));
+        assert!(plan("-u 4").unwrap_err().contains("--headless"));
+        let bad = parse(&["--ramp", "10:0:5"]).unwrap_err();
+        assert_eq!(bad.exit_code(), 2);
+    }
+}
