@@ -5,6 +5,7 @@
 //! - [`local`]: the whole fleet as processes on this machine (`spotload local`).
 //! - [`cloud`]: EC2 spot fleets: plan, launch, wait, describe, destroy.
 //! - [`remote`]: hosts over SSH and the deploy recipes per role.
+//! - [`role`]: the fleet's roles, shared by `cloud` and `remote`.
 //!
 //! The load engine itself lives in the `swarm` crate, which has no cloud or
 //! SSH dependencies; the `loadtest` binary is built from it.
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod cloud;
 pub mod local;
 pub mod remote;
+pub mod role;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`
 /// (the same set-up as `loadtest`).

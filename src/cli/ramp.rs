@@ -17,8 +17,8 @@ use swarm::ramp::{HttpDriver, RampDriver};
 
 use super::aws::{runtime, AwsArgs};
 use super::deploy::ConnectVia;
-use crate::cloud::Role;
 use crate::remote::{inventory, recipe::WEB_PORT};
+use crate::role::Role;
 
 /// Exit codes, shown at the end of `spotload ramp --help`.
 const AFTER_HELP: &str = "\

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::plan::PlanError;
+use crate::role::Role;
 
 /// Tag that marks every resource spotload creates with the fleet's name.
 pub const TAG_FLEET: &str = "spotload:fleet";
@@ -62,41 +63,6 @@ impl TryFrom<String> for FleetName {
 impl From<FleetName> for String {
     fn from(name: FleetName) -> String {
         name.0
-    }
-}
-
-/// What an instance does in the load test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Nginx, the system under test.
-    Webserver,
-    /// The swarm master with the web UI on :8089.
-    Master,
-    /// Load generators that join the master on :5557.
-    Worker,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Webserver, Role::Master, Role::Worker];
-
-    /// The `spotload:role` tag value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Webserver => "webserver",
-            Role::Master => "master",
-            Role::Worker => "worker",
-        }
-    }
-
-    pub fn from_tag(value: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|role| role.as_str() == value)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -36,9 +36,10 @@ use std::time::Duration;
 use aws_config::{timeout::TimeoutConfig, BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
 
+pub use crate::role::Role;
 pub use destroy::DestroyReport;
 pub use error::CloudError;
-pub use fleet::{Fleet, FleetKey, FleetName, Instance, Role, TAG_FLEET, TAG_ROLE};
+pub use fleet::{Fleet, FleetKey, FleetName, Instance, TAG_FLEET, TAG_ROLE};
 pub use plan::FleetPlan;
 pub use state::StateDir;
 

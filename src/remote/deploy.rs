@@ -19,7 +19,7 @@ use super::recipe::{
 use super::report::{check_joined, HostReport, Outcome, Report};
 use super::ssh::load_key;
 use super::Session;
-use crate::cloud::Role;
+use crate::role::Role;
 
 /// Whether the master is up, for workers waiting to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

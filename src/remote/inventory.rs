@@ -19,8 +19,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cloud::Role;
 use crate::remote::Host;
+use crate::role::Role;
 
 /// One line of the inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::inventory::Entry;
 use super::known_hosts::KnownHosts;
 use super::ssh::ConnectLimits;
 use super::Host;
-use crate::cloud::Role;
+use crate::role::Role;
 
 /// One host and everything it should run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::plan::{DeployPlan, HostPlan};
 use super::recipe::{tail, StepFailure, WEB_PORT};
 use super::script::{quote, Privilege};
 use super::Shell;
-use crate::cloud::Role;
+use crate::role::Role;
 
 /// How one host's deploy ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::events::WorkerEvent;
 use super::history::HistorySample;
 use super::registry::WorkerNode;
-use super::runner::RunState;
+use super::state::RunState;
 use super::ExceptionRow;
 use super::{MAX_RUN_TIME, MAX_SPAWN_RATE};
 use crate::stats::RequestStats;

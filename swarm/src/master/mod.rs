@@ -11,6 +11,7 @@ mod handle;
 mod history;
 mod registry;
 mod runner;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -18,8 +19,9 @@ pub use dispatch::{dispatch, split_by_weight, UserClass};
 pub use events::{WorkerEvent, WorkerEventKind};
 pub use handle::{MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 pub use history::HistorySample;
-pub use registry::{NodeState, WorkerNode, HEARTBEAT_LIVENESS};
-pub use runner::{Master, RunState};
+pub use registry::{NodeState, WorkerNode};
+pub use runner::Master;
+pub use state::RunState;
 
 pub use crate::stats::ExceptionRow;
 

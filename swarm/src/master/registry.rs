@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::protocol::WorkerState;
+use crate::protocol::{WorkerState, HEARTBEAT_LIVENESS};
 
-/// Heartbeats a worker may miss before it is marked missing.
-pub const HEARTBEAT_LIVENESS: u32 = 3;
 /// How long a missing worker is remembered before it is forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 

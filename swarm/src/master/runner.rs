@@ -11,39 +11,11 @@ use super::events::{EventLog, WorkerEventKind};
 use super::handle::{Command, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 use super::history::History;
 use super::registry::{NodeState, Registry};
+use super::state::RunState;
 use super::{ExceptionRow, MasterConfig};
 use crate::protocol::transport::{Frame, MasterLink};
 use crate::protocol::{QuitReason, SpawnOrder, ToMaster, ToWorker};
 use crate::stats::{now_epoch, RequestStats};
-
-/// The run as a whole, in Locust's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    Ready,
-    Spawning,
-    Running,
-    /// Locust also says `cleanup` while its users stop.
-    #[serde(alias = "cleanup")]
-    Stopping,
-    Stopped,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::Spawning => "spawning",
-            Self::Running => "running",
-            Self::Stopping => "stopping",
-            Self::Stopped => "stopped",
-        }
-    }
-
-    pub fn is_active(self) -> bool {
-        matches!(self, Self::Spawning | Self::Running)
-    }
-}
 
 /// A ramp toward a user count, a step each second.
 #[derive(Debug)]

@@ -17,6 +17,11 @@ pub use message::{
     Envelope, Heartbeat, ProtocolError, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
 };
 
+/// Heartbeats (one a second) a worker may miss before its master marks it
+/// missing and moves its users; a worker that hears nothing from its master
+/// for as long stops its users itself. Locust's `heartbeat_liveness`.
+pub const HEARTBEAT_LIVENESS: u32 = 3;
+
 /// Locust's default master port.
 pub const DEFAULT_MASTER_PORT: u16 = 5557;
 

@@ -1,31 +1,10 @@
 //! Judging a step against the limits: its failure ratio, and optionally its
 //! p95 response time.
 
-use serde::Serialize;
-
-use super::step::StepResult;
+use super::step::{Criterion, StepResult};
 
 /// The default `--fail-ratio`: more than 1% failed requests fails a step.
 pub const DEFAULT_FAIL_RATIO: f64 = 0.01;
-
-/// Which limit a step broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Criterion {
-    /// Its failure ratio was above `--fail-ratio`.
-    FailRatio,
-    /// Its p95 response time was above `--max-p95`.
-    P95,
-}
-
-impl Criterion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Criterion::FailRatio => "fail_ratio",
-            Criterion::P95 => "p95",
-        }
-    }
-}
 
 /// What a healthy step stays within.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::judge::Criterion;
 use super::plan::RampPlan;
+use super::step::Criterion;
 use super::step::StepResult;
 
 /// A ramp's outcome. The first five fields are the answer; the rest say

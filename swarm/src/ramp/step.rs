@@ -3,8 +3,26 @@
 
 use serde::Serialize;
 
-use super::judge::Criterion;
 use crate::stats::StatsEntry;
+
+/// Which limit a step broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// Its failure ratio was above `--fail-ratio`.
+    FailRatio,
+    /// Its p95 response time was above `--max-p95`.
+    P95,
+}
+
+impl Criterion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Criterion::FailRatio => "fail_ratio",
+            Criterion::P95 => "p95",
+        }
+    }
+}
 
 /// A step's numbers, as `ramp.json` and `ramp.csv` list them.
 #[derive(Debug, Clone, PartialEq, Serialize)]

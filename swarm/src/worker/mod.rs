@@ -68,7 +68,7 @@ impl WorkerConfig {
     /// Silence after which the master has surely marked this worker missing
     /// and moved its users (its liveness: three heartbeats).
     fn master_silence(&self) -> Duration {
-        self.heartbeat_interval * crate::master::HEARTBEAT_LIVENESS
+        self.heartbeat_interval * crate::protocol::HEARTBEAT_LIVENESS
     }
 }
 
