@@ -4,6 +4,8 @@
 //! - [`cli`]: one file per subcommand, each an `Args` struct with `run()`.
 //! - [`local`]: the whole fleet as processes on this machine (`spotload local`).
 //! - [`cloud`]: EC2 spot fleets: plan, launch, wait, describe, destroy.
+//! - [`provision`]: `spotload deploy`'s work: the hosts (launched, reused or
+//!   listed), the binary to ship, the UI's credentials.
 //! - [`remote`]: hosts over SSH and the deploy recipes per role.
 //! - [`role`]: the fleet's roles, shared by `cloud` and `remote`.
 //!
@@ -13,6 +15,7 @@
 pub mod cli;
 pub mod cloud;
 pub mod local;
+pub mod provision;
 pub mod remote;
 pub mod role;
 

@@ -60,11 +60,3 @@ impl AwsArgs {
         Ok(Ec2::connect(&connection).await?)
     }
 }
-
-/// The runtime cloud commands run their async work on.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")
-}

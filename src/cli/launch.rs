@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::aws::{runtime, AwsArgs};
+use super::aws::AwsArgs;
 use super::status::{instance_table, unix_now};
 use crate::cloud::plan::{format_duration, LaunchFlags, DEFAULT_PUBLIC_IP_URL};
 use crate::cloud::{Fleet, FleetPlan, Role};
@@ -63,19 +63,17 @@ pub struct LaunchArgs {
 }
 
 impl LaunchArgs {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         let plan = FleetPlan::from_flags(&self.flags())?;
         let state = self.aws.state()?;
-        let fleet = runtime()?.block_on(async {
-            let ec2 = self.aws.connect().await?;
-            eprintln!(
-                "launching fleet {} in {}: {}",
-                plan.fleet,
-                ec2.region(),
-                describe_plan(&plan)
-            );
-            anyhow::Ok(ec2.launch(&plan, &state).await?)
-        })?;
+        let ec2 = self.aws.connect().await?;
+        eprintln!(
+            "launching fleet {} in {}: {}",
+            plan.fleet,
+            ec2.region(),
+            describe_plan(&plan)
+        );
+        let fleet = ec2.launch(&plan, &state).await?;
         print_fleet(&fleet, plan.ttl);
         Ok(ExitCode::SUCCESS)
     }

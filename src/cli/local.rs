@@ -84,7 +84,7 @@ impl LocalArgs {
         Ok(args)
     }
 
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         let master_args = match self.master_args() {
             Ok(args) => args,
             Err(message) => {
@@ -105,8 +105,7 @@ impl LocalArgs {
             loadtest,
             master_args,
         };
-        let runtime = tokio::runtime::Runtime::new()?;
-        let code = runtime.block_on(local::run(plan))?;
+        let code = local::run(plan).await?;
         Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
     }
 }

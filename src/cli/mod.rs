@@ -37,15 +37,15 @@ pub enum Command {
 }
 
 impl Cli {
-    /// Runs the chosen subcommand to completion.
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    /// Runs the chosen subcommand to completion (on the binary's one runtime).
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Local(args) => args.run(),
-            Command::Launch(args) => args.run(),
-            Command::Status(args) => args.run(),
-            Command::Destroy(args) => args.run(),
-            Command::Deploy(args) => args.run(),
-            Command::Ramp(args) => args.run(),
+            Command::Local(args) => args.run().await,
+            Command::Launch(args) => args.run().await,
+            Command::Status(args) => args.run().await,
+            Command::Destroy(args) => args.run().await,
+            Command::Deploy(args) => args.run().await,
+            Command::Ramp(args) => args.run().await,
         }
     }
 }

@@ -15,7 +15,7 @@ use clap::Args;
 use swarm::api::Credentials;
 use swarm::ramp::{HttpDriver, RampDriver};
 
-use super::aws::{runtime, AwsArgs};
+use super::aws::AwsArgs;
 use super::deploy::ConnectVia;
 use crate::remote::{inventory, recipe::WEB_PORT};
 use crate::role::Role;
@@ -77,7 +77,7 @@ pub struct RampArgs {
 }
 
 impl RampArgs {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         let plan = match self.ramp.plan(self.spawn.or(10.0)) {
             Ok(Some(plan)) => plan,
             Ok(None) => {
@@ -92,8 +92,7 @@ impl RampArgs {
         if let Err(code) = swarm::cli::prepare_report_dir(self.ramp.report_dir.as_deref()) {
             return Ok(code);
         }
-        let runtime = runtime()?;
-        let master = runtime.block_on(self.master_url())?;
+        let master = self.master_url().await?;
         let driver = HttpDriver::new(&master, self.host.clone(), self.web_auth.clone())?;
         println!("ramp {} on the master at {master}", plan.spec);
         let expect = Expect {
@@ -102,17 +101,14 @@ impl RampArgs {
             hint: "check that `spotload deploy` finished, or lower --expect-workers".into(),
         };
         let shutdown = swarm::shutdown::Shutdown::new();
-        let (report, interrupted) = runtime.block_on(async {
-            shutdown
-                .watch_signals()
-                .context("cannot watch for SIGINT and SIGTERM")?;
-            anyhow::Ok(
-                swarm::cli::drive_ramp(&driver, &plan, self.host.clone(), &expect, &shutdown).await,
-            )
-        })?;
+        shutdown
+            .watch_signals()
+            .context("cannot watch for SIGINT and SIGTERM")?;
+        let (report, interrupted) =
+            swarm::cli::drive_ramp(&driver, &plan, self.host.clone(), &expect, &shutdown).await;
         if interrupted {
             // Leave the fleet idle; its workers stay for the next run.
-            let _ = runtime.block_on(driver.stop());
+            let _ = driver.stop().await;
         }
         swarm::cli::conclude_ramp(self.ramp.report_dir.as_deref(), &plan, &report)
     }

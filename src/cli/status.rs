@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
-use super::aws::{runtime, AwsArgs};
+use super::aws::AwsArgs;
 use crate::cloud::plan::format_duration;
 use crate::cloud::{Fleet, Instance};
 
@@ -21,21 +21,19 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         let name = self.aws.fleet_name()?;
         let state = self.aws.state()?;
         let now = unix_now();
-        let (region, fleet, costs, leftovers) = runtime()?.block_on(async {
-            let ec2 = self.aws.connect().await?;
-            let fleet = ec2.find(&name, &state).await?;
-            let instances = fleet.as_ref().map_or(&[][..], |f| &f.instances[..]);
-            let costs = ec2.estimate_costs(instances, now).await?;
-            let leftovers = match fleet {
-                Some(_) => String::new(),
-                None => ec2.leftovers(&name).await?,
-            };
-            anyhow::Ok((ec2.region().to_string(), fleet, costs, leftovers))
-        })?;
+        let ec2 = self.aws.connect().await?;
+        let fleet = ec2.find(&name, &state).await?;
+        let instances = fleet.as_ref().map_or(&[][..], |f| &f.instances[..]);
+        let costs = ec2.estimate_costs(instances, now).await?;
+        let leftovers = match fleet {
+            Some(_) => String::new(),
+            None => ec2.leftovers(&name).await?,
+        };
+        let region = ec2.region().to_string();
         if self.json {
             let instances = fleet.as_ref().map_or(&[][..], |f| &f.instances[..]);
             print_json(instances, &costs)?;

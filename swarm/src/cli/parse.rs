@@ -25,13 +25,18 @@ pub fn parse_run_time(text: &str) -> Result<Duration, String> {
     Ok(time)
 }
 
-/// A time above zero, such as a ramp step's `30s`.
-pub fn parse_step_time(text: &str) -> Result<Duration, String> {
+/// A time above zero, such as a time limit's `30s`.
+pub fn parse_positive_time(text: &str) -> Result<Duration, String> {
     match crate::timespan::parse_timespan(text) {
-        Ok(d) if d.is_zero() => Err("a step needs a time above 0, e.g. 30s".into()),
+        Ok(d) if d.is_zero() => Err("it needs a time above 0, e.g. 30s".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A ramp step's time, above zero, such as `30s`.
+pub fn parse_step_time(text: &str) -> Result<Duration, String> {
+    parse_positive_time(text).map_err(|e| e.replace("it needs", "a step needs"))
 }
 
 /// A ratio from 0 to 1, such as a failure ratio limit.

@@ -10,8 +10,8 @@ use super::registry::WorkerNode;
 use super::state::RunState;
 use super::ExceptionRow;
 use super::{MAX_RUN_TIME, MAX_SPAWN_RATE};
+use crate::protocol::MAX_USERS_PER_WORKER;
 use crate::stats::RequestStats;
-use crate::worker::MAX_USERS_PER_WORKER;
 
 /// Start or change a run, as `POST /swarm` asks.
 #[derive(Debug, Clone)]

@@ -22,6 +22,11 @@ pub use message::{
 /// for as long stops its users itself. Locust's `heartbeat_liveness`.
 pub const HEARTBEAT_LIVENESS: u32 = 3;
 
+/// The most users one worker runs: goose's own limit per attack. The master
+/// refuses more than this many per joined worker; a worker asked for more
+/// runs this many and says so.
+pub const MAX_USERS_PER_WORKER: u64 = 100_000;
+
 /// Locust's default master port.
 pub const DEFAULT_MASTER_PORT: u16 = 5557;
 

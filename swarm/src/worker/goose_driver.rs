@@ -1,6 +1,10 @@
 //! The worker's goose attack: started idle inside this process, steered
-//! only through goose's telnet Controller (users, rates, start, stop) and
-//! read through its `metricsjson` command.
+//! only through goose's WebSocket Controller (users, rates, start, stop) and
+//! read through its `metrics-json` command.
+//!
+//! Goose refuses to let the system pick its controller's port (port 0), so
+//! the driver picks one, and proves after connecting that the peer is the
+//! goose it just started (see [`GooseDriver::launch`]).
 
 use std::time::Duration;
 
@@ -9,8 +13,9 @@ use goose::prelude::*;
 use tokio::task::JoinHandle;
 
 use super::controller::{Controller, ControllerError};
-use super::snapshot::GooseSnapshot;
-use crate::stats::{now_epoch, StatsReport};
+use super::gate::Gate;
+use super::tap::Tap;
+use crate::stats::StatsReport;
 
 /// How fast goose may start users: the master paces the ramp by sending new
 /// targets every second, so the worker reaches each at once. (No decrease
@@ -18,8 +23,20 @@ use crate::stats::{now_epoch, StatsReport};
 /// and ends the run by itself.)
 const FOLLOW_RATE: u32 = 10_000;
 
-/// Goose's own limit on users per attack.
-pub const MAX_USERS_PER_WORKER: u64 = 100_000;
+/// How long a halt waits for the requests in flight to finish.
+const DRAIN_LIMIT: Duration = Duration::from_millis(300);
+
+pub use crate::protocol::MAX_USERS_PER_WORKER;
+
+/// How many ports the driver tries for goose's controller before giving up.
+const LAUNCH_ATTEMPTS: usize = 5;
+
+/// How long goose may take to start listening on its controller's port.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The `option` of the error goose ends with when `no_autostart` is set and
+/// no controller could listen: its controller's port was taken.
+const NO_CONTROLLER_OPTION: &str = "`configuration.no_autostart`";
 
 /// How goose should run, from the worker's command line.
 #[derive(Debug, Clone, Default)]
@@ -40,19 +57,31 @@ pub enum DriverError {
     Metrics(String),
     #[error("no free local port for goose's controller: {0}")]
     Port(std::io::Error),
+    #[error("could not reach goose's own controller after {attempts} ports: {failures}")]
+    NoController { attempts: usize, failures: String },
+}
+
+/// Why one launch attempt failed.
+enum LaunchFailure {
+    /// The port turned out not to be ours (goose could not bind it, or the
+    /// peer there is not our goose): worth another port.
+    Port(String),
+    /// Goose itself failed: another port would not help.
+    Fatal(DriverError),
 }
 
 /// A running (possibly idle) goose attack and the last metrics read from it.
 pub struct GooseDriver {
     controller: Controller,
-    attack: JoinHandle<Result<(), String>>,
+    /// Every user's transactions pass through it: closed, users stop at once.
+    gate: Gate,
+    attack: JoinHandle<Result<(), GooseError>>,
     /// Host goose is configured with.
     host: Option<String>,
     /// Users goose is running now; 0 while idle.
     users: u64,
-    /// Metrics as last reported to the master, and when.
-    reported: GooseSnapshot,
-    reported_at: f64,
+    /// Every request the users make, tallied for the next report.
+    tap: Tap,
 }
 
 impl GooseDriver {
@@ -60,55 +89,115 @@ impl GooseDriver {
     /// `node_id` goes into every request's `User-Agent`
     /// (`loadtest/VERSION (NODE_ID)`), so a target's access log tells which
     /// worker sent what.
+    ///
+    /// Goose's controller needs a fixed port, so one is chosen (a port the
+    /// system hands out for 127.0.0.1:0, released at once) and given to
+    /// goose. Another process may take it in between: goose then runs
+    /// without a controller (and, idle without one, ends with an error), and
+    /// whatever holds the port may answer our connection. That race is
+    /// harmless in effect, because the port is never trusted: after
+    /// connecting, the peer must answer `config-json` with `success` and a
+    /// configuration holding our port and a token made up for this launch
+    /// (see [`configuration`]), which no foreign service, nor another
+    /// worker's goose that happens to listen on the same port, can echo. A
+    /// collision only costs a retry on another port, up to
+    /// [`LAUNCH_ATTEMPTS`] times.
     pub async fn launch(
         scenarios: Vec<Scenario>,
         options: &DriverOptions,
         node_id: &str,
     ) -> Result<Self, DriverError> {
-        let port = free_local_port().map_err(DriverError::Port)?;
+        Self::launch_on_ports(scenarios, options, node_id, free_local_port).await
+    }
+
+    /// [`launch`](Self::launch), taking each port to try from `next_port`.
+    async fn launch_on_ports(
+        scenarios: Vec<Scenario>,
+        options: &DriverOptions,
+        node_id: &str,
+        mut next_port: impl FnMut() -> std::io::Result<u16>,
+    ) -> Result<Self, DriverError> {
+        let mut failures = Vec::new();
+        for _ in 0..LAUNCH_ATTEMPTS {
+            let port = next_port().map_err(DriverError::Port)?;
+            match Self::launch_on(scenarios.clone(), options, node_id, port).await {
+                Ok(driver) => return Ok(driver),
+                Err(LaunchFailure::Fatal(err)) => return Err(err),
+                Err(LaunchFailure::Port(why)) => {
+                    tracing::warn!("goose's controller port {port} is not usable, retrying: {why}");
+                    failures.push(format!("port {port}: {why}"));
+                }
+            }
+        }
+        Err(DriverError::NoController {
+            attempts: LAUNCH_ATTEMPTS,
+            failures: failures.join("; "),
+        })
+    }
+
+    /// One attempt: goose with its controller on `port`, proven to be ours.
+    /// On failure the attack is aborted.
+    async fn launch_on(
+        scenarios: Vec<Scenario>,
+        options: &DriverOptions,
+        node_id: &str,
+        port: u16,
+    ) -> Result<Self, LaunchFailure> {
+        let token = format!("swarm-{:016x}", rand::random::<u64>());
         let client = goose::client::GooseClientBuilder::new()
             .without_cookies()
             .user_agent(format!(
                 "loadtest/{} ({node_id})",
                 env!("CARGO_PKG_VERSION")
             ));
-        let mut attack = GooseAttack::initialize_with_config(configuration(port, options))
+        let mut attack = GooseAttack::initialize_with_config(configuration(port, &token, options))
             .and_then(|attack| attack.set_client_builder_without_cookies(client))
-            .map_err(|e| DriverError::Goose(e.to_string()))?;
+            .map_err(|e| LaunchFailure::Fatal(DriverError::Goose(e.to_string())))?;
+        let gate = Gate::default();
+        let tap = Tap::start();
         for scenario in scenarios {
-            attack = attack.register_scenario(scenario);
+            attack = attack.register_scenario(gate.guard(scenario, &tap));
         }
-        let handle = tokio::spawn(async move {
-            attack
-                .execute()
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
+        let mut handle = tokio::spawn(async move { attack.execute().await.map(|_| ()) });
         let addr = format!("127.0.0.1:{port}");
-        let controller = match Controller::connect(&addr, Duration::from_secs(10)).await {
-            Ok(c) => c,
-            Err(err) => {
+        let connected = tokio::select! {
+            connected = Controller::connect(&addr, CONNECT_PATIENCE) => connected,
+            ended = &mut handle => return Err(ended_at_launch(ended)),
+        };
+        let checked = match connected {
+            Ok(mut controller) => match prove_identity(&mut controller, port, &token).await {
+                Ok(()) => Ok(controller),
+                Err(why) => Err(why),
+            },
+            Err(err) => Err(err.to_string()),
+        };
+        let controller = match checked {
+            Ok(controller) => controller,
+            Err(why) => {
+                // Goose may have ended meanwhile, with an error of its own.
                 if handle.is_finished() {
-                    if let Ok(Err(goose)) = handle.await {
-                        return Err(DriverError::Goose(goose));
-                    }
+                    return Err(ended_at_launch((&mut handle).await));
                 }
-                return Err(err.into());
+                handle.abort();
+                return Err(LaunchFailure::Port(why));
             }
         };
         let mut driver = GooseDriver {
             controller,
+            gate,
             attack: handle,
             host: options.host.clone(),
             users: 0,
-            reported: GooseSnapshot::default(),
-            reported_at: now_epoch(),
+            tap,
         };
-        driver
+        let rate = driver
             .controller
-            .expect_ok(&format!("increaserate {FOLLOW_RATE}"))
-            .await?;
+            .command(&format!("increaserate {FOLLOW_RATE}"))
+            .await;
+        if let Err(err) = rate {
+            driver.attack.abort();
+            return Err(LaunchFailure::Fatal(err.into()));
+        }
         Ok(driver)
     }
 
@@ -138,15 +227,28 @@ impl GooseDriver {
             return Ok(flushed);
         }
         if host_changes {
-            self.controller.expect_ok(&format!("host {host}")).await?;
+            self.controller.command(&format!("host {host}")).await?;
             self.host = Some(host.to_string());
         }
-        self.controller.expect_ok(&format!("users {users}")).await?;
+        self.controller.command(&format!("users {users}")).await?;
         if self.users == 0 {
-            self.controller.expect_ok("start").await?;
+            self.gate.open();
+            self.controller.command("start").await?;
         }
         self.users = users;
         Ok(flushed)
+    }
+
+    /// Stops the users' requests at once (goose's own stop follows in
+    /// [`stop`](Self::stop)) and waits, bounded, for those in flight to
+    /// finish; then every request made is in goose's metrics.
+    pub async fn halt(&self) {
+        if !self.gate.close_and_drain(DRAIN_LIMIT).await {
+            tracing::warn!(
+                "{} requests were still running {DRAIN_LIMIT:?} after the users were halted",
+                self.gate.in_flight()
+            );
+        }
     }
 
     /// Stops every user; goose goes idle. Returns the last requests made.
@@ -154,56 +256,25 @@ impl GooseDriver {
         if self.users == 0 {
             return self.take_delta().await;
         }
-        let reply = self.controller.command("stop").await?;
-        if reply.contains("not running") {
-            // Goose ended the run by itself; its metrics are still there.
-            tracing::warn!("goose had already stopped: {reply}");
-        } else if !reply.contains("stopped") {
-            tracing::warn!("goose answered `stop` with: {reply}");
+        self.halt().await;
+        // Every request that finished is tallied already; goose's own stop
+        // (it answers within half a second) only ends the idle users.
+        let last = self.tap.take();
+        match self.controller.command("stop").await {
+            Ok(_) => {}
+            // Goose ended the run by itself.
+            Err(ControllerError::Refused { reply, .. }) => {
+                tracing::warn!("goose had already stopped: {reply}")
+            }
+            Err(err) => return Err(err.into()),
         }
         self.users = 0;
-        self.settle().await
+        Ok(last)
     }
 
     /// Requests made since the last call, as a Locust stats delta.
     pub async fn take_delta(&mut self) -> Result<StatsReport, DriverError> {
-        let snapshot = self.snapshot().await?;
-        Ok(self.report(snapshot))
-    }
-
-    fn report(&mut self, snapshot: GooseSnapshot) -> StatsReport {
-        let now = now_epoch();
-        let report = snapshot.delta_since(&self.reported, self.reported_at, now);
-        self.reported = snapshot;
-        self.reported_at = now;
-        report
-    }
-
-    async fn snapshot(&mut self) -> Result<GooseSnapshot, DriverError> {
-        let json = self.controller.command("metricsjson").await?;
-        GooseSnapshot::parse(&json).map_err(|e| {
-            DriverError::Metrics(format!(
-                "{e}: {}",
-                json.chars().take(200).collect::<String>()
-            ))
-        })
-    }
-
-    /// After a stop goose's metrics catch up with its users' last batches:
-    /// read until two reads agree, within a bound (kept short: a Locust
-    /// master waits only 0.5 s for a quitting worker's last report).
-    async fn settle(&mut self) -> Result<StatsReport, DriverError> {
-        let mut last = self.snapshot().await?;
-        for _ in 0..40 {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            let next = self.snapshot().await?;
-            let same = next.request_count() == last.request_count();
-            last = next;
-            if same {
-                break;
-            }
-        }
-        Ok(self.report(last))
+        Ok(self.tap.take())
     }
 
     /// Stops goose for good.
@@ -213,17 +284,60 @@ impl GooseDriver {
     }
 }
 
-fn configuration(telnet_port: u16, options: &DriverOptions) -> GooseConfiguration {
+/// How goose ends before its controller answered: a port it could not
+/// listen on is worth another port, any other failure is goose's own.
+fn ended_at_launch(ended: Result<Result<(), GooseError>, tokio::task::JoinError>) -> LaunchFailure {
+    match ended {
+        Ok(Err(GooseError::InvalidOption { option, detail, .. }))
+            if option == NO_CONTROLLER_OPTION =>
+        {
+            LaunchFailure::Port(format!("goose could not listen on it: {detail}"))
+        }
+        Ok(Err(err)) => LaunchFailure::Fatal(DriverError::Goose(err.to_string())),
+        Ok(Ok(())) => LaunchFailure::Fatal(DriverError::Goose(
+            "goose ended before its controller answered".into(),
+        )),
+        Err(err) => LaunchFailure::Fatal(DriverError::Goose(err.to_string())),
+    }
+}
+
+/// Proves the controller's peer is the goose just started: its
+/// `config-json` must succeed and hold our port and launch token.
+async fn prove_identity(controller: &mut Controller, port: u16, token: &str) -> Result<(), String> {
+    let reply = controller
+        .command("config-json")
+        .await
+        .map_err(|e| format!("the peer is not our goose: {e}"))?;
+    let config: serde_json::Value = serde_json::from_str(&reply)
+        .map_err(|e| format!("the peer's config-json is not JSON ({e}): not our goose"))?;
+    let ours = config.is_object()
+        && config["websocket_port"].as_u64() == Some(u64::from(port))
+        && config["telnet_host"].as_str() == Some(token);
+    if ours {
+        Ok(())
+    } else {
+        Err("the peer's configuration is not our goose's".into())
+    }
+}
+
+/// Goose's configuration: idle until started, its WebSocket Controller on
+/// 127.0.0.1:`port`, no telnet Controller. `token` goes into the unused
+/// `telnet_host` (telnet is off, so goose never binds it) purely so that
+/// `config-json` proves which goose answers.
+fn configuration(port: u16, token: &str, options: &DriverOptions) -> GooseConfiguration {
     let mut config = GooseConfiguration::default();
     config.host = options.host.clone();
     config.no_autostart = true;
-    config.telnet_host = Some("127.0.0.1".into());
-    config.telnet_port = Some(telnet_port);
-    // Metrics accumulate across user-count changes; the worker diffs them.
+    config.no_telnet = true;
+    config.telnet_host = Some(token.to_string());
+    config.websocket = true;
+    config.websocket_host = Some("127.0.0.1".into());
+    config.websocket_port = Some(port);
+    // The worker tallies requests itself (see `tap`); goose's own metrics
+    // are not read, so they are never reset or printed.
     config.no_reset_metrics = true;
     config.no_print_metrics = true;
     config.quiet = 1;
-    // Only request metrics travel to Locust's master.
     config.no_transaction_metrics = true;
     config.no_scenario_metrics = true;
     config.no_percentiles_over_time = true;
@@ -234,7 +348,208 @@ fn configuration(telnet_port: u16, options: &DriverOptions) -> GooseConfiguratio
     config
 }
 
+/// A port for goose's controller: one the system hands out, released at
+/// once. Another process may take it before goose binds it; `launch`'s
+/// identity check catches that and retries.
 fn free_local_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::super::controller::tests::{listen, serve};
+    use super::*;
+
+    async fn idle(_user: &mut GooseUser) -> TransactionResult {
+        Ok(())
+    }
+
+    fn scenarios() -> Vec<Scenario> {
+        vec![scenario!("idle").register_transaction(transaction!(idle))]
+    }
+
+    fn options() -> DriverOptions {
+        DriverOptions {
+            // Never requested: the tests start no users.
+            host: Some("http://127.0.0.1:9".into()),
+            request_log: None,
+        }
+    }
+
+    /// A WebSocket service answering like a goose that is not ours: another
+    /// worker's goose on the same port (right port, another token).
+    /// Returns its port and how many requests it answered.
+    async fn foreign_goose() -> (u16, Arc<AtomicUsize>) {
+        let (listener, addr) = listen().await;
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        serve(listener, move |request: &str| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let config = serde_json::json!({
+                "websocket_port": port,
+                "telnet_host": "swarm-someone-else",
+            });
+            let response = match request {
+                "config-json" => config.to_string(),
+                _ => "ok".to_string(),
+            };
+            Some(serde_json::json!({"response": response, "success": true}).to_string())
+        });
+        (port, asked)
+    }
+
+    #[test]
+    fn configuration_runs_only_the_websocket_controller() {
+        let config = configuration(4321, "swarm-token", &options());
+        assert!(config.no_telnet);
+        assert!(config.websocket);
+        assert_eq!(config.websocket_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(config.websocket_port, Some(4321));
+        assert_eq!(config.telnet_host.as_deref(), Some("swarm-token"));
+        assert!(config.no_autostart);
+        assert!(config.no_reset_metrics);
+    }
+
+    #[tokio::test]
+    async fn identity_check_refuses_a_foreign_goose() {
+        let (port, _) = foreign_goose().await;
+        let mut controller = Controller::connect(&format!("127.0.0.1:{port}"), CONNECT_PATIENCE)
+            .await
+            .unwrap();
+        assert!(prove_identity(&mut controller, port, "swarm-mine")
+            .await
+            .is_err());
+        // The same peer with the right token would pass.
+        assert!(prove_identity(&mut controller, port, "swarm-someone-else")
+            .await
+            .is_ok());
+        // Right token, wrong port: refused too.
+        assert!(
+            prove_identity(&mut controller, port.wrapping_add(1), "swarm-someone-else")
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn launch_steers_goose_over_websocket() {
+        let mut driver = GooseDriver::launch(scenarios(), &options(), "test-node")
+            .await
+            .unwrap();
+        assert_eq!(driver.users(), 0);
+        assert!(!driver.has_ended());
+        driver.take_delta().await.unwrap();
+        driver.stop().await.unwrap();
+        driver.shutdown().await;
+    }
+
+    async fn front_page(user: &mut GooseUser) -> TransactionResult {
+        let _ = user.get("/").await?;
+        Ok(())
+    }
+
+    async fn broken_page(user: &mut GooseUser) -> TransactionResult {
+        let _ = user.get("/broken").await?;
+        Ok(())
+    }
+
+    /// A local target that counts what it serves: `/` answers 200,
+    /// `/broken` 503.
+    async fn counting_target() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        use axum::routing::get;
+        let (ok, broken) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (ok2, broken2) = (ok.clone(), broken.clone());
+        let app = axum::Router::new()
+            .route(
+                "/",
+                get(move || {
+                    ok2.fetch_add(1, Ordering::SeqCst);
+                    async { "hello" }
+                }),
+            )
+            .route(
+                "/broken",
+                get(move || {
+                    broken2.fetch_add(1, Ordering::SeqCst);
+                    async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no") }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, ok, broken)
+    }
+
+    /// The tap and the gate together: a stop's report holds exactly what the
+    /// target served, failures and their error text included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_reports_every_request_the_target_served() {
+        let (url, ok, broken) = counting_target().await;
+        let scenarios = vec![scenario!("WebsiteUser")
+            .register_transaction(transaction!(front_page))
+            .register_transaction(transaction!(broken_page))];
+        let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
+            .await
+            .unwrap();
+        driver.set_users(&url, 4).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while ok.load(Ordering::SeqCst) < 300 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no load reached the target"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut report = driver.take_delta().await.unwrap();
+        report.absorb(driver.stop().await.unwrap());
+        let (ok, broken) = (ok.load(Ordering::SeqCst), broken.load(Ordering::SeqCst));
+        assert_eq!(report.stats_total.num_requests as usize, ok + broken);
+        assert_eq!(report.stats_total.num_failures as usize, broken);
+        let failing = report.errors.values().next().expect("an error row");
+        assert!(failing.error.starts_with("503"), "{}", failing.error);
+        assert_eq!(failing.occurrences as usize, broken);
+        assert!(report.stats_total.total_response_time > 0.0);
+        driver.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_foreign_service_on_the_port_costs_a_retry() {
+        let (taken, asked) = foreign_goose().await;
+        let mut ports = vec![taken];
+        let driver =
+            GooseDriver::launch_on_ports(scenarios(), &options(), "test-node", move || match ports
+                .pop()
+            {
+                Some(port) => Ok(port),
+                None => free_local_port(),
+            })
+            .await
+            .unwrap();
+        assert!(!driver.has_ended());
+        driver.shutdown().await;
+        // The foreign service was either asked and refused, or goose ended
+        // first (it could not bind): both cost one retry, never a wrong peer.
+        let _ = asked.load(Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn every_port_taken_fails_clearly() {
+        let (taken, _) = foreign_goose().await;
+        let result =
+            GooseDriver::launch_on_ports(scenarios(), &options(), "test-node", move || Ok(taken))
+                .await;
+        match result {
+            Err(DriverError::NoController { attempts, failures }) => {
+                assert_eq!(attempts, LAUNCH_ATTEMPTS);
+                assert!(failures.contains(&format!("port {taken}")), "{failures}");
+            }
+            Err(e) => panic!("expected NoController, got {e}"),
+            Ok(_) => panic!("a foreign service passed for our goose"),
+        }
+    }
 }

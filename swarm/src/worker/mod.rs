@@ -13,9 +13,10 @@
 //! moved this worker's users, so the worker stops them itself.
 
 pub mod controller;
+mod gate;
 mod goose_driver;
-mod snapshot;
 pub mod spot;
+mod tap;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -27,7 +28,6 @@ use goose::prelude::Scenario;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 pub use goose_driver::{DriverError, DriverOptions, GooseDriver, MAX_USERS_PER_WORKER};
-pub use snapshot::GooseSnapshot;
 pub use spot::SpotNotice;
 
 use crate::protocol::transport::{connect_worker, DealerSender, WorkerLink};
@@ -37,6 +37,7 @@ use crate::protocol::{
 };
 use crate::shutdown::{Reason, Shutdown};
 use crate::stats::StatsReport;
+use controller::ControllerError;
 
 /// Where the master is and how patient to be with it.
 #[derive(Debug, Clone)]
@@ -309,9 +310,38 @@ impl Worker {
                 traceback: String::new(),
             });
         }
-        if let Some(report) = self.goose.set_users(&order.host, asked).await? {
-            self.hold(report);
-            self.deliver();
+        match self.goose.set_users(&order.host, asked).await {
+            Ok(Some(report)) => {
+                self.hold(report);
+                self.deliver();
+            }
+            Ok(None) => {}
+            // Goose said no (e.g. no target host): the master hears why and
+            // this worker stays, idle, for the next spawn.
+            Err(DriverError::Controller(ControllerError::Refused { command, reply })) => {
+                let hint = if order.host.is_empty() && reply.contains("host") {
+                    ": give the target with --host on the master or the worker"
+                } else {
+                    ""
+                };
+                let msg = format!(
+                    "worker {} cannot run {asked} users: goose refused `{command}`: {reply}{hint}",
+                    self.node_id
+                );
+                tracing::error!("{msg}");
+                self.send(ToMaster::Exception {
+                    msg,
+                    traceback: String::new(),
+                });
+                self.classes.clear();
+                self.state.set(WorkerState::Ready);
+                self.send(ToMaster::SpawningComplete {
+                    user_classes_count: BTreeMap::new(),
+                    user_count: 0,
+                });
+                return Ok(());
+            }
+            Err(err) => return Err(err.into()),
         }
         self.classes = order.user_classes_count;
         self.state.set(WorkerState::Running);
@@ -373,6 +403,9 @@ impl Worker {
     /// goodbye and waits (bounded) until that has left.
     async fn finish(mut self, exit: &WorkerExit) {
         self.heartbeats.abort();
+        // No new requests from here on; once those in flight are done, one
+        // read of goose's metrics has them all.
+        self.goose.halt().await;
         if let Err(err) = self.report_stats().await {
             tracing::warn!("could not read goose's metrics: {err}");
         }
