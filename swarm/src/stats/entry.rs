@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::Hdr;
+
 /// The percentiles Locust's CSV and report list.
 pub const PERCENTILES_TO_REPORT: [f64; 11] = [
     0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
@@ -58,6 +60,11 @@ pub struct StatsEntry {
     pub num_fail_per_sec: BTreeMap<i64, u64>,
     pub last_request_timestamp: Option<f64>,
     pub start_time: f64,
+    /// The same times to the microsecond, while every report merged in
+    /// carried them (our workers do; Locust's do not): `None` means the
+    /// percentiles come from `response_times`.
+    #[serde(default)]
+    pub hdr: Option<Hdr>,
 }
 
 impl StatsEntry {
@@ -77,6 +84,7 @@ impl StatsEntry {
             num_fail_per_sec: BTreeMap::new(),
             last_request_timestamp: None,
             start_time,
+            hdr: Some(Hdr::new()),
         }
     }
 
@@ -91,6 +99,9 @@ impl StatsEntry {
         self.min_response_time = Some(self.min_response_time.map_or(ms, |m| m.min(ms)));
         self.max_response_time = self.max_response_time.max(ms);
         add(self.response_times.entry(bucket_ms(ms)).or_default(), count);
+        if let Some(hdr) = self.hdr.as_mut() {
+            hdr.record(micros(ms), count);
+        }
         add(self.num_reqs_per_sec.entry(at as i64).or_default(), count);
         if failed {
             add(&mut self.num_failures, count);
@@ -102,6 +113,16 @@ impl StatsEntry {
     /// Adds another entry's counts into this one: the one merge operation,
     /// used for worker deltas and for the total alike.
     pub fn extend(&mut self, other: &StatsEntry) {
+        self.hdr = match (self.hdr.take(), &other.hdr) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.add(theirs);
+                Some(mine)
+            }
+            // Nothing timed in the other: nothing to lose.
+            (mine, None) if other.timed_requests() == 0 => mine,
+            // Either side without microseconds: the buckets must do.
+            _ => None,
+        };
         self.last_request_timestamp =
             match (self.last_request_timestamp, other.last_request_timestamp) {
                 (Some(a), Some(b)) => Some(a.max(b)),
@@ -155,12 +176,24 @@ impl StatsEntry {
                 delta.response_times.insert(*bucket, new);
             }
         }
-        delta.min_response_time = delta.response_times.keys().next().map(|b| *b as f64);
-        delta.max_response_time = delta
-            .response_times
-            .keys()
-            .next_back()
-            .map_or(0.0, |b| *b as f64);
+        delta.hdr = match (&self.hdr, &earlier.hdr) {
+            (Some(now), Some(then)) => Some(now.since(then)),
+            _ => None,
+        };
+        match delta.hdr.as_ref().filter(|h| h.count() > 0) {
+            Some(hdr) => {
+                delta.min_response_time = Some(hdr.min_ms());
+                delta.max_response_time = hdr.max_ms();
+            }
+            None => {
+                delta.min_response_time = delta.response_times.keys().next().map(|b| *b as f64);
+                delta.max_response_time = delta
+                    .response_times
+                    .keys()
+                    .next_back()
+                    .map_or(0.0, |b| *b as f64);
+            }
+        }
         delta.last_request_timestamp = self.last_request_timestamp;
         delta
     }
@@ -171,8 +204,34 @@ impl StatsEntry {
         self.num_fail_per_sec = self.num_fail_per_sec.split_off(&oldest);
     }
 
+    /// The time `percent` (0..=1) of requests finished within, in ms: to
+    /// the microsecond from the histogram when there is one, else Locust's
+    /// bucket.
+    pub fn percentile_ms(&self, percent: f64) -> f64 {
+        match self.precise() {
+            Some(hdr) => hdr.quantile_ms(percent),
+            None => self.percentile(percent) as f64,
+        }
+    }
+
+    /// The microsecond histogram, when it holds every timed request.
+    pub fn precise(&self) -> Option<&Hdr> {
+        self.hdr
+            .as_ref()
+            .filter(|h| h.count() > 0 && h.count() == self.timed_requests())
+    }
+
+    /// Where percentiles come from: `"hdr"` or `"buckets"`.
+    pub fn percentile_source(&self) -> &'static str {
+        if self.precise().is_some() {
+            "hdr"
+        } else {
+            "buckets"
+        }
+    }
+
     /// Requests that carried a response time.
-    fn timed_requests(&self) -> u64 {
+    pub fn timed_requests(&self) -> u64 {
         self.num_requests.saturating_sub(self.num_none_requests)
     }
 
@@ -240,6 +299,15 @@ impl StatsEntry {
 
     pub fn current_fail_per_sec(&self, now: f64) -> f64 {
         current_rate(&self.num_fail_per_sec, self.start_time, now)
+    }
+}
+
+/// A time in ms as whole microseconds.
+fn micros(ms: f64) -> u64 {
+    if ms.is_finite() && ms > 0.0 {
+        (ms * 1000.0).round() as u64
+    } else {
+        0
     }
 }
 
@@ -336,6 +404,8 @@ mod tests {
         assert_eq!(window.num_requests, 4);
         assert_eq!(window.num_failures, 4);
         assert_eq!(window.percentile(0.5), 300);
-        assert_eq!(window.min_response_time, Some(300.0));
+        // From the microsecond histogram: within its 0.1%.
+        let min = window.min_response_time.unwrap_or(0.0);
+        assert!((min - 300.0).abs() <= 0.3, "{min}");
     }
 }

@@ -2,14 +2,17 @@
 //! `stats` message unchanged.
 //!
 //! Response times live in Locust's rounded millisecond buckets
-//! ([`bucket_ms`]); every percentile is read off a merged bucket map, so the
-//! master's p95 is the p95 of the union of all workers' samples, never an
-//! average of per-worker figures. Merging is one method,
+//! ([`bucket_ms`]) and, from our workers, in a microsecond histogram
+//! ([`Hdr`]) beside them; every percentile is read off a merged histogram
+//! (HDR when every report carried one, else the buckets), so the master's
+//! p95 is the p95 of the union of all workers' samples, never an average
+//! of per-worker figures. Merging is one method,
 //! [`StatsEntry::extend`]; the runners only pass entries along.
 
 mod csv;
 mod entry;
 mod errors;
+mod hdr;
 mod wire;
 
 pub use csv::{
@@ -18,6 +21,7 @@ pub use csv::{
 };
 pub use entry::{bucket_ms, StatsEntry, PERCENTILES_TO_REPORT};
 pub use errors::{ErrorKey, ExceptionRow, StatsError};
+pub use hdr::{Hdr, HdrError};
 pub(crate) use wire::{as_u64 as wire_u64, value_text as wire_text, Fields};
 pub use wire::{StatsReport, WireError};
 
@@ -34,6 +38,12 @@ pub const AGGREGATED: &str = "Aggregated";
 /// Most request names (and error rows) kept apart; Locust's own UI lists
 /// 500. Beyond this, requests still count in the `Aggregated` total.
 pub const MAX_ROWS: usize = 10_000;
+
+/// Names whose microsecond histogram the master keeps (about 200 KiB
+/// each); further names, and every name once a report without a histogram
+/// (a Locust worker's) is merged in, read their percentiles off Locust's
+/// buckets. The `Aggregated` total always keeps one while it can.
+pub const MAX_HDR_ROWS: usize = 100;
 
 /// How many seconds of per-second counters are kept for current rates;
 /// older seconds are dropped so memory does not grow with run time.
@@ -73,6 +83,9 @@ impl RequestStats {
                 known.extend(entry);
             } else if self.entries.len() < MAX_ROWS {
                 let mut row = StatsEntry::new(&entry.name, &entry.method, entry.start_time);
+                if self.entries.len() >= MAX_HDR_ROWS {
+                    row.hdr = None;
+                }
                 row.extend(entry);
                 self.entries.insert(key, row);
             }

@@ -179,7 +179,7 @@ fn opt(v: Option<f64>) -> Value {
 
 impl StatsEntry {
     pub fn to_value(&self) -> Value {
-        Value::Map(vec![
+        let mut fields = vec![
             ("name".into(), self.name.as_str().into()),
             ("method".into(), self.method.as_str().into()),
             (
@@ -203,7 +203,13 @@ impl StatsEntry {
             ("response_times".into(), int_map(&self.response_times)),
             ("num_reqs_per_sec".into(), int_map(&self.num_reqs_per_sec)),
             ("num_fail_per_sec".into(), int_map(&self.num_fail_per_sec)),
-        ])
+        ];
+        // Our extension, beside Locust's buckets: a Locust master reads the
+        // keys it knows and ignores this one.
+        if let Some(hdr) = self.precise() {
+            fields.push(("hdr_v2".into(), Value::Binary(hdr.to_v2())));
+        }
+        Value::Map(fields)
     }
 
     pub fn from_value(value: &Value) -> Result<Self, WireError> {
@@ -221,6 +227,15 @@ impl StatsEntry {
         entry.max_response_time = f.f64("max_response_time")?;
         entry.min_response_time = f.opt_f64("min_response_time")?;
         entry.total_content_length = f.get("total_content_length").and_then(as_u64).unwrap_or(0);
+        entry.hdr = match f.get("hdr_v2") {
+            Some(Value::Binary(bytes)) => {
+                Some(super::Hdr::from_v2(bytes).map_err(|e| WireError(e.to_string()))?)
+            }
+            // Nothing timed: nothing to lose.
+            _ if entry.timed_requests() == 0 => Some(super::Hdr::new()),
+            // A Locust worker's entry: percentiles come from the buckets.
+            _ => None,
+        };
         for (ms, count) in number_map(f.req("response_times")?, "response_times")? {
             // Re-bucket rather than trust the key: a peer rounding differently
             // must not widen the bucket map without bound.
