@@ -117,6 +117,47 @@ pub struct StatsRow {
     pub p99: u64,
     #[serde(deserialize_with = "lenient_f64")]
     pub avg_content_length: f64,
+    /// Our extension: the same times to the microsecond (a Locust client
+    /// reads the keys it knows and never sees it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precise: Option<PreciseTimes>,
+}
+
+/// Response times in ms with their fractions, and where percentiles came
+/// from: `"hdr"` (merged microsecond histograms) or `"buckets"` (Locust's
+/// rounded buckets, when a report without a histogram was merged in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreciseTimes {
+    pub source: String,
+    pub min_ms: f64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub p9999_ms: f64,
+}
+
+impl PreciseTimes {
+    /// An entry's times; `None` before it timed any request.
+    pub fn of(entry: &StatsEntry) -> Option<PreciseTimes> {
+        if entry.timed_requests() == 0 {
+            return None;
+        }
+        let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
+        Some(PreciseTimes {
+            source: entry.percentile_source().to_string(),
+            min_ms: round(entry.min_response_time.unwrap_or(0.0)),
+            avg_ms: round(entry.avg_response_time()),
+            max_ms: round(entry.max_response_time),
+            p50_ms: round(entry.percentile_ms(0.5)),
+            p95_ms: round(entry.percentile_ms(0.95)),
+            p99_ms: round(entry.percentile_ms(0.99)),
+            p999_ms: round(entry.percentile_ms(0.999)),
+            p9999_ms: round(entry.percentile_ms(0.9999)),
+        })
+    }
 }
 
 /// One row of the errors table.

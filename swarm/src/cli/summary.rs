@@ -30,20 +30,24 @@ pub fn print_summary(snapshot: &MasterSnapshot) {
         }
         let fails = format!("{}({:.2}%)", e.num_failures, e.fail_ratio() * 100.0);
         println!(
-            "{:<40} {:>10} {:>16} | {:>7.0} {:>7.0} {:>7.0} {:>7} | {:>9.2} {:>10.2}",
+            "{:<40} {:>10} {:>16} | {:>7} {:>7} {:>7} {:>7} | {:>9.2} {:>10.2}",
             name_of(e),
             e.num_requests,
             fails,
-            e.avg_response_time(),
-            e.min_response_time.unwrap_or(0.0),
-            e.max_response_time,
-            e.median_response_time(),
+            ms(e.avg_response_time()),
+            ms(e.min_response_time.unwrap_or(0.0)),
+            ms(e.max_response_time),
+            ms(e.percentile_ms(0.5)),
             e.total_rps(),
             e.total_fail_per_sec()
         );
     }
     println!();
-    println!("Response time percentiles (ms)");
+    let source = match stats.total.percentile_source() {
+        "hdr" => "merged microsecond histograms",
+        _ => "Locust's rounded buckets (a report without a histogram was merged in)",
+    };
+    println!("Response time percentiles (ms), from {source}");
     let labels: Vec<String> = PERCENTILES_TO_REPORT
         .iter()
         .map(|p| format!("{}%", (p * 100.0 * 100.0).round() / 100.0))
@@ -62,10 +66,21 @@ pub fn print_summary(snapshot: &MasterSnapshot) {
                 if e.num_requests == 0 {
                     format!("{:>7}", "N/A")
                 } else {
-                    format!("{:>7}", e.percentile(*p))
+                    format!("{:>7}", ms(e.percentile_ms(*p)))
                 }
             })
             .collect();
         println!("{:<40} {cells} {:>10}", name_of(e), e.num_requests);
+    }
+}
+
+/// A time in ms, to the microsecond where that is not noise: `0.412`,
+/// `12.34`, `456.7`, `1234`.
+fn ms(value: f64) -> String {
+    match value {
+        v if v < 10.0 => format!("{v:.3}"),
+        v if v < 100.0 => format!("{v:.2}"),
+        v if v < 1000.0 => format!("{v:.1}"),
+        v => format!("{v:.0}"),
     }
 }

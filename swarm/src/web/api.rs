@@ -198,6 +198,7 @@ fn stats_row(e: &StatsEntry, now: f64) -> StatsRow {
         p95: e.percentile(0.95),
         p99: e.percentile(0.99),
         avg_content_length: e.avg_content_length(),
+        precise: crate::api::PreciseTimes::of(e),
     }
 }
 

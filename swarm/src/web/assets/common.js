@@ -151,12 +151,15 @@ var NF1 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFrac
 var NF2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 function isNum(v) { return typeof v === "number" && isFinite(v); }
 function fmtInt(v) { return isNum(v) ? NF0.format(Math.round(v)) : "\u2014"; }
+var NF3 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 3, maximumFractionDigits: 3 });
+/* A time in ms: to the microsecond where that is not noise (0.412, 12.34). */
 function fmtMs(v) {
   if (!isNum(v)) return "\u2014";
   if (v === 0) return "0";
-  if (Number.isInteger(v)) return NF0.format(v);   // buckets, min, max: whole ms
-  if (v < 1) return NF2.format(v);
-  if (v < 10) return NF1.format(v);
+  if (Number.isInteger(v)) return NF0.format(v);   // Locust's buckets: whole ms
+  if (v < 10) return NF3.format(v);
+  if (v < 100) return NF2.format(v);
+  if (v < 1000) return NF1.format(v);
   return NF0.format(Math.round(v));
 }
 function fmtRate(v) { return isNum(v) ? NF1.format(v) : "\u2014"; }
@@ -180,6 +183,10 @@ function $(id) { return document.getElementById(id); }
  * the report). The data-* attributes let tests read rows without parsing.
  */
 function statsRowHtml(r, isAgg, rps, fps) {
+  // Our master adds `precise` (microsecond histograms, or Locust's buckets
+  // when a report had none); a Locust row has only the whole-ms keys.
+  var p = r.precise || {};
+  var pick = function (precise, locust) { return isNum(precise) ? precise : locust; };
   return '<tr data-name="' + esc(r.name) + '" data-method="' + esc(r.method || "") + '"' +
     ' data-requests="' + esc(r.num_requests) + '" data-failures="' + esc(r.num_failures) + '"' +
     (isAgg ? ' class="aggregated"' : "") + ">" +
@@ -187,12 +194,14 @@ function statsRowHtml(r, isAgg, rps, fps) {
     '<td class="name">' + esc(r.name) + "</td>" +
     '<td class="num">' + fmtInt(r.num_requests) + "</td>" +
     '<td class="num' + (r.num_failures > 0 ? " fail" : "") + '">' + fmtInt(r.num_failures) + "</td>" +
-    '<td class="num">' + fmtMs(r.median_response_time) + "</td>" +
-    '<td class="num">' + fmtMs(r["response_time_percentile_0.95"]) + "</td>" +
-    '<td class="num">' + fmtMs(r["response_time_percentile_0.99"]) + "</td>" +
-    '<td class="num">' + fmtMs(r.avg_response_time) + "</td>" +
-    '<td class="num">' + fmtMs(r.min_response_time) + "</td>" +
-    '<td class="num">' + fmtMs(r.max_response_time) + "</td>" +
+    '<td class="num">' + fmtMs(pick(p.p50_ms, r.median_response_time)) + "</td>" +
+    '<td class="num">' + fmtMs(pick(p.p95_ms, r["response_time_percentile_0.95"])) + "</td>" +
+    '<td class="num">' + fmtMs(pick(p.p99_ms, r["response_time_percentile_0.99"])) + "</td>" +
+    '<td class="num">' + fmtMs(p.p999_ms) + "</td>" +
+    '<td class="num">' + fmtMs(p.p9999_ms) + "</td>" +
+    '<td class="num">' + fmtMs(pick(p.avg_ms, r.avg_response_time)) + "</td>" +
+    '<td class="num">' + fmtMs(pick(p.min_ms, r.min_response_time)) + "</td>" +
+    '<td class="num">' + fmtMs(pick(p.max_ms, r.max_response_time)) + "</td>" +
     '<td class="num">' + fmtInt(r.avg_content_length) + "</td>" +
     '<td class="num">' + fmtRate(rps) + "</td>" +
     '<td class="num' + (fps > 0 ? " fail" : "") + '">' + fmtRate(fps) + "</td></tr>";
