@@ -1,12 +1,8 @@
 //! `spotload launch`, `status` and `destroy` end to end: the real binary
 //! against a real moto server, each result checked through the SDK.
 //!
-//! Every test starts its own moto (see `support/moto.rs`), so tests run in
+//! Every test starts its own moto (see the harness's `moto` module), so tests run in
 //! parallel without sharing state. All traffic stays on 127.0.0.1.
-
-#[path = "support/moto_sdk.rs"]
-mod moto_sdk;
-mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -14,14 +10,14 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::Instance;
-use moto_sdk::{
+use harness::moto_sdk::{
     filter, group_named, ingress, key_pair_exists, live_instances, shutdown_behaviour, tag,
     user_data, FLEET_TAG,
 };
-use support::{free_port, Moto};
+use harness::{free_port, Moto};
 
 const ROLE_TAG: &str = "spotload:role";
 const ALLOW: &str = "198.51.100.7/32";
@@ -570,14 +566,7 @@ fn accept_within(listener: &TcpListener, limit: Duration) -> Option<std::net::Tc
     listener
         .set_nonblocking(true)
         .expect("non-blocking listener");
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok((stream, _)) = listener.accept() {
-            return Some(stream);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    harness::try_wait_until(limit, || listener.accept().ok().map(|(stream, _)| stream))
 }
 
 #[tokio::test]

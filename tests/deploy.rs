@@ -11,16 +11,14 @@
 //! spotload inside an "operator" namespace whose only route is that bridge.
 //! Needs root (namespaces, sshd), like CI.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::netns::{sh, Lan};
-use support::{http_get, Moto, Process, TempDir};
+use harness::netns::{sh, Lan};
+use harness::{http_get, Moto, Process, TempDir};
 
 const SPOTLOAD: &str = env!("CARGO_BIN_EXE_spotload");
 
@@ -427,17 +425,18 @@ fn deploy_launches_a_moto_fleet_and_deploys_over_private_addresses() {
     // The fleet file appears once moto's instances run: put a test host at
     // each private address moto handed out, accepting the fleet's key.
     let fleet_file = state.join("motofleet/fleet.json");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !fleet_file.exists() {
-        assert!(
-            Instant::now() < deadline && !deploy.is_finished(),
-            "no fleet file: the launch failed"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let fleet: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&fleet_file).unwrap()).unwrap();
+    // Until the file is whole JSON: it may be caught half written.
+    let fleet = harness::try_wait_until(Duration::from_secs(180), || {
+        let whole = fs::read_to_string(&fleet_file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+        match whole {
+            Some(fleet) => Some(Some(fleet)),
+            None => deploy.is_finished().then_some(None),
+        }
+    })
+    .flatten()
+    .expect("no fleet file: the launch failed");
     let key = fleet["key"]["private_key"]
         .as_str()
         .expect("fleet key path")

@@ -4,16 +4,13 @@
 //! capacity limit really produces 503s, and Locust's counts agree with
 //! what nginx saw.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{
-    free_port, http_get, http_post_form, wait_for_port, Locust, Moto, Nginx, NginxOptions, Process,
-    TempDir,
+use harness::{
+    free_port, http_get, http_post_form, Locust, Moto, Nginx, NginxOptions, Process, TempDir,
 };
 
 const WRK: &str = "/usr/bin/wrk";
@@ -133,7 +130,7 @@ fn limit_conn_rejects_requests_beyond_the_limit_with_503() {
     let slow = format!("{}/slow", nginx.url());
 
     let within = wrk(&slow, 2, 1);
-    settle_after_wrk();
+    settle_after_wrk(&nginx);
     eprintln!(
         "limit 2, 2 connections: {within:?}, nginx {}",
         nginx.count_requests()
@@ -145,7 +142,7 @@ fn limit_conn_rejects_requests_beyond_the_limit_with_503() {
 
     nginx.clear_access_log();
     let beyond = wrk(&slow, 20, 1);
-    settle_after_wrk();
+    settle_after_wrk(&nginx);
     let (ok, rejected) = (nginx.count_status(200), nginx.count_status(503));
     eprintln!("limit 2, 20 connections: {beyond:?}, nginx 200s {ok} 503s {rejected}");
     assert!(beyond.non_2xx > 0, "no 503s beyond the limit: {beyond:?}");
@@ -166,16 +163,17 @@ fn limit_conn_does_not_count_idle_keepalive_connections() {
         ..Default::default()
     });
     let run = wrk(&format!("{}/", nginx.url()), 20, 1);
-    settle_after_wrk();
+    settle_after_wrk(&nginx);
     eprintln!("limit 2, 20 connections on /: {run:?}");
     assert!(run.requests > 1000, "nginx barely served: {run:?}");
     assert!(run.non_2xx * 10 < run.requests, "mostly 503s on /: {run:?}");
     assert_log_matches_wrk(&nginx, &run, 20);
 }
 
-/// Lets responses in flight when wrk stopped finish and get logged.
-fn settle_after_wrk() {
-    thread::sleep(Duration::from_millis(600));
+/// Lets responses in flight when wrk stopped finish and get logged: until
+/// nginx's access log stops growing.
+fn settle_after_wrk(nginx: &Nginx) {
+    nginx.wait_log_quiet();
 }
 
 /// nginx logs every response wrk counted, plus at most one in-flight
@@ -209,11 +207,12 @@ fn process_and_nginx_are_gone_after_drop() {
     let addr = nginx.addr();
     let master = nginx_master_pid(&nginx);
     drop(nginx);
+    // Once nginx's master is gone, nothing of it can still take a connection.
+    assert!(!Path::new(&format!("/proc/{master}")).exists());
     assert!(
-        wait_for_port(addr, Duration::from_millis(300)).is_err(),
+        std::net::TcpStream::connect(addr).is_err(),
         "nginx still listens on {addr} after drop"
     );
-    assert!(!Path::new(&format!("/proc/{master}")).exists());
 }
 
 fn nginx_master_pid(nginx: &Nginx) -> u32 {
@@ -225,7 +224,7 @@ fn nginx_master_pid(nginx: &Nginx) -> u32 {
 fn locust_master_and_worker_counts_match_nginx_log() {
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("locustfile");
-    let locustfile = support::write_locustfile(dir.path(), &nginx.url());
+    let locustfile = harness::write_locustfile(dir.path(), &nginx.url());
     let (master_port, web_port) = (free_port(), free_port());
     let master = Locust::master(&locustfile, master_port, web_port, &[]);
     let _worker = Locust::worker(&locustfile, master_port, &[]);
@@ -242,9 +241,8 @@ fn locust_master_and_worker_counts_match_nginx_log() {
 
     // Locust's workers report every 3 s and send nothing extra on stop.
     let stats = master.settled_stats(Duration::from_secs(20));
-    let total = support::aggregated_row(&stats);
-    let requests = total["num_requests"].as_u64().expect("num_requests");
-    let failures = total["num_failures"].as_u64().expect("num_failures");
+    let total = stats.aggregated().expect("an Aggregated row");
+    let (requests, failures) = (total.num_requests, total.num_failures);
     let logged = nginx.count_requests() as u64;
     eprintln!("locust counted {requests} ({failures} failures), nginx logged {logged}");
     assert!(requests > 100, "locust barely ran: {requests}");

@@ -2,12 +2,10 @@
 //! UI answering with its workers, load reaching the target, and Ctrl-C
 //! leaving no process behind.
 
-mod support;
-
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{free_port, http_get, http_post_form, Process, TempDir};
+use harness::{free_port, wait_until, Api, Process, TempDir};
 
 const SPOTLOAD: &str = env!("CARGO_BIN_EXE_spotload");
 
@@ -59,20 +57,6 @@ fn alive(pid: u32) -> bool {
     })
 }
 
-fn stats(web: &str) -> serde_json::Value {
-    let (status, body) = http_get(&format!("{web}/stats/requests"));
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("stats JSON")
-}
-
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
     let loadtest = std::path::Path::new(SPOTLOAD).with_file_name("loadtest");
@@ -96,10 +80,11 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
     let mut local = Process::spawn("spotload-local", cmd, dir.path());
     let web = format!("http://127.0.0.1:{web_port}");
     local
-        .wait_for_port(support::loopback(web_port), Duration::from_secs(30))
+        .wait_for_port(harness::loopback(web_port), Duration::from_secs(30))
         .expect("the UI answers");
-    wait_for(Duration::from_secs(30), "two workers", || {
-        stats(&web)["worker_count"] == 2
+    let api = Api::new(&web);
+    wait_until(Duration::from_secs(30), "two workers", || {
+        (api.requests().worker_count == 2).then_some(())
     });
     let printed = local.stdout();
     assert!(
@@ -108,16 +93,9 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
     );
     assert!(printed.contains("target:  http://127.0.0.1:"), "{printed}");
 
-    let (status, body) = http_post_form(
-        &format!("{web}/swarm"),
-        &[("user_count", "4"), ("spawn_rate", "4")],
-    );
-    assert!(status == 200 && body.contains("\"success\":true"), "{body}");
-    wait_for(Duration::from_secs(20), "requests", || {
-        support::aggregated_row(&stats(&web))["num_requests"]
-            .as_u64()
-            .unwrap_or(0)
-            > 500
+    api.swarm(4, 4.0);
+    wait_until(Duration::from_secs(20), "requests", || {
+        (api.total_requests() > 500).then_some(())
     });
 
     // The master, two workers and nginx (with its own workers), all below spotload.
@@ -132,10 +110,10 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
         "exit status {status:?}\n{}",
         local.logs()
     );
-    wait_for(
+    wait_until(
         Duration::from_secs(10),
         "every process spotload started to be gone",
-        || !family.iter().any(|pid| alive(*pid)),
+        || (!family.iter().any(|pid| alive(*pid))).then_some(()),
     );
     assert!(
         local.stdout().contains("Aggregated"),

@@ -4,17 +4,16 @@
 //! Edit without `run_time` keeps the run's deadline, and `-t` applies to a
 //! run started from the UI.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::support::{
+use harness::*;
+use harness::{
     http_post_form, http_post_form_with_headers, try_http, try_http_with_headers, Nginx,
     NginxOptions, Process, TempDir,
 };
-use common::*;
+use swarm::api::{RunState, StatsRequests};
 
 /// Workers pause between requests: light on 2 CPUs, enough to count.
 const WORKER_WAIT: &[&str] = &["--wait", "0.005:0.01"];
@@ -25,10 +24,10 @@ fn one_worker_master(dir: &TempDir, nginx: &Nginx, extra: &[&str]) -> (Process, 
     let target = nginx.url();
     let mut args = vec!["--host", target.as_str()];
     args.extend_from_slice(extra);
-    let (master, port, api) = master_with_ui(dir, &args);
-    let worker = worker(dir, port, WORKER_WAIT);
+    let (master, port, api) = loadtest!().master_with_ui(dir, &args);
+    let worker = loadtest!().worker(dir, port, WORKER_WAIT);
     wait_until(Duration::from_secs(30), "the worker to join", || {
-        (stats(&api)["worker_count"].as_u64() == Some(1)).then_some(())
+        (stats(&api).worker_count == 1).then_some(())
     });
     (master, worker, api)
 }
@@ -38,14 +37,15 @@ fn json(body: &str, what: &str) -> Value {
 }
 
 /// `/stats/requests` answers 200 (the master did not fall over) and its JSON.
-fn still_answers(api: &str, after: &str) -> Value {
+fn still_answers(api: &str, after: &str) -> StatsRequests {
     let (status, body) = try_http("GET", &format!("{api}/stats/requests"), None)
         .unwrap_or_else(|e| panic!("after {after}: /stats/requests unreachable: {e}"));
     assert_eq!(
         status, 200,
         "after {after}: /stats/requests answered {status}: {body}"
     );
-    json(&body, "/stats/requests")
+    serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("after {after}: /stats/requests unexpected ({e}): {body}"))
 }
 
 #[test]
@@ -88,7 +88,11 @@ fn out_of_range_forms_are_refused_and_other_origins_change_nothing() {
             "{field}={value}: the message names {field}: {message:?}"
         );
         let s = still_answers(&api, &format!("{field}={value}"));
-        assert_eq!(s["state"], "ready", "{field}={value}: nothing started: {s}");
+        assert_eq!(
+            s.state,
+            RunState::Ready,
+            "{field}={value}: nothing started: {s:?}"
+        );
     }
 
     // Another origin: 403, nothing starts.
@@ -98,8 +102,8 @@ fn out_of_range_forms_are_refused_and_other_origins_change_nothing() {
     println!("POST /swarm from {EVIL_ORIGIN}: {status} {body}");
     assert_eq!(status, 403, "a cross-origin /swarm is refused: {body}");
     let s = still_answers(&api, "a cross-origin /swarm");
-    assert_eq!(s["state"], "ready", "nothing started: {s}");
-    assert_eq!(s["user_count"], 0, "no users: {s}");
+    assert_eq!(s.state, RunState::Ready, "nothing started: {s:?}");
+    assert_eq!(s.user_count, 0, "no users: {s:?}");
 
     // The UI's own origin: the same request starts the run.
     let own_origin = api.clone(); // http://<Host header>
@@ -113,7 +117,7 @@ fn out_of_range_forms_are_refused_and_other_origins_change_nothing() {
         "2 users running, requests counted",
         || {
             let s = stats(&api);
-            (s["state"] == "running" && s["user_count"] == 2 && total_requests(&s) > 200)
+            (s.state == RunState::Running && s.user_count == 2 && total_requests(&s) > 200)
                 .then_some(())
         },
     );
@@ -134,10 +138,11 @@ fn out_of_range_forms_are_refused_and_other_origins_change_nothing() {
         assert_eq!(status, 403, "{method} {path} from another origin: {answer}");
         let s = still_answers(&api, &format!("a cross-origin {method} {path}"));
         assert_eq!(
-            s["state"], "running",
-            "{method} {path} changed nothing: {s}"
+            s.state,
+            RunState::Running,
+            "{method} {path} changed nothing: {s:?}"
         );
-        assert_eq!(s["user_count"], 2, "{method} {path} changed nothing: {s}");
+        assert_eq!(s.user_count, 2, "{method} {path} changed nothing: {s:?}");
         let after = total_requests(&s);
         assert!(
             after >= before,
@@ -149,12 +154,12 @@ fn out_of_range_forms_are_refused_and_other_origins_change_nothing() {
     let (status, body) = http_post_form(&format!("{api}/stop"), &[]);
     assert_eq!(status, 200, "POST /stop without Origin: {body}");
     wait_until(Duration::from_secs(15), "the run to stop", || {
-        (stats(&api)["state"] == "stopped").then_some(())
+        (stats(&api).state == RunState::Stopped).then_some(())
     });
     start_swarm(&api, 3, 3);
     wait_until(Duration::from_secs(20), "a good swarm to run", || {
         let s = stats(&api);
-        (s["state"] == "running" && s["user_count"] == 3).then_some(())
+        (s.state == RunState::Running && s.user_count == 3).then_some(())
     });
     let (status, _) = http_post_form(&format!("{api}/stop"), &[]);
     assert_eq!(status, 200);
@@ -178,7 +183,7 @@ fn an_edit_without_run_time_keeps_the_deadline() {
     assert_eq!(json(&body, "/swarm")["success"], true, "{body}");
     wait_until(Duration::from_secs(10), "2 users running", || {
         let s = stats(&api);
-        (s["state"] == "running" && s["user_count"] == 2).then_some(())
+        (s.state == RunState::Running && s.user_count == 2).then_some(())
     });
     if let Some(rest) = Duration::from_secs(2).checked_sub(started.elapsed()) {
         std::thread::sleep(rest);
@@ -189,13 +194,13 @@ fn an_edit_without_run_time_keeps_the_deadline() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body, "/swarm")["success"], true, "{body}");
     wait_until(Duration::from_secs(8), "4 users after the edit", || {
-        (stats(&api)["user_count"] == 4).then_some(())
+        (stats(&api).user_count == 4).then_some(())
     });
     let limit = Duration::from_secs(12).saturating_sub(started.elapsed());
     wait_until(
         limit,
         "the run to stop by itself within 12 s of its start",
-        || (stats(&api)["state"] == "stopped").then_some(()),
+        || (stats(&api).state == RunState::Stopped).then_some(()),
     );
     let took = started.elapsed();
     println!("the edited 6 s run stopped {took:?} after it started");
@@ -217,13 +222,13 @@ fn the_run_time_flag_applies_to_a_run_started_from_the_ui() {
     start_swarm(&api, 2, 2);
     wait_until(Duration::from_secs(10), "the run to start", || {
         let s = stats(&api);
-        (s["state"] == "running" || s["state"] == "stopped").then_some(())
+        (s.state == RunState::Running || s.state == RunState::Stopped).then_some(())
     });
     let limit = Duration::from_secs(15).saturating_sub(started.elapsed());
     wait_until(
         limit,
         "the run to stop by itself within 15 s (-t 5s)",
-        || (stats(&api)["state"] == "stopped").then_some(()),
+        || (stats(&api).state == RunState::Stopped).then_some(()),
     );
     let took = started.elapsed();
     println!("the UI run under -t 5s stopped {took:?} after it started");

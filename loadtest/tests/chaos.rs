@@ -16,17 +16,14 @@
 //! 5. A new master on the same ports: B rejoins by itself; with a new
 //!    worker, a second run's count is nginx's again.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use common::support::{http_post_form, try_http, Nginx, NginxOptions, TempDir};
-use common::*;
+use harness::*;
+use harness::{http_post_form, try_http, Nginx, NginxOptions, TempDir};
+use swarm::api::{RunState, StatsRequests, WorkerEvent};
 
 const USERS: u64 = 30;
 /// A pause between requests: load enough to count, light on 2 CPUs.
@@ -45,12 +42,12 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
     let test_start = Instant::now();
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("chaos");
-    let prefix1 = path_in(&dir, "first");
-    let prefix2 = path_in(&dir, "second");
-    let (port, web_port) = (common::support::free_port(), common::support::free_port());
+    let prefix1 = dir.path().join("first");
+    let prefix2 = dir.path().join("second");
+    let (port, web_port) = (harness::free_port(), harness::free_port());
     let api = format!("http://127.0.0.1:{web_port}");
     let target = nginx.url();
-    let mut master1 = master_with_ui_on(
+    let mut master1 = loadtest!().master_with_ui_on(
         &dir,
         port,
         web_port,
@@ -61,16 +58,16 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
             prefix1.to_str().expect("utf-8 path"),
         ],
     );
-    let mut a = worker(&dir, port, WORKER_WAIT);
-    let mut b = worker(&dir, port, WORKER_WAIT);
-    let mut c = worker(&dir, port, WORKER_WAIT);
+    let mut a = loadtest!().worker(&dir, port, WORKER_WAIT);
+    let mut b = loadtest!().worker(&dir, port, WORKER_WAIT);
+    let mut c = loadtest!().worker(&dir, port, WORKER_WAIT);
     let (a_id, b_id, c_id) = (node_id(&mut a), node_id(&mut b), node_id(&mut c));
     println!("workers: A {a_id}, B {b_id}, C {c_id}");
     // Checks whose failure should not hide the figures after them.
     let mut problems: Vec<String> = Vec::new();
 
     wait_until(Duration::from_secs(30), "three workers to join", || {
-        (stats(&api)["worker_count"].as_u64() == Some(3)).then_some(())
+        (stats(&api).worker_count == 3).then_some(())
     });
     let poller = Poller::start(&api);
     start_swarm(&api, USERS as u32, USERS as u32);
@@ -132,8 +129,8 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
     wait_for_users_on(&api, &[&b_id], "30 users on B after C's SIGTERM");
     println!("30 users on B {:?} after C's SIGTERM", terminated.elapsed());
 
-    let events = stats(&api)["worker_events"].clone();
-    println!("worker_events: {events}");
+    let events = stats(&api).worker_events;
+    println!("worker_events: {events:?}");
     for (who, id, event) in [
         ("A", &a_id, "missing"),
         ("B", &b_id, "missing"),
@@ -142,7 +139,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
     ] {
         if !has_event(&events, id, event) {
             problems.push(format!(
-                "no `{event}` event for {who} in worker_events: {events}"
+                "no `{event}` event for {who} in worker_events: {events:?}"
             ));
         }
     }
@@ -167,7 +164,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
             master1.stdout()
         ));
     }
-    let csv1 = path_in(&dir, "first_stats.csv");
+    let csv1 = dir.path().join("first_stats.csv");
     assert!(
         csv1.is_file(),
         "master 1 wrote {} on SIGTERM (UI mode with --csv)\n{}",
@@ -208,7 +205,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
 
     // 5. A new master on the same ports.
     let master_gone = Instant::now();
-    let mut master2 = master_with_ui_on(
+    let mut master2 = loadtest!().master_with_ui_on(
         &dir,
         port,
         web_port,
@@ -237,12 +234,12 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
             master2_up.elapsed()
         ));
     }
-    let mut d = worker(&dir, port, WORKER_WAIT);
+    let mut d = loadtest!().worker(&dir, port, WORKER_WAIT);
     let d_id = node_id(&mut d);
     wait_until(
         Duration::from_secs(30),
         "B and a new worker D on master 2",
-        || (stats(&api)["worker_count"].as_u64() == Some(2)).then_some(()),
+        || (stats(&api).worker_count == 2).then_some(()),
     );
     let before2 = nginx.access_log().len();
     let run2 = Instant::now();
@@ -254,7 +251,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
     let (status, body) = http_post_form(&format!("{api}/stop"), &[]);
     assert_eq!(status, 200, "POST /stop: {body}");
     wait_until(Duration::from_secs(15), "run 2 to stop", || {
-        (stats(&api)["state"] == "stopped").then_some(())
+        (stats(&api).state == RunState::Stopped).then_some(())
     });
     let counted2 = settled_requests(&api, Duration::from_secs(30)) as f64;
     let logged2 = (nginx.access_log().len() - before2) as f64;
@@ -278,7 +275,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
 
     master2.signal("TERM");
     let code2 = exit_code(&mut master2, Duration::from_secs(20));
-    let csv2 = path_in(&dir, "second_stats.csv");
+    let csv2 = dir.path().join("second_stats.csv");
     if csv2.is_file() {
         let from_csv = num(&csv_row(&csv2, "Aggregated"), "Request Count");
         println!("master 2 exited with {code2}; its CSV counts {from_csv}");
@@ -312,10 +309,10 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
 
 /// Waits until `state` is the state of worker `id`.
 fn wait_for_state(api: &str, id: &str, state: &str, limit: Duration) {
-    wait_until(limit, &format!("worker {id} to be {state}"), || {
+    wait_until(limit, format!("worker {id} to be {state}"), || {
         let s = stats(api);
         worker_entry(&s, id)
-            .is_some_and(|w| w["state"] == state)
+            .is_some_and(|w| w.state.as_str() == state)
             .then_some(())
     });
 }
@@ -323,8 +320,8 @@ fn wait_for_state(api: &str, id: &str, state: &str, limit: Duration) {
 /// Waits until exactly `ids` run users (every other listed worker runs
 /// none), theirs add up to USERS, and so does the total `user_count`.
 fn wait_for_users_on(api: &str, ids: &[&str], what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut last = None;
+    let done = try_wait_until(Duration::from_secs(30), || {
         let s = stats(api);
         let workers = worker_states(&s);
         let listed = |id: &str| workers.iter().find(|(w, _, _)| w == id);
@@ -340,23 +337,20 @@ fn wait_for_users_on(api: &str, ids: &[&str], what: &str) {
             .filter(|(id, _, _)| ids.contains(&id.as_str()))
             .map(|(_, _, users)| users)
             .sum();
-        if ours_run && others_idle && sum == USERS && s["user_count"].as_u64() == Some(USERS) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: user_count {}, workers {:?}",
-            s["user_count"],
-            worker_states(&s)
-        );
-        thread::sleep(Duration::from_millis(200));
+        let reached = ours_run && others_idle && sum == USERS && s.user_count == USERS;
+        last = Some((s.user_count, workers));
+        reached.then_some(())
+    });
+    if done.is_none() {
+        let (users, workers) = last.unwrap_or_default();
+        panic!("timed out waiting for {what}: user_count {users}, workers {workers:?}");
     }
 }
 
-fn has_event(events: &Value, id: &str, event: &str) -> bool {
+fn has_event(events: &[WorkerEvent], id: &str, event: &str) -> bool {
     events
-        .as_array()
-        .is_some_and(|all| all.iter().any(|e| e["worker"] == id && e["event"] == event))
+        .iter()
+        .any(|e| e.worker == id && serde_json::to_value(e.event).is_ok_and(|kind| kind == event))
 }
 
 /// What the background poller saw.
@@ -444,11 +438,11 @@ fn poll(url: &str, stop: &AtomicBool, paused: &AtomicBool) -> PollFigures {
             figures.slowest = took;
             figures.slowest_at = at.clone();
         }
-        let Ok(s) = serde_json::from_str::<Value>(&body) else {
+        let Ok(s) = serde_json::from_str::<StatsRequests>(&body) else {
             figures.failures.push(format!("{at}: not JSON: {body}"));
             continue;
         };
-        let users = s["user_count"].as_u64().unwrap_or(0);
+        let users = s.user_count;
         let running_sum: u64 = worker_states(&s)
             .iter()
             .filter(|(_, state, _)| state != "missing")

@@ -7,8 +7,6 @@
 //! serving its API and its real workers meanwhile. Then a frame above
 //! 8 MiB closes that peer's connection only.
 
-mod common;
-
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,8 +14,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::support::{try_http, Nginx, NginxOptions, TempDir};
-use common::*;
+use harness::*;
+use harness::{try_http, Nginx, NginxOptions, TempDir};
+use swarm::api::NodeState;
 use swarm::protocol::{Heartbeat, ToMaster, WorkerState};
 
 /// Heartbeat frames the flooding peer writes.
@@ -80,7 +79,7 @@ fn frame(flags: u8, body: &[u8]) -> Vec<u8> {
 
 /// A raw peer: connected, greeted, READY sent. Reads nothing.
 fn raw_peer(port: u16, node_id: &str) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(support_addr(port))?;
+    let mut stream = TcpStream::connect(loopback(port))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(&greeting())?;
     stream.write_all(&ready(node_id))?;
@@ -107,12 +106,12 @@ struct Flood {
 fn a_peer_that_floods_without_reading_never_blocks_the_master() {
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("flood");
-    let (mut master, port, api) = master_with_ui(&dir, &["--host", &nginx.url()]);
-    let mut w1 = worker(&dir, port, WORKER_WAIT);
-    let mut w2 = worker(&dir, port, WORKER_WAIT);
+    let (mut master, port, api) = loadtest!().master_with_ui(&dir, &["--host", &nginx.url()]);
+    let mut w1 = loadtest!().worker(&dir, port, WORKER_WAIT);
+    let mut w2 = loadtest!().worker(&dir, port, WORKER_WAIT);
     let ids = [node_id(&mut w1), node_id(&mut w2)];
     wait_until(Duration::from_secs(30), "both workers to join", || {
-        (stats(&api)["worker_count"].as_u64() == Some(2)).then_some(())
+        (stats(&api).worker_count == 2).then_some(())
     });
     start_swarm(&api, USERS, USERS);
     wait_until(
@@ -120,8 +119,7 @@ fn a_peer_that_floods_without_reading_never_blocks_the_master() {
         "10 users running, requests counted",
         || {
             let s = stats(&api);
-            (s["user_count"].as_u64() == Some(u64::from(USERS)) && total_requests(&s) > 100)
-                .then_some(())
+            (s.user_count == u64::from(USERS) && total_requests(&s) > 100).then_some(())
         },
     );
 
@@ -173,18 +171,18 @@ fn a_peer_that_floods_without_reading_never_blocks_the_master() {
             problems.push(format!("{at}: /stats/requests took {took:?}"));
         }
         match answer {
-            Ok((200, body)) => match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok((200, body)) => match serde_json::from_str::<swarm::api::StatsRequests>(&body) {
                 Ok(s) => {
                     for id in &ids {
-                        let state = worker_entry(&s, id).map(|w| w["state"].clone());
-                        if state.as_ref().is_none_or(|st| st == "missing") {
+                        let state = worker_entry(&s, id).map(|w| w.state);
+                        if state.is_none_or(|st| st == NodeState::Missing) {
                             problems.push(format!("{at}: real worker {id} is {state:?}"));
                         }
                     }
-                    if s["worker_count"].as_u64() != Some(2) {
+                    if s.worker_count != 2 {
                         problems.push(format!(
                             "{at}: worker_count {} ({:?})",
-                            s["worker_count"],
+                            s.worker_count,
                             worker_states(&s)
                         ));
                     }
@@ -246,7 +244,7 @@ fn a_peer_that_floods_without_reading_never_blocks_the_master() {
     let oversized = oversized_frame_closes(port);
     println!("oversized frame: {oversized:?}");
     let s = stats(&api);
-    assert_eq!(s["worker_count"], 2, "{:?}", worker_states(&s));
+    assert_eq!(s.worker_count, 2, "{:?}", worker_states(&s));
     let before = total_requests(&s);
     wait_until(
         Duration::from_secs(10),

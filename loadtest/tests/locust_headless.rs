@@ -4,12 +4,10 @@
 //! report must arrive inside that window, so Locust's CSV total is nginx's
 //! access-log count.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::support::{free_port, write_locustfile, Locust, Nginx, NginxOptions, TempDir};
-use common::*;
+use harness::*;
+use harness::{free_port, write_locustfile, Locust, Nginx, NginxOptions, TempDir};
 
 #[test]
 fn a_headless_locust_master_counts_every_request_of_loadtest_workers() {
@@ -17,7 +15,7 @@ fn a_headless_locust_master_counts_every_request_of_loadtest_workers() {
     let dir = TempDir::new("locust-headless");
     let target = nginx.url();
     let locustfile = write_locustfile(dir.path(), &target);
-    let prefix = path_in(&dir, "locust");
+    let prefix = dir.path().join("locust");
     let prefix_text = prefix.to_str().expect("utf-8 temp path");
     let (bind_port, web_port) = (free_port(), free_port());
     let mut locust = Locust::master(
@@ -42,13 +40,13 @@ fn a_headless_locust_master_counts_every_request_of_loadtest_workers() {
             &target,
         ],
     );
-    let mut w1 = worker(&dir, bind_port, &[]);
-    let mut w2 = worker(&dir, bind_port, &[]);
+    let mut w1 = loadtest!().worker(&dir, bind_port, &[]);
+    let mut w2 = loadtest!().worker(&dir, bind_port, &[]);
     let started = Instant::now();
     let code = exit_code(locust.process(), Duration::from_secs(90));
     println!("Locust exited with {code} after {:?}", started.elapsed());
 
-    let csv = path_in(&dir, "locust_stats.csv");
+    let csv = dir.path().join("locust_stats.csv");
     assert!(
         csv.is_file(),
         "Locust wrote {}\n{}",

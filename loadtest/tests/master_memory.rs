@@ -15,15 +15,13 @@
 //! cargo test -p loadtest --test master_memory -- --ignored --nocapture
 //! ```
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use common::support::{self, Process, TempDir};
+use harness::{loadtest, Api, Process, TempDir};
 use swarm::protocol::transport::{connect_worker, DealerSender, SendError};
 use swarm::protocol::{Heartbeat, ToMaster, WorkerState, LOCUST_COMPAT_VERSION};
 use swarm::stats::{now_epoch, StatsEntry, StatsError, StatsReport, AGGREGATED};
@@ -57,11 +55,12 @@ const SAMPLES: u64 = 50;
 #[ignore = "slow: pushes 10 million requests of stats through a real master (run with --ignored)"]
 fn master_memory_does_not_grow_with_requests() {
     let dir = TempDir::new("master-memory");
-    let web_port = support::free_port();
+    let web_port = harness::free_port();
     let web = web_port.to_string();
-    let (mut master, port) = common::master(&dir, &["--web-host", "127.0.0.1", "--web-port", &web]);
+    let (mut master, port) =
+        loadtest!().master(&dir, &["--web-host", "127.0.0.1", "--web-port", &web]);
     master
-        .wait_for_port(common::support_addr(web_port), Duration::from_secs(20))
+        .wait_for_port(harness::loopback(web_port), Duration::from_secs(20))
         .expect("the web UI listens");
     let web_url = format!("http://127.0.0.1:{web_port}");
 
@@ -74,16 +73,12 @@ fn master_memory_does_not_grow_with_requests() {
     let workers: Vec<FakeWorker> = (0..WORKERS)
         .map(|i| runtime.block_on(FakeWorker::join(port, i, stop.clone())))
         .collect();
-    common::wait_until(Duration::from_secs(20), "fake workers to join", || {
-        let stats = common::get_json(&format!("{web_url}/stats/requests"));
-        (stats["worker_count"].as_u64() == Some(WORKERS)).then_some(())
+    let api = Api::new(&web_url);
+    harness::wait_until(Duration::from_secs(20), "fake workers to join", || {
+        (api.requests().worker_count as u64 == WORKERS).then_some(())
     });
     // A running swarm, as in a real test (its spawn orders are ignored).
-    let (status, body) = support::http_post_form(
-        &format!("{web_url}/swarm"),
-        &[("user_count", "800"), ("spawn_rate", "800")],
-    );
-    assert_eq!(status, 200, "/swarm: {body}");
+    api.swarm(800, 800.0);
 
     let baseline = rss_kib(&master);
     let mut pushed = 0;
@@ -92,18 +87,18 @@ fn master_memory_does_not_grow_with_requests() {
         let per_worker = (target - pushed) / WORKERS;
         runtime.block_on(push_all(&workers, per_worker));
         pushed += per_worker * WORKERS;
-        wait_for_total(&web_url, pushed, &master);
+        wait_for_total(&api, pushed, &master);
         // Let the history sampler and the per-second trim run a few times.
         std::thread::sleep(Duration::from_secs(5));
-        let total =
-            support::aggregated_row(&common::get_json(&format!("{web_url}/stats/requests")));
+        let stats = api.requests();
+        let total = stats.aggregated().expect("an Aggregated row");
         println!(
             "Aggregated: {} requests, {} failures, median {} ms, p95 {} ms, max {} ms",
-            total["num_requests"],
-            total["num_failures"],
-            total["median_response_time"],
-            total["response_time_percentile_0.95"],
-            total["max_response_time"]
+            total.num_requests,
+            total.num_failures,
+            total.median_response_time,
+            total.p95,
+            total.max_response_time
         );
         let rss = rss_kib(&master);
         println!(
@@ -279,23 +274,18 @@ fn add_error(report: &mut StatsReport, method: &str, name: &str, error: &str, n:
 }
 
 /// Waits until the master's `Aggregated` row counts `expected` requests.
-fn wait_for_total(web_url: &str, expected: u64, master: &Process) {
+fn wait_for_total(api: &Api, expected: u64, master: &Process) {
     let mut seen = 0;
-    for _ in 0..600 {
-        let stats = common::get_json(&format!("{web_url}/stats/requests"));
-        seen = support::aggregated_row(&stats)["num_requests"]
-            .as_u64()
-            .unwrap_or(0);
-        if seen >= expected {
-            assert_eq!(seen, expected, "the master counted every request once");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!(
+    let reached = harness::try_wait_until(Duration::from_secs(120), || {
+        seen = api.total_requests();
+        (seen >= expected).then_some(())
+    });
+    assert!(
+        reached.is_some(),
         "the master aggregated {seen} of {expected} requests in 2 minutes\n{}",
         master.logs()
     );
+    assert_eq!(seen, expected, "the master counted every request once");
 }
 
 fn rss_kib(process: &Process) -> u64 {

@@ -2,13 +2,11 @@
 //! latencies, and the master's p50/p95/p99 are those of the union of every
 //! request either worker made — not an average of per-worker figures.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::support::{Nginx, NginxOptions, TempDir};
-use common::*;
+use harness::*;
+use harness::{Nginx, NginxOptions, TempDir};
 use swarm::stats::{bucket_ms, StatsEntry};
 
 /// Response times (ms) from a goose JSON request log.
@@ -48,10 +46,10 @@ fn master_percentiles_are_those_of_the_union_of_samples() {
         ..NginxOptions::default()
     });
     let dir = TempDir::new("swarm-percentiles");
-    let prefix = path_in(&dir, "run");
-    let (log_a, log_b) = (path_in(&dir, "fast.jsonl"), path_in(&dir, "slow.jsonl"));
+    let prefix = dir.path().join("run");
+    let (log_a, log_b) = (dir.path().join("fast.jsonl"), dir.path().join("slow.jsonl"));
     // No --host on the master: each worker keeps its own target.
-    let (mut master, port) = master(
+    let (mut master, port) = loadtest!().master(
         &dir,
         &[
             "--headless",
@@ -67,7 +65,7 @@ fn master_percentiles_are_those_of_the_union_of_samples() {
             prefix.to_str().expect("utf-8"),
         ],
     );
-    let _a = worker(
+    let _a = loadtest!().worker(
         &dir,
         port,
         &[
@@ -77,7 +75,7 @@ fn master_percentiles_are_those_of_the_union_of_samples() {
             log_a.to_str().expect("utf-8"),
         ],
     );
-    let _b = worker(
+    let _b = loadtest!().worker(
         &dir,
         port,
         &[
@@ -99,7 +97,7 @@ fn master_percentiles_are_those_of_the_union_of_samples() {
     union_times.extend(&times_b);
     let union = entry_of(&union_times);
     let (a, b) = (entry_of(&times_a), entry_of(&times_b));
-    let total = csv_row(&path_in(&dir, "run_stats.csv"), "Aggregated");
+    let total = csv_row(&dir.path().join("run_stats.csv"), "Aggregated");
     assert_close(
         num(&total, "Request Count"),
         union.num_requests as f64,

@@ -14,14 +14,12 @@
 //! (`root_rate` does not do for this: `limit_req` delays a request before
 //! `limit_conn` counts it, so queued requests are not "in progress".)
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::support::{free_port, Nginx, NginxOptions, Process, TempDir};
-use common::*;
+use harness::*;
+use harness::{free_port, Nginx, NginxOptions, Process, TempDir};
 use serde_json::Value;
 
 /// `/` is this many bytes sent at `SLOW_RATE` bytes/s: ~100 ms a request.
@@ -70,11 +68,11 @@ fn ramp_master(
         report.to_str().expect("utf-8 temp path"),
     ];
     args.extend_from_slice(extra);
-    master(dir, &args)
+    loadtest!().master(dir, &args)
 }
 
 fn report_dir(dir: &TempDir) -> PathBuf {
-    path_in(dir, "report")
+    dir.path().join("report")
 }
 
 fn read_json(path: &Path) -> Value {
@@ -107,9 +105,9 @@ fn run_ramp(dir: &TempDir, master: &mut Process) -> (i32, Value) {
 /// A fixed-user headless run; returns (requests, failures) from its CSV.
 fn fixed_run(nginx: &Nginx, users: u32) -> (f64, f64) {
     let dir = TempDir::new("ramp-premise");
-    let prefix = path_in(&dir, "run");
+    let prefix = dir.path().join("run");
     let users = users.to_string();
-    let (mut master, port) = master(
+    let (mut master, port) = loadtest!().master(
         &dir,
         &[
             "--headless",
@@ -125,9 +123,9 @@ fn fixed_run(nginx: &Nginx, users: u32) -> (f64, f64) {
             prefix.to_str().expect("utf-8 temp path"),
         ],
     );
-    let _worker = worker(&dir, port, &[]);
+    let _worker = loadtest!().worker(&dir, port, &[]);
     exit_code(&mut master, Duration::from_secs(60));
-    let total = csv_row(&path_in(&dir, "run_stats.csv"), "Aggregated");
+    let total = csv_row(&dir.path().join("run_stats.csv"), "Aggregated");
     (num(&total, "Request Count"), num(&total, "Failure Count"))
 }
 
@@ -154,7 +152,7 @@ fn threshold_for(limit: u32, spec: &str, expected: u64) {
     let nginx = limited_nginx(limit);
     let dir = TempDir::new("ramp-threshold");
     let (mut master, port) = ramp_master(&dir, &nginx.url(), spec, 1, &[]);
-    let _worker = worker(&dir, port, &[]);
+    let _worker = loadtest!().worker(&dir, port, &[]);
     let (code, report) = run_ramp(&dir, &mut master);
     assert_eq!(code, 0, "a threshold is an answer\n{}", master.logs());
     assert_eq!(report["threshold_users"], expected, "{report:#}");
@@ -171,7 +169,8 @@ fn threshold_for(limit: u32, spec: &str, expected: u64) {
     for step in &steps[..steps.len() - 1] {
         assert_eq!(step["failures"], 0, "healthy below the limit: {step}");
         assert!(step["requests"].as_u64() > Some(0), "{step}");
-        assert!(step["p95_ms"].as_u64() > Some(0), "{step}");
+        // Floats since the ramp reads microsecond histograms.
+        assert!(step["p95_ms"].as_f64() > Some(0.0), "{step}");
     }
     let stdout = master.stdout();
     assert!(
@@ -209,7 +208,7 @@ fn refine_narrows_the_threshold_to_one_user() {
     let nginx = limited_nginx(4);
     let dir = TempDir::new("ramp-refine");
     let (mut master, port) = ramp_master(&dir, &nginx.url(), "2:4:10", 1, &["--refine"]);
-    let _worker = worker(&dir, port, &[]);
+    let _worker = loadtest!().worker(&dir, port, &[]);
     let (code, report) = run_ramp(&dir, &mut master);
     assert_eq!(code, 0, "{}", master.logs());
     assert_eq!(step_users(&report), vec![2, 6, 4, 5], "{report:#}");
@@ -224,7 +223,7 @@ fn a_healthy_target_reaches_max() {
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("ramp-healthy");
     let (mut master, port) = ramp_master(&dir, &nginx.url(), "2:2:4", 1, &[]);
-    let _worker = worker(&dir, port, &[]);
+    let _worker = loadtest!().worker(&dir, port, &[]);
     let (code, report) = run_ramp(&dir, &mut master);
     assert_eq!(code, 0, "{}", master.logs());
     assert!(report["threshold_users"].is_null(), "{report:#}");
@@ -255,7 +254,7 @@ fn an_unreachable_target_cannot_be_measured() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let dir = TempDir::new("ramp-unreachable");
     let (mut master, port) = ramp_master(&dir, &closed, "2:2:10", 1, &[]);
-    let _worker = worker(&dir, port, &[]);
+    let _worker = loadtest!().worker(&dir, port, &[]);
     let (code, report) = run_ramp(&dir, &mut master);
     assert_eq!(code, 1, "{}", master.logs());
     let error = report["error"].as_str().unwrap_or_default();
@@ -275,7 +274,7 @@ fn an_unreachable_target_cannot_be_measured() {
 fn no_workers_cannot_be_measured() {
     let dir = TempDir::new("ramp-no-workers");
     let report = report_dir(&dir);
-    let (mut master, _port) = master(
+    let (mut master, _port) = loadtest!().master(
         &dir,
         &[
             "--headless",
@@ -307,8 +306,8 @@ fn a_killed_worker_is_noted_and_the_ramp_goes_on() {
     let nginx = limited_nginx(4);
     let dir = TempDir::new("ramp-worker-killed");
     let (mut master, port) = ramp_master(&dir, &nginx.url(), "2:2:10", 2, &[]);
-    let _survivor = worker(&dir, port, &[]);
-    let mut victim = worker(&dir, port, &[]);
+    let _survivor = loadtest!().worker(&dir, port, &[]);
+    let mut victim = loadtest!().worker(&dir, port, &[]);
     wait_until(Duration::from_secs(60), "the first step's row", || {
         master
             .stdout()
@@ -364,7 +363,7 @@ fn a_ramp_over_http_measures_the_same_way() {
     let nginx = limited_nginx(4);
     let dir = TempDir::new("ramp-http");
     let web_port = free_port().to_string();
-    let (_master, port) = master(
+    let (_master, port) = loadtest!().master(
         &dir,
         &[
             "--web-host",
@@ -375,7 +374,7 @@ fn a_ramp_over_http_measures_the_same_way() {
             &nginx.url(),
         ],
     );
-    let _worker = worker(&dir, port, &[]);
+    let _worker = loadtest!().worker(&dir, port, &[]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let report = runtime.block_on(async {
         let base = format!("http://127.0.0.1:{web_port}");

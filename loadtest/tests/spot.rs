@@ -1,17 +1,16 @@
 //! A spot interruption notice drains a worker: nginx, a `loadtest master`
 //! with its UI, and two workers, one of them watching a stub IMDSv2
-//! (`support::ImdsStub`). Once the stub serves the notice, that worker
+//! (`harness::ImdsStub`). Once the stub serves the notice, that worker
 //! stops its users, sends its final stats and `quit`, and exits 0; the
 //! master records a `reclaimed` event, moves the users to the other worker,
 //! and nothing the reclaimed worker measured is lost (the master's total is
 //! nginx's access log).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::support::{http_post_form, ImdsStub, Nginx, NginxOptions, TempDir};
-use common::*;
+use harness::*;
+use harness::{http_post_form, ImdsStub, Nginx, NginxOptions, TempDir};
+use swarm::api::{NodeState, RunState};
 
 /// Users in the swarm.
 const USERS: u64 = 20;
@@ -26,10 +25,10 @@ fn a_spot_notice_drains_the_worker_and_nothing_it_measured_is_lost() {
     let nginx = Nginx::start(NginxOptions::default());
     let imds = ImdsStub::start();
     let dir = TempDir::new("spot");
-    let (mut master, port, api) = master_with_ui(&dir, &["--host", &nginx.url()]);
+    let (mut master, port, api) = loadtest!().master_with_ui(&dir, &["--host", &nginx.url()]);
 
-    let mut steady = worker(&dir, port, WORKER_WAIT);
-    let mut spot_cmd = worker_command(port, WORKER_WAIT);
+    let mut steady = loadtest!().worker(&dir, port, WORKER_WAIT);
+    let mut spot_cmd = loadtest!().worker_command(port, WORKER_WAIT);
     spot_cmd
         .env_remove("AWS_EC2_METADATA_DISABLED")
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url());
@@ -54,10 +53,9 @@ fn a_spot_notice_drains_the_worker_and_nothing_it_measured_is_lost() {
             let s = stats(&api);
             let both_run = [&steady_id, &spot_id].iter().all(|id| {
                 worker_entry(&s, id)
-                    .is_some_and(|w| w["state"] == "running" && w["user_count"].as_u64() > Some(0))
+                    .is_some_and(|w| w.state == NodeState::Running && w.user_count > 0)
             });
-            (both_run && s["user_count"].as_u64() == Some(USERS) && total_requests(&s) > 100)
-                .then_some(())
+            (both_run && s.user_count == USERS && total_requests(&s) > 100).then_some(())
         },
     );
     // The watch runs: it has polled (with its token) before the notice.
@@ -108,21 +106,18 @@ fn a_spot_notice_drains_the_worker_and_nothing_it_measured_is_lost() {
         "a `reclaimed` worker event for the spot worker",
         || {
             let s = stats(&api);
-            s["worker_events"].as_array().and_then(|events| {
-                events
-                    .iter()
-                    .find(|e| e["worker"] == spot_id.as_str() && e["event"] == "reclaimed")
-                    .cloned()
+            s.worker_events.into_iter().find(|e| {
+                e.worker == spot_id && serde_json::to_value(e.event).is_ok_and(|k| k == "reclaimed")
             })
         },
     );
-    println!("reclaimed event: {event}");
-    let at = event["time"].as_f64().unwrap_or(0.0);
+    println!("reclaimed event: {event:?}");
+    let at = event.time;
     assert!(
         (started_epoch..=epoch_now() + 1.0).contains(&at),
-        "the event's time is an epoch float of this run: {event}"
+        "the event's time is an epoch float of this run: {event:?}"
     );
-    assert!(event["detail"].is_string(), "detail is a string: {event}");
+    // `detail` is a string by its type (the old check: `is_string`).
 
     // Its users move to the remaining worker.
     let moved = Instant::now();
@@ -131,13 +126,10 @@ fn a_spot_notice_drains_the_worker_and_nothing_it_measured_is_lost() {
         "20 users on the remaining worker",
         || {
             let s = stats(&api);
-            let steady_has_all = worker_entry(&s, &steady_id).is_some_and(|w| {
-                w["state"] == "running" && w["user_count"].as_u64() == Some(USERS)
-            });
-            let spot_runs_none = worker_entry(&s, &spot_id)
-                .is_none_or(|w| w["user_count"].as_u64().unwrap_or(0) == 0);
-            (steady_has_all && spot_runs_none && s["user_count"].as_u64() == Some(USERS))
-                .then_some(())
+            let steady_has_all = worker_entry(&s, &steady_id)
+                .is_some_and(|w| w.state == NodeState::Running && w.user_count == USERS);
+            let spot_runs_none = worker_entry(&s, &spot_id).is_none_or(|w| w.user_count == 0);
+            (steady_has_all && spot_runs_none && s.user_count == USERS).then_some(())
         },
     );
     println!(
@@ -153,7 +145,7 @@ fn a_spot_notice_drains_the_worker_and_nothing_it_measured_is_lost() {
     let (status, body) = http_post_form(&format!("{api}/stop"), &[]);
     assert_eq!(status, 200, "POST /stop: {body}");
     wait_until(Duration::from_secs(15), "the run to stop", || {
-        (stats(&api)["state"] == "stopped").then_some(())
+        (stats(&api).state == RunState::Stopped).then_some(())
     });
     let counted = settled_requests(&api, Duration::from_secs(30));
     let log = nginx.access_log();

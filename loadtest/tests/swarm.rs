@@ -1,12 +1,10 @@
 //! The swarm end to end: a `loadtest master` and real `loadtest worker`
 //! processes against a real nginx, checked against nginx's access log.
 
-mod common;
-
 use std::time::Duration;
 
-use common::support::{Nginx, NginxOptions, TempDir};
-use common::*;
+use harness::*;
+use harness::{Nginx, NginxOptions, TempDir};
 
 /// Master + 2 workers, ~10 s: the master's totals are nginx's.
 #[test]
@@ -16,9 +14,9 @@ fn master_totals_match_the_nginx_access_log() {
         ..NginxOptions::default()
     });
     let dir = TempDir::new("swarm-counts");
-    let prefix = path_in(&dir, "run");
+    let prefix = dir.path().join("run");
     let prefix = prefix.to_str().expect("utf-8 temp path");
-    let (mut master, port) = master(
+    let (mut master, port) = loadtest!().master(
         &dir,
         &[
             "--headless",
@@ -38,8 +36,8 @@ fn master_totals_match_the_nginx_access_log() {
             "3",
         ],
     );
-    let _w1 = worker(&dir, port, &[]);
-    let _w2 = worker(&dir, port, &[]);
+    let _w1 = loadtest!().worker(&dir, port, &[]);
+    let _w2 = loadtest!().worker(&dir, port, &[]);
     let code = exit_code(&mut master, Duration::from_secs(60));
     assert_eq!(
         code,
@@ -48,7 +46,7 @@ fn master_totals_match_the_nginx_access_log() {
         master.logs()
     );
 
-    let total = csv_row(&path_in(&dir, "run_stats.csv"), "Aggregated");
+    let total = csv_row(&dir.path().join("run_stats.csv"), "Aggregated");
     let requests = num(&total, "Request Count");
     let failures = num(&total, "Failure Count");
     let logged = nginx.count_requests() as f64;
@@ -71,7 +69,7 @@ fn master_totals_match_the_nginx_access_log() {
         "run_failures.csv",
         "run_exceptions.csv",
     ] {
-        assert!(path_in(&dir, file).is_file(), "{file} written");
+        assert!(dir.path().join(file).is_file(), "{file} written");
     }
     let summary = master.stdout();
     assert!(
@@ -85,9 +83,13 @@ fn master_totals_match_the_nginx_access_log() {
 #[test]
 fn worker_quits_when_the_master_is_gone() {
     let dir = TempDir::new("swarm-master-gone");
-    let (mut master, port) = master(&dir, &["--headless", "-u", "1", "--expect-workers", "5"]);
-    let mut orphan = worker(&dir, port, &["--master-timeout", "3"]);
-    std::thread::sleep(Duration::from_secs(2));
+    let (mut master, port) =
+        loadtest!().master(&dir, &["--headless", "-u", "1", "--expect-workers", "5"]);
+    let mut orphan = loadtest!().worker(&dir, port, &["--master-timeout", "3"]);
+    // The orphan has had messages from its master once the master logs it joined.
+    wait_until(Duration::from_secs(20), "the orphan to join", || {
+        master.stderr().contains("joined").then_some(())
+    });
     master.signal("KILL");
     let code = exit_code(&mut orphan, Duration::from_secs(15));
     assert_ne!(code, 0, "losing the master is a failure exit");
@@ -97,8 +99,8 @@ fn worker_quits_when_the_master_is_gone() {
         orphan.stderr()
     );
 
-    let closed = common::support::free_port();
-    let mut lonely = worker(&dir, closed, &["--master-timeout", "2"]);
+    let closed = harness::free_port();
+    let mut lonely = loadtest!().worker(&dir, closed, &["--master-timeout", "2"]);
     let code = exit_code(&mut lonely, Duration::from_secs(15));
     assert_ne!(code, 0);
     assert!(

@@ -6,19 +6,18 @@
 //! The tests take turns (one lock): each starts a swarm, some a browser,
 //! and on a small CI machine two at once would blur the time limits.
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::support::webdriver::{ChromeDriver, Session};
-use common::support::{self, Locust, Nginx, NginxOptions, Process, TempDir};
+use harness::webdriver::{ChromeDriver, Session};
+use harness::{
+    epoch_now, http_request, loadtest, try_wait_until, wait_until, Locust, Nginx, NginxOptions,
+    Process, Reply, TempDir,
+};
 
 /// One swarm at a time in this file.
 static TURN: Mutex<()> = Mutex::new(());
@@ -34,9 +33,14 @@ const WEB_AUTH: &str = "user:pass";
 const BASIC_USER_PASS: &str = "Basic dXNlcjpwYXNz";
 
 /// Keys our `/stats/requests` has beyond Locust's, on purpose: `host` is
-/// the current target, which the page shows in its header. A client of
-/// Locust's API reads the keys it knows and never sees it.
-const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 1] = ["host"];
+/// the current target, which the page shows in its header; `worker_events`
+/// the fleet's joins, losses and spot reclaims (the Workers tab). A client
+/// of Locust's API reads the keys it knows and never sees them.
+const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 2] = ["host", "worker_events"];
+
+/// Keys our `stats` rows have beyond Locust's: `precise`, the times to the
+/// microsecond from the merged histograms.
+const OUR_EXTRA_ROW_KEYS: [&str; 1] = ["precise"];
 
 /// Workers pause between requests: enough load to see, little enough that
 /// a 2-CPU machine also runs the master, nginx and a browser.
@@ -69,7 +73,7 @@ impl Swarm {
         let auth = extra.contains(&"--web-auth").then_some(BASIC_USER_PASS);
         let swarm = Swarm {
             _workers: (0..workers)
-                .map(|_| common::worker(&dir, master_port, WORKER_WAIT))
+                .map(|_| loadtest!().worker(&dir, master_port, WORKER_WAIT))
                 .collect(),
             master,
             nginx,
@@ -104,7 +108,7 @@ impl Swarm {
     }
 
     fn wait_for_workers(&self, n: usize) {
-        common::wait_until(Duration::from_secs(30), "workers to join", || {
+        harness::wait_until(Duration::from_secs(30), "workers to join", || {
             let stats = self.stats();
             (stats["worker_count"].as_u64() == Some(n as u64)).then_some(())
         });
@@ -112,20 +116,18 @@ impl Swarm {
 
     /// Waits for `state`; panics with the master's logs after `limit`.
     fn wait_for_state(&self, state: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let stats = self.stats();
-            if stats["state"] == state {
-                return stats;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let mut last = Value::Null;
+        let found = try_wait_until(limit, || {
+            last = self.stats();
+            (last["state"] == state).then(|| last.clone())
+        });
+        found.unwrap_or_else(|| {
+            panic!(
                 "state {} instead of {state} after {limit:?}\n{}",
-                stats["state"],
+                last["state"],
                 self.master.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            )
+        })
     }
 }
 
@@ -135,7 +137,7 @@ impl Swarm {
 fn ui_master(dir: &TempDir, extra: &[&str]) -> (Process, u16, u16) {
     const TRIES: usize = 3;
     for _ in 0..TRIES {
-        let (master_port, web_port) = (support::free_port(), support::free_port());
+        let (master_port, web_port) = (harness::free_port(), harness::free_port());
         let (mp, wp) = (master_port.to_string(), web_port.to_string());
         let mut args = vec![
             "master",
@@ -149,11 +151,11 @@ fn ui_master(dir: &TempDir, extra: &[&str]) -> (Process, u16, u16) {
             &wp,
         ];
         args.extend_from_slice(extra);
-        let mut process = Process::spawn("loadtest-master", common::loadtest(&args), dir.path());
+        let mut process = Process::spawn("loadtest-master", loadtest!().command(&args), dir.path());
         let opened = process
-            .wait_for_port(common::support_addr(master_port), Duration::from_secs(20))
+            .wait_for_port(harness::loopback(master_port), Duration::from_secs(20))
             .and_then(|()| {
-                process.wait_for_port(common::support_addr(web_port), Duration::from_secs(20))
+                process.wait_for_port(harness::loopback(web_port), Duration::from_secs(20))
             });
         match opened {
             Ok(()) => return (process, master_port, web_port),
@@ -170,15 +172,15 @@ fn ui_master(dir: &TempDir, extra: &[&str]) -> (Process, u16, u16) {
 // HTTP with optional basic auth
 // ---------------------------------------------------------------------------
 
-/// An HTTP answer: status, raw header block and body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
+/// An HTTP answer: status, headers and body.
+type Answer = Reply;
+
+trait AnswerExt {
+    fn json(&self) -> Value;
+    fn first_line(&self) -> &str;
 }
 
-impl Answer {
+impl AnswerExt for Reply {
     fn json(&self) -> Value {
         assert_eq!(self.status, 200, "expected 200, got {self:?}");
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -188,75 +190,24 @@ impl Answer {
     fn first_line(&self) -> &str {
         self.body.split_inclusive('\n').next().unwrap_or_default()
     }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then_some(value.trim())
-        })
-    }
 }
 
-/// One HTTP/1.0 request to a loopback `http://127.0.0.1:PORT/path`, with an
-/// `Authorization` header when given and `form` urlencoded for a POST.
+/// One request, with an `Authorization` header when given and `form`
+/// urlencoded for a POST.
 fn request(method: &str, url: &str, auth: Option<&str>, form: &[(&str, &str)]) -> Answer {
-    let rest = url.strip_prefix("http://").expect("an http:// URL");
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut stream = TcpStream::connect(authority)
-        .unwrap_or_else(|e| panic!("{method} {url}: cannot connect: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("set a read timeout");
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut head =
-        format!("{method} {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n");
-    if let Some(auth) = auth {
-        head.push_str(&format!("Authorization: {auth}\r\n"));
-    }
-    if method == "POST" {
-        head.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    stream
-        .write_all(format!("{head}{body}").as_bytes())
-        .unwrap_or_else(|e| panic!("{method} {url}: cannot send: {e}"));
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {url}: cannot read the answer: {e}"));
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {url}: no header end in {raw:?}"));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {url}: bad status line in {head:?}"));
-    Answer {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    let form = (method == "POST").then_some(form);
+    http_request(method, url, &headers, form).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The `Aggregated` row of a raw `/stats/requests` answer (raw here: this
+/// file compares Locust's exact keys), `Null` when there is none.
+fn aggregated_row(stats: &Value) -> Value {
+    stats["stats"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "Aggregated"))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 // ---------------------------------------------------------------------------
@@ -577,8 +528,8 @@ fn http_api_answers_with_locusts_keys_and_headers() {
 
     let locust_nginx = Nginx::start(failing);
     let locust_dir = TempDir::new("web-ui-locust");
-    let locustfile = support::write_locustfile(locust_dir.path(), &locust_nginx.url());
-    let (bind_port, web_port) = (support::free_port(), support::free_port());
+    let locustfile = harness::write_locustfile(locust_dir.path(), &locust_nginx.url());
+    let (bind_port, web_port) = (harness::free_port(), harness::free_port());
     let locust = Locust::master(&locustfile, bind_port, web_port, &[]);
     let _locust_worker = Locust::worker(&locustfile, bind_port, &[]);
     locust
@@ -597,8 +548,14 @@ fn http_api_answers_with_locusts_keys_and_headers() {
     }
     assert_same_keys(&our_top, &keys(&locust_flow.stats), "/stats/requests");
     for field in ["stats", "workers", "errors"] {
+        let mut ours = row_keys(&ours_flow.stats, field);
+        if field == "stats" {
+            for extra in OUR_EXTRA_ROW_KEYS {
+                assert!(ours.remove(extra), "{extra} is still in our rows");
+            }
+        }
         assert_same_keys(
-            &row_keys(&ours_flow.stats, field),
+            &ours,
             &row_keys(&locust_flow.stats, field),
             &format!("/stats/requests `{field}` rows"),
         );
@@ -632,7 +589,7 @@ fn http_api_answers_with_locusts_keys_and_headers() {
     for (who, flow) in [("ours", &ours_flow), ("Locust's", &locust_flow)] {
         println!(
             "{who}: total {}\n  error {}\n  worker {}",
-            support::aggregated_row(&flow.stats),
+            aggregated_row(&flow.stats),
             flow.stats["errors"][0],
             flow.stats["workers"][0]
         );
@@ -670,12 +627,12 @@ fn scripted_flow(
     )
     .json();
     assert_eq!(swarm["success"], true, "{base} /swarm: {swarm}");
-    let stats = common::wait_until(
+    let stats = harness::wait_until(
         Duration::from_secs(30),
         "requests and failures in /stats/requests",
         || {
             let stats = get("/stats/requests").json();
-            let total = support::aggregated_row(&stats);
+            let total = aggregated_row(&stats);
             let seen = stats["state"] == "running"
                 && total["num_requests"].as_u64() > Some(0)
                 && total["num_failures"].as_u64() > Some(0)
@@ -694,7 +651,7 @@ fn scripted_flow(
         .collect();
     let stop = post("/stop", &[]).json();
     assert_eq!(stop["success"], true, "{base} /stop: {stop}");
-    common::wait_until(Duration::from_secs(30), "state stopped", || {
+    harness::wait_until(Duration::from_secs(30), "state stopped", || {
         (get("/stats/requests").json()["state"] == "stopped").then_some(())
     });
     ScriptedFlow {
@@ -761,8 +718,22 @@ fn invalid_swarm_form_is_refused_and_nothing_starts() {
             "the message names {field}: {message:?}"
         );
     }
-    // Give a wrongly started run time to show itself.
-    std::thread::sleep(Duration::from_secs(2));
+    // A wrongly started run had its chance once the master's once-a-second
+    // sampler has run past two worker heartbeats (1 s apart) after the
+    // last refusal: a later sample, not a sleep.
+    let refused_at = epoch_now();
+    let history = wait_until(Duration::from_secs(10), "two later history samples", || {
+        let history = swarm.get("/stats/history").json();
+        let samples = history.as_array().cloned().unwrap_or_default();
+        let later = samples
+            .iter()
+            .filter(|s| s["time"].as_f64().is_some_and(|t| t > refused_at + 2.0))
+            .count();
+        (later >= 1).then_some(samples)
+    });
+    for sample in &history {
+        assert_eq!(sample["user_count"], 0, "no users dispatched: {sample}");
+    }
     let stats = swarm.stats();
     assert_eq!(stats["state"], "ready", "nothing started: {stats}");
     assert_eq!(stats["user_count"], 0, "no users: {stats}");
@@ -840,13 +811,13 @@ fn warns_when_the_ui_is_open_beyond_loopback() {
         ("127.0.0.1", &[], false),
     ];
     for (web_host, extra, warns) in cases {
-        let web_port = support::free_port().to_string();
+        let web_port = harness::free_port().to_string();
         let mut args = vec!["--web-host", web_host, "--web-port", &web_port];
         args.extend_from_slice(extra);
-        let (mut master, _) = common::master(&dir, &args);
+        let (mut master, _) = loadtest!().master(&dir, &args);
         // "web UI: http://..." goes to stdout once the UI listens; the
         // warning (stderr) is logged before that.
-        common::wait_until(Duration::from_secs(20), "the web UI address", || {
+        harness::wait_until(Duration::from_secs(20), "the web UI address", || {
             master.stdout().contains("web UI: http://").then_some(())
         });
         let stderr = master.stderr();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse::{parse_rate, parse_ratio, parse_run_time, parse_step_time};
+use super::parse::{parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
 use crate::timespan::format_timespan;
 
@@ -59,9 +59,13 @@ pub struct RampFlags {
     /// A step fails when more than this fraction of its requests fail (0 to 1).
     #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_FAIL_RATIO, value_parser = parse_ratio, requires = "ramp", help_heading = "Ramp")]
     pub fail_ratio: f64,
-    /// A step also fails when its p95 response time exceeds MS milliseconds.
-    #[arg(long, value_name = "MS", requires = "ramp", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Ramp")]
-    pub max_p95: Option<u64>,
+    /// A step also fails when its p95 response time exceeds MS milliseconds
+    /// (fractions allowed, e.g. 0.5: judged to the microsecond).
+    #[arg(long, value_name = "MS", requires = "ramp", value_parser = parse_ms, help_heading = "Ramp")]
+    pub max_p95: Option<f64>,
+    /// A step also fails when its p99 response time exceeds MS milliseconds.
+    #[arg(long, value_name = "MS", requires = "ramp", value_parser = parse_ms, help_heading = "Ramp")]
+    pub max_p99: Option<f64>,
     /// After the first failing step, bisect between it and the last healthy one.
     #[arg(long, requires = "ramp", help_heading = "Ramp")]
     pub refine: bool,
@@ -77,6 +81,7 @@ impl Default for RampFlags {
             step_time: None,
             fail_ratio: DEFAULT_FAIL_RATIO,
             max_p95: None,
+            max_p99: None,
             refine: false,
             report_dir: None,
         }
@@ -110,6 +115,7 @@ impl RampFlags {
         let limits = Limits {
             fail_ratio: self.fail_ratio,
             max_p95_ms: self.max_p95,
+            max_p99_ms: self.max_p99,
         };
         let mut plan = RampPlan::new(spec, step_time, limits, spawn_rate);
         plan.refine = self.refine;
@@ -125,6 +131,7 @@ impl RampFlags {
             args.pair("--fail-ratio", Some(self.fail_ratio.to_string()));
         }
         args.pair("--max-p95", self.max_p95.map(|m| m.to_string()));
+        args.pair("--max-p99", self.max_p99.map(|m| m.to_string()));
         args.pair(
             "--report-dir",
             self.report_dir.as_ref().map(|d| d.display().to_string()),
@@ -221,7 +228,7 @@ mod tests {
     #[test]
     fn forwarded_flags_parse_back_to_the_same_values() {
         for line in [
-            "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 300 --report-dir out --fail-ratio 0.05",
+            "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
             "--headless -u 50 -r 10 -t 1m30s",
             "-t 20s",
             "",

@@ -39,6 +39,16 @@ pub fn parse_step_time(text: &str) -> Result<Duration, String> {
     parse_positive_time(text).map_err(|e| e.replace("it needs", "a step needs"))
 }
 
+/// A time limit in milliseconds above 0, fractions allowed (`0.5`).
+pub fn parse_ms(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 && ms <= 86_400_000.0 => Ok(ms),
+        _ => Err(format!(
+            "{text:?} is not a time limit: use milliseconds above 0, e.g. 200 or 0.5"
+        )),
+    }
+}
+
 /// A ratio from 0 to 1, such as a failure ratio limit.
 pub fn parse_ratio(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {

@@ -151,6 +151,9 @@ fn describe(plan: &RampPlan) -> String {
     if let Some(p95) = plan.limits.max_p95_ms {
         limits.push_str(&format!(" or p95 > {p95} ms"));
     }
+    if let Some(p99) = plan.limits.max_p99_ms {
+        limits.push_str(&format!(" or p99 > {p99} ms"));
+    }
     format!(
         "ramp {}: {} steps of {:.0} s, a step fails on {limits}{}",
         plan.spec,

@@ -69,8 +69,8 @@ pub fn render(report: &RampReport) -> String {
         Chart {
             title: "p95 response time",
             unit: "ms",
-            points: series(|s| s.p95_ms as f64),
-            limit: report.max_p95_ms.map(|v| v as f64),
+            points: series(|s| s.p95_ms),
+            limit: report.max_p95_ms,
         },
     ];
     if !steps.is_empty() {
@@ -91,6 +91,7 @@ fn summary(report: &RampReport) -> String {
     let limits = Limits {
         fail_ratio: report.fail_ratio_limit,
         max_p95_ms: report.max_p95_ms,
+        max_p99_ms: report.max_p99_ms,
     };
     let threshold = match report.threshold_step() {
         Some(step) => format!("{} users ({})", step.users, escape(&limits.explain(step))),
@@ -108,6 +109,9 @@ fn summary(report: &RampReport) -> String {
     let mut limits = format!("failure ratio ≤ {:.2}%", report.fail_ratio_limit * 100.0);
     if let Some(p95) = report.max_p95_ms {
         let _ = write!(limits, ", p95 ≤ {p95} ms");
+    }
+    if let Some(p99) = report.max_p99_ms {
+        let _ = write!(limits, ", p99 ≤ {p99} ms");
     }
     item("Limits", limits);
     item(

@@ -30,7 +30,8 @@ pub struct RampReport {
     /// Each step's measuring window, seconds.
     pub step_time_s: f64,
     pub fail_ratio_limit: f64,
-    pub max_p95_ms: Option<u64>,
+    pub max_p95_ms: Option<f64>,
+    pub max_p99_ms: Option<f64>,
     pub refine: bool,
     pub host: Option<String>,
     /// Epoch seconds.
@@ -52,6 +53,7 @@ impl RampReport {
             step_time_s: plan.window.as_secs_f64(),
             fail_ratio_limit: plan.limits.fail_ratio,
             max_p95_ms: plan.limits.max_p95_ms,
+            max_p99_ms: plan.limits.max_p99_ms,
             refine: plan.refine,
             host,
             started_at: now,
@@ -128,9 +130,10 @@ pub(crate) mod tests {
             failures: if failed.is_some() { 50 } else { 0 },
             fail_ratio: if failed.is_some() { 0.5 } else { 0.0 },
             rps: 33.33,
-            p50_ms: 10,
-            p95_ms: 20,
-            p99_ms: 30,
+            p50_ms: 10.0,
+            p95_ms: 20.0,
+            p99_ms: 30.0,
+            p999_ms: 40.0,
             failed,
         }
     }

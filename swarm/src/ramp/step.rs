@@ -13,6 +13,8 @@ pub enum Criterion {
     FailRatio,
     /// Its p95 response time was above `--max-p95`.
     P95,
+    /// Its p99 response time was above `--max-p99`.
+    P99,
 }
 
 impl Criterion {
@@ -20,6 +22,7 @@ impl Criterion {
         match self {
             Criterion::FailRatio => "fail_ratio",
             Criterion::P95 => "p95",
+            Criterion::P99 => "p99",
         }
     }
 }
@@ -36,9 +39,12 @@ pub struct StepResult {
     pub failures: u64,
     pub fail_ratio: f64,
     pub rps: f64,
-    pub p50_ms: u64,
-    pub p95_ms: u64,
-    pub p99_ms: u64,
+    /// Percentiles in ms, to the microsecond when the workers sent
+    /// histograms (else Locust's whole-ms buckets).
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
     /// Which limit the step broke; `None` when it was healthy.
     pub failed: Option<Criterion>,
 }
@@ -60,9 +66,10 @@ impl StepResult {
             failures: window.num_failures,
             fail_ratio: round_to(window.fail_ratio(), 1e6),
             rps: round_to(rps, 1e2),
-            p50_ms: window.percentile(0.50),
-            p95_ms: window.percentile(0.95),
-            p99_ms: window.percentile(0.99),
+            p50_ms: round_to(window.percentile_ms(0.50), 1e3),
+            p95_ms: round_to(window.percentile_ms(0.95), 1e3),
+            p99_ms: round_to(window.percentile_ms(0.99), 1e3),
+            p999_ms: round_to(window.percentile_ms(0.999), 1e3),
             failed: None,
         }
     }
@@ -103,7 +110,17 @@ mod tests {
         assert_eq!(step.failures, 3);
         assert_eq!(step.fail_ratio, 0.03);
         assert_eq!(step.rps, 25.0);
-        assert_eq!((step.p50_ms, step.p95_ms, step.p99_ms), (51, 96, 100));
+        // 1..=100 ms, one each: to the microsecond (within HDR's 0.1%).
+        for (got, want) in [
+            (step.p50_ms, 50.0),
+            (step.p95_ms, 95.0),
+            (step.p99_ms, 99.0),
+        ] {
+            assert!(
+                (got - want).abs() <= want * 0.001 + 0.001,
+                "{got} vs {want}"
+            );
+        }
         assert!(step.is_healthy());
         assert_eq!(step.verdict(), "healthy");
     }
@@ -112,6 +129,6 @@ mod tests {
     fn an_empty_window_is_all_zero() {
         let entry = StatsEntry::new("Aggregated", "", 0.0);
         let step = StepResult::measure(1, 1, &entry.since(&entry), 0.0);
-        assert_eq!((step.requests, step.rps, step.p95_ms), (0, 0.0, 0));
+        assert_eq!((step.requests, step.rps, step.p95_ms), (0, 0.0, 0.0));
     }
 }

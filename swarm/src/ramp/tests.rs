@@ -161,7 +161,8 @@ async fn stops_at_the_first_failing_step() {
     assert_eq!(r.error, None);
     let six = &r.steps[2];
     assert_eq!((six.requests, six.failures), (60, 0), "one tick per window");
-    assert_eq!(six.p95_ms, 60);
+    // The fake logs every request at users x 10 ms: to the microsecond.
+    assert!((six.p95_ms - 60.0).abs() <= 0.06, "{}", six.p95_ms);
 }
 
 #[tokio::test]
@@ -193,7 +194,8 @@ async fn a_healthy_target_reaches_max() {
 async fn a_p95_limit_can_set_the_threshold() {
     let limits = Limits {
         fail_ratio: 0.01,
-        max_p95_ms: Some(45),
+        max_p95_ms: Some(45.0),
+        max_p99_ms: None,
     };
     let r = ramp(Script::default(), &plan("2:2:10", limits, false)).await;
     assert_eq!(r.threshold_users, Some(6));
@@ -213,6 +215,20 @@ async fn an_unreachable_target_gives_no_answer() {
     assert!(error.contains("Connection refused"), "{error}");
     assert_eq!(r.threshold_users, None);
     assert!(!r.answered());
+}
+
+#[tokio::test]
+async fn a_fractional_p99_limit_is_judged_to_the_microsecond() {
+    // Steps log users x 10 ms: 40 ms at 4 users passes 40.5, 60 ms fails.
+    let limits = Limits {
+        fail_ratio: 0.01,
+        max_p95_ms: None,
+        max_p99_ms: Some(40.5),
+    };
+    let r = ramp(Script::default(), &plan("2:2:10", limits, false)).await;
+    assert_eq!(r.threshold_users, Some(6));
+    assert_eq!(r.criterion, Some(Criterion::P99));
+    assert_eq!(r.last_healthy_users, Some(4));
 }
 
 #[tokio::test]

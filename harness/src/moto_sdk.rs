@@ -1,0 +1,143 @@
+//! AWS SDK clients for a [`Moto`] server, and the EC2 queries the cloud
+//! tests make to check what the `spotload` binary did.
+//!
+//! Behind the `aws` feature: only the `spotload` package's tests need the
+//! AWS SDK crates.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ec2::types::{Filter, Instance, SecurityGroup};
+
+use crate::moto::Moto;
+
+/// The tag spotload puts on everything it creates.
+pub const FLEET_TAG: &str = "spotload:fleet";
+
+impl Moto {
+    /// An EC2 client pointed at this server.
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .build();
+        aws_sdk_ec2::Client::from_conf(config)
+    }
+
+    /// An SSM client pointed at this server.
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        let config = aws_sdk_ssm::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .build();
+        aws_sdk_ssm::Client::from_conf(config)
+    }
+}
+
+// What moto holds, asked through the SDK: the checks tests make.
+
+pub fn tag<'a>(instance: &'a Instance, key: &str) -> Option<&'a str> {
+    instance
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+pub fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// The fleet's instances that are not terminated, by tag.
+pub async fn live_instances(ec2: &aws_sdk_ec2::Client, fleet: &str) -> Vec<Instance> {
+    let answer = ec2
+        .describe_instances()
+        .filters(filter(&format!("tag:{FLEET_TAG}"), fleet))
+        .send()
+        .await
+        .expect("DescribeInstances");
+    answer
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .cloned()
+        .collect()
+}
+
+pub async fn group_named(ec2: &aws_sdk_ec2::Client, name: &str) -> Option<SecurityGroup> {
+    let answer = ec2
+        .describe_security_groups()
+        .filters(filter("group-name", name))
+        .send()
+        .await
+        .expect("DescribeSecurityGroups");
+    answer.security_groups().first().cloned()
+}
+
+pub async fn key_pair_exists(ec2: &aws_sdk_ec2::Client, name: &str) -> bool {
+    let answer = ec2
+        .describe_key_pairs()
+        .filters(filter("key-name", name))
+        .send()
+        .await
+        .expect("DescribeKeyPairs");
+    !answer.key_pairs().is_empty()
+}
+
+/// The group's ingress as "tcp PORT from SOURCE" lines.
+pub fn ingress(group: &SecurityGroup) -> BTreeSet<String> {
+    let mut rules = BTreeSet::new();
+    for p in group.ip_permissions() {
+        let proto = p.ip_protocol().unwrap_or("?");
+        let ports = match (p.from_port(), p.to_port()) {
+            (Some(a), Some(b)) if a == b => a.to_string(),
+            (a, b) => format!("{a:?}-{b:?}"),
+        };
+        let sources = p
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip())
+            .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()))
+            .chain(p.user_id_group_pairs().iter().filter_map(|g| g.group_id()));
+        for source in sources {
+            rules.insert(format!("{proto} {ports} from {source}"));
+        }
+    }
+    rules
+}
+
+pub async fn user_data(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
+    let answer = ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .expect("DescribeInstanceAttribute userData");
+    let encoded = answer
+        .user_data()
+        .and_then(|v| v.value())
+        .unwrap_or_default();
+    let bytes = aws_smithy_types::base64::decode(encoded).expect("user data is base64");
+    String::from_utf8(bytes).expect("user data is text")
+}
+
+pub async fn shutdown_behaviour(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
+    let answer = ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .send()
+        .await
+        .expect("DescribeInstanceAttribute shutdown behaviour");
+    answer
+        .instance_initiated_shutdown_behavior()
+        .and_then(|v| v.value())
+        .unwrap_or_default()
+        .to_string()
+}

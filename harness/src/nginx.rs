@@ -1,0 +1,388 @@
+//! Debian's nginx as the system under test: [`Nginx`] runs it on a free
+//! loopback port from a config generated out of [`NginxOptions`] (slow,
+//! failing, rate- or connection-limited locations), and reads its access
+//! log back as [`AccessLine`]s.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::{loopback, read_lossy, start_on_free_port, Process, TempDir, START_TIMEOUT};
+use crate::wait::try_wait_until;
+
+/// How long the nginx access log must stay unchanged to count as complete.
+const LOG_QUIET: Duration = Duration::from_millis(150);
+/// The most `Nginx::wait_log_quiet` waits for that.
+const LOG_QUIET_MAX: Duration = Duration::from_secs(5);
+
+const NGINX: &str = "/usr/sbin/nginx";
+const INDEX_HTML: &str =
+    "<!doctype html>\n<html><head><title>spotload target</title></head>\n<body><h1>It works</h1></body></html>\n";
+
+/// What the test nginx serves besides `/`.
+#[derive(Debug, Clone)]
+pub struct NginxOptions {
+    /// nginx `worker_processes` (default 1).
+    pub worker_processes: u32,
+    /// At most this many requests in progress at once; the excess is
+    /// answered 503 at once. nginx counts a connection only while one of
+    /// its requests is being processed — idle keep-alive connections do not
+    /// count — so instant responses (like `/`) rarely trip it. Combine it
+    /// with `slow_path`: N users looping on the slow path all succeed,
+    /// N+1 or more get 503s.
+    pub limit_conn: Option<u32>,
+    /// `(path, body_bytes, bytes_per_sec)`: a location whose response
+    /// takes about `body_bytes / bytes_per_sec` seconds (nginx
+    /// `limit_rate`, in small chunks so that sub-second times work).
+    pub slow_path: Option<(String, u64, u64)>,
+    /// `(path, status)`: a location that always answers `status`.
+    pub status_path: Option<(String, u16)>,
+    /// `/` answers 500 to about this percentage of requests (chosen at
+    /// random per request), for failure counting.
+    pub fail_percent: Option<u32>,
+    /// `/` serves at most this many requests per second; the excess waits
+    /// in nginx's queue (`limit_req` without `nodelay`), so time to first
+    /// byte grows with the load — a slow target without extra modules.
+    /// Requests waiting in that queue do NOT count for `limit_conn` (nginx
+    /// delays them before counting); for a breaking point use `limit_conn`
+    /// with `slow_path` on `/index.html`.
+    pub root_rate: Option<u32>,
+}
+
+impl Default for NginxOptions {
+    fn default() -> Self {
+        NginxOptions {
+            worker_processes: 1,
+            limit_conn: None,
+            slow_path: None,
+            status_path: None,
+            fail_percent: None,
+            root_rate: None,
+        }
+    }
+}
+
+/// One access-log line. `path` is the request target as sent, without the
+/// query string (so `GET /` logs `/`, not nginx's `/index.html`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLine {
+    pub status: u16,
+    pub method: String,
+    pub path: String,
+    pub request_time_ms: f64,
+    /// When nginx logged the request (its `$msec`): epoch seconds with
+    /// millisecond resolution, taken as the response went out.
+    pub time: f64,
+    /// The request's `User-Agent` ("" when it sent none). spotload's
+    /// workers send `loadtest/<version> (<node id>)`.
+    pub user_agent: String,
+}
+
+/// Debian's nginx on `127.0.0.1:<free port>` from a temp config; stopped on
+/// drop.
+#[derive(Debug)]
+pub struct Nginx {
+    // Declared before `dir`: the process must stop before its dir goes.
+    process: Process,
+    dir: TempDir,
+    port: u16,
+}
+
+impl Nginx {
+    pub fn start(opts: NginxOptions) -> Nginx {
+        assert!(
+            Path::new(NGINX).exists(),
+            "{NGINX} missing: run scripts/test to install"
+        );
+        let dir = TempDir::new("nginx");
+        write_nginx_content(dir.path(), &opts);
+        let (process, port) = start_on_free_port("nginx", START_TIMEOUT, |port| {
+            fs::write(
+                dir.path().join("nginx.conf"),
+                nginx_conf(dir.path(), port, &opts),
+            )
+            .expect("cannot write nginx.conf to the temp dir");
+            // nginx appends: start each try with a fresh error.log.
+            let _ = fs::remove_file(dir.path().join("error.log"));
+            spawn_nginx(dir.path())
+        });
+        Nginx { process, dir, port }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        loopback(self.port)
+    }
+
+    /// Every request nginx has logged, once the log has been quiet for
+    /// [`LOG_QUIET`] (nginx writes a line just after the response went out,
+    /// so the last one can trail the client by a moment). Call it after the
+    /// load stopped; during a run use [`Nginx::access_log_now`].
+    pub fn access_log(&self) -> Vec<AccessLine> {
+        self.wait_log_quiet();
+        self.access_log_now()
+    }
+
+    /// The access log as it is this instant.
+    pub fn access_log_now(&self) -> Vec<AccessLine> {
+        read_lossy(&self.access_log_path())
+            .lines()
+            .filter_map(parse_access_line)
+            .collect()
+    }
+
+    /// Requests logged (after the log went quiet, like `access_log`).
+    pub fn count_requests(&self) -> usize {
+        self.access_log().len()
+    }
+
+    /// Responses outside 200..=299 (after the log went quiet).
+    pub fn count_non_2xx(&self) -> usize {
+        self.access_log()
+            .iter()
+            .filter(|l| !(200..300).contains(&l.status))
+            .count()
+    }
+
+    /// Responses with exactly `status` (after the log went quiet).
+    pub fn count_status(&self, status: u16) -> usize {
+        self.access_log()
+            .iter()
+            .filter(|l| l.status == status)
+            .count()
+    }
+
+    /// Waits until the access log stops growing for [`LOG_QUIET`], at most
+    /// [`LOG_QUIET_MAX`] (then the caller gets what is there).
+    pub fn wait_log_quiet(&self) {
+        let path = self.access_log_path();
+        let len = || fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let (mut last, mut quiet_since) = (len(), Instant::now());
+        // Running out of time is fine: the caller gets what is there.
+        let _ = try_wait_until(LOG_QUIET_MAX, || {
+            let now = len();
+            if now != last {
+                (last, quiet_since) = (now, Instant::now());
+            }
+            (quiet_since.elapsed() >= LOG_QUIET).then_some(())
+        });
+    }
+
+    /// Empties the access log, e.g. between the steps of a ramp. nginx
+    /// appends with O_APPEND, so it keeps writing at the new end.
+    pub fn clear_access_log(&self) {
+        File::create(self.access_log_path()).expect("cannot truncate nginx access.log");
+    }
+
+    pub fn error_log(&self) -> String {
+        read_lossy(&self.dir.path().join("error.log"))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    fn access_log_path(&self) -> PathBuf {
+        self.dir.path().join("access.log")
+    }
+}
+
+fn spawn_nginx(dir: &Path) -> Process {
+    let mut cmd = Command::new(NGINX);
+    // -p/-e keep nginx away from /usr/share/nginx and /var/log/nginx, which
+    // a non-root user cannot write; `daemon off` keeps the master our child.
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"]);
+    let mut process = Process::spawn("nginx", cmd, dir);
+    process.add_log(dir.join("error.log"));
+    process
+}
+
+/// The static files: `/` and, when asked for, the slow path's body.
+fn write_nginx_content(dir: &Path, opts: &NginxOptions) {
+    let html = dir.join("html");
+    fs::create_dir_all(&html).expect("cannot create nginx html dir");
+    fs::create_dir_all(dir.join("temp")).expect("cannot create nginx temp dir");
+    fs::write(html.join("index.html"), INDEX_HTML).expect("cannot write index.html");
+    if let Some((_, bytes, _)) = &opts.slow_path {
+        let body = vec![b'x'; usize::try_from(*bytes).expect("slow_path body too large")];
+        fs::write(dir.join("slow.bin"), body).expect("cannot write the slow path body");
+    }
+}
+
+fn nginx_conf(dir: &Path, port: u16, opts: &NginxOptions) -> String {
+    let d = dir.display();
+    let mut conf = String::new();
+    if running_as_root() {
+        // Workers would otherwise drop to www-data and fail to read the
+        // (0700) temp dir; without root the directive would only warn.
+        conf.push_str("user root;\n");
+    }
+    let _ = write!(
+        conf,
+        r#"worker_processes {workers};
+worker_rlimit_nofile 16384;
+pid {d}/nginx.pid;
+error_log {d}/error.log notice;
+events {{ worker_connections 4096; }}
+http {{
+    types {{ text/html html; }}
+    default_type application/octet-stream;
+    # $request_uri, not $uri: after the index redirect $uri of "/" is
+    # "/index.html". The parser drops the query string. The user agent
+    # has spaces: it goes last, in quotes (nginx escapes quotes in it).
+    log_format spotload '$status $request_method $request_uri $request_time $msec "$http_user_agent"';
+    access_log {d}/access.log spotload;
+    client_body_temp_path {d}/temp/client_body;
+    proxy_temp_path {d}/temp/proxy;
+    fastcgi_temp_path {d}/temp/fastcgi;
+    uwsgi_temp_path {d}/temp/uwsgi;
+    scgi_temp_path {d}/temp/scgi;
+    # A load generator reuses its connections far beyond the default 1000.
+    keepalive_requests 1000000;
+"#,
+        workers = opts.worker_processes.max(1),
+    );
+    if opts.limit_conn.is_some() {
+        conf.push_str("    limit_conn_zone $server_name zone=spotload_conn:1m;\n");
+    }
+    if let Some(percent) = opts.fail_percent {
+        let _ = writeln!(
+            conf,
+            "    split_clients \"${{request_id}}\" $spotload_fail {{ {percent}% 1; * 0; }}"
+        );
+    }
+    if let Some(rate) = opts.root_rate {
+        let _ = writeln!(
+            conf,
+            "    limit_req_zone $server_name zone=spotload_rate:1m rate={rate}r/s;"
+        );
+    }
+    let _ = write!(
+        conf,
+        "    server {{\n        listen 127.0.0.1:{port};\n        server_name spotload;\n        root {d}/html;\n"
+    );
+    if let Some(n) = opts.limit_conn {
+        let _ = writeln!(
+            conf,
+            "        limit_conn spotload_conn {n};\n        limit_conn_status 503;"
+        );
+    }
+    conf.push_str("        location / {\n");
+    if opts.fail_percent.is_some() {
+        conf.push_str("            if ($spotload_fail) { return 500; }\n");
+    }
+    if opts.root_rate.is_some() {
+        conf.push_str("            limit_req zone=spotload_rate burst=1000000;\n");
+    }
+    conf.push_str("        }\n");
+    if let Some((path, _, rate)) = &opts.slow_path {
+        assert!(
+            path.starts_with('/'),
+            "slow_path must start with '/': {path}"
+        );
+        // limit_rate sleeps chunk/rate after each chunk; small chunks give
+        // a smooth, sub-second-capable response time of about bytes/rate.
+        let chunk = (rate / 20).max(1);
+        let _ = writeln!(
+            conf,
+            "        location = {path} {{ limit_rate {rate}; sendfile_max_chunk {chunk}; alias {d}/slow.bin; }}"
+        );
+    }
+    if let Some((path, status)) = &opts.status_path {
+        assert!(
+            path.starts_with('/'),
+            "status_path must start with '/': {path}"
+        );
+        let _ = writeln!(conf, "        location = {path} {{ return {status}; }}");
+    }
+    conf.push_str("    }\n}\n");
+    conf
+}
+
+fn running_as_root() -> bool {
+    // The owner of /proc/self is the effective uid: no libc needed.
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// `200 GET /path?q 0.001 1767225600.123 "agent/1.0 (x)"` → AccessLine.
+/// The first four fields are required; a line without the last two (an
+/// older format) gets time 0 and an empty user agent.
+fn parse_access_line(line: &str) -> Option<AccessLine> {
+    // The fixed fields hold no spaces; the quoted user agent may.
+    let mut fields = line.splitn(6, ' ');
+    let status = fields.next()?.parse().ok()?;
+    let method = fields.next()?.to_string();
+    let target = fields.next()?;
+    let seconds: f64 = fields.next()?.trim().parse().ok()?;
+    let time = fields
+        .next()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0.0);
+    let user_agent = fields
+        .next()
+        .map(|rest| {
+            let rest = rest.trim();
+            let rest = rest.strip_prefix('"').unwrap_or(rest);
+            let rest = rest.strip_suffix('"').unwrap_or(rest);
+            // nginx logs a missing header as "-".
+            if rest == "-" { "" } else { rest }.to_string()
+        })
+        .unwrap_or_default();
+    let path = target.split('?').next().unwrap_or(target).to_string();
+    Some(AccessLine {
+        status,
+        method,
+        path,
+        request_time_ms: seconds * 1000.0,
+        time,
+        user_agent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_access_line;
+
+    #[test]
+    fn parses_time_and_a_user_agent_with_spaces() {
+        let line = parse_access_line(
+            "200 GET /x?q=1 0.004 1767225600.123 \"loadtest/0.1.0 (host_0123abcd)\"",
+        )
+        .expect("a line");
+        assert_eq!(
+            (line.status, line.method.as_str(), line.path.as_str()),
+            (200, "GET", "/x")
+        );
+        assert!((line.request_time_ms - 4.0).abs() < 1e-9);
+        assert!((line.time - 1_767_225_600.123).abs() < 1e-6);
+        assert_eq!(line.user_agent, "loadtest/0.1.0 (host_0123abcd)");
+        let bare = parse_access_line("404 GET / 0.000 1.5 \"-\"").expect("a line");
+        assert_eq!(bare.user_agent, "");
+        let old = parse_access_line("200 GET / 0.001").expect("an old-format line");
+        assert_eq!((old.time, old.user_agent.as_str()), (0.0, ""));
+    }
+}
