@@ -18,7 +18,9 @@ use crate::stats::StatsEntry;
 /// for the server, the client and `spotload deploy`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name, before the first `:`.
     pub user: String,
+    /// The password, after the first `:` (may itself contain `:`).
     pub pass: String,
 }
 
@@ -54,8 +56,12 @@ impl std::fmt::Display for Credentials {
 /// `POST /swarm`'s form, as a client sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwarmForm {
+    /// Users to run across all workers.
     pub user_count: u64,
+    /// Users started (or stopped) per second, across all workers, until the
+    /// count is reached.
     pub spawn_rate: f64,
+    /// The target host to load; `None` keeps the master's current one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// `30s`, `5m`, `1h30m`.
@@ -66,8 +72,11 @@ pub struct SwarmForm {
 /// `POST /swarm`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwarmAnswer {
+    /// Whether the master took the order.
     pub success: bool,
+    /// Locust's human-readable outcome, e.g. `Swarming started`, or why not.
     pub message: String,
+    /// The host the users will load, as the master settled it.
     #[serde(default)]
     pub host: Option<String>,
     /// Locust adds the run time, in whole seconds, when one was given.
@@ -78,43 +87,61 @@ pub struct SwarmAnswer {
 /// `POST /stop`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StopAnswer {
+    /// Whether the master stopped the run.
     pub success: bool,
+    /// Locust's human-readable outcome.
     pub message: String,
 }
 
 /// One row of `GET /stats/requests` (`Aggregated` last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsRow {
+    /// The HTTP method; empty on the `Aggregated` row.
     pub method: String,
+    /// The request name, as Locust groups it (the path by default), or
+    /// `Aggregated`.
     pub name: String,
+    /// Requests finished since the run (or the last reset) began.
     pub num_requests: u64,
+    /// Of those, how many failed.
     pub num_failures: u64,
+    /// Fastest response, ms (rounded; 0 before any).
     #[serde(deserialize_with = "lenient_u64")]
     pub min_response_time: u64,
+    /// Slowest response, ms (rounded).
     #[serde(deserialize_with = "lenient_u64")]
     pub max_response_time: u64,
+    /// Requests per second over the last seconds (Locust's 10 s window).
     #[serde(deserialize_with = "lenient_f64")]
     pub current_rps: f64,
+    /// Failures per second over the same window.
     #[serde(deserialize_with = "lenient_f64")]
     pub current_fail_per_sec: f64,
+    /// Mean response time of timed requests, ms.
     #[serde(deserialize_with = "lenient_f64")]
     pub avg_response_time: f64,
+    /// 50th percentile, ms (a Locust bucket).
     #[serde(deserialize_with = "lenient_u64")]
     pub median_response_time: u64,
+    /// Requests per second over the whole run.
     #[serde(deserialize_with = "lenient_f64")]
     pub total_rps: f64,
+    /// Failures per second over the whole run.
     #[serde(deserialize_with = "lenient_f64")]
     pub total_fail_per_sec: f64,
     #[serde(
         rename = "response_time_percentile_0.95",
         deserialize_with = "lenient_u64"
     )]
+    /// 95th percentile over the whole run, ms (a Locust bucket).
     pub p95: u64,
     #[serde(
         rename = "response_time_percentile_0.99",
         deserialize_with = "lenient_u64"
     )]
+    /// 99th percentile over the whole run, ms (a Locust bucket).
     pub p99: u64,
+    /// Mean response body size, bytes.
     #[serde(deserialize_with = "lenient_f64")]
     pub avg_content_length: f64,
     /// Our extension: the same times to the microsecond (a Locust client
@@ -128,14 +155,23 @@ pub struct StatsRow {
 /// rounded buckets, when a report without a histogram was merged in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreciseTimes {
+    /// `"hdr"` or `"buckets"`: where the percentiles below came from.
     pub source: String,
+    /// Fastest response, ms to the µs.
     pub min_ms: f64,
+    /// Mean response time, ms to the µs.
     pub avg_ms: f64,
+    /// Slowest response, ms to the µs.
     pub max_ms: f64,
+    /// Median, ms.
     pub p50_ms: f64,
+    /// 95th percentile, ms.
     pub p95_ms: f64,
+    /// 99th percentile, ms.
     pub p99_ms: f64,
+    /// 99.9th percentile, ms.
     pub p999_ms: f64,
+    /// 99.99th percentile, ms.
     pub p9999_ms: f64,
 }
 
@@ -163,12 +199,18 @@ impl PreciseTimes {
 /// One row of the errors table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorRow {
+    /// The HTTP method of the failed requests.
     pub method: String,
+    /// The request name they were logged under.
     pub name: String,
+    /// The error's text, as the worker reported it.
     pub error: String,
+    /// How many times it happened.
     pub occurrences: u64,
+    /// First occurrence, epoch seconds, when known (newer Locust and ours).
     #[serde(default)]
     pub first_seen: Option<f64>,
+    /// Latest occurrence, epoch seconds, when known.
     #[serde(default)]
     pub last_seen: Option<f64>,
 }
@@ -176,11 +218,16 @@ pub struct ErrorRow {
 /// One worker as the master lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRow {
+    /// The worker's node id (`hostname_<uuid>` in Locust).
     pub id: String,
+    /// What the worker is doing, as the master last heard.
     pub state: NodeState,
+    /// Users the worker runs now.
     pub user_count: u64,
+    /// The worker process's CPU, percent of one core.
     #[serde(deserialize_with = "lenient_f64")]
     pub cpu_usage: f64,
+    /// The worker process's resident memory, bytes.
     #[serde(deserialize_with = "lenient_u64")]
     pub memory_usage: u64,
 }
@@ -192,35 +239,49 @@ pub struct CurrentPercentiles {
         rename = "response_time_percentile_0.5",
         deserialize_with = "lenient_u64"
     )]
+    /// Median of the recent window, ms.
     pub p50: u64,
     #[serde(
         rename = "response_time_percentile_0.95",
         deserialize_with = "lenient_u64"
     )]
+    /// 95th percentile of the recent window, ms.
     pub p95: u64,
 }
 
 /// `GET /stats/requests`: the live view of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsRequests {
+    /// One row per (method, name), then `Aggregated`.
     pub stats: Vec<StatsRow>,
+    /// The errors table.
     pub errors: Vec<ErrorRow>,
+    /// All requests per second over the recent window.
     #[serde(deserialize_with = "lenient_f64")]
     pub current_rps: f64,
+    /// All failures per second over the recent window.
     #[serde(deserialize_with = "lenient_f64")]
     pub current_fail_per_sec: f64,
+    /// All requests per second over the whole run.
     #[serde(deserialize_with = "lenient_f64")]
     pub total_rps: f64,
+    /// All failures per second over the whole run.
     #[serde(deserialize_with = "lenient_f64")]
     pub total_fail_per_sec: f64,
+    /// Failures as a fraction of all requests (0..=1).
     #[serde(deserialize_with = "lenient_f64")]
     pub fail_ratio: f64,
+    /// Percentiles of the recent window, all requests.
     pub current_response_time_percentiles: CurrentPercentiles,
+    /// The connected workers (Locust lists them only on a master).
     #[serde(default)]
     pub workers: Vec<WorkerRow>,
+    /// How many workers are connected.
     #[serde(default)]
     pub worker_count: usize,
+    /// Where the run is: ready, spawning, running, stopped...
     pub state: RunState,
+    /// Users running now across all workers.
     pub user_count: u64,
     /// Our extension (Locust names it elsewhere): the current target.
     #[serde(default)]
@@ -243,7 +304,9 @@ impl StatsRequests {
 /// Occurrences of one error text, all request names together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorCount {
+    /// The error's text.
     pub error: String,
+    /// How many times it happened, all names together.
     pub occurrences: u64,
 }
 
@@ -251,14 +314,22 @@ pub struct ErrorCount {
 /// with its bucket maps, so a remote ramp measures exact windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TotalAnswer {
+    /// Where the run is.
     pub state: RunState,
+    /// Users running now across all workers.
     pub user_count: u64,
+    /// Users the last `swarm` asked for; `user_count` climbs towards it.
     pub target_user_count: u64,
+    /// How many workers are connected.
     pub worker_count: usize,
+    /// The target host the users load.
     pub host: String,
+    /// The `Aggregated` entry, with its buckets and per-second counters.
     pub total: StatsEntry,
+    /// Occurrences per error text, so a ramp can tell what failed in a window.
     #[serde(default)]
     pub errors: Vec<ErrorCount>,
+    /// The fleet's events (joins, losses, quits), oldest first.
     #[serde(default)]
     pub worker_events: Vec<WorkerEvent>,
 }
@@ -267,15 +338,20 @@ pub struct TotalAnswer {
 /// in Locust.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExceptionJson {
+    /// How many times workers reported this exception.
     pub count: u64,
+    /// The exception's message.
     pub msg: String,
+    /// The traceback the worker sent.
     pub traceback: String,
+    /// Ids of the reporting workers, comma-separated.
     pub nodes: String,
 }
 
 /// `GET /exceptions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExceptionsAnswer {
+    /// One row per distinct (message, traceback).
     pub exceptions: Vec<ExceptionJson>,
 }
 

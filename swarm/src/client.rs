@@ -16,7 +16,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 #[error("master at {url}: {message}")]
 pub struct ClientError {
+    /// The URL called.
     pub url: String,
+    /// What went wrong: the transport error, the status and body, or the
+    /// body that did not parse.
     pub message: String,
 }
 
@@ -29,6 +32,8 @@ pub struct MasterClient {
 }
 
 impl MasterClient {
+    /// A client for the master at `base_url`, sending `credentials` as basic
+    /// auth when given; fails only if no HTTP client can be built.
     pub fn new(base_url: &str, credentials: Option<Credentials>) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()

@@ -26,6 +26,7 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The reason in a few words, for logs (`Ctrl-C`, `SIGTERM`...).
     pub fn describe(self) -> &'static str {
         match self {
             Reason::Interrupt => "Ctrl-C",
@@ -55,6 +56,7 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
+    /// A shutdown no one has asked for yet; clone it to share it.
     pub fn new() -> Self {
         Self::default()
     }
@@ -96,6 +98,7 @@ impl Shutdown {
         self.token.cancelled().await
     }
 
+    /// Whether the end was asked for, without waiting.
     pub fn is_requested(&self) -> bool {
         self.token.is_cancelled()
     }

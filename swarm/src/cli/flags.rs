@@ -92,11 +92,17 @@ impl Default for RampFlags {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunPlan {
     /// Serve the web UI; runs started there stop after `run_time`, if set.
-    Ui { run_time: Option<Duration> },
+    Ui {
+        /// `-t`: how long each run started from the UI lasts; `None`: until stopped.
+        run_time: Option<Duration>,
+    },
     /// A fixed headless run.
     Fixed {
+        /// Users to run across all workers (`-u`).
         users: u64,
+        /// Users started per second until all run (`-r`).
         spawn_rate: f64,
+        /// How long the run lasts (`-t`); `None`: until Ctrl-C.
         run_time: Option<Duration>,
     },
     /// A headless ramp.

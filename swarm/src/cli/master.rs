@@ -16,6 +16,8 @@ use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::{Reason, Shutdown};
 use crate::web::{check_host, WebAuth};
 
+/// `loadtest master`'s flags: where to listen for workers and the web UI,
+/// and what to run.
 #[derive(Debug, Args)]
 #[command(after_help = super::ramp::RAMP_AFTER_HELP)]
 pub struct MasterArgs {
@@ -34,8 +36,10 @@ pub struct MasterArgs {
     /// Seconds to wait for --expect-workers (0: forever).
     #[arg(long, default_value_t = 0)]
     pub expect_workers_max_wait: u64,
+    /// Web UI or headless, and for how long.
     #[command(flatten)]
     pub run: RunFlags,
+    /// How fast users start or stop.
     #[command(flatten)]
     pub spawn: SpawnFlags,
     /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv
@@ -57,6 +61,7 @@ pub struct MasterArgs {
     /// Seconds to wait for workers to answer a stop or quit.
     #[arg(long, default_value_t = 10.0)]
     pub stop_timeout: f64,
+    /// A headless ramp to find the failure threshold.
     #[command(flatten)]
     pub ramp: RampFlags,
 }
@@ -66,6 +71,9 @@ fn parse_host(text: &str) -> Result<String, String> {
 }
 
 impl MasterArgs {
+    /// Runs the master until the run ends or `shutdown` fires, and says how
+    /// the process should exit (2 for bad flags, `--exit-code-on-error` after
+    /// failures).
     pub async fn run(self, build: ScenarioBuilder, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
         let plan = match self.plan() {
             Ok(plan) => plan,

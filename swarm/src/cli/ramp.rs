@@ -39,7 +39,10 @@ Exit codes (ramp):
 /// The workers a ramp waits for before its first step.
 #[derive(Debug, Clone)]
 pub struct Expect {
+    /// Workers to wait for (`--expect-workers`).
     pub workers: usize,
+    /// How long to wait for them (`--expect-workers-max-wait`; 0 there means
+    /// in effect forever).
     pub limit: Duration,
     /// What to do when they do not come, e.g. which command starts them.
     pub hint: String,
@@ -106,8 +109,8 @@ async fn with_workers(
         report.error = Some(match driver.read().await {
             Err(err) => format!("cannot read the master's stats: {err}"),
             Ok(_) => format!(
-                "only {seen} of {wanted} workers joined within {:.0} s: {}",
-                expect.limit.as_secs_f64(),
+                "only {seen} of {wanted} workers connected within {}s: {}",
+                expect.limit.as_secs(),
                 expect.hint
             ),
         });

@@ -11,6 +11,7 @@ use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::Shutdown;
 use crate::worker::{DriverOptions, Worker, WorkerConfig};
 
+/// `loadtest worker`'s flags: where the master is and how to run goose.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Host or IP address of the master.
@@ -39,6 +40,9 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// Joins the master and generates load until it says quit, it stays
+    /// silent past `--master-timeout`, or `shutdown` fires; exits 0 after a
+    /// clean end, 1 otherwise.
     pub async fn run(self, build: ScenarioBuilder, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
         if let Some(host) = &self.host {
             crate::web::check_host(host)

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 /// A user class (a goose scenario) and its weight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserClass {
+    /// The scenario's name, as workers and `spawn` orders key their counts.
     pub name: String,
+    /// Its share of the users relative to the other classes' weights.
     pub weight: u64,
 }
 

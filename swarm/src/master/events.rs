@@ -13,11 +13,13 @@ const MAX_EVENTS: usize = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerEventKind {
+    /// Said `client_ready` (first time or after a reconnect).
     Joined,
     /// Silent for three heartbeats; its users went to the others.
     Missing,
     /// Heard from again after being missing; the users were spread anew.
     Back,
+    /// Said `quit` for a reason other than a spot reclaim.
     Quit,
     /// Left on a spot interruption notice, after its final report.
     Reclaimed,
@@ -28,8 +30,11 @@ pub enum WorkerEventKind {
 pub struct WorkerEvent {
     /// Epoch seconds.
     pub time: f64,
+    /// The worker's node id.
     pub worker: String,
+    /// What happened.
     pub event: WorkerEventKind,
+    /// Free text: the version it joined with, why it quit...; may be empty.
     pub detail: String,
 }
 

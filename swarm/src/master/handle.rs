@@ -16,6 +16,7 @@ use crate::stats::RequestStats;
 /// Start or change a run, as `POST /swarm` asks.
 #[derive(Debug, Clone)]
 pub struct SwarmRequest {
+    /// Users to run across all workers.
     pub user_count: u64,
     /// Users started (or stopped) per second, > 0.
     pub spawn_rate: f64,
@@ -60,10 +61,13 @@ impl SwarmRequest {
     }
 }
 
+/// Why the master did not do what a handle asked.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
+    /// The master task has ended; no command reaches it any more.
     #[error("the master has stopped")]
     Gone,
+    /// A swarm needs at least one connected worker.
     #[error("no workers are connected: start `loadtest worker --master-host <this host>` first")]
     NoWorkers,
     /// A swarm request with a value out of range; the message names it.
@@ -74,16 +78,25 @@ pub enum MasterError {
 /// Everything a page, report or ramp reads about the master, at one instant.
 #[derive(Debug, Clone)]
 pub struct MasterSnapshot {
+    /// Where the run is.
     pub state: RunState,
+    /// The target host the users load.
     pub host: String,
+    /// Users the workers last reported running, summed.
     pub user_count: u64,
+    /// Users the last swarm request asked for.
     pub target_user_count: u64,
+    /// The merged request stats since the run (or the last reset) began.
     pub stats: RequestStats,
+    /// Every known worker, missing ones included.
     pub workers: Vec<WorkerNode>,
+    /// Exceptions the workers reported, one row per (message, traceback).
     pub exceptions: Vec<ExceptionRow>,
     /// Current (recent window) p50 and p95, ms.
     pub current_percentiles: (u64, u64),
+    /// When the current (or last) run started, epoch seconds; `None` before any.
     pub started_at: Option<f64>,
+    /// When it stopped, epoch seconds; `None` while it runs.
     pub ended_at: Option<f64>,
     /// Workers joining, missing, back, quitting, reclaimed; oldest first.
     pub events: Vec<WorkerEvent>,
@@ -100,6 +113,7 @@ impl MasterSnapshot {
         counts
     }
 
+    /// Workers not missing: those a swarm spreads users over.
     pub fn active_workers(&self) -> usize {
         self.workers
             .iter()
@@ -139,30 +153,39 @@ impl MasterHandle {
         rx.await.map_err(|_| MasterError::Gone)
     }
 
+    /// Starts a run, or changes the running one's users, rate, host or run
+    /// time; answers Locust's success message. A new run resets the stats.
     pub async fn swarm(&self, request: SwarmRequest) -> Result<String, MasterError> {
         self.ask(|tx| Command::Swarm(request, tx)).await?
     }
 
+    /// Stops all users, keeping workers connected; returns once they answered
+    /// or the stop timeout passed.
     pub async fn stop(&self) -> Result<(), MasterError> {
         self.ask(Command::Stop).await
     }
 
+    /// Clears the stats, exceptions and history, as Locust's "Reset stats".
     pub async fn reset_stats(&self) -> Result<(), MasterError> {
         self.ask(Command::Reset).await
     }
 
+    /// Everything the master knows now.
     pub async fn snapshot(&self) -> Result<MasterSnapshot, MasterError> {
         self.ask(Command::Snapshot).await.map(|b| *b)
     }
 
+    /// The run's chart samples, oldest first.
     pub async fn history(&self) -> Result<Vec<HistorySample>, MasterError> {
         self.ask(Command::History).await
     }
 
+    /// Stops the run and tells every worker to quit, waiting for their final stats.
     pub async fn quit(&self) -> Result<(), MasterError> {
         self.ask(Command::Quit).await
     }
 
+    /// The run state now, without asking the master task.
     pub fn state(&self) -> RunState {
         self.status.borrow().0
     }

@@ -14,12 +14,18 @@ const MAX_SAMPLES: usize = 4_000;
 /// One point of the run's history (the page's and report's charts).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistorySample {
+    /// When it was taken, epoch seconds.
     pub time: f64,
+    /// Users running then.
     pub user_count: u64,
+    /// Requests per second over the recent window.
     pub current_rps: f64,
+    /// Failures per second over the recent window.
     pub current_fail_per_sec: f64,
+    /// Median response time of the recent window, ms.
     #[serde(rename = "response_time_percentile_0.5")]
     pub p50: u64,
+    /// 95th percentile response time of the recent window, ms.
     #[serde(rename = "response_time_percentile_0.95")]
     pub p95: u64,
 }

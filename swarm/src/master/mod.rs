@@ -38,6 +38,7 @@ pub const MAX_RUN_TIME: Duration = Duration::from_secs(30 * 86_400);
 pub struct MasterConfig {
     /// Default target, when a swarm request names none.
     pub host: String,
+    /// The user classes to spread users over, with their weights.
     pub classes: Vec<UserClass>,
     /// Run time for a run started without one (`-t` with the web UI).
     pub default_run_time: Option<Duration>,
@@ -48,6 +49,8 @@ pub struct MasterConfig {
 }
 
 impl MasterConfig {
+    /// A config for `host` and `classes` with the defaults: no run time, 1 s
+    /// heartbeats, a 10 s stop timeout.
     pub fn new(host: &str, classes: Vec<UserClass>) -> Self {
         Self {
             host: host.to_string(),

@@ -12,16 +12,21 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
+    /// Connected, running no users.
     Ready,
+    /// Moving towards the users it was asked for.
     Spawning,
+    /// At the users it was asked for.
     Running,
     /// Locust also says `stopping` and `cleanup`.
     #[serde(alias = "stopping", alias = "cleanup")]
     Stopped,
+    /// Silent for three heartbeats; its users were given to the others.
     Missing,
 }
 
 impl NodeState {
+    /// The state as the API and page spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "ready",
@@ -47,16 +52,21 @@ impl From<WorkerState> for NodeState {
 /// One worker as the master sees it.
 #[derive(Debug, Clone)]
 pub struct WorkerNode {
+    /// The worker's node id, its ZeroMQ identity.
     pub id: String,
     /// Order of joining, as sent in `ack`.
     pub index: u64,
+    /// What the worker is doing, from its last heartbeat (or missing).
     pub state: NodeState,
     /// Users the worker last reported running.
     pub user_count: u64,
     /// Users the master last asked of it.
     pub assigned: u64,
+    /// The worker process's CPU from its last heartbeat, percent of one core.
     pub cpu_usage: f64,
+    /// The worker process's resident memory from its last heartbeat, bytes.
     pub memory_usage: u64,
+    /// When the master last heard a heartbeat; drives `Missing`.
     pub last_heartbeat: Instant,
     /// Whether it answered the last `stop` (`client_stopped`).
     pub stopped_ack: bool,

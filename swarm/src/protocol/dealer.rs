@@ -28,7 +28,9 @@ const PEER_TYPES: [&str; 3] = ["ROUTER", "DEALER", "REP"];
 
 /// The worker's end: payloads from the master in, payloads to it out.
 pub struct WorkerLink {
+    /// Messages from the master, across reconnections, in order.
     pub incoming: mpsc::Receiver<Bytes>,
+    /// Sends to the master on the connection that is up now.
     pub outgoing: DealerSender,
     /// Increments each time a new connection to the master completes its
     /// handshake; 0 until the first. The worker sends `client_ready` on
@@ -36,10 +38,13 @@ pub struct WorkerLink {
     pub connected: watch::Receiver<u64>,
 }
 
+/// Why a message to the master was not queued; the caller keeps it.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// No connection to the master is up.
     #[error("not connected to the master")]
     NotConnected,
+    /// The connection's send queue is full (`QUEUE` frames waiting).
     #[error("the send queue to the master is full")]
     Full,
 }

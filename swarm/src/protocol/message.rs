@@ -9,13 +9,18 @@ use crate::stats::{StatsReport, WireError};
 /// A worker's state as it reports it in heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerState {
+    /// Connected and idle: no users running, waiting for a `spawn`.
     Ready,
+    /// Starting or stopping users towards the latest `spawn` order.
     Spawning,
+    /// At its target user count.
     Running,
+    /// Users stopped after a `stop` (Locust's `stopping` reads as this too).
     Stopped,
 }
 
 impl WorkerState {
+    /// The state as Locust spells it in a heartbeat's `state` field.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "ready",
@@ -39,6 +44,7 @@ impl WorkerState {
 /// A worker's heartbeat: its state and resource use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heartbeat {
+    /// What the worker is doing now.
     pub state: WorkerState,
     /// Percent of one core.
     pub cpu_usage: f64,
@@ -49,9 +55,15 @@ pub struct Heartbeat {
 /// The master's order to a worker: absolute per-class user targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpawnOrder {
+    /// When the master issued the order, epoch seconds; a worker ignores an
+    /// order no newer than the last one it took.
     pub timestamp: f64,
+    /// User class name → users this worker should run (its share, not the swarm's).
     pub user_classes_count: BTreeMap<String, u64>,
+    /// The target host users send requests to; empty keeps the worker's own.
     pub host: String,
+    /// Seconds users get to finish their current task when stopped; `None`
+    /// stops them at once.
     pub stop_timeout: Option<f64>,
 }
 
@@ -69,26 +81,41 @@ impl SpawnOrder {
 pub enum ToMaster {
     /// Registration; `version` is Locust's version string or `-1`.
     ClientReady {
+        /// Locust's version string, or `-1`.
         version: String,
     },
+    /// Sent every heartbeat interval (1 s); a worker silent for three is
+    /// marked missing.
     Heartbeat(Heartbeat),
+    /// The worker started acting on a `spawn` order.
     Spawning,
+    /// The worker reached the users a `spawn` order asked for.
     SpawningComplete {
+        /// User class name → users the worker runs now.
         user_classes_count: BTreeMap<String, u64>,
+        /// Users the worker runs now, all classes.
         user_count: u64,
     },
+    /// Stats deltas since the worker's previous report.
     Stats(Box<StatsReport>),
+    /// An error a user's task raised (shown in the exceptions table).
     Exception {
+        /// The exception's message.
         msg: String,
+        /// Where it was raised; with `msg`, what identifies the row.
         traceback: String,
     },
+    /// The worker stopped its users after a `stop`.
     ClientStopped,
     /// Leaving; `reason` is our extension (a Locust master ignores `quit`'s
     /// data), so the master can tell a spot reclaim from a shutdown.
     Quit {
+        /// Why, when the worker is one of ours; `None` from Locust workers.
         reason: Option<QuitReason>,
     },
+    /// Locust's log forwarding for the web UI; we send it empty and ignore it.
     Logs,
+    /// A message type we do not know, by its type name; logged and ignored.
     Unknown(String),
 }
 
@@ -97,9 +124,15 @@ pub enum ToMaster {
 pub enum QuitReason {
     /// The cloud reclaims the worker's spot instance; `notice` is the
     /// instance-action notice (action and time).
-    SpotInterruption { notice: String },
+    SpotInterruption {
+        /// The notice as the instance metadata gave it.
+        notice: String,
+    },
     /// Anything else: a signal, the master's own `quit`, a lost master.
-    Shutdown { detail: String },
+    Shutdown {
+        /// What happened, for the master's log and events.
+        detail: String,
+    },
 }
 
 impl QuitReason {
@@ -131,37 +164,65 @@ impl QuitReason {
 /// Master → worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToWorker {
-    Ack { index: u64 },
+    /// The master took the worker's `client_ready`.
+    Ack {
+        /// The worker's index in the swarm, from 0 (Locust's `worker_index`).
+        index: u64,
+    },
+    /// The master's reply to a worker's heartbeat: it is still there.
     Heartbeat,
+    /// Run this many users per class.
     Spawn(SpawnOrder),
-    SpawningComplete { user_count: u64 },
+    /// The whole swarm reached its target.
+    SpawningComplete {
+        /// Users running across all workers.
+        user_count: u64,
+    },
+    /// Stop all users but stay connected.
     Stop,
+    /// Stop all users and exit.
     Quit,
+    /// Join again with `client_ready`: the master does not know this worker
+    /// (it restarted since the worker joined).
     Reconnect,
+    /// Locust's change to a user class's settings from the web UI; we ignore it.
     UpdateUserClass,
+    /// A message type we do not know, by its type name; ignored.
     Unknown(String),
 }
 
 /// A frame that is not a Locust message.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProtocolError {
+    /// The frame is not valid msgpack; the decoder's error.
     #[error("not msgpack: {0}")]
     NotMsgpack(String),
+    /// Msgpack, but not a `[type, data, node_id]` array; a short rendering of it.
     #[error("expected an array of [type, data, node_id], got {0}")]
     BadShape(String),
+    /// A known message type whose data does not fit it.
     #[error("`{kind}` message: {detail}")]
-    BadData { kind: String, detail: String },
+    BadData {
+        /// The message type.
+        kind: String,
+        /// What was wrong with its data.
+        detail: String,
+    },
 }
 
 /// A decoded frame: its type, data and sender.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
+    /// The message type, e.g. `heartbeat` or `stats`.
     pub kind: String,
+    /// The type's payload, `nil` for most commands.
     pub data: Value,
+    /// The sender's node id (a worker's `hostname_<uuid>` in Locust).
     pub node_id: String,
 }
 
 impl Envelope {
+    /// Splits a frame into its type, data and sender, without judging the data.
     pub fn decode(mut bytes: &[u8]) -> Result<Self, ProtocolError> {
         let value = rmpv::decode::read_value(&mut bytes)
             .map_err(|e| ProtocolError::NotMsgpack(e.to_string()))?;
@@ -177,6 +238,7 @@ impl Envelope {
         })
     }
 
+    /// A frame of `kind` with `data`, sent as `node_id`.
     pub fn encode(kind: &str, data: Value, node_id: &str) -> Vec<u8> {
         let value = Value::Array(vec![kind.into(), data, node_id.into()]);
         let mut out = Vec::with_capacity(64);
@@ -216,6 +278,7 @@ fn counts_value(counts: &BTreeMap<String, u64>) -> Value {
 }
 
 impl ToMaster {
+    /// Reads a worker's frame: the message and the sender's node id.
     pub fn from_wire(bytes: &[u8]) -> Result<(Self, String), ProtocolError> {
         let env = Envelope::decode(bytes)?;
         let message = Self::from_envelope(&env)?;
@@ -281,6 +344,7 @@ impl ToMaster {
         })
     }
 
+    /// This message as a frame from worker `node_id`.
     pub fn to_wire(&self, node_id: &str) -> Vec<u8> {
         let (kind, data) = match self {
             ToMaster::ClientReady { version } => ("client_ready", Value::from(version.as_str())),
@@ -330,6 +394,7 @@ impl ToMaster {
 }
 
 impl ToWorker {
+    /// Reads a master's frame.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let env = Envelope::decode(bytes)?;
         Self::from_envelope(&env)
@@ -381,6 +446,7 @@ impl ToWorker {
         })
     }
 
+    /// This message as a frame from the master, whose node id is `node_id`.
     pub fn to_wire(&self, node_id: &str) -> Vec<u8> {
         let (kind, data) = match self {
             ToWorker::Ack { index } => ("ack", map(vec![("index", (*index).into())])),

@@ -138,7 +138,9 @@ impl RouterSender {
 
 /// The master's end: frames from workers in, frames to workers out.
 pub struct MasterLink {
+    /// Frames from all workers, each with its sender's identity.
     pub incoming: mpsc::Receiver<Frame>,
+    /// Sends a frame to one worker, by its identity; never waits.
     pub outgoing: RouterSender,
     /// The port actually bound (useful when asked for port 0).
     pub port: u16,

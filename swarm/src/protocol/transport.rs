@@ -44,16 +44,32 @@ pub(crate) const QUEUE: usize = 1024;
 /// A frame on the master: who sent it (or whom it is for) and the payload.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// The worker's ZeroMQ identity (its node id).
     pub peer: Bytes,
+    /// One msgpack-encoded Locust message.
     pub payload: Bytes,
 }
 
+/// Why an end of the master–worker link could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The master could not listen.
     #[error("cannot listen on {endpoint}: {source} (is another master running there? pick another --master-bind-port)")]
-    Bind { endpoint: String, source: io::Error },
+    Bind {
+        /// The `host:port` asked for.
+        endpoint: String,
+        /// The socket error.
+        source: io::Error,
+    },
+    /// A worker could not reach the master.
     #[error("cannot connect to the master at {endpoint}: {source}")]
-    Connect { endpoint: String, source: io::Error },
+    Connect {
+        /// The master's `host:port`.
+        endpoint: String,
+        /// The socket error.
+        source: io::Error,
+    },
+    /// The node id given, which cannot be an identity.
     #[error("node id {0:?} is not a valid ZeroMQ identity (1 to 255 bytes)")]
     Identity(String),
 }

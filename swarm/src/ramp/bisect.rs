@@ -5,7 +5,9 @@
 /// load", healthy by definition), `failing` users did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bisection {
+    /// The highest user count known healthy.
     pub healthy: u64,
+    /// The lowest user count known to break a limit.
     pub failing: u64,
 }
 

@@ -16,14 +16,25 @@ const POLL: Duration = Duration::from_millis(200);
 /// The master could not be driven.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    /// The in-process master refused or has stopped.
     #[error(transparent)]
     Master(#[from] MasterError),
     /// The master refused a swarm request (its message says why).
     #[error("the master refused {users} users: {message}")]
-    Refused { users: u64, message: String },
+    Refused {
+        /// The user count asked for.
+        users: u64,
+        /// The master's answer.
+        message: String,
+    },
     /// A remote master did not answer, or answered nonsense.
     #[error("master at {url}: {message}")]
-    Remote { url: String, message: String },
+    Remote {
+        /// The URL called.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// What the ramp reads of a master at one instant.
@@ -39,6 +50,7 @@ pub struct Reading {
     pub users: u64,
     /// Users the master is dispatching toward.
     pub target_users: u64,
+    /// The master's run state.
     pub state: RunState,
     /// The fleet's events so far (joins, missing, reclaims…), oldest first.
     pub events: Vec<WorkerEvent>,
@@ -106,6 +118,7 @@ pub struct MasterDriver {
 }
 
 impl MasterDriver {
+    /// Drives `master`, sending `host` with each swarm request when given.
     pub fn new(master: MasterHandle, host: Option<String>) -> Self {
         MasterDriver { master, host }
     }

@@ -27,18 +27,37 @@ const POLL: Duration = Duration::from_millis(250);
 /// `ramp.json`'s `error`.
 #[derive(Debug, thiserror::Error)]
 pub enum Unmeasurable {
+    /// No worker is left to generate the load.
     #[error("every worker has gone (at the {users}-user step): nothing generates load")]
-    NoWorkers { users: u64 },
+    NoWorkers {
+        /// The step's user count.
+        users: u64,
+    },
+    /// The first step's requests all failed without an HTTP response.
     #[error("the target is unreachable: every one of the {requests} requests of the first step ({users} users) failed without an HTTP response, e.g. {example:?}; check the target address (--host) and that the server is up")]
     Unreachable {
+        /// The first step's user count.
         users: u64,
+        /// How many requests it sent, all failed.
         requests: u64,
+        /// One of the errors, to say what went wrong.
         example: String,
     },
+    /// A step's window saw no finished request.
     #[error("no request finished during the {users}-user step's {window_s:.0} s window (waited for late reports too): the target may have stopped answering, or the workers are overloaded; a longer --step-time may help")]
-    NoRequests { users: u64, window_s: f64 },
+    NoRequests {
+        /// The step's user count.
+        users: u64,
+        /// The window's length, seconds.
+        window_s: f64,
+    },
+    /// The worker count changed during every try at a step's window.
     #[error("workers kept joining or leaving during the {users}-user step ({MAX_ATTEMPTS} tries); no stable window to measure")]
-    Unstable { users: u64 },
+    Unstable {
+        /// The step's user count.
+        users: u64,
+    },
+    /// The master could not be driven.
     #[error(transparent)]
     Driver(#[from] DriverError),
 }

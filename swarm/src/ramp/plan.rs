@@ -22,9 +22,11 @@ pub const LATE_REPORTS: Duration = Duration::from_secs(9);
 /// A validated ramp.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RampPlan {
+    /// The user counts to step through.
     pub spec: RampSpec,
     /// The measuring window of each step, whole report intervals.
     pub window: Duration,
+    /// What a healthy step stays within.
     pub limits: Limits,
     /// Bisect between the last healthy and the first failing count.
     pub refine: bool,

@@ -46,6 +46,8 @@ pub struct HttpDriver {
 }
 
 impl HttpDriver {
+    /// Drives the master at `base_url` (its web UI address) with `credentials`
+    /// for `--web-auth`, sending `host` with each swarm request when given.
     pub fn new(
         base_url: &str,
         host: Option<String>,

@@ -13,18 +13,26 @@ pub const CSV_HEADER: &str =
 /// Where the reports went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportFiles {
+    /// `ramp.json`: the whole [`RampReport`].
     pub json: PathBuf,
+    /// `ramp.csv`: a row per step.
     pub csv: PathBuf,
+    /// `ramp.html`: charts and table in one file.
     pub html: PathBuf,
 }
 
+/// Why the ramp's reports could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// A report file could not be written.
     #[error("cannot write {path}: {source} (does --report-dir point at a writable place?)")]
     Write {
+        /// The file's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The report did not serialize to JSON.
     #[error("cannot serialize the ramp report: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -29,13 +29,19 @@ pub struct RampReport {
     pub ramp: String,
     /// Each step's measuring window, seconds.
     pub step_time_s: f64,
+    /// The highest healthy failure ratio, 0..=1 (`--fail-ratio`).
     pub fail_ratio_limit: f64,
+    /// The highest healthy p95, ms (`--max-p95`); `None`: not judged.
     pub max_p95_ms: Option<f64>,
+    /// The highest healthy p99, ms (`--max-p99`); `None`: not judged.
     pub max_p99_ms: Option<f64>,
+    /// Whether `--refine` bisected between the last healthy and first failing count.
     pub refine: bool,
+    /// The target host, when the ramp named one.
     pub host: Option<String>,
     /// Epoch seconds.
     pub started_at: f64,
+    /// When the ramp ended, epoch seconds; `None` while it runs.
     pub finished_at: Option<f64>,
 }
 

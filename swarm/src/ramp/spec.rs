@@ -11,15 +11,21 @@ pub const RAMP_FORM: &str =
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}; expected {RAMP_FORM}")]
 pub struct RampSpecError {
+    /// The spec as given.
     pub text: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
 /// Users from `start` up to `max` in steps of `step`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RampSpec {
+    /// Users of the first step, at least 1.
     pub start: u64,
+    /// Users added at each next step, at least 1.
     pub step: u64,
+    /// The most users to try, at least `start`; always the last step, even
+    /// when `step` does not land on it.
     pub max: u64,
 }
 

@@ -18,6 +18,7 @@ pub enum Criterion {
 }
 
 impl Criterion {
+    /// The criterion as `ramp.json`, `ramp.csv` and the table name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Criterion::FailRatio => "fail_ratio",
@@ -30,20 +31,28 @@ impl Criterion {
 /// A step's numbers, as `ramp.json` and `ramp.csv` list them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepResult {
+    /// Users running during the window.
     pub users: u64,
     /// Workers generating the load during the window.
     pub workers: usize,
     /// Length of the measuring window, seconds.
     pub duration_s: f64,
+    /// Requests finished in the window.
     pub requests: u64,
+    /// Of those, how many failed.
     pub failures: u64,
+    /// Failures over requests, 0..=1.
     pub fail_ratio: f64,
+    /// Requests per second over the window.
     pub rps: f64,
     /// Percentiles in ms, to the microsecond when the workers sent
     /// histograms (else Locust's whole-ms buckets).
     pub p50_ms: f64,
+    /// 95th percentile, ms.
     pub p95_ms: f64,
+    /// 99th percentile, ms.
     pub p99_ms: f64,
+    /// 99.9th percentile, ms.
     pub p999_ms: f64,
     /// Which limit the step broke; `None` when it was healthy.
     pub failed: Option<Criterion>,
@@ -74,6 +83,7 @@ impl StepResult {
         }
     }
 
+    /// Whether the step stayed within every limit.
     pub fn is_healthy(&self) -> bool {
         self.failed.is_none()
     }

@@ -49,12 +49,14 @@ pub struct StepTable<W: Write + Send> {
 }
 
 impl StepTable<std::io::Stdout> {
+    /// A table printed to standard output.
     pub fn stdout() -> Self {
         StepTable::new(std::io::stdout())
     }
 }
 
 impl<W: Write + Send> StepTable<W> {
+    /// A table written to `out`, header first.
     pub fn new(out: W) -> Self {
         StepTable {
             out,
@@ -62,6 +64,7 @@ impl<W: Write + Send> StepTable<W> {
         }
     }
 
+    /// The writer back, e.g. to read what a test printed.
     pub fn into_inner(self) -> W {
         self.out
     }

@@ -40,17 +40,25 @@ pub fn bucket_ms(ms: f64) -> u64 {
 /// master's total is the sum of all of them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatsEntry {
+    /// The request name, as Locust groups it (the path by default), or
+    /// `Aggregated` for the total.
     pub name: String,
+    /// The HTTP method (`GET`, `POST`, ...); empty for the `Aggregated` total.
     pub method: String,
+    /// Requests finished, successful or not, including those without a time.
     pub num_requests: u64,
     /// Requests that reported no response time (Locust's `None`); they count
     /// as requests but stay out of the percentiles.
     pub num_none_requests: u64,
+    /// Requests that failed; each also counts in `num_requests`.
     pub num_failures: u64,
     /// Sum of response times, ms.
     pub total_response_time: f64,
+    /// Fastest response time seen, ms; `None` until a timed request arrives.
     pub min_response_time: Option<f64>,
+    /// Slowest response time seen, ms; 0 until a timed request arrives.
     pub max_response_time: f64,
+    /// Sum of response body sizes, bytes.
     pub total_content_length: u64,
     /// Locust bucket (ms) → number of requests.
     pub response_times: BTreeMap<u64, u64>,
@@ -58,7 +66,10 @@ pub struct StatsEntry {
     pub num_reqs_per_sec: BTreeMap<i64, u64>,
     /// Epoch second → failures in it.
     pub num_fail_per_sec: BTreeMap<i64, u64>,
+    /// When the latest request finished, epoch seconds; `None` before any.
     pub last_request_timestamp: Option<f64>,
+    /// When counting began for this row, epoch seconds; rates over the whole
+    /// run divide by the time since.
     pub start_time: f64,
     /// The same times to the microsecond, while every report merged in
     /// carried them (our workers do; Locust's do not): `None` means the
@@ -68,6 +79,8 @@ pub struct StatsEntry {
 }
 
 impl StatsEntry {
+    /// An empty row for `method` `name`, counting from `start_time` (epoch
+    /// seconds), with a microsecond histogram ready to take times.
     pub fn new(name: &str, method: &str, start_time: f64) -> Self {
         Self {
             name: name.to_string(),
@@ -241,10 +254,12 @@ impl StatsEntry {
         percentile_of(&self.response_times, self.timed_requests(), percent)
     }
 
+    /// The 50th percentile, a Locust bucket in ms.
     pub fn median_response_time(&self) -> u64 {
         self.percentile(0.5)
     }
 
+    /// Mean response time over the timed requests, ms; 0 when there are none.
     pub fn avg_response_time(&self) -> f64 {
         let n = self.timed_requests();
         if n == 0 {
@@ -254,6 +269,7 @@ impl StatsEntry {
         }
     }
 
+    /// Mean response body size over all requests, bytes; 0 when there are none.
     pub fn avg_content_length(&self) -> f64 {
         if self.num_requests == 0 {
             0.0
@@ -262,6 +278,7 @@ impl StatsEntry {
         }
     }
 
+    /// Failures as a fraction of requests (0..=1); 0 when there are none.
     pub fn fail_ratio(&self) -> f64 {
         if self.num_requests == 0 {
             0.0
@@ -275,6 +292,7 @@ impl StatsEntry {
         self.per_sec_over_run(self.num_requests)
     }
 
+    /// Failures per second over the whole run.
     pub fn total_fail_per_sec(&self) -> f64 {
         self.per_sec_over_run(self.num_failures)
     }
@@ -297,6 +315,7 @@ impl StatsEntry {
         current_rate(&self.num_reqs_per_sec, self.start_time, now)
     }
 
+    /// Failures per second over the same recent window as `current_rps`.
     pub fn current_fail_per_sec(&self, now: f64) -> f64 {
         current_rate(&self.num_fail_per_sec, self.start_time, now)
     }

@@ -44,6 +44,7 @@ impl Default for Hdr {
 pub struct HdrError(pub String);
 
 impl Hdr {
+    /// An empty histogram of times from 1 µs to one hour, in microseconds.
     pub fn new() -> Hdr {
         match Histogram::new_with_bounds(1, HIGHEST_US, SIGFIG) {
             Ok(histogram) => Hdr(histogram),
@@ -78,6 +79,7 @@ impl Hdr {
         delta
     }
 
+    /// How many times were recorded.
     pub fn count(&self) -> u64 {
         self.0.len()
     }
@@ -95,6 +97,7 @@ impl Hdr {
         self.0.min() as f64 / 1000.0
     }
 
+    /// The largest value recorded, in ms.
     pub fn max_ms(&self) -> f64 {
         self.0.max() as f64 / 1000.0
     }

@@ -53,8 +53,11 @@ pub const CURRENT_WINDOW_SECS: i64 = 10;
 /// (method, name), the `Aggregated` total and the errors table.
 #[derive(Debug, Clone)]
 pub struct RequestStats {
+    /// One row per (method, name); at most `MAX_ROWS` of them.
     pub entries: BTreeMap<(String, String), StatsEntry>,
+    /// The `Aggregated` row: every request, whatever its name.
     pub total: StatsEntry,
+    /// The errors table, one row per (method, name, error).
     pub errors: BTreeMap<ErrorKey, StatsError>,
 }
 
@@ -65,6 +68,7 @@ impl Default for RequestStats {
 }
 
 impl RequestStats {
+    /// Empty stats counting from `start_time`, epoch seconds.
     pub fn new(start_time: f64) -> Self {
         Self {
             entries: BTreeMap::new(),

@@ -10,11 +10,15 @@ use super::{StatsEntry, StatsError};
 /// What a worker reports every few seconds: deltas since its last report.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatsReport {
+    /// One delta per (method, name) that saw requests since the last report.
     pub stats: Vec<StatsEntry>,
+    /// The delta of the `Aggregated` total.
     pub stats_total: StatsEntry,
     /// Keyed by the sender's opaque error key.
     pub errors: BTreeMap<String, StatsError>,
+    /// Users running now per user class (not a delta).
     pub user_classes_count: BTreeMap<String, u64>,
+    /// Users running now on the worker, all classes (not a delta).
     pub user_count: u64,
 }
 
@@ -178,6 +182,8 @@ fn opt(v: Option<f64>) -> Value {
 }
 
 impl StatsEntry {
+    /// This entry as Locust's msgpack map, plus our `hdr_v2` histogram when
+    /// the microsecond times are kept.
     pub fn to_value(&self) -> Value {
         let mut fields = vec![
             ("name".into(), self.name.as_str().into()),
@@ -212,6 +218,8 @@ impl StatsEntry {
         Value::Map(fields)
     }
 
+    /// Reads an entry from a peer's msgpack map (Locust's or ours), taking
+    /// `hdr_v2` when present and valid.
     pub fn from_value(value: &Value) -> Result<Self, WireError> {
         let f = Fields::of(value, "stats entry")?;
         let mut entry = StatsEntry::new(
@@ -290,6 +298,7 @@ pub(crate) fn value_text(v: &Value) -> String {
 }
 
 impl StatsReport {
+    /// This report as the `data` of a Locust `stats` message.
     pub fn to_value(&self) -> Value {
         Value::Map(vec![
             (
@@ -314,6 +323,7 @@ impl StatsReport {
         ])
     }
 
+    /// Reads the `data` of a `stats` message from a Locust or swarm worker.
     pub fn from_value(value: &Value) -> Result<Self, WireError> {
         let f = Fields::of(value, "stats data")?;
         let stats = f.req("stats")?.as_array().ok_or_else(|| missing("stats"))?;

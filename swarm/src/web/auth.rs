@@ -23,6 +23,7 @@ impl WebAuth {
             .map_err(|e| format!("--web-auth: {e}"))
     }
 
+    /// Checks requests against `credentials`, as HTTP basic auth.
     pub fn new(credentials: &Credentials) -> Self {
         WebAuth {
             expected: format!(

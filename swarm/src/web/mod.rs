@@ -28,6 +28,7 @@ use crate::master::MasterHandle;
 /// What every handler needs.
 #[derive(Clone)]
 pub struct WebState {
+    /// The running master the API reads and drives.
     pub master: MasterHandle,
 }
 

@@ -28,28 +28,57 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(16);
 /// silent service on the port makes this wait.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a command to goose's controller did not get a successful answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
+    /// The TCP connection to the controller failed.
     #[error("goose controller at {addr}: {source}")]
     Io {
+        /// The controller's `host:port`.
         addr: String,
+        /// The socket error.
         source: std::io::Error,
     },
+    /// The WebSocket handshake or a frame failed.
     #[error("goose controller at {addr}: WebSocket: {source}")]
     WebSocket {
+        /// The controller's `host:port`.
         addr: String,
+        /// The WebSocket library's error.
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
+    /// Goose did not answer in time (it hangs).
     #[error("goose controller did not answer `{command}` within {timeout:?}")]
-    Timeout { command: String, timeout: Duration },
+    Timeout {
+        /// The command sent, e.g. `users 10`.
+        command: String,
+        /// How long the worker waited.
+        timeout: Duration,
+    },
+    /// Goose closed the WebSocket before answering (it is shutting down).
     #[error("goose controller closed the connection before answering `{command}`")]
-    Closed { command: String },
+    Closed {
+        /// The command sent.
+        command: String,
+    },
+    /// The answer was not a `ControllerWebSocketResponse`.
     #[error(
         "goose controller answered `{command}` with something not a controller response: {reply}"
     )]
-    Malformed { command: String, reply: String },
+    Malformed {
+        /// The command sent.
+        command: String,
+        /// What came back, as text.
+        reply: String,
+    },
+    /// Goose answered `success: false`.
     #[error("goose refused `{command}`: {reply}")]
-    Refused { command: String, reply: String },
+    Refused {
+        /// The command sent.
+        command: String,
+        /// Goose's `response` text, saying why.
+        reply: String,
+    },
 }
 
 /// Goose's `ControllerWebSocketRequest`.

@@ -47,18 +47,29 @@ pub struct DriverOptions {
     pub request_log: Option<String>,
 }
 
+/// Why the worker could not start or steer its goose attack.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    /// A controller command failed.
     #[error(transparent)]
     Controller(#[from] ControllerError),
+    /// Goose's attack failed to build or start; its error text.
     #[error("goose could not start: {0}")]
     Goose(String),
+    /// What was wrong with goose's `metrics-json` answer.
     #[error("goose's metrics were not readable JSON: {0}")]
     Metrics(String),
+    /// No local port could be bound for the controller.
     #[error("no free local port for goose's controller: {0}")]
     Port(std::io::Error),
+    /// Every port tried was taken by someone else's service.
     #[error("could not reach goose's own controller after {attempts} ports: {failures}")]
-    NoController { attempts: usize, failures: String },
+    NoController {
+        /// How many ports were tried.
+        attempts: usize,
+        /// What went wrong on each, joined.
+        failures: String,
+    },
 }
 
 /// Why one launch attempt failed.
@@ -201,6 +212,7 @@ impl GooseDriver {
         Ok(driver)
     }
 
+    /// Users goose was last told to run.
     pub fn users(&self) -> u64 {
         self.users
     }

@@ -42,18 +42,25 @@ use controller::ControllerError;
 /// Where the master is and how patient to be with it.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
+    /// The master's host name or address.
     pub master_host: String,
+    /// The master's worker port (Locust's `--master-bind-port`, 5557 by default).
     pub master_port: u16,
     /// Seconds without any message from the master before the worker quits.
     pub master_timeout: Duration,
+    /// How often the worker sends a heartbeat (1 s, as Locust).
     pub heartbeat_interval: Duration,
+    /// How often the worker sends its stats deltas (3 s, as Locust).
     pub stats_interval: Duration,
+    /// How goose runs the users.
     pub driver: DriverOptions,
     /// Instance metadata to watch for spot notices; `None`: no watch.
     pub spot_endpoint: Option<String>,
 }
 
 impl WorkerConfig {
+    /// A config for the master at `master_host:master_port` with Locust's
+    /// timings: 1 s heartbeats, 3 s stats, quit after 60 s of master silence.
     pub fn new(master_host: &str, master_port: u16) -> Self {
         Self {
             master_host: master_host.to_string(),
@@ -164,6 +171,8 @@ impl Worker {
         })
     }
 
+    /// This worker's node id (`hostname_<uuid>`, as Locust makes it), its
+    /// identity on the master.
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
