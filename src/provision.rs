@@ -16,14 +16,18 @@ use crate::remote::{inventory, DeployPlan, Host, HostPlan};
 /// Which of an instance's addresses to connect to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ConnectVia {
+    /// Public addresses: spotload runs outside the VPC.
     Public,
+    /// Private addresses: spotload runs inside the VPC.
     Private,
 }
 
 /// How to log in to the fleet's instances.
 #[derive(Debug, Clone)]
 pub struct FleetAccess {
+    /// Which of each instance's addresses to connect to (`--connect-via`).
     pub connect_via: ConnectVia,
+    /// Log-in user on every instance (`--ssh-user`; `ec2-user` on Amazon Linux).
     pub ssh_user: String,
     /// The key pair's private key, when the launch did not save it.
     pub key_file: Option<PathBuf>,

@@ -19,6 +19,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in launch and deploy order.
     pub const ALL: [Role; 3] = [Role::Webserver, Role::Master, Role::Worker];
 
     /// The `spotload:role` tag value.
@@ -30,6 +31,7 @@ impl Role {
         }
     }
 
+    /// The role a `spotload:role` tag value names; `None` for anything else.
     pub fn from_tag(value: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|role| role.as_str() == value)
     }

@@ -237,9 +237,13 @@ async fn check_instances(
             "worker" => "c5.large",
             other => panic!("unexpected role {other}"),
         };
-        let kind = instance.instance_type().map(|t| t.as_str());
+        let kind = instance
+            .instance_type()
+            .map(aws_sdk_ec2::types::InstanceType::as_str);
         assert_eq!(kind, Some(wanted_type), "{id}");
-        let lifecycle = instance.instance_lifecycle().map(|l| l.as_str());
+        let lifecycle = instance
+            .instance_lifecycle()
+            .map(aws_sdk_ec2::types::InstanceLifecycleType::as_str);
         assert_eq!(lifecycle, Some("spot"), "{id}");
         let groups: Vec<&str> = instance
             .security_groups()
@@ -368,7 +372,10 @@ async fn worker_type_list_launches_an_ec2_fleet() {
         .expect("template data");
     assert_eq!(data.security_group_ids(), [group_id.to_string()]);
     let shutdown = data.instance_initiated_shutdown_behavior();
-    assert_eq!(shutdown.map(|b| b.as_str()), Some("terminate"));
+    assert_eq!(
+        shutdown.map(aws_sdk_ec2::types::ShutdownBehavior::as_str),
+        Some("terminate")
+    );
     assert_eq!(data.key_name(), Some("spotload-mixed"));
 
     let destroy = scratch.run(&url, "destroy --fleet mixed").ok().stdout();
@@ -393,10 +400,12 @@ async fn check_fleet_worker(ec2: &aws_sdk_ec2::Client, worker: &Instance) {
     let id = worker.instance_id().expect("id");
     let kind = worker
         .instance_type()
-        .map(|t| t.as_str())
+        .map(aws_sdk_ec2::types::InstanceType::as_str)
         .unwrap_or_default();
     assert!(["c7g.large", "m5.large"].contains(&kind), "{id}: {kind}");
-    let lifecycle = worker.instance_lifecycle().map(|l| l.as_str());
+    let lifecycle = worker
+        .instance_lifecycle()
+        .map(aws_sdk_ec2::types::InstanceLifecycleType::as_str);
     assert_eq!(lifecycle, Some("spot"), "{id}");
     assert!(
         user_data(ec2, id).await.contains("shutdown -h +120 "),
@@ -416,7 +425,7 @@ async fn check_fleet_worker(ec2: &aws_sdk_ec2::Client, worker: &Instance) {
         "x86_64"
     };
     assert_eq!(
-        arch.map(|a| a.as_str()),
+        arch.map(aws_sdk_ec2::types::ArchitectureValues::as_str),
         Some(want),
         "{id} ({kind}) booted {image}"
     );

@@ -141,7 +141,7 @@ fn spotload(ns: Option<&str>, args: &[String], limit: Duration, env: &[(&str, &s
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
+    args.iter().map(std::string::ToString::to_string).collect()
 }
 
 fn workers_of(master: &str) -> Vec<String> {

@@ -95,8 +95,12 @@ pub fn try_http_with_headers(
 /// A whole answer: status, headers (`name: value` lines) and body.
 #[derive(Debug)]
 pub struct Reply {
+    /// HTTP status code, e.g. 200 or 503.
     pub status: u16,
+    /// The response headers as `name: value` lines, one per header; read
+    /// one with [`Reply::header`].
     pub head: String,
+    /// The response body, decoded as (lossy) UTF-8 text.
     pub body: String,
 }
 

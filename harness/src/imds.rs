@@ -94,6 +94,8 @@ impl ImdsStub {
         format!("http://{}", self.addr)
     }
 
+    /// The stub's `127.0.0.1:PORT` listening address, for a test that
+    /// connects to it directly instead of through [`ImdsStub::url`].
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -144,7 +146,7 @@ impl Drop for ImdsStub {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {

@@ -39,6 +39,8 @@ impl Loadtest {
         Loadtest::new(sibling.with_file_name("loadtest"))
     }
 
+    /// Path of the `loadtest` executable these handles start, for
+    /// assertion messages or running it by hand with `Command`.
     pub fn bin(&self) -> &Path {
         &self.bin
     }

@@ -167,10 +167,14 @@ impl Locust {
         })
     }
 
+    /// The Locust process's stdout and stderr, labelled, for a test's
+    /// failure message.
     pub fn logs(&self) -> String {
         self.process.logs()
     }
 
+    /// The underlying Locust process, to signal it, check whether it is
+    /// still running or wait for it to exit.
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }

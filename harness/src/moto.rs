@@ -64,6 +64,8 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The loopback TCP port moto listens on (e.g. to forward it into a
+    /// [`netns::Lan`](crate::netns::Lan) with `forward_loopback`).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -75,6 +77,7 @@ impl Moto {
         assert_eq!(status, 200, "moto reset failed: {body}");
     }
 
+    /// moto_server's stdout and stderr, labelled, for a test's failure message.
     pub fn logs(&self) -> String {
         self.process.logs()
     }

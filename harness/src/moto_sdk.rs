@@ -40,6 +40,8 @@ impl Moto {
 
 // What moto holds, asked through the SDK: the checks tests make.
 
+/// The value of the instance's tag `key` (e.g. [`FLEET_TAG`]), `None`
+/// when the instance lacks that tag.
 pub fn tag<'a>(instance: &'a Instance, key: &str) -> Option<&'a str> {
     instance
         .tags()
@@ -48,6 +50,8 @@ pub fn tag<'a>(instance: &'a Instance, key: &str) -> Option<&'a str> {
         .and_then(|t| t.value())
 }
 
+/// A `Describe*` filter matching `name` (e.g. `tag:spotload:fleet`,
+/// `group-name`) against the single `value`.
 pub fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
@@ -63,12 +67,19 @@ pub async fn live_instances(ec2: &aws_sdk_ec2::Client, fleet: &str) -> Vec<Insta
     answer
         .reservations()
         .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .flat_map(aws_sdk_ec2::types::Reservation::instances)
+        .filter(|i| {
+            i.state()
+                .and_then(|s| s.name())
+                .map(aws_sdk_ec2::types::InstanceStateName::as_str)
+                != Some("terminated")
+        })
         .cloned()
         .collect()
 }
 
+/// The security group named `name` in moto, `None` when spotload has not
+/// created it (or has deleted it).
 pub async fn group_named(ec2: &aws_sdk_ec2::Client, name: &str) -> Option<SecurityGroup> {
     let answer = ec2
         .describe_security_groups()
@@ -79,6 +90,8 @@ pub async fn group_named(ec2: &aws_sdk_ec2::Client, name: &str) -> Option<Securi
     answer.security_groups().first().cloned()
 }
 
+/// Whether moto holds an EC2 key pair called `name`, e.g. to check that
+/// spotload created its key, or removed it on teardown.
 pub async fn key_pair_exists(ec2: &aws_sdk_ec2::Client, name: &str) -> bool {
     let answer = ec2
         .describe_key_pairs()
@@ -111,6 +124,8 @@ pub fn ingress(group: &SecurityGroup) -> BTreeSet<String> {
     rules
 }
 
+/// The user data of instance `id`, base64-decoded to the text (the
+/// boot script) spotload launched it with.
 pub async fn user_data(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
     let answer = ec2
         .describe_instance_attribute()
@@ -127,6 +142,8 @@ pub async fn user_data(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
     String::from_utf8(bytes).expect("user data is text")
 }
 
+/// Instance `id`'s `InstanceInitiatedShutdownBehavior`, e.g.
+/// `"terminate"` or `"stop"`; empty when moto reports none.
 pub async fn shutdown_behaviour(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
     let answer = ec2
         .describe_instance_attribute()

@@ -73,7 +73,9 @@ impl Lan {
     )]
     pub fn new() -> Lan {
         static PICK: Mutex<()> = Mutex::new(());
-        let _guard = PICK.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = PICK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let uid = String::from_utf8_lossy(&run("id -u").stdout)
             .trim()
             .to_string();
@@ -161,10 +163,13 @@ impl Lan {
         self.hosts.last().unwrap_or_else(|| unreachable!())
     }
 
+    /// Every host started with [`Lan::add_host`], in the order they were added.
     pub fn hosts(&self) -> &[NetHost] {
         &self.hosts
     }
 
+    /// The `index`th host added (0-based), mutable to change its host key
+    /// or stop its sshd; panics when out of range.
     pub fn host_mut(&mut self, index: usize) -> &mut NetHost {
         &mut self.hosts[index]
     }
@@ -256,10 +261,13 @@ impl NetHost {
         host
     }
 
+    /// The host's IPv4 address on the LAN (10.231.K.N), where its sshd
+    /// listens on port 22.
     pub fn address(&self) -> Ipv4Addr {
         self.address
     }
 
+    /// The hostname the host's UTS namespace reports (`hostname` over ssh).
     pub fn hostname(&self) -> &str {
         &self.hostname
     }
@@ -360,7 +368,7 @@ impl NetHost {
         let pid = self
             .sshd
             .as_ref()
-            .map(|p| p.pid())
+            .map(super::process::Process::pid)
             .expect("sshd is not running");
         Command::new("nsenter")
             .args([
@@ -398,7 +406,10 @@ impl NetHost {
 
     /// sshd's log, for failure messages.
     pub fn sshd_logs(&self) -> String {
-        self.sshd.as_ref().map(|p| p.logs()).unwrap_or_default()
+        self.sshd
+            .as_ref()
+            .map(super::process::Process::logs)
+            .unwrap_or_default()
     }
 }
 

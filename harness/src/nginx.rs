@@ -70,9 +70,14 @@ impl Default for NginxOptions {
 /// query string (so `GET /` logs `/`, not nginx's `/index.html`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessLine {
+    /// HTTP status nginx answered with, e.g. 200, 500 or 503.
     pub status: u16,
+    /// The request method as sent, e.g. `GET` or `POST`.
     pub method: String,
+    /// The request target as sent, without the query string.
     pub path: String,
+    /// nginx's `$request_time`, in milliseconds (millisecond resolution):
+    /// from the first byte read until the last byte of the response was sent.
     pub request_time_ms: f64,
     /// When nginx logged the request (its `$msec`): epoch seconds with
     /// millisecond resolution, taken as the response went out.
@@ -93,6 +98,9 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// Starts nginx on a free loopback port with a config built from
+    /// `opts`; returns once it accepts connections, panics if it does not
+    /// within 30 s (retrying on another port if a parallel test took it).
     pub fn start(opts: NginxOptions) -> Nginx {
         assert!(
             Path::new(NGINX).exists(),
@@ -118,10 +126,12 @@ impl Nginx {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The loopback TCP port nginx listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// `127.0.0.1:PORT`, for raw TCP connections to nginx.
     pub fn addr(&self) -> SocketAddr {
         loopback(self.port)
     }
@@ -186,14 +196,19 @@ impl Nginx {
         File::create(self.access_log_path()).expect("cannot truncate nginx access.log");
     }
 
+    /// nginx's `error.log` as it is now (lossy UTF-8), for failure messages.
     pub fn error_log(&self) -> String {
         read_lossy(&self.dir.path().join("error.log"))
     }
 
+    /// The temp dir holding nginx's config, content and logs
+    /// (`nginx.conf`, `access.log`, `error.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The nginx master process, to signal it (e.g. `HUP` to reload) or
+    /// check whether it still runs.
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }

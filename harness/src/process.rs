@@ -37,6 +37,8 @@ pub struct TempDir {
 }
 
 impl TempDir {
+    /// Creates `$TMPDIR/spotload-<prefix>-<pid>-<n>-<nanos>`; panics when
+    /// it cannot.
     pub fn new(prefix: &str) -> TempDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
@@ -54,6 +56,8 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// The directory's absolute path, for configs and logs of the processes
+    /// a test starts.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -114,18 +118,22 @@ impl Process {
         self.extra_logs.push(path);
     }
 
+    /// The label given at spawn, used in log headers and panic output.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The child's OS process id, e.g. for `kill` or `/proc/<pid>`.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Everything the process has written to stdout so far (lossy UTF-8).
     pub fn stdout(&self) -> String {
         read_lossy(&self.stdout_path)
     }
 
+    /// Everything the process has written to stderr so far (lossy UTF-8).
     pub fn stderr(&self) -> String {
         read_lossy(&self.stderr_path)
     }
@@ -140,6 +148,7 @@ impl Process {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Whether the process has not exited yet (reaps it if it has).
     pub fn is_running(&mut self) -> bool {
         self.exit_status().is_none()
     }
@@ -264,6 +273,8 @@ fn port_open(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
+/// `127.0.0.1:port`, where every harness server listens: for
+/// [`wait_for_port`] and raw TCP clients.
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }

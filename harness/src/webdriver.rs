@@ -50,6 +50,7 @@ impl ChromeDriver {
     /// Starts chromedriver on a free loopback port; panics (with its log)
     /// if it does not listen within 20 s.
     pub fn start() -> ChromeDriver {
+        const TRIES: usize = 3;
         for tool in [CHROMEDRIVER, CHROMIUM] {
             assert!(
                 Path::new(tool).exists(),
@@ -57,7 +58,6 @@ impl ChromeDriver {
             );
         }
         let dir = TempDir::new("chromedriver");
-        const TRIES: usize = 3;
         for _ in 0..TRIES {
             let port = free_port();
             let mut cmd = Command::new(CHROMEDRIVER);
@@ -116,10 +116,14 @@ impl ChromeDriver {
         })
     }
 
+    /// chromedriver's stdout, stderr and `chromedriver.log`, labelled, for
+    /// a test's failure message.
     pub fn logs(&self) -> String {
         self.process.logs()
     }
 
+    /// The temp dir holding chromedriver's logs, kept when the test
+    /// panics; a place for the Chromium profile dir of `new_session`.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -172,6 +176,7 @@ impl Session {
             .collect()
     }
 
+    /// Clicks the element, as a user would (it must be visible).
     pub fn click(&self, element: &Element) -> Result<(), String> {
         self.call(
             "POST",
@@ -181,6 +186,7 @@ impl Session {
         .map(drop)
     }
 
+    /// Empties an editable element (an `<input>` or `<textarea>`).
     pub fn clear(&self, element: &Element) -> Result<(), String> {
         self.call(
             "POST",
@@ -231,6 +237,7 @@ impl Session {
         Ok(value.as_str().map(str::to_string))
     }
 
+    /// Whether the element is rendered visibly on the page.
     pub fn is_displayed(&self, element: &Element) -> Result<bool, String> {
         let value = self.call("GET", &format!("/element/{}/displayed", element.0), None)?;
         value

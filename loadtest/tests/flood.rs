@@ -87,7 +87,10 @@ fn raw_peer(port: u16, node_id: &str) -> io::Result<TcpStream> {
 }
 
 fn flood_node_id(tag: &str) -> String {
-    format!("{tag}_{:032x}", epoch_now().to_bits() as u128 * 0x9E37_79B9)
+    format!(
+        "{tag}_{:032x}",
+        u128::from(epoch_now().to_bits()) * 0x9E37_79B9
+    )
 }
 
 /// What the flooding thread did.

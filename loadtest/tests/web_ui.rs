@@ -24,7 +24,8 @@ static TURN: Mutex<()> = Mutex::new(());
 
 fn take_turn() -> std::sync::MutexGuard<'static, ()> {
     // A failed test poisons the lock; the next one may still run.
-    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `--web-auth` of the auth test, and its `Authorization` header

@@ -26,6 +26,7 @@ use crate::role::Role;
 /// Running deploy again replaces the binary and restarts everything.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
+    /// The fleet, and how to launch it when it does not exist yet.
     #[command(
         flatten,
         next_help_heading = "Fleet, and launching it when it does not exist"
@@ -94,6 +95,9 @@ const FLEET_SSH_WAIT: Duration = Duration::from_secs(5 * 60);
 const INVENTORY_SSH_WAIT: Duration = Duration::from_secs(30);
 
 impl DeployArgs {
+    /// Builds (or takes) the binary, finds or launches the hosts, deploys, and
+    /// prints the web UI address and login; fails when any host or the join check
+    /// failed.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let wait_default = if self.inventory.is_some() {
             INVENTORY_SSH_WAIT

@@ -12,6 +12,7 @@ use super::aws::AwsArgs;
 /// pair spotload created. Works without the fleet file; safe to repeat.
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
+    /// Which fleet, and how to reach AWS.
     #[command(flatten)]
     pub aws: AwsArgs,
     /// How long to wait for instances to terminate.
@@ -20,6 +21,8 @@ pub struct DestroyArgs {
 }
 
 impl DestroyArgs {
+    /// Destroys the fleet and prints what was removed; fails when something is
+    /// left, after trying everything.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let fleet = self.aws.fleet_name()?;
         let state = self.aws.state()?;

@@ -16,6 +16,7 @@ use crate::cloud::{Fleet, FleetPlan, Role};
 /// launch removes whatever it created.
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
+    /// Which fleet, and how to reach AWS.
     #[command(flatten)]
     pub aws: AwsArgs,
     /// Number of worker instances.
@@ -63,6 +64,8 @@ pub struct LaunchArgs {
 }
 
 impl LaunchArgs {
+    /// Launches the fleet and prints its instances, the master's UI address and
+    /// the self-destruct time.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let plan = FleetPlan::from_flags(&self.flags())?;
         let state = self.aws.state()?;

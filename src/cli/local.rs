@@ -47,10 +47,13 @@ pub struct LocalArgs {
     /// The loadtest binary (default: next to spotload, then PATH).
     #[arg(long)]
     pub loadtest_bin: Option<PathBuf>,
+    /// Web UI or headless, and the run's users and time limit.
     #[command(flatten)]
     pub run: RunFlags,
+    /// How fast users start or stop.
     #[command(flatten)]
     pub spawn: SpawnFlags,
+    /// A headless step ramp, passed on to the master.
     #[command(flatten)]
     pub ramp: RampFlags,
     /// Arguments for `loadtest master`, after `--`.
@@ -84,6 +87,8 @@ impl LocalArgs {
         Ok(args)
     }
 
+    /// Runs the local fleet until Ctrl-C or until the master ends; exits with the
+    /// master's code, or 2 for bad arguments before anything starts.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let master_args = match self.master_args() {
             Ok(args) => args,

@@ -20,19 +20,45 @@ pub struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `spotload`'s subcommands. A variant's doc comment becomes the subcommand's
+/// help in place of its `Args` struct's doc, so most repeat that doc word for
+/// word.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole fleet on this machine: a target web server, a master
     /// with the web UI and N workers. Ctrl-C stops everything it started.
     Local(local::LocalArgs),
+    /// Launch a spot fleet: 1 webserver, 1 master and N workers, each role its
+    /// own size, in one security group, with a self-destruct timer. A failed
+    /// launch removes whatever it created.
     Launch(Box<launch::LaunchArgs>),
+    /// Show every instance of the fleet with role, type, lifecycle, state,
+    /// addresses, uptime and an estimated cost so far (from spot price history).
     Status(status::StatusArgs),
+    /// Terminate every instance tagged for the fleet and wait until they are
+    /// gone, cancel open spot requests, delete the security group and the key
+    /// pair spotload created. Works without the fleet file; safe to repeat.
     Destroy(destroy::DestroyArgs),
+    /// Deploy nginx (webserver), `loadtest master` and `loadtest worker` over
+    /// SSH, check that every worker joined, and print the web UI address.
+    ///
+    /// Without --inventory: uses the fleet's running instances, launching the
+    /// fleet first when none exists (the launch options apply then). With
+    /// --inventory FILE: deploys onto the hosts listed there, no EC2 involved;
+    /// one host per line, `ADDRESS[:PORT] USER KEY ROLE [PRIVATE_ADDRESS]`.
+    /// Running deploy again replaces the binary and restarts everything.
     Deploy(Box<deploy::DeployArgs>),
+    /// Run a headless ramp on the deployed fleet through its master: step the
+    /// users START:STEP:MAX until requests fail, print the step table and the
+    /// failure threshold, write ramp.json/csv/html.
+    ///
+    /// The master is --master URL, else the master of --inventory FILE, else
+    /// the fleet's master instance (found by tags, like `spotload status`).
     Ramp(Box<ramp::RampArgs>),
 }
 

@@ -37,8 +37,10 @@ Exit codes:
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct RampArgs {
+    /// The ramp: START:STEP:MAX, step time, thresholds, report directory.
     #[command(flatten)]
     pub ramp: RampFlags,
+    /// How fast users start at each step.
     #[command(flatten)]
     pub spawn: SpawnFlags,
     /// The master's web API, e.g. http://203.0.113.7:8089.
@@ -72,11 +74,15 @@ pub struct RampArgs {
     /// How long to wait for them.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_step_time)]
     pub expect_workers_max_wait: Duration,
+    /// The fleet whose master to drive, when neither --master nor --inventory is
+    /// given.
     #[command(flatten, next_help_heading = "Fleet (where its master is found)")]
     pub aws: AwsArgs,
 }
 
 impl RampArgs {
+    /// Runs the ramp through the master's API and exits like `loadtest master
+    /// --headless --ramp`: 0 an answer, 1 could not measure, 2 bad arguments.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let plan = match self.ramp.plan(self.spawn.or(10.0)) {
             Ok(Some(plan)) => plan,

@@ -13,6 +13,7 @@ use crate::cloud::{Fleet, Instance};
 /// addresses, uptime and an estimated cost so far (from spot price history).
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Which fleet, and how to reach AWS.
     #[command(flatten)]
     pub aws: AwsArgs,
     /// Print JSON (one object per instance) instead of a table.
@@ -21,6 +22,7 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
+    /// Describes the fleet by its tags and prints the table (or JSON).
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let name = self.aws.fleet_name()?;
         let state = self.aws.state()?;
@@ -116,7 +118,10 @@ pub(crate) fn instance_table(
     if costs.is_some() {
         header.push("COST");
     }
-    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    let mut rows = vec![header
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect::<Vec<_>>()];
     for (index, i) in instances.iter().enumerate() {
         let address = |a: Option<std::net::IpAddr>| a.map_or("-".to_string(), |a| a.to_string());
         let mut row = vec![

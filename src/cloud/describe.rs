@@ -24,7 +24,12 @@ pub(crate) fn fleet_filter(fleet: &FleetName) -> Filter {
 fn filter(name: &str, values: &[&str]) -> Filter {
     Filter::builder()
         .name(name)
-        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .set_values(Some(
+            values
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
+        ))
         .build()
 }
 
@@ -108,7 +113,10 @@ impl Ec2 {
         let mut instances = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|err| self.sdk_error(&action, err))?;
-            let found = page.reservations().iter().flat_map(|r| r.instances());
+            let found = page
+                .reservations()
+                .iter()
+                .flat_map(aws_sdk_ec2::types::Reservation::instances);
             instances.extend(found.map(instance_from_sdk));
         }
         Ok(instances)
@@ -193,9 +201,15 @@ impl Ec2 {
                 self.sdk_error(format!("DescribeLaunchTemplates (fleet {fleet})"), err)
             })?;
         Ok(Resources {
-            security_groups: collect(groups.security_groups(), |g| g.group_id()),
-            key_pairs: collect(keys.key_pairs(), |k| k.key_name()),
-            launch_templates: collect(templates.launch_templates(), |t| t.launch_template_id()),
+            security_groups: collect(
+                groups.security_groups(),
+                aws_sdk_ec2::types::SecurityGroup::group_id,
+            ),
+            key_pairs: collect(keys.key_pairs(), aws_sdk_ec2::types::KeyPairInfo::key_name),
+            launch_templates: collect(
+                templates.launch_templates(),
+                aws_sdk_ec2::types::LaunchTemplate::launch_template_id,
+            ),
             spot_requests: self.open_spot_requests(fleet).await?,
         })
     }
@@ -262,7 +276,7 @@ pub(crate) fn instance_from_sdk(instance: &types::Instance) -> Instance {
             .map(str::to_string),
         public_ip: instance.public_ip_address().and_then(|a| a.parse().ok()),
         private_ip: instance.private_ip_address().and_then(|a| a.parse().ok()),
-        launched_at: instance.launch_time().map(|t| t.secs()),
+        launched_at: instance.launch_time().map(aws_smithy_types::DateTime::secs),
         availability_zone: instance
             .placement()
             .and_then(|p| p.availability_zone())

@@ -20,10 +20,15 @@ const GROUP_RETRY: Duration = Duration::from_secs(5);
 /// What a destroy (or a launch's rollback) removed, and what it could not.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct DestroyReport {
+    /// Instances asked to terminate, by id (`i-...`).
     pub instances: Vec<String>,
+    /// Spot instance requests cancelled, so none relaunches (`sir-...`).
     pub spot_requests: Vec<String>,
+    /// Security groups deleted (`sg-...`).
     pub security_groups: Vec<String>,
+    /// Key pairs deleted, by name: only those spotload created carry the tag.
     pub key_pairs: Vec<String>,
+    /// Launch templates deleted (`lt-...`), left by multi-type worker launches.
     pub launch_templates: Vec<String>,
     /// Local files removed from the state directory.
     pub local_files: Vec<PathBuf>,

@@ -27,6 +27,7 @@ const MAX_NAME_LEN: usize = 32;
 pub struct FleetName(String);
 
 impl FleetName {
+    /// Checks `name` against the rules above (`--fleet`, or a fleet file's field).
     pub fn parse(name: &str) -> Result<FleetName, PlanError> {
         let mut chars = name.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
@@ -37,6 +38,7 @@ impl FleetName {
         Ok(FleetName(name.to_string()))
     }
 
+    /// The name as given: the value of the `spotload:fleet` tag.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -69,9 +71,11 @@ impl From<FleetName> for String {
 /// One instance as EC2 reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
+    /// The EC2 instance id (`i-...`).
     pub id: String,
     /// `None` when the role tag is missing (someone edited the tags).
     pub role: Option<Role>,
+    /// The EC2 instance type, e.g. `c5.large`.
     pub instance_type: String,
     /// `spot` or `on-demand`.
     pub lifecycle: String,
@@ -79,11 +83,18 @@ pub struct Instance {
     pub state: String,
     /// Why EC2 says the instance is in its state (e.g. a spot interruption).
     pub state_reason: Option<String>,
+    /// What this machine connects to; `None` until running, or in a subnet
+    /// that gives no public addresses.
     pub public_ip: Option<IpAddr>,
+    /// What the other hosts use inside the VPC (workers reach nginx and the master
+    /// there).
     pub private_ip: Option<IpAddr>,
     /// Launch time, seconds since the Unix epoch.
     pub launched_at: Option<i64>,
+    /// The zone it runs in, e.g. `us-east-1a`; spot prices differ per zone.
     pub availability_zone: Option<String>,
+    /// The spot instance request it came from: `destroy` cancels it so nothing
+    /// relaunches; `None` for on-demand instances.
     pub spot_request_id: Option<String>,
     /// The key pair the instance accepts.
     pub key_name: Option<String>,
@@ -110,9 +121,14 @@ pub struct FleetKey {
 /// A launched fleet: what the fleet file records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fleet {
+    /// The fleet's name, as tagged on all its resources.
     pub name: FleetName,
+    /// The AWS region it runs in.
     pub region: String,
+    /// The fleet's one security group (`sg-...`), which opens SSH, HTTP and the
+    /// web UI to `--allow-cidr` and the master and nginx to the group's members.
     pub security_group_id: String,
+    /// The key pair for SSH to every instance.
     pub key: FleetKey,
     /// Webserver first, then master, then workers.
     pub instances: Vec<Instance>,

@@ -68,7 +68,7 @@ impl Ec2 {
             };
             let supported = info
                 .processor_info()
-                .map(|p| p.supported_architectures())
+                .map(aws_sdk_ec2::types::ProcessorInfo::supported_architectures)
                 .unwrap_or_default();
             let arch = if supported.contains(&ArchitectureType::X8664) {
                 "x86_64"

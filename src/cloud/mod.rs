@@ -92,7 +92,7 @@ impl Ec2 {
         let config = loader.load().await;
         let region = config
             .region()
-            .map(|r| r.to_string())
+            .map(std::string::ToString::to_string)
             .ok_or(CloudError::NoRegion)?;
         let provider = config
             .credentials_provider()

@@ -19,40 +19,71 @@ pub const DEFAULT_PUBLIC_IP_URL: &str = "https://checkip.amazonaws.com";
 /// A flag value that can't make a fleet.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlanError {
+    /// `--fleet` breaks the naming rules of [`FleetName`].
     #[error(
         "invalid fleet name {0:?}: use up to 32 letters, digits, '-' or '_', \
          starting with a letter or digit"
     )]
     FleetName(String),
+    /// `--workers` is 0 or above [`MAX_WORKERS`].
     #[error("--workers {0}: give between 1 and {MAX_WORKERS} workers")]
     Workers(u32),
+    /// A type that is not `family.size`, or a comma list for the master or
+    /// webserver, which get exactly one type.
     #[error("{flag} {value:?}: an instance type looks like t3.small or c7g.large")]
-    InstanceType { flag: &'static str, value: String },
+    InstanceType {
+        /// `--worker-type`, `--master-type` or `--webserver-type`.
+        flag: &'static str,
+        /// The whole flag value as given.
+        value: String,
+    },
+    /// `--worker-type` lists one type twice.
     #[error("--worker-type {0:?} names a type twice; list each type once")]
     DuplicateType(String),
+    /// `--ami` is not an `ami-` id.
     #[error("--ami {0:?}: an AMI id looks like ami-0123456789abcdef0")]
     Ami(String),
+    /// `--max-price` is not a positive number.
     #[error("--max-price {0:?}: give a price in USD per hour, e.g. 0.05")]
     MaxPrice(String),
+    /// An `--allow-cidr` entry is not `ADDRESS/PREFIX`.
     #[error("--allow-cidr {0:?}: give an address range like 203.0.113.7/32 or 2001:db8::/64")]
     Cidr(String),
+    /// A duration flag outside the duration grammar.
     #[error("{flag} {value:?}: give a duration like 90s, 15m, 2h or 1h30m")]
-    Duration { flag: &'static str, value: String },
+    Duration {
+        /// `--ttl` or `--wait-timeout`.
+        flag: &'static str,
+        /// The value as given.
+        value: String,
+    },
+    /// A duration flag out of its range (`--ttl`: 1m to 7d, `--wait-timeout`:
+    /// 1s to 3h).
     #[error("{flag} {value}: must be between {min} and {max}")]
     DurationRange {
+        /// `--ttl` or `--wait-timeout`.
         flag: &'static str,
+        /// The value as given.
         value: String,
+        /// The shortest allowed, formatted.
         min: String,
+        /// The longest allowed, formatted.
         max: String,
     },
+    /// `--key-file` without `--key-name`: a key file alone names no key pair.
     #[error("--key-file needs --key-name: the EC2 key pair whose private key the file holds")]
     KeyFileWithoutName,
+    /// `--key-file` does not name a file.
     #[error("--key-file {path}: {problem}; give the private key of key pair {key_name}")]
     KeyFile {
+        /// The `--key-file` path.
         path: PathBuf,
+        /// The `--key-name` it should be the private key of.
         key_name: String,
+        /// What is wrong: "no such file", "is not a file", or the I/O error.
         problem: String,
     },
+    /// `--key-name` is blank or longer than EC2's 255 characters.
     #[error("--key-name {0:?}: give the name of an existing EC2 key pair")]
     KeyName(String),
 }
@@ -60,25 +91,41 @@ pub enum PlanError {
 /// The raw launch flags, as the command line gives them.
 #[derive(Debug, Clone)]
 pub struct LaunchFlags {
+    /// `--fleet`: the fleet name, not yet checked.
     pub fleet: String,
+    /// `--workers`: how many worker instances.
     pub workers: u32,
+    /// `--worker-type`: one instance type, or a comma list.
     pub worker_type: String,
+    /// `--master-type`: one instance type.
     pub master_type: String,
+    /// `--webserver-type`: one instance type.
     pub webserver_type: String,
+    /// `--ami`; `None` picks the latest Amazon Linux 2023 per architecture.
     pub ami: Option<String>,
+    /// `--key-name`: an existing EC2 key pair; `None` creates one.
     pub key_name: Option<String>,
+    /// `--key-file`: the private key of `--key-name`.
     pub key_file: Option<PathBuf>,
+    /// `--allow-cidr` values, each possibly a comma list; empty means this
+    /// machine's public address.
     pub allow_cidr: Vec<String>,
+    /// `--public-ip-url`: where that public address is learned.
     pub public_ip_url: String,
+    /// `--max-price` in USD per instance-hour; `None` caps at on-demand.
     pub max_price: Option<String>,
+    /// `--ttl`: the self-destruct timer, as a duration.
     pub ttl: String,
+    /// `--wait-timeout`: how long launch waits for instances to run.
     pub wait_timeout: String,
 }
 
 /// How many instances of which types one role gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolePlan {
+    /// The role these instances play.
     pub role: Role,
+    /// Instances to launch: 1 for webserver and master, `--workers` for workers.
     pub count: u32,
     /// One type, or several for the worker fleet to choose among.
     pub instance_types: Vec<String>,
@@ -91,7 +138,10 @@ pub enum KeyPlan {
     Create,
     /// Use an existing key pair; `private_key` is its key file, if given.
     Existing {
+        /// The EC2 key pair name (`--key-name`).
         name: String,
+        /// `--key-file`, recorded in the fleet file for deploy; without it, deploy
+        /// needs its own `--key-file`.
         private_key: Option<PathBuf>,
     },
 }
@@ -99,9 +149,11 @@ pub enum KeyPlan {
 /// Who may reach ports 22, 80 and 8089.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Access {
+    /// The `--allow-cidr` ranges.
     Cidrs(Vec<Cidr>),
     /// Learn this machine's public address from this URL at launch.
     CallerAddress {
+        /// `--public-ip-url`: answers with the address as plain text.
         url: String,
     },
 }
@@ -109,16 +161,22 @@ pub enum Access {
 /// A fleet launch, fully validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetPlan {
+    /// The fleet's name, checked.
     pub fleet: FleetName,
     /// Webserver, master and workers, in launch order.
     pub roles: Vec<RolePlan>,
     /// `None`: the latest Amazon Linux 2023 for each type's architecture.
     pub ami: Option<String>,
+    /// The key pair to create or use.
     pub key: KeyPlan,
+    /// Who may reach SSH, nginx and the web UI.
     pub access: Access,
     /// Spot price cap in USD per hour; `None` caps at the on-demand price.
     pub max_price: Option<String>,
+    /// Self-destruct timer: each instance powers off (and so terminates) this
+    /// long after boot; 1m to 7d.
     pub ttl: Duration,
+    /// How long to wait for every instance to run before rolling back; 1s to 3h.
     pub wait_timeout: Duration,
 }
 
@@ -327,6 +385,7 @@ impl Cidr {
         Cidr { addr, prefix }
     }
 
+    /// True for an IPv6 range: security group rules keep v4 and v6 apart.
     pub fn is_ipv6(&self) -> bool {
         self.addr.is_ipv6()
     }

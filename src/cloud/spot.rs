@@ -160,7 +160,7 @@ impl Ec2 {
         let ids: Vec<String> = answer
             .instances()
             .iter()
-            .flat_map(|i| i.instance_ids())
+            .flat_map(aws_sdk_ec2::types::CreateFleetInstance::instance_ids)
             .cloned()
             .collect();
         let shortfall = shortfall(&answer, role, ids.len());

@@ -23,6 +23,7 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// State under `root` (`--state-dir`, or [`StateDir::default_root`]).
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
         StateDir { root: root.into() }
     }
@@ -36,10 +37,12 @@ impl StateDir {
         from("HOME").map(|home| PathBuf::from(home).join(".local/state/spotload"))
     }
 
+    /// `<root>/<fleet>`: the fleet file, its key and its `known_hosts`.
     pub fn fleet_dir(&self, fleet: &FleetName) -> PathBuf {
         self.root.join(fleet.as_str())
     }
 
+    /// `<root>/<fleet>/fleet.json`: the [`Fleet`] as launched.
     pub fn fleet_file(&self, fleet: &FleetName) -> PathBuf {
         self.fleet_dir(fleet).join(FLEET_FILE)
     }

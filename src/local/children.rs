@@ -47,6 +47,8 @@ pub async fn terminate(name: &str, child: &mut Child, grace: Duration) {
     }
 }
 
+/// The processes `spotload local` started (master, workers), by [`ChildId`]
+/// and name, so they can be awaited, signalled and stopped together.
 #[derive(Default)]
 pub struct Children {
     running: BTreeMap<ChildId, (String, Child)>,
@@ -75,17 +77,19 @@ impl Children {
 
     /// Waits for one child to exit; its exit code (128+signal if killed).
     pub async fn wait_for(&mut self, id: ChildId) -> anyhow::Result<i32> {
+        use std::os::unix::process::ExitStatusExt;
         let (name, child) = self.running.get_mut(&id).context("no such child")?;
         let status = child
             .wait()
             .await
             .with_context(|| format!("waiting for the {name}"))?;
-        use std::os::unix::process::ExitStatusExt;
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
+    /// [`Children::wait_for`] for at most `limit`; `None` when the child is still
+    /// running then (or waiting failed).
     pub async fn wait_for_timeout(&mut self, id: ChildId, limit: Duration) -> Option<i32> {
         tokio::time::timeout(limit, self.wait_for(id))
             .await
@@ -93,6 +97,7 @@ impl Children {
             .and_then(Result::ok)
     }
 
+    /// Sends `signal` (e.g. `libc::SIGINT`) to one child, if it still runs.
     pub fn signal(&self, id: ChildId, signal: i32) {
         if let Some((_, child)) = self.running.get(&id) {
             signal_child(child, signal);

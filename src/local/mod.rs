@@ -20,11 +20,15 @@ pub use target::{Target, TargetKind};
 /// What to run locally.
 #[derive(Debug, Clone)]
 pub struct LocalPlan {
+    /// How many `loadtest worker` processes to start.
     pub workers: usize,
     /// Target URL; `None` starts nginx (or the built-in server).
     pub target: Option<String>,
+    /// The master's web UI and API port on 127.0.0.1.
     pub web_port: u16,
+    /// The port workers join the master on, on 127.0.0.1.
     pub master_port: u16,
+    /// The `loadtest` binary run as master and workers.
     pub loadtest: PathBuf,
     /// Extra arguments for `loadtest master` (e.g. `--headless -u 10 -t 30s`).
     pub master_args: Vec<String>,

@@ -16,12 +16,24 @@ pub const PAGE: &str = "<!doctype html><html><head><title>spotload target</title
 /// Which kind of target is running.
 #[derive(Debug)]
 pub enum TargetKind {
-    Nginx { child: Box<Child>, dir: PathBuf },
-    BuiltIn { server: tokio::task::JoinHandle<()> },
+    /// nginx, run from a temporary config on a free loopback port.
+    Nginx {
+        /// The nginx master process.
+        child: Box<Child>,
+        /// Its temporary prefix (config, page, logs), removed on stop.
+        dir: PathBuf,
+    },
+    /// The built-in static server, when nginx is not installed.
+    BuiltIn {
+        /// The server task, aborted on stop.
+        server: tokio::task::JoinHandle<()>,
+    },
+    /// A server given with `--target`: not started here, so not stopped either.
     External,
 }
 
 impl TargetKind {
+    /// What the target is, for the line that prints its address.
     pub fn describe(&self) -> &'static str {
         match self {
             TargetKind::Nginx { .. } => "nginx",
@@ -33,13 +45,17 @@ impl TargetKind {
     }
 }
 
+/// The web server the load test hits in a local run.
 #[derive(Debug)]
 pub struct Target {
+    /// Base URL without a trailing `/`, passed to the master as `--host`.
     pub url: String,
+    /// What serves it, and so how to stop it.
     pub kind: TargetKind,
 }
 
 impl Target {
+    /// A target that is already running at `url` (`--target`).
     pub fn external(url: &str) -> Target {
         Target {
             url: url.trim_end_matches('/').to_string(),
@@ -56,6 +72,8 @@ impl Target {
         }
     }
 
+    /// Stops what [`Target::start`] started: SIGTERM to nginx (then SIGKILL after
+    /// 5 s) and its directory removed, or the built-in server aborted.
     pub async fn stop(self) {
         match self.kind {
             TargetKind::Nginx { mut child, dir } => {

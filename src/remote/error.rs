@@ -9,7 +9,12 @@ use std::time::Duration;
 pub enum RemoteError {
     /// The private key file could not be read or parsed.
     #[error("cannot use SSH key {path}: {detail}")]
-    Key { path: PathBuf, detail: String },
+    Key {
+        /// The key file (an inventory's KEY column, or the fleet's key).
+        path: PathBuf,
+        /// Why it is unusable, with the formats that are expected.
+        detail: String,
+    },
 
     /// No SSH session within the wait limit; `last` is the last attempt's error.
     #[error(
@@ -17,9 +22,13 @@ pub enum RemoteError {
         waited.as_secs_f64()
     )]
     Unreachable {
+        /// The host as `address[:port]`.
         host: String,
+        /// How long connecting was retried.
         waited: Duration,
+        /// Connection attempts made, the first included.
         attempts: u32,
+        /// Why the last attempt failed.
         last: String,
     },
 
@@ -31,17 +40,25 @@ pub enum RemoteError {
          intercepting the connection"
     )]
     HostKeyChanged {
+        /// The host's address, as known_hosts records it.
         host: String,
+        /// The known_hosts file holding the recorded key.
         file: PathBuf,
+        /// The line (1-based) that records the other key: the one to delete when
+        /// the host really was replaced.
         line: usize,
+        /// The key the host presents now, as `ALGORITHM SHA256:...`.
         fingerprint: String,
     },
 
     /// The known_hosts file could not be read or written.
     #[error("{host}: cannot use known_hosts file {file}: {detail}")]
     KnownHosts {
+        /// The host's address, as known_hosts records it.
         host: String,
+        /// The known_hosts file.
         file: PathBuf,
+        /// The I/O or parse error.
         detail: String,
     },
 
@@ -51,22 +68,34 @@ pub enum RemoteError {
          the key's public half is in that user's authorized_keys"
     )]
     AuthRejected {
+        /// The host as `address[:port]`.
         host: String,
+        /// The log-in user tried.
         user: String,
+        /// The private key file offered.
         key: PathBuf,
     },
 
     /// An SSH-level failure after the session was up (channel, transport).
     #[error("{host}: SSH {action} failed: {detail}")]
     Ssh {
+        /// The host as `address[:port]` (`localhost` for [`super::Local`]).
         host: String,
+        /// The SSH step that failed: `connect`, `log-in`, `channel open`, `exec`,
+        /// `send input`.
         action: &'static str,
+        /// The library's error message.
         detail: String,
     },
 
     /// A command ran longer than its time limit.
     #[error("{host}: command did not finish within {limit:?}")]
-    Timeout { host: String, limit: Duration },
+    Timeout {
+        /// The host as `address[:port]`.
+        host: String,
+        /// The command's time limit.
+        limit: Duration,
+    },
 }
 
 impl RemoteError {

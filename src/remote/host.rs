@@ -20,6 +20,7 @@ use super::RemoteError;
 pub struct Host {
     /// IP address or name to connect to.
     pub address: String,
+    /// SSH port, usually 22.
     pub port: u16,
     /// Log-in user (`ec2-user` on Amazon Linux, `ubuntu` on Ubuntu).
     pub user: String,
@@ -50,11 +51,14 @@ pub struct Output {
     /// The exit status; `None` when the command ended without one (killed
     /// by a signal, or the connection dropped).
     pub status: Option<u32>,
+    /// Standard output, decoded lossily as UTF-8.
     pub stdout: String,
+    /// Standard error, decoded lossily as UTF-8.
     pub stderr: String,
 }
 
 impl Output {
+    /// True when the command exited with status 0.
     pub fn success(&self) -> bool {
         self.status == Some(0)
     }

@@ -25,7 +25,9 @@ use crate::role::Role;
 /// One line of the inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// Where to connect and how to log in: ADDRESS[:PORT], USER and KEY.
     pub host: Host,
+    /// ROLE: what this line asks the host to run.
     pub role: Role,
     /// How the other hosts reach this one.
     pub private_address: String,
@@ -35,8 +37,11 @@ pub struct Entry {
 #[derive(Debug, thiserror::Error)]
 #[error("{file} line {line}: {message}")]
 pub struct InventoryError {
+    /// The inventory file, as given on the command line.
     pub file: String,
+    /// The line number, counting from 1.
     pub line: usize,
+    /// What is wrong with the line and what it should look like.
     pub message: String,
 }
 
@@ -90,7 +95,9 @@ pub fn parse(
             ))
         })?;
         let key = resolve_key(key, base, home).map_err(error)?;
-        let private_address = rest.first().map_or(address.clone(), |p| p.to_string());
+        let private_address = rest
+            .first()
+            .map_or(address.clone(), std::string::ToString::to_string);
         let entry = Entry {
             host: Host {
                 address,

@@ -30,10 +30,15 @@ pub enum Trust {
     /// The key is the one recorded.
     Known,
     /// First contact: the key was recorded now.
-    Learned { fingerprint: String },
+    Learned {
+        /// The recorded key, as `ALGORITHM SHA256:...`, for the progress line.
+        fingerprint: String,
+    },
 }
 
 impl KnownHosts {
+    /// The file at `path` (`<state dir>/<fleet>/known_hosts`); it need not exist
+    /// yet.
     pub fn new(path: impl Into<PathBuf>) -> KnownHosts {
         KnownHosts {
             path: path.into(),
@@ -41,6 +46,7 @@ impl KnownHosts {
         }
     }
 
+    /// The file's location, for messages.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -53,7 +59,7 @@ impl KnownHosts {
         let _guard = self
             .lock
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let file_error = |detail: String| RemoteError::KnownHosts {
             host: host.to_string(),
             file: self.path.clone(),

@@ -16,6 +16,7 @@ use crate::role::Role;
 /// One host and everything it should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPlan {
+    /// Where to connect and how to log in.
     pub host: Host,
     /// In recipe order: webserver, master, worker.
     pub roles: Vec<Role>,
@@ -30,6 +31,7 @@ impl HostPlan {
         names.join("+")
     }
 
+    /// True when this host plays `role`.
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
@@ -38,12 +40,16 @@ impl HostPlan {
 /// Everything a deploy needs, checked.
 #[derive(Debug, Clone)]
 pub struct DeployPlan {
+    /// Every host once, with all its roles; see [`DeployPlan::group`].
     pub hosts: Vec<HostPlan>,
     /// The `loadtest` binary shipped to master and workers.
     pub loadtest: Arc<Vec<u8>>,
     /// `USER:PASS` protecting the master's web UI.
     pub web_auth: Option<String>,
+    /// The fleet's known_hosts file: host keys are learned on first contact and
+    /// checked after.
     pub known_hosts: KnownHosts,
+    /// How long SSH connections are retried (fresh instances refuse for a while).
     pub limits: ConnectLimits,
     /// How long the workers get to show up in the master's API.
     pub join_timeout: Duration,

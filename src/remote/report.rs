@@ -16,16 +16,20 @@ use crate::role::Role;
 /// How one host's deploy ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every step for every role succeeded.
     Done,
     /// A step failed; `role` is `None` for host-wide steps (connect, upload).
     Failed {
+        /// The role whose recipe failed.
         role: Option<Role>,
+        /// The failed step, its command, reason and output.
         failure: StepFailure,
         /// Whether any step ran on the host before the failure.
         changed: bool,
     },
     /// Not attempted because something it depends on failed.
     Skipped {
+        /// Why, e.g. "worker not started: the master did not come up".
         reason: String,
     },
 }
@@ -33,15 +37,18 @@ pub enum Outcome {
 /// One host's part of the [`Report`].
 #[derive(Debug, Clone)]
 pub struct HostReport {
+    /// The host and the roles it was to run.
     pub plan: HostPlan,
     /// `uname -n`, once known.
     pub hostname: Option<String>,
+    /// How its deploy ended.
     pub outcome: Outcome,
 }
 
 /// The whole deploy.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// One per host, in plan order.
     pub hosts: Vec<HostReport>,
     /// The join check: `None` when the master never came up, else the
     /// workers seen or why not all were.
@@ -49,6 +56,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// True when every host is done and every worker joined the master.
     pub fn succeeded(&self) -> bool {
         self.hosts.iter().all(|h| h.outcome == Outcome::Done) && matches!(self.joined, Some(Ok(_)))
     }

@@ -21,7 +21,9 @@ pub fn quote(text: &str) -> String {
 /// `sudo -n` (EC2 images let their default user sudo without a password).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Privilege {
+    /// Logged in as root: scripts run under plain `sh -c`.
     Root,
+    /// Through `sudo -n`: passwordless sudo is required, a prompt would hang.
     Sudo,
 }
 

@@ -1,6 +1,9 @@
 //! The protocol codec: a worker's `stats` message encoded and decoded, and a
 //! heartbeat, as they cross port 5557.
 
+// criterion_group! defines the undocumented bench functions.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use swarm::protocol::{Heartbeat, ToMaster, WorkerState};
@@ -23,10 +26,10 @@ fn codec(c: &mut Criterion) {
     let stats = stats_message();
     let wire = stats.to_wire("bench_0123456789abcdef");
     c.bench_function("encode_stats", |b| {
-        b.iter(|| black_box(&stats).to_wire("bench_0123456789abcdef"))
+        b.iter(|| black_box(&stats).to_wire("bench_0123456789abcdef"));
     });
     c.bench_function("decode_stats", |b| {
-        b.iter(|| ToMaster::from_wire(black_box(&wire)).expect("decodes"))
+        b.iter(|| ToMaster::from_wire(black_box(&wire)).expect("decodes"));
     });
     let beat = ToMaster::Heartbeat(Heartbeat {
         state: WorkerState::Running,
@@ -35,7 +38,7 @@ fn codec(c: &mut Criterion) {
     });
     let beat_wire = beat.to_wire("bench_0123456789abcdef");
     c.bench_function("decode_heartbeat", |b| {
-        b.iter(|| ToMaster::from_wire(black_box(&beat_wire)).expect("decodes"))
+        b.iter(|| ToMaster::from_wire(black_box(&beat_wire)).expect("decodes"));
     });
 }
 

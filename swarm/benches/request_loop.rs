@@ -3,6 +3,9 @@
 //! The ratio is goose's per-request overhead on the client side; the
 //! worker's metrics pipeline is measured end to end by `scripts/compare-load`.
 
+// criterion_group! defines the undocumented bench functions.
+#![allow(missing_docs)]
+
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -44,7 +47,7 @@ fn request_loop(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| async {
             let response = client.get(&url).send().await.expect("reqwest get");
             response.bytes().await.expect("body")
-        })
+        });
     });
 
     let config = GooseConfiguration::default();
@@ -65,7 +68,7 @@ fn request_loop(c: &mut Criterion) {
                 }
                 start.elapsed()
             }
-        })
+        });
     });
     group.finish();
 }

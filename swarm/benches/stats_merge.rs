@@ -1,6 +1,9 @@
 //! Merging worker stats on the master: the per-report cost the master pays
 //! for every worker every 3 s, and the percentile read the UI does.
 
+// criterion_group! defines the undocumented bench functions.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use swarm::stats::{RequestStats, StatsEntry, StatsReport};
@@ -24,14 +27,14 @@ fn merge(c: &mut Criterion) {
     let delta = report(10, 5_000);
     c.bench_function("merge_report_10_names", |b| {
         let mut stats = RequestStats::new(0.0);
-        b.iter(|| stats.merge_report(black_box(&delta)))
+        b.iter(|| stats.merge_report(black_box(&delta)));
     });
     let mut stats = RequestStats::new(0.0);
     for _ in 0..100 {
         stats.merge_report(&delta);
     }
     c.bench_function("percentile_p99_total", |b| {
-        b.iter(|| black_box(&stats.total).percentile(0.99))
+        b.iter(|| black_box(&stats.total).percentile(0.99));
     });
 }
 

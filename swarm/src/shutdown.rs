@@ -95,7 +95,7 @@ impl Shutdown {
 
     /// Resolves once the process should end.
     pub async fn requested(&self) {
-        self.token.cancelled().await
+        self.token.cancelled().await;
     }
 
     /// Whether the end was asked for, without waiting.

@@ -15,6 +15,7 @@ pub struct Facts {
     pub arch: String,
     /// `uname -n`, what a worker's node id starts with.
     pub hostname: String,
+    /// How step scripts become root: the user is root, or may `sudo -n`.
     pub privilege: Privilege,
     /// systemd is the running init (`/run/systemd/system` exists).
     pub systemd: bool,
@@ -44,6 +45,9 @@ echo "os=$os"
 const FACTS_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 impl Facts {
+    /// Runs the facts script on `shell` as `user` (after waiting for cloud-init,
+    /// up to 10 minutes); fails when the host's answer is incomplete or `user` can
+    /// neither act as root nor `sudo -n`.
     pub async fn gather(shell: &impl Shell, user: &str) -> Result<Facts, StepFailure> {
         let step = "inspect host";
         let failure = |reason: String, output: String| StepFailure {

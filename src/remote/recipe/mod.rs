@@ -71,7 +71,9 @@ impl Step {
 /// A step that did not succeed: everything the error message needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
+    /// The step's name, e.g. "install nginx".
     pub step: String,
+    /// The command that matters in it (empty for host-wide failures).
     pub command: String,
     /// "exit status 1", "did not finish within 120s", an SSH error.
     pub reason: String,

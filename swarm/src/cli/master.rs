@@ -212,7 +212,7 @@ fn supervise(task: tokio::task::JoinHandle<()>, shutdown: Shutdown) {
         }
         match outcome {
             Err(err) if err.is_panic() => {
-                tracing::error!("the master's task panicked: {err}; exiting")
+                tracing::error!("the master's task panicked: {err}; exiting");
             }
             _ => tracing::error!("the master's task ended unexpectedly; exiting"),
         }

@@ -222,7 +222,11 @@ impl Master {
                     node.user_count = report.user_count;
                 }
             }
-            ToMaster::Exception { msg, traceback } => {
+            ToMaster::Exception {
+                msg,
+                traceback,
+                count,
+            } => {
                 if !self
                     .exceptions
                     .contains_key(&(msg.clone(), traceback.clone()))
@@ -239,7 +243,7 @@ impl Master {
                         traceback,
                         nodes: Default::default(),
                     });
-                row.count = row.count.saturating_add(1);
+                row.count = row.count.saturating_add(count);
                 if row.nodes.len() < 100 {
                     row.nodes.insert(id.to_string());
                 }
@@ -256,7 +260,7 @@ impl Master {
             ToMaster::Logs => {}
             ToMaster::Unknown(kind) => {
                 if self.noise.allow() {
-                    tracing::warn!("ignored unknown message type {kind:?} from {id}")
+                    tracing::warn!("ignored unknown message type {kind:?} from {id}");
                 }
             }
         }

@@ -60,7 +60,7 @@ impl DealerSender {
     fn current(&self) -> MutexGuard<'_, Option<mpsc::Sender<Out>>> {
         self.current
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues a payload on the current connection; never waits.

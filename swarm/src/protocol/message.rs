@@ -104,6 +104,10 @@ pub enum ToMaster {
         msg: String,
         /// Where it was raised; with `msg`, what identifies the row.
         traceback: String,
+        /// How many times it happened (our extension, so one message can
+        /// carry a report interval's worth; Locust sends one per occurrence
+        /// and a Locust master counts one).
+        count: u64,
     },
     /// The worker stopped its users after a `stop`.
     ClientStopped,
@@ -333,6 +337,11 @@ impl ToMaster {
                         .get("traceback")
                         .map(crate::stats::wire_text)
                         .unwrap_or_default(),
+                    count: fields
+                        .get("count")
+                        .and_then(crate::stats::wire_u64)
+                        .unwrap_or(1)
+                        .max(1),
                 }
             }
             "client_stopped" => ToMaster::ClientStopped,
@@ -368,11 +377,16 @@ impl ToMaster {
                 ]),
             ),
             ToMaster::Stats(report) => ("stats", report.to_value()),
-            ToMaster::Exception { msg, traceback } => (
+            ToMaster::Exception {
+                msg,
+                traceback,
+                count,
+            } => (
                 "exception",
                 map(vec![
                     ("msg", msg.as_str().into()),
                     ("traceback", traceback.as_str().into()),
+                    ("count", (*count).into()),
                 ]),
             ),
             ToMaster::ClientStopped => ("client_stopped", Value::Nil),
@@ -513,6 +527,7 @@ mod tests {
             ToMaster::Exception {
                 msg: "boom".into(),
                 traceback: "tb".into(),
+                count: 1,
             },
             ToMaster::ClientStopped,
             ToMaster::Quit { reason: None },

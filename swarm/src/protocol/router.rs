@@ -56,7 +56,7 @@ impl Routes {
         // A panic while holding the lock leaves the table consistent.
         self.peers
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Removes `id`'s route only if it is still connection `conn`.
@@ -286,10 +286,10 @@ async fn serve(
     routes.remove(&id, conn);
     match end {
         End::Peer(err @ ZmtpError::TooLarge { .. }) => {
-            tracing::warn!("closed the connection of worker {name} at {addr}: {err}")
+            tracing::warn!("closed the connection of worker {name} at {addr}: {err}");
         }
         End::Peer(ZmtpError::Io(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-            tracing::debug!("worker {name} at {addr} disconnected")
+            tracing::debug!("worker {name} at {addr} disconnected");
         }
         End::Peer(err) => tracing::info!("worker {name} at {addr} disconnected: {err}"),
         End::Write(err) => tracing::info!("worker {name} at {addr} disconnected: {err}"),

@@ -122,7 +122,7 @@ async fn closed_by_master(s: &mut TcpStream) {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(0) | Err(_)) => return,
             Ok(Ok(_)) => continue,
             Err(_) => panic!("the master did not close the connection"),
         }

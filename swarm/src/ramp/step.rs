@@ -113,7 +113,7 @@ mod tests {
         before.log(500.0, 50, false, 1.0);
         let mut after = before.clone();
         for ms in 1..=100 {
-            after.log(ms as f64, 1, ms > 97, 2.0);
+            after.log(f64::from(ms), 1, ms > 97, 2.0);
         }
         let step = StepResult::measure(8, 2, &after.since(&before), 4.0);
         assert_eq!(step.requests, 100);

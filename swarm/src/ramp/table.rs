@@ -123,7 +123,7 @@ pub fn conclusion(report: &RampReport, limits: &Limits) -> String {
             step.fail_ratio * 100.0
         )),
         None if report.threshold_users.is_some() => {
-            lines.push("last healthy: none (the first step already failed)".to_string())
+            lines.push("last healthy: none (the first step already failed)".to_string());
         }
         None => {}
     }

@@ -96,7 +96,7 @@ pub fn stats_csv(stats: &RequestStats) -> String {
         "Failures/s",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .collect();
     header.extend(percentile_labels());
     let mut out = line(header);
@@ -118,7 +118,7 @@ pub fn stats_history_csv_header() -> String {
         "Failures/s",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .collect();
     header.extend(percentile_labels());
     header.extend(
@@ -132,7 +132,7 @@ pub fn stats_history_csv_header() -> String {
             "Total Average Content Size",
         ]
         .iter()
-        .map(|s| s.to_string()),
+        .map(std::string::ToString::to_string),
     );
     line(header)
 }

@@ -388,7 +388,7 @@ mod tests {
     fn percentile_walks_from_the_top() {
         let mut e = StatsEntry::new("/", "GET", 0.0);
         for ms in 1..=100 {
-            e.log(ms as f64, 1, false, 1.0);
+            e.log(f64::from(ms), 1, false, 1.0);
         }
         // The values Locust 2.47's StatsEntry gives for the same samples.
         assert_eq!(e.percentile(0.5), 51);

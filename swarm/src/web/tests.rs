@@ -136,6 +136,7 @@ async fn exceptions_list_nodes_as_one_string() {
         let exception = ToMaster::Exception {
             msg: "ZeroDivisionError".into(),
             traceback: "File \"x\", line 1".into(),
+            count: 1,
         };
         let frame = Frame {
             peer: Bytes::from(id.as_bytes().to_vec()),

@@ -357,7 +357,7 @@ pub(crate) mod tests {
         });
         match Controller::connect(&addr, Duration::from_secs(3)).await {
             Ok(mut controller) => {
-                assert_eq!(controller.command("stop").await.unwrap(), "stop done")
+                assert_eq!(controller.command("stop").await.unwrap(), "stop done");
             }
             // Someone else took the port in between: nothing to test.
             Err(ControllerError::WebSocket { .. }) => {}

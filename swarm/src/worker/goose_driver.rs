@@ -276,7 +276,7 @@ impl GooseDriver {
             Ok(_) => {}
             // Goose ended the run by itself.
             Err(ControllerError::Refused { reply, .. }) => {
-                tracing::warn!("goose had already stopped: {reply}")
+                tracing::warn!("goose had already stopped: {reply}");
             }
             Err(err) => return Err(err.into()),
         }
@@ -287,6 +287,11 @@ impl GooseDriver {
     /// Requests made since the last call, as a Locust stats delta.
     pub async fn take_delta(&mut self) -> Result<StatsReport, DriverError> {
         Ok(self.tap.take())
+    }
+
+    /// Transaction errors since the last call: (message, occurrences).
+    pub fn take_exceptions(&self) -> Vec<(String, u64)> {
+        self.tap.take_exceptions()
     }
 
     /// Stops goose for good.
@@ -470,6 +475,12 @@ mod tests {
         Ok(())
     }
 
+    async fn failing_transaction(_user: &mut GooseUser) -> TransactionResult {
+        Err(Box::new(goose::goose::TransactionError::Custom(
+            "no basket to check out".into(),
+        )))
+    }
+
     /// A local target that counts what it serves: `/` answers 200,
     /// `/broken` 503.
     async fn counting_target() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
@@ -504,7 +515,8 @@ mod tests {
         let (url, ok, broken) = counting_target().await;
         let scenarios = vec![scenario!("WebsiteUser")
             .register_transaction(transaction!(front_page))
-            .register_transaction(transaction!(broken_page))];
+            .register_transaction(transaction!(broken_page))
+            .register_transaction(transaction!(failing_transaction))];
         let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
             .await
             .unwrap();
@@ -526,6 +538,11 @@ mod tests {
         assert!(failing.error.starts_with("503"), "{}", failing.error);
         assert_eq!(failing.occurrences as usize, broken);
         assert!(report.stats_total.total_response_time > 0.0);
+        // The transaction that failed on its own is an exception, counted.
+        let exceptions = driver.take_exceptions();
+        let (msg, count) = exceptions.first().expect("a transaction error");
+        assert!(msg.contains("no basket to check out"), "{msg}");
+        assert!(*count > 0);
         driver.shutdown().await;
     }
 

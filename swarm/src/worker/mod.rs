@@ -296,7 +296,7 @@ impl Worker {
                 }
             }
             ToWorker::Unknown(kind) => {
-                tracing::warn!("ignored an unknown message type {kind:?} from the master")
+                tracing::warn!("ignored an unknown message type {kind:?} from the master");
             }
         }
         Ok(None)
@@ -317,6 +317,7 @@ impl Worker {
             self.send(ToMaster::Exception {
                 msg,
                 traceback: String::new(),
+                count: 1,
             });
         }
         match self.goose.set_users(&order.host, asked).await {
@@ -341,6 +342,7 @@ impl Worker {
                 self.send(ToMaster::Exception {
                     msg,
                     traceback: String::new(),
+                    count: 1,
                 });
                 self.classes.clear();
                 self.state.set(WorkerState::Ready);
@@ -365,6 +367,16 @@ impl Worker {
         let report = self.goose.take_delta().await?;
         self.hold(report);
         self.deliver();
+        if self.joined {
+            // Goose transaction errors, as Locust's Exceptions tab lists them.
+            for (msg, count) in self.goose.take_exceptions() {
+                self.send(ToMaster::Exception {
+                    msg,
+                    traceback: String::new(),
+                    count,
+                });
+            }
+        }
         Ok(())
     }
 

@@ -58,7 +58,7 @@ impl Tap {
                 if let Ok(mut tally) = tally.lock() {
                     tally.record(&record, now_epoch());
                 }
-                if let Some(file_log) = file_log.get() {
+                if let (Some(file_log), GooseLog::Request(_)) = (file_log.get(), &record) {
                     let _ = file_log.send(Some(record));
                 }
             }
@@ -90,6 +90,9 @@ impl Tap {
         if user.config.request_log.as_deref().is_none_or(str::is_empty) {
             user.config.request_log = Some(IN_PROCESS.to_string());
         }
+        // Transaction errors (a transaction that returned an error of its
+        // own) come the same way, when an error log is named.
+        user.config.error_log = Some(IN_PROCESS.to_string());
         user.logger = Some(self.sender.clone());
         user.metrics_channel = None;
     }
@@ -104,12 +107,23 @@ impl Tap {
         while let Ok(record) = self.receiver.try_recv() {
             if let Some(record) = record {
                 tally.record(&record, now);
-                if let Some(file_log) = self.file_log.get() {
+                if let (Some(file_log), GooseLog::Request(_)) = (self.file_log.get(), &record) {
                     let _ = file_log.send(Some(record));
                 }
             }
         }
-        std::mem::replace(&mut *tally, Tally::new(now)).into_report(now)
+        let exceptions = std::mem::take(&mut tally.exceptions);
+        let taken = std::mem::replace(&mut *tally, Tally::new(now));
+        tally.exceptions = exceptions;
+        taken.into_report(now)
+    }
+
+    /// Transaction errors since the last call: (message, occurrences).
+    pub fn take_exceptions(&self) -> Vec<(String, u64)> {
+        let Ok(mut tally) = self.tally.lock() else {
+            return Vec::new();
+        };
+        std::mem::take(&mut tally.exceptions).into_iter().collect()
     }
 }
 
@@ -119,6 +133,9 @@ pub struct Tally {
     since: f64,
     entries: HashMap<(String, String), StatsEntry>,
     errors: BTreeMap<String, StatsError>,
+    /// Transaction errors, as Locust's Exceptions tab lists them: message →
+    /// occurrences. Taken apart from the stats (see [`Tap::take_exceptions`]).
+    exceptions: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -127,13 +144,23 @@ impl Tally {
             since,
             entries: HashMap::new(),
             errors: BTreeMap::new(),
+            exceptions: BTreeMap::new(),
         }
     }
 
     /// Folds in one record from goose's request log.
     pub fn record(&mut self, record: &GooseLog, now: f64) {
-        if let GooseLog::Request(request) = record {
-            self.request(request, now);
+        match record {
+            GooseLog::Request(request) => self.request(request, now),
+            GooseLog::TransactionError(failed) => {
+                let msg = format!(
+                    "{} (transaction {} of {})",
+                    failed.error, failed.transaction_name, failed.scenario_name
+                );
+                let count = self.exceptions.entry(msg).or_default();
+                *count = count.saturating_add(1);
+            }
+            _ => {}
         }
     }
 
