@@ -1,6 +1,8 @@
 //! Percentiles come from merged histograms: two workers see very different
-//! latencies, and the master's p50/p95/p99 are those of the union of every
-//! request either worker made — not an average of per-worker figures.
+//! latencies, and the master's p50/p95/p99/p99.9 are those of the union of
+//! every request either worker made — not an average of per-worker figures —
+//! to the microsecond (within the histograms' 1%, or 20 µs), and within one
+//! Locust bucket in Locust's own CSV.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,12 +11,48 @@ use harness::*;
 use harness::{Nginx, NginxOptions, TempDir};
 use swarm::stats::{bucket_ms, StatsEntry};
 
-/// Response times (ms) from a goose JSON request log.
+/// Response times (ms, to the microsecond) from a goose JSON request log.
 fn logged_times(path: &std::path::Path) -> Vec<f64> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|v| v["response_time"].as_f64())
+        .filter_map(|v| {
+            let ms = v["response_time"].as_f64()?;
+            let us = v["response_time_fraction_us"].as_f64().unwrap_or(0.0);
+            Some(ms + us / 1000.0)
+        })
+        .collect()
+}
+
+/// The exact `q` quantile of `times`: the smallest value that `q` of them
+/// are at or below.
+fn exact_quantile(times: &[f64], q: f64) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// The Aggregated row of the headless summary's percentile table, by label.
+fn summary_percentiles(stdout: &str) -> BTreeMap<String, f64> {
+    let mut lines = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Response time percentiles"));
+    let header: Vec<String> = lines
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let row = lines
+        .find(|l| l.trim_start().starts_with("Aggregated"))
+        .unwrap_or_else(|| panic!("no Aggregated percentiles in:\n{stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().skip(1).collect();
+    header
+        .iter()
+        .skip(1)
+        .zip(cells)
+        .filter_map(|(label, cell)| Some((label.clone(), cell.parse().ok()?)))
         .collect()
 }
 
@@ -127,4 +165,25 @@ fn master_percentiles_are_those_of_the_union_of_samples() {
         averaging_would_differ,
         "the two workers' latencies should differ enough that averaging is wrong: {seen:?}"
     );
+
+    // To the microsecond: the summary reads the merged histograms.
+    let stdout = master.stdout();
+    assert!(
+        stdout.contains("from merged microsecond histograms"),
+        "the master says where its percentiles come from:\n{stdout}"
+    );
+    let precise = summary_percentiles(&stdout);
+    for (label, q) in [("50%", 0.5), ("95%", 0.95), ("99%", 0.99), ("99.9%", 0.999)] {
+        let exact = exact_quantile(&union_times, q);
+        let got = precise
+            .get(label)
+            .copied()
+            .unwrap_or_else(|| panic!("no {label} in {precise:?}"));
+        let tolerance = (exact * 0.01).max(0.02);
+        println!("{label}: master {got} ms, union of the request logs {exact:.3} ms");
+        assert!(
+            (got - exact).abs() <= tolerance,
+            "{label}: master {got} ms vs exact {exact:.3} ms (allowed {tolerance:.3})"
+        );
+    }
 }
