@@ -385,7 +385,13 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             // 0.2 ms to ~50 ms, most of them fast.
-            let us = 200 + (seed >> 40) % 800 + if seed % 100 == 0 { seed % 50_000 } else { 0 };
+            let us = 200
+                + (seed >> 40) % 800
+                + if seed.is_multiple_of(100) {
+                    seed % 50_000
+                } else {
+                    0
+                };
             entry.log(us as f64 / 1000.0, 1, false, 1.0);
         }
         let encode = |entry: &StatsEntry| {
