@@ -47,17 +47,11 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
     let (port, web_port) = (harness::free_port(), harness::free_port());
     let api = format!("http://127.0.0.1:{web_port}");
     let target = nginx.url();
-    let mut master1 = loadtest!().master_with_ui_on(
-        &dir,
-        port,
-        web_port,
-        &[
-            "--host",
-            &target,
-            "--csv",
-            prefix1.to_str().expect("utf-8 path"),
-        ],
-    );
+    let ui_master = |prefix: &std::path::Path| {
+        let csv = prefix.to_str().expect("utf-8 path");
+        loadtest!().master_with_ui_on(&dir, port, web_port, &["--host", &target, "--csv", csv])
+    };
+    let mut master1 = ui_master(&prefix1);
     let mut a = loadtest!().worker(&dir, port, WORKER_WAIT);
     let mut b = loadtest!().worker(&dir, port, WORKER_WAIT);
     let mut c = loadtest!().worker(&dir, port, WORKER_WAIT);
@@ -205,17 +199,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
 
     // 5. A new master on the same ports.
     let master_gone = Instant::now();
-    let mut master2 = loadtest!().master_with_ui_on(
-        &dir,
-        port,
-        web_port,
-        &[
-            "--host",
-            &target,
-            "--csv",
-            prefix2.to_str().expect("utf-8 path"),
-        ],
-    );
+    let mut master2 = ui_master(&prefix2);
     let master2_up = Instant::now();
     poller.resume();
     wait_until(

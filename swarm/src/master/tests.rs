@@ -225,8 +225,8 @@ fn state_of(snapshot: &MasterSnapshot, id: &str) -> Option<NodeState> {
         .map(|w| w.state)
 }
 
-#[tokio::test]
-async fn a_worker_back_from_missing_gets_a_fresh_dispatch_and_the_total_never_exceeds_the_target() {
+/// Two workers joined and running 10 users, 5 each.
+async fn two_workers_running_ten() -> Fleet {
     let mut fleet = Fleet::start(config());
     fleet.join("w1").await;
     fleet.join("w2").await;
@@ -235,6 +235,12 @@ async fn a_worker_back_from_missing_gets_a_fresh_dispatch_and_the_total_never_ex
     fleet
         .wait_for("10 users running", |s| s.user_count == 10)
         .await;
+    fleet
+}
+
+#[tokio::test]
+async fn a_worker_back_from_missing_gets_a_fresh_dispatch_and_the_total_never_exceeds_the_target() {
+    let mut fleet = two_workers_running_ten().await;
 
     // w2 falls silent: it goes missing and w1 takes all ten.
     fleet.pause("w2", true);
@@ -337,14 +343,7 @@ async fn ui_runs_get_the_default_run_time() {
 
 #[tokio::test]
 async fn a_reclaimed_worker_is_an_event_and_its_users_move() {
-    let mut fleet = Fleet::start(config());
-    fleet.join("w1").await;
-    fleet.join("w2").await;
-    fleet.swarm(10, None).await;
-    fleet.expect_spawns(&[("w1", 5), ("w2", 5)]).await;
-    fleet
-        .wait_for("10 users running", |s| s.user_count == 10)
-        .await;
+    let mut fleet = two_workers_running_ten().await;
     fleet.pause("w1", true);
     fleet
         .feeder

@@ -61,10 +61,9 @@ fn py_float(v: f64) -> String {
     }
 }
 
-fn stats_row(entry: &StatsEntry) -> String {
-    let mut cells = vec![
-        entry.method.clone(),
-        entry.name.clone(),
+/// Counts and times in the order both Locust CSVs list them.
+fn count_cells(entry: &StatsEntry) -> [String; 7] {
+    [
         entry.num_requests.to_string(),
         entry.num_failures.to_string(),
         entry.median_response_time().to_string(),
@@ -72,9 +71,16 @@ fn stats_row(entry: &StatsEntry) -> String {
         py_float(entry.min_response_time.unwrap_or(0.0)),
         py_float(entry.max_response_time),
         py_float(entry.avg_content_length()),
+    ]
+}
+
+fn stats_row(entry: &StatsEntry) -> String {
+    let mut cells = vec![entry.method.clone(), entry.name.clone()];
+    cells.extend(count_cells(entry));
+    cells.extend([
         py_float(entry.total_rps()),
         py_float(entry.total_fail_per_sec()),
-    ];
+    ]);
     cells.extend(percentile_cells(entry));
     line(cells)
 }
@@ -149,15 +155,7 @@ pub fn stats_history_csv_row(stats: &RequestStats, user_count: u64, now: f64) ->
         format!("{:.6}", total.current_fail_per_sec(now)),
     ];
     cells.extend(percentile_cells(total));
-    cells.extend([
-        total.num_requests.to_string(),
-        total.num_failures.to_string(),
-        total.median_response_time().to_string(),
-        py_float(total.avg_response_time()),
-        py_float(total.min_response_time.unwrap_or(0.0)),
-        py_float(total.max_response_time),
-        py_float(total.avg_content_length()),
-    ]);
+    cells.extend(count_cells(total));
     line(cells)
 }
 
