@@ -55,6 +55,7 @@ async fn send_hostile_frames(port: u16) -> WorkerLink {
                 state: swarm::protocol::WorkerState::Ready,
                 cpu_usage: 1.0,
                 memory_usage: 1,
+                cpu_cores: None,
             })
             .to_wire(node),
         ),

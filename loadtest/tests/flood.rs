@@ -286,6 +286,7 @@ fn run_flood(port: u16, node_id: &str, written: &AtomicU64) -> (Flood, Option<Tc
         state: WorkerState::Ready,
         cpu_usage: 1.0,
         memory_usage: 1,
+        cpu_cores: None,
     })
     .to_wire(node_id);
     let one = frame(0x00, &beat);

@@ -174,6 +174,7 @@ impl FakeWorker {
                     state: WorkerState::Running,
                     cpu_usage: 42.0,
                     memory_usage: 60 << 20,
+                    cpu_cores: None,
                 });
                 if send_waiting(&beats, Bytes::from(beat.to_wire(&id)))
                     .await

@@ -39,9 +39,10 @@ const BASIC_USER_PASS: &str = "Basic dXNlcjpwYXNz";
 /// of Locust's API reads the keys it knows and never sees them.
 const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 2] = ["host", "worker_events"];
 
-/// Keys our `stats` rows have beyond Locust's: `precise`, the times to the
-/// microsecond from the merged histograms.
-const OUR_EXTRA_ROW_KEYS: [&str; 1] = ["precise"];
+/// Keys our rows have beyond Locust's: in `stats`, `precise` (the times to
+/// the microsecond from the merged histograms); in `workers`, `cpu_share`
+/// (the CPU as a share of the worker's cores).
+const OUR_EXTRA_ROW_KEYS: [(&str, &str); 2] = [("stats", "precise"), ("workers", "cpu_share")];
 
 /// Workers pause between requests: enough load to see, little enough that
 /// a 2-CPU machine also runs the master, nginx and a browser.
@@ -550,9 +551,9 @@ fn http_api_answers_with_locusts_keys_and_headers() {
     assert_same_keys(&our_top, &keys(&locust_flow.stats), "/stats/requests");
     for field in ["stats", "workers", "errors"] {
         let mut ours = row_keys(&ours_flow.stats, field);
-        if field == "stats" {
-            for extra in OUR_EXTRA_ROW_KEYS {
-                assert!(ours.remove(extra), "{extra} is still in our rows");
+        for (rows, extra) in OUR_EXTRA_ROW_KEYS {
+            if rows == field {
+                assert!(ours.remove(extra), "{extra} is still in our {rows} rows");
             }
         }
         assert_same_keys(

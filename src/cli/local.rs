@@ -20,6 +20,7 @@ Exit codes: spotload exits with the master's code. For a ramp
   1  it could not measure: no workers joined in time, the target was unreachable
      at the first step, every worker left, Ctrl-C
   2  bad arguments, e.g. a ramp spec not of the form START:STEP:MAX
+  3  generator-bound: a worker used 90% or more of its CPU cores; add workers
 See `loadtest master --help` for how steps are measured and judged.";
 
 /// Run a target web server, a master with the web UI and N workers here.

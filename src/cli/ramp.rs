@@ -26,7 +26,8 @@ Exit codes:
   0  the ramp ran to an answer: a threshold, or MAX reached with every step healthy
   1  it could not measure: the master was unreachable, no workers joined in
      time, the target was unreachable at the first step, every worker left, Ctrl-C
-  2  bad arguments, e.g. a ramp spec not of the form START:STEP:MAX";
+  2  bad arguments, e.g. a ramp spec not of the form START:STEP:MAX
+  3  generator-bound: a worker used 90% or more of its CPU cores; add workers";
 
 /// Run a headless ramp on the deployed fleet through its master: step the
 /// users START:STEP:MAX until requests fail, print the step table and the

@@ -244,6 +244,7 @@ mod tests {
                     user_count: 0,
                     cpu_usage: 0.0,
                     memory_usage: 0,
+                    cpu_share: None,
                 })
                 .collect(),
             worker_count: workers.len(),

@@ -35,6 +35,7 @@ fn codec(c: &mut Criterion) {
         state: WorkerState::Running,
         cpu_usage: 12.5,
         memory_usage: 1 << 25,
+        cpu_cores: Some(2),
     });
     let beat_wire = beat.to_wire("bench_0123456789abcdef");
     c.bench_function("decode_heartbeat", |b| {

@@ -230,6 +230,10 @@ pub struct WorkerRow {
     /// The worker process's resident memory, bytes.
     #[serde(deserialize_with = "lenient_u64")]
     pub memory_usage: u64,
+    /// Our extension: the CPU as a share of the cores the worker may use
+    /// (1.0: all busy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<f64>,
 }
 
 /// p50 and p95 of the last few seconds.
@@ -332,6 +336,9 @@ pub struct TotalAnswer {
     /// The fleet's events (joins, losses, quits), oldest first.
     #[serde(default)]
     pub worker_events: Vec<WorkerEvent>,
+    /// The busiest worker's CPU, as a share of its cores (1.0: all busy).
+    #[serde(default)]
+    pub busiest_worker_cpu: f64,
 }
 
 /// One row of `GET /exceptions`; `nodes` is one comma-separated string, as

@@ -34,7 +34,12 @@ Exit codes (ramp):
   0  the ramp ran to an answer: a threshold, or MAX reached with every step healthy
   1  it could not measure: no workers joined in time (--expect-workers-max-wait),
      the target was unreachable at the first step, every worker left, Ctrl-C
-  2  bad arguments, e.g. a ramp spec not of the form START:STEP:MAX";
+  2  bad arguments, e.g. a ramp spec not of the form START:STEP:MAX
+  3  generator-bound: a worker used 90% or more of its CPU cores before the target
+     failed, so the numbers are the workers' limit, not the target's; add workers";
+
+/// The exit code of a generator-bound ramp.
+pub const GENERATOR_BOUND: u8 = 3;
 
 /// The workers a ramp waits for before its first step.
 #[derive(Debug, Clone)]
@@ -192,6 +197,10 @@ pub fn conclude(
     if let Some(error) = &report.error {
         eprintln!("error: the ramp could not measure: {error}");
         return Ok(ExitCode::FAILURE);
+    }
+    if let Some(users) = report.generator_bound_users {
+        eprintln!("generator-bound at {users} users: add workers (exit code 3)");
+        return Ok(ExitCode::from(GENERATOR_BOUND));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -113,6 +113,15 @@ impl MasterSnapshot {
         counts
     }
 
+    /// The busiest active worker's CPU, as a share of its cores.
+    pub fn busiest_worker_cpu(&self) -> f64 {
+        self.workers
+            .iter()
+            .filter(|w| w.state != super::NodeState::Missing)
+            .map(|w| w.cpu_share)
+            .fold(0.0, f64::max)
+    }
+
     /// Workers not missing: those a swarm spreads users over.
     pub fn active_workers(&self) -> usize {
         self.workers

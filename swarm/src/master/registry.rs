@@ -64,6 +64,10 @@ pub struct WorkerNode {
     pub assigned: u64,
     /// The worker process's CPU from its last heartbeat, percent of one core.
     pub cpu_usage: f64,
+    /// The same as a share of the cores the worker may use (1.0: all busy).
+    pub cpu_share: f64,
+    /// Whether the master already warned that this worker passed 90%.
+    pub cpu_warned: bool,
     /// The worker process's resident memory from its last heartbeat, bytes.
     pub memory_usage: u64,
     /// When the master last heard a heartbeat; drives `Missing`.
@@ -100,6 +104,8 @@ impl Registry {
                 user_count: 0,
                 assigned: 0,
                 cpu_usage: 0.0,
+                cpu_share: 0.0,
+                cpu_warned: false,
                 memory_usage: 0,
                 last_heartbeat: now,
                 stopped_ack: false,

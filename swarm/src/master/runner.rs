@@ -26,6 +26,10 @@ struct Ramp {
     credit: f64,
 }
 
+/// The share of its cores above which a worker is reported as busy, as
+/// Locust warns at 90% of one core.
+pub const CPU_WARNING: f64 = 0.9;
+
 /// What the master is waiting for after a stop or quit.
 struct Pending {
     reply: oneshot::Sender<()>,
@@ -185,6 +189,16 @@ impl Master {
                     let was_missing = node.state == NodeState::Missing;
                     node.state = beat.state.into();
                     node.cpu_usage = beat.cpu_usage;
+                    node.cpu_share = beat.cpu_share();
+                    if node.cpu_share >= CPU_WARNING && !node.cpu_warned {
+                        // As Locust does, once per worker: its numbers may
+                        // measure the generator rather than the target.
+                        node.cpu_warned = true;
+                        tracing::warn!(
+                            "worker {id} is using {:.0}% of its CPU: it may be too busy to measure the target; add workers",
+                            node.cpu_share * 100.0
+                        );
+                    }
                     node.memory_usage = beat.memory_usage;
                     node.last_heartbeat = now;
                     self.send(id, ToWorker::Heartbeat);

@@ -72,6 +72,7 @@ fn heartbeat() -> ToMaster {
         state: WorkerState::Running,
         cpu_usage: 1.0,
         memory_usage: 1 << 20,
+        cpu_cores: None,
     })
 }
 

@@ -46,10 +46,27 @@ impl WorkerState {
 pub struct Heartbeat {
     /// What the worker is doing now.
     pub state: WorkerState,
-    /// Percent of one core.
+    /// Percent of one core (a worker on 2 cores reads up to 200).
     pub cpu_usage: f64,
     /// Resident memory, bytes.
     pub memory_usage: u64,
+    /// Cores the worker may use (our extension, `cpu_cores`; a Locust
+    /// worker sends none, and its one process uses one core).
+    pub cpu_cores: Option<u32>,
+}
+
+impl Heartbeat {
+    /// The CPU in use as a share of the cores the worker may use: 1.0 is
+    /// every core busy.
+    pub fn cpu_share(&self) -> f64 {
+        let cores = f64::from(self.cpu_cores.unwrap_or(1).max(1));
+        let share = self.cpu_usage / 100.0 / cores;
+        if share.is_finite() {
+            share.max(0.0)
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The master's order to a worker: absolute per-class user targets.
@@ -315,6 +332,11 @@ impl ToMaster {
                         .get("current_memory_usage")
                         .and_then(crate::stats::wire_u64)
                         .unwrap_or(0),
+                    cpu_cores: fields
+                        .get("cpu_cores")
+                        .and_then(crate::stats::wire_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|n| *n > 0),
                 })
             }
             "spawning" => ToMaster::Spawning,
@@ -357,14 +379,17 @@ impl ToMaster {
     pub fn to_wire(&self, node_id: &str) -> Vec<u8> {
         let (kind, data) = match self {
             ToMaster::ClientReady { version } => ("client_ready", Value::from(version.as_str())),
-            ToMaster::Heartbeat(h) => (
-                "heartbeat",
-                map(vec![
+            ToMaster::Heartbeat(h) => {
+                let mut fields = vec![
                     ("state", h.state.as_str().into()),
                     ("current_cpu_usage", h.cpu_usage.into()),
                     ("current_memory_usage", h.memory_usage.into()),
-                ]),
-            ),
+                ];
+                if let Some(cores) = h.cpu_cores {
+                    fields.push(("cpu_cores", cores.into()));
+                }
+                ("heartbeat", map(fields))
+            }
             ToMaster::Spawning => ("spawning", Value::Nil),
             ToMaster::SpawningComplete {
                 user_classes_count,
@@ -517,6 +542,7 @@ mod tests {
                 state: WorkerState::Running,
                 cpu_usage: 12.5,
                 memory_usage: 1 << 20,
+                cpu_cores: Some(2),
             }),
             ToMaster::Spawning,
             ToMaster::SpawningComplete {

@@ -54,6 +54,8 @@ pub struct Reading {
     pub state: RunState,
     /// The fleet's events so far (joins, missing, reclaims…), oldest first.
     pub events: Vec<WorkerEvent>,
+    /// The busiest worker's CPU now, as a share of its cores (1.0: all busy).
+    pub worker_cpu: f64,
 }
 
 impl Reading {
@@ -154,6 +156,7 @@ impl RampDriver for MasterDriver {
             users: snapshot.user_count,
             target_users: snapshot.target_user_count,
             state: snapshot.state,
+            worker_cpu: snapshot.busiest_worker_cpu(),
             total: snapshot.stats.total,
             events: snapshot.events,
         })

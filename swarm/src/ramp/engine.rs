@@ -23,6 +23,9 @@ const MAX_ATTEMPTS: u32 = 3;
 /// How often that wait polls.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How often a window reads the workers' CPU (they report it every second).
+const CPU_POLL: Duration = Duration::from_secs(1);
+
 /// Why a ramp could not measure; the message goes to the terminal and to
 /// `ramp.json`'s `error`.
 #[derive(Debug, thiserror::Error)]
@@ -207,8 +210,23 @@ impl Run<'_> {
             return Ok(changed(spawned.workers, start.workers));
         }
         let opened = Instant::now();
-        tokio::time::sleep(self.plan.window).await;
+        let mut cpu = start.worker_cpu;
+        let closes = opened + self.plan.window;
+        // Heartbeats carry the workers' CPU every second: watch it through
+        // the window, so a saturated generator is seen even briefly.
+        while let Some(left) = closes.checked_duration_since(Instant::now()) {
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(CPU_POLL)).await;
+            if Instant::now() < closes {
+                if let Ok(reading) = self.driver.read().await {
+                    cpu = cpu.max(reading.worker_cpu);
+                }
+            }
+        }
         let end = self.read_with_workers(users).await?;
+        let cpu = cpu.max(end.worker_cpu);
         let end = self.await_late_reports(users, &start, end).await?;
         if end.workers != start.workers {
             return Ok(changed(start.workers, end.workers));
@@ -216,6 +234,7 @@ impl Run<'_> {
         let window = end.total.since(&start.total);
         let duration = opened.elapsed().as_secs_f64();
         let mut step = StepResult::measure(users, end.workers, &window, duration);
+        step.worker_cpu = (cpu * 1000.0).round() / 1000.0;
         if step.requests == 0 {
             return Err(Unmeasurable::NoRequests {
                 users,

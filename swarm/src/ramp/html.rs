@@ -93,6 +93,16 @@ fn summary(report: &RampReport) -> String {
         max_p95_ms: report.max_p95_ms,
         max_p99_ms: report.max_p99_ms,
     };
+    if let Some(step) = report.step_at(report.generator_bound_users) {
+        item(
+            "Generator-bound",
+            format!(
+                "at {} users ({}): add workers",
+                step.users,
+                escape(&limits.explain(step))
+            ),
+        );
+    }
     let threshold = match report.threshold_step() {
         Some(step) => format!("{} users ({})", step.users, escape(&limits.explain(step))),
         _ if report.answered() => "none: every step was healthy".to_string(),
@@ -140,7 +150,7 @@ fn summary(report: &RampReport) -> String {
 }
 
 fn step_table(report: &RampReport) -> String {
-    let mut html = String::from("<table><tr><th>users</th><th>workers</th><th>window s</th><th>requests</th><th>failures</th><th>fail %</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>verdict</th></tr>\n");
+    let mut html = String::from("<table><tr><th>users</th><th>workers</th><th>window s</th><th>requests</th><th>failures</th><th>fail %</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>worker CPU %</th><th>verdict</th></tr>\n");
     for s in &report.steps {
         let class = if s.is_healthy() {
             ""
@@ -149,7 +159,7 @@ fn step_table(report: &RampReport) -> String {
         };
         let _ = writeln!(
             html,
-            "<tr{class}><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{class}><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td></tr>",
             s.users,
             s.workers,
             s.duration_s,
@@ -160,6 +170,7 @@ fn step_table(report: &RampReport) -> String {
             s.p50_ms,
             s.p95_ms,
             s.p99_ms,
+            s.worker_cpu * 100.0,
             s.verdict()
         );
     }

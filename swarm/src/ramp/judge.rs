@@ -3,6 +3,10 @@
 
 use super::step::{Criterion, StepResult};
 
+/// The share of its cores at which a worker is saturated (Locust warns at
+/// 90% of one core).
+pub const GENERATOR_CPU_LIMIT: f64 = 0.9;
+
 /// The default `--fail-ratio`: more than 1% failed requests fails a step.
 pub const DEFAULT_FAIL_RATIO: f64 = 0.01;
 
@@ -30,6 +34,11 @@ impl Default for Limits {
 impl Limits {
     /// The limit `step` broke, failure ratio first; `None` when healthy.
     pub fn judge(&self, step: &StepResult) -> Option<Criterion> {
+        // A saturated generator measures itself: nothing after it says
+        // anything about the target.
+        if step.worker_cpu >= GENERATOR_CPU_LIMIT {
+            return Some(Criterion::GeneratorCpu);
+        }
         if step.fail_ratio > self.fail_ratio {
             return Some(Criterion::FailRatio);
         }
@@ -54,6 +63,10 @@ impl Limits {
                 "p95 {} ms > {} ms",
                 step.p95_ms,
                 self.max_p95_ms.unwrap_or(0.0)
+            ),
+            Some(Criterion::GeneratorCpu) => format!(
+                "a worker used {:.0}% of its CPU: generator-bound, add workers",
+                step.worker_cpu * 100.0
             ),
             Some(Criterion::P99) => format!(
                 "p99 {} ms > {} ms",
@@ -82,6 +95,7 @@ mod tests {
             p95_ms,
             p99_ms: p95_ms * 2.0,
             p999_ms: p95_ms * 3.0,
+            worker_cpu: 0.2,
             failed: None,
         }
     }

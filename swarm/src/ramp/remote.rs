@@ -25,6 +25,7 @@ impl From<TotalAnswer> for Reading {
             target_users: answer.target_user_count,
             state: answer.state,
             events: answer.worker_events,
+            worker_cpu: answer.busiest_worker_cpu,
         }
     }
 }

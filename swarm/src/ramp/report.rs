@@ -8,7 +8,7 @@ use super::result::RampReport;
 
 /// The columns of `ramp.csv`, the step fields of `ramp.json` plus the verdict.
 pub const CSV_HEADER: &str =
-    "users,workers,duration_s,requests,failures,fail_ratio,rps,p50_ms,p95_ms,p99_ms,p999_ms,verdict";
+    "users,workers,duration_s,requests,failures,fail_ratio,rps,p50_ms,p95_ms,p99_ms,p999_ms,worker_cpu,verdict";
 
 /// Where the reports went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub fn ramp_csv(report: &RampReport) -> String {
     for s in &report.steps {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             s.users,
             s.workers,
             s.duration_s,
@@ -56,6 +56,7 @@ pub fn ramp_csv(report: &RampReport) -> String {
             s.p95_ms,
             s.p99_ms,
             s.p999_ms,
+            s.worker_cpu,
             s.verdict()
         );
     }
@@ -99,8 +100,8 @@ mod tests {
         let csv = ramp_csv(&r);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[1], "2,1,3,100,0,0,33.33,10,20,30,40,healthy");
-        assert_eq!(lines[2], "4,1,3,100,50,0.5,33.33,10,20,30,40,p95");
+        assert_eq!(lines[1], "2,1,3,100,0,0,33.33,10,20,30,40,0.25,healthy");
+        assert_eq!(lines[2], "4,1,3,100,50,0.5,33.33,10,20,30,40,0.25,p95");
     }
 
     #[test]

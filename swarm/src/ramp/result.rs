@@ -15,8 +15,12 @@ pub struct RampReport {
     pub threshold_users: Option<u64>,
     /// Highest healthy user count below the threshold.
     pub last_healthy_users: Option<u64>,
-    /// The limit the threshold step broke.
+    /// The limit the threshold step broke (`generator_cpu` when the ramp
+    /// ended generator-bound).
     pub criterion: Option<Criterion>,
+    /// The user count at which a worker saturated its CPU, when it did: the
+    /// ramp stopped there, and no target threshold was found below it.
+    pub generator_bound_users: Option<u64>,
     /// Every step in the order measured (refinement probes last).
     pub steps: Vec<StepResult>,
     /// Why the ramp could not answer (no workers, target unreachable...);
@@ -52,6 +56,7 @@ impl RampReport {
             threshold_users: None,
             last_healthy_users: None,
             criterion: None,
+            generator_bound_users: None,
             steps: Vec::new(),
             error: None,
             notes: Vec::new(),
@@ -70,14 +75,16 @@ impl RampReport {
     /// Derives the answer from the steps: the threshold is the lowest
     /// failing count, the last healthy the highest healthy count below it.
     pub fn conclude(&mut self) {
-        let threshold = self
+        let first_failing = self
             .steps
             .iter()
             .filter(|s| !s.is_healthy())
             .min_by_key(|s| s.users);
-        self.threshold_users = threshold.map(|s| s.users);
-        self.criterion = threshold.and_then(|s| s.failed);
-        let limit = self.threshold_users.unwrap_or(u64::MAX);
+        self.criterion = first_failing.and_then(|s| s.failed);
+        let generator_bound = self.criterion == Some(Criterion::GeneratorCpu);
+        self.generator_bound_users = first_failing.filter(|_| generator_bound).map(|s| s.users);
+        self.threshold_users = first_failing.filter(|_| !generator_bound).map(|s| s.users);
+        let limit = first_failing.map_or(u64::MAX, |s| s.users);
         self.last_healthy_users = self
             .steps
             .iter()
@@ -140,6 +147,7 @@ pub(crate) mod tests {
             p95_ms: 20.0,
             p99_ms: 30.0,
             p999_ms: 40.0,
+            worker_cpu: 0.25,
             failed,
         }
     }

@@ -15,6 +15,9 @@ pub enum Criterion {
     P95,
     /// Its p99 response time was above `--max-p99`.
     P99,
+    /// A worker used 90% or more of its cores: the load generator, not the
+    /// target, set the numbers (add workers).
+    GeneratorCpu,
 }
 
 impl Criterion {
@@ -24,6 +27,7 @@ impl Criterion {
             Criterion::FailRatio => "fail_ratio",
             Criterion::P95 => "p95",
             Criterion::P99 => "p99",
+            Criterion::GeneratorCpu => "generator_cpu",
         }
     }
 }
@@ -54,6 +58,9 @@ pub struct StepResult {
     pub p99_ms: f64,
     /// 99.9th percentile, ms.
     pub p999_ms: f64,
+    /// The busiest worker's CPU during the window, as a share of its cores
+    /// (1.0: all busy), the highest seen.
+    pub worker_cpu: f64,
     /// Which limit the step broke; `None` when it was healthy.
     pub failed: Option<Criterion>,
 }
@@ -79,6 +86,7 @@ impl StepResult {
             p95_ms: round_to(window.percentile_ms(0.95), 1e3),
             p99_ms: round_to(window.percentile_ms(0.99), 1e3),
             p999_ms: round_to(window.percentile_ms(0.999), 1e3),
+            worker_cpu: 0.0,
             failed: None,
         }
     }

@@ -11,7 +11,7 @@ use super::step::StepResult;
 /// The column headings, aligned with [`row`].
 pub fn header() -> String {
     format!(
-        "{:>7} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>7} {:>7}  {}",
+        "{:>7} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>6}  {}",
         "users",
         "workers",
         "requests",
@@ -21,6 +21,7 @@ pub fn header() -> String {
         "p50ms",
         "p95ms",
         "p99ms",
+        "cpu%",
         "verdict"
     )
 }
@@ -28,7 +29,7 @@ pub fn header() -> String {
 /// One step as a table row.
 pub fn row(step: &StepResult) -> String {
     format!(
-        "{:>7} {:>7} {:>9} {:>9} {:>7.2}% {:>9.1} {:>7} {:>7} {:>7}  {}",
+        "{:>7} {:>7} {:>9} {:>9} {:>7.2}% {:>9.1} {:>8.3} {:>8.3} {:>8.3} {:>5.0}%  {}",
         step.users,
         step.workers,
         step.requests,
@@ -38,6 +39,7 @@ pub fn row(step: &StepResult) -> String {
         step.p50_ms,
         step.p95_ms,
         step.p99_ms,
+        step.worker_cpu * 100.0,
         step.verdict()
     )
 }
@@ -100,12 +102,20 @@ impl<W: Write + Send> Progress for StepTable<W> {
 /// step's numbers, or why there is no answer.
 pub fn conclusion(report: &RampReport, limits: &Limits) -> String {
     let mut lines = Vec::new();
+    if let Some(step) = report.step_at(report.generator_bound_users) {
+        lines.push(format!(
+            "generator-bound at {} users ({}): the workers, not the target, set these numbers; add workers and ramp again",
+            step.users,
+            limits.explain(step)
+        ));
+    }
     match report.threshold_step() {
         Some(step) => lines.push(format!(
             "threshold: {} users ({})",
             step.users,
             limits.explain(step)
         )),
+        None if report.generator_bound_users.is_some() => {}
         None if report.answered() => lines.push(format!(
             "no threshold: every step up to {} users was healthy",
             report.steps.iter().map(|s| s.users).max().unwrap_or(0)

@@ -24,6 +24,8 @@ struct Script {
     silent_reads: Vec<usize>,
     /// At these read numbers a worker is reclaimed (a spot notice event).
     reclaim_at: Vec<usize>,
+    /// From this many users on, the worker's CPU is saturated (97%).
+    saturates_at: Option<u64>,
     workers: usize,
 }
 
@@ -115,6 +117,11 @@ impl RampDriver for Fake {
             target_users: s.users,
             state: RunState::Running,
             events: s.events.clone(),
+            worker_cpu: if self.script.saturates_at.is_some_and(|at| s.users >= at) {
+                0.97
+            } else {
+                0.3
+            },
         })
     }
 
@@ -229,6 +236,27 @@ async fn a_fractional_p99_limit_is_judged_to_the_microsecond() {
     assert_eq!(r.threshold_users, Some(6));
     assert_eq!(r.criterion, Some(Criterion::P99));
     assert_eq!(r.last_healthy_users, Some(4));
+}
+
+#[tokio::test]
+async fn a_saturated_generator_ends_the_ramp_generator_bound() {
+    let script = Script {
+        saturates_at: Some(6),
+        breaks_at: Some(8),
+        ..Script::default()
+    };
+    let r = ramp(script, &plan("2:2:10", Limits::default(), false)).await;
+    assert_eq!(
+        users(&r),
+        vec![2, 4, 6],
+        "no step after the generator saturated"
+    );
+    assert_eq!(r.generator_bound_users, Some(6));
+    assert_eq!(r.threshold_users, None, "no target threshold was found");
+    assert_eq!(r.criterion, Some(Criterion::GeneratorCpu));
+    assert_eq!(r.last_healthy_users, Some(4));
+    assert_eq!(r.steps[2].worker_cpu, 0.97);
+    assert!(r.answered());
 }
 
 #[tokio::test]

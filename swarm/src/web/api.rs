@@ -115,6 +115,7 @@ pub fn total_answer(snapshot: &MasterSnapshot) -> TotalAnswer {
         total: snapshot.stats.total.clone(),
         errors: crate::api::error_counts(&snapshot.error_counts()),
         worker_events: snapshot.events.clone(),
+        busiest_worker_cpu: snapshot.busiest_worker_cpu(),
     }
 }
 
@@ -157,6 +158,7 @@ pub fn stats_requests(snapshot: &MasterSnapshot, now: f64) -> StatsRequests {
             user_count: w.user_count,
             cpu_usage: w.cpu_usage,
             memory_usage: w.memory_usage,
+            cpu_share: Some(w.cpu_share),
         })
         .collect();
     let total = &stats.total;

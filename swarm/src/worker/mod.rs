@@ -517,6 +517,11 @@ impl HeartbeatTask {
                 state: self.state.get(),
                 cpu_usage,
                 memory_usage,
+                // The cores this process may run on (its affinity, e.g. a
+                // taskset), so the master can tell a saturated generator.
+                cpu_cores: std::thread::available_parallelism()
+                    .ok()
+                    .and_then(|n| u32::try_from(n.get()).ok()),
             });
             // Not connected: the beat is skipped; the next one may go.
             let _ = self
