@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use goose::goose::GooseMethod;
 use goose::logger::GooseLog;
 use goose::metrics::GooseRequestMetric;
 use goose::prelude::GooseUser;
@@ -127,11 +128,21 @@ impl Tap {
     }
 }
 
+/// Locust's name of a request's method: `GET`, or a custom protocol's own.
+fn method_name(request: &GooseRequestMetric) -> String {
+    match &request.raw.custom_method {
+        custom if !custom.is_empty() => custom.clone(),
+        _ => request.raw.method.to_string(),
+    }
+}
+
 /// Requests since the last report, per (method, name), with their errors.
 #[derive(Debug)]
 pub struct Tally {
     since: f64,
-    entries: HashMap<(String, String), StatsEntry>,
+    /// Keyed by goose's method and the request name (an `Arc` goose shares):
+    /// looking a request up allocates nothing.
+    entries: HashMap<(GooseMethod, Arc<str>), StatsEntry>,
     errors: BTreeMap<String, StatsError>,
     /// Transaction errors, as Locust's Exceptions tab lists them: message →
     /// occurrences. Taken apart from the stats (see [`Tap::take_exceptions`]).
@@ -165,16 +176,11 @@ impl Tally {
     }
 
     fn request(&mut self, request: &GooseRequestMetric, now: f64) {
-        let method = match &request.raw.custom_method {
-            custom if !custom.is_empty() => custom.clone(),
-            _ => request.raw.method.to_string(),
-        };
-        let name = request.name.to_string();
         let since = self.since;
         let entry = self
             .entries
-            .entry((method.clone(), name.clone()))
-            .or_insert_with(|| StatsEntry::new(&name, &method, since));
+            .entry((request.raw.method, request.name.clone()))
+            .or_insert_with(|| StatsEntry::new(&request.name, &method_name(request), since));
         if request.update {
             // Goose re-sends a request a transaction marked failed after
             // the fact: one more failure, not one more request.
@@ -189,8 +195,8 @@ impl Tally {
         }
         if !request.success {
             let error = StatsError {
-                method,
-                name,
+                method: method_name(request),
+                name: request.name.to_string(),
                 error: request.error.clone(),
                 occurrences: 1,
                 first_seen: Some(now),
