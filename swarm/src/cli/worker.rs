@@ -37,6 +37,12 @@ pub struct WorkerArgs {
     /// (watched by default; AWS_EC2_METADATA_DISABLED=true also turns it off).
     #[arg(long)]
     pub no_spot_watch: bool,
+    /// Share one HTTP client (one connection pool, no cookies) among all
+    /// users: less CPU and memory per user, for targets that need no
+    /// session. By default each user has its own client and cookie jar, as
+    /// Locust's users do.
+    #[arg(long)]
+    pub shared_client: bool,
 }
 
 impl WorkerArgs {
@@ -58,6 +64,7 @@ impl WorkerArgs {
         config.driver = DriverOptions {
             host: self.host.clone(),
             request_log: self.request_log.clone(),
+            shared_client: self.shared_client,
         };
         if !self.no_spot_watch {
             config.spot_endpoint = crate::worker::spot::endpoint_from_env();

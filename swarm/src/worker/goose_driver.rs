@@ -45,6 +45,10 @@ pub struct DriverOptions {
     pub host: Option<String>,
     /// Goose's request log, one line per request (for auditing a run).
     pub request_log: Option<String>,
+    /// One HTTP client shared by every user, without cookies (less CPU and
+    /// memory per user), instead of a client and cookie jar per user as
+    /// Locust's users have.
+    pub shared_client: bool,
 }
 
 /// Why the worker could not start or steer its goose attack.
@@ -155,14 +159,17 @@ impl GooseDriver {
         port: u16,
     ) -> Result<Self, LaunchFailure> {
         let token = format!("swarm-{:016x}", rand::random::<u64>());
-        let client = goose::client::GooseClientBuilder::new()
-            .without_cookies()
-            .user_agent(format!(
-                "loadtest/{} ({node_id})",
-                env!("CARGO_PKG_VERSION")
-            ));
+        let agent = format!("loadtest/{} ({node_id})", env!("CARGO_PKG_VERSION"));
+        let client = goose::client::GooseClientBuilder::new().user_agent(agent);
         let mut attack = GooseAttack::initialize_with_config(configuration(port, &token, options))
-            .and_then(|attack| attack.set_client_builder_without_cookies(client))
+            .and_then(|attack| {
+                if options.shared_client {
+                    attack.set_client_builder_without_cookies(client.without_cookies())
+                } else {
+                    // A client (its own pool and cookie jar) per user.
+                    attack.set_client_builder_with_cookies(client)
+                }
+            })
             .map_err(|e| LaunchFailure::Fatal(DriverError::Goose(e.to_string())))?;
         let gate = Gate::default();
         let tap = Tap::start();
@@ -394,6 +401,7 @@ mod tests {
             // Never requested: the tests start no users.
             host: Some("http://127.0.0.1:9".into()),
             request_log: None,
+            shared_client: false,
         }
     }
 
@@ -544,6 +552,91 @@ mod tests {
         assert!(msg.contains("no basket to check out"), "{msg}");
         assert!(*count > 0);
         driver.shutdown().await;
+    }
+
+    async fn log_in(user: &mut GooseUser) -> TransactionResult {
+        let _ = user.get("/login").await?;
+        Ok(())
+    }
+
+    async fn account(user: &mut GooseUser) -> TransactionResult {
+        let _ = user.get("/account").await?;
+        Ok(())
+    }
+
+    /// Each user keeps its own cookies: users log in once (on start), then
+    /// every page that needs the session gets it — one session per user.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_user_keeps_its_own_session() {
+        use axum::http::{header, HeaderMap, StatusCode};
+        use std::collections::BTreeSet;
+        use std::sync::Mutex;
+        let issued = Arc::new(AtomicUsize::new(0));
+        let seen: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let (served, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (seen2, served2, refused2) = (seen.clone(), served.clone(), refused.clone());
+        let app = axum::Router::new()
+            .route(
+                "/login",
+                axum::routing::get(move || {
+                    let id = issued.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        (
+                            [(header::SET_COOKIE, format!("session=s{id}; Path=/"))],
+                            "in",
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/account",
+                axum::routing::get(move |headers: HeaderMap| {
+                    let session = headers
+                        .get(header::COOKIE)
+                        .and_then(|c| c.to_str().ok())
+                        .and_then(|c| c.split("session=").nth(1))
+                        .map(|s| s.split(';').next().unwrap_or(s).to_string());
+                    let status = match session {
+                        Some(session) => {
+                            seen2.lock().map(|mut s| s.insert(session)).ok();
+                            served2.fetch_add(1, Ordering::SeqCst);
+                            StatusCode::OK
+                        }
+                        None => {
+                            refused2.fetch_add(1, Ordering::SeqCst);
+                            StatusCode::UNAUTHORIZED
+                        }
+                    };
+                    async move { status }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let scenarios = vec![scenario!("Member")
+            .register_transaction(transaction!(log_in).set_on_start())
+            .register_transaction(transaction!(account))];
+        let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
+            .await
+            .unwrap();
+        driver.set_users(&url, 4).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while served.load(Ordering::SeqCst) < 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no session reached /account"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        driver.stop().await.unwrap();
+        driver.shutdown().await;
+        assert_eq!(
+            refused.load(Ordering::SeqCst),
+            0,
+            "every request carried its session"
+        );
+        let sessions = seen.lock().map(|s| s.len()).unwrap_or(0);
+        assert_eq!(sessions, 4, "one session per user");
     }
 
     #[tokio::test]
