@@ -235,15 +235,8 @@ fn read_request(
         if idle_since.elapsed() > IDLE_LIMIT {
             return Ok(None);
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
+        if !read_some(stream, &mut chunk, buffer)? {
+            return Ok(None);
         }
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
@@ -270,15 +263,8 @@ fn read_request(
         if stop.load(Ordering::SeqCst) || Instant::now() > body_deadline {
             return Ok(None);
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
+        if !read_some(stream, &mut chunk, buffer)? {
+            return Ok(None);
         }
     }
     buffer.drain(..body_len);
@@ -360,5 +346,26 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Unknown",
+    }
+}
+
+/// Reads what has arrived into `buffer`; `false` when the peer closed.
+/// A read that times out (the socket has a short timeout) reads nothing.
+fn read_some<R: Read>(stream: &mut R, chunk: &mut [u8], buffer: &mut Vec<u8>) -> io::Result<bool> {
+    match stream.read(chunk) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            buffer.extend_from_slice(&chunk[..n]);
+            Ok(true)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e),
     }
 }

@@ -239,6 +239,18 @@ async fn two_workers_running_ten() -> Fleet {
     fleet
 }
 
+/// The run ends by itself (its deadline), within the tests' patience.
+async fn assert_stops_by_itself(fleet: &Fleet) {
+    assert!(
+        fleet
+            .handle()
+            .wait_for_state(|s| s == RunState::Stopped, LIMIT)
+            .await,
+        "the run stopped by itself (state {:?})",
+        fleet.handle().state()
+    );
+}
+
 #[tokio::test]
 async fn a_worker_back_from_missing_gets_a_fresh_dispatch_and_the_total_never_exceeds_the_target() {
     let mut fleet = two_workers_running_ten().await;
@@ -306,14 +318,7 @@ async fn an_edit_keeps_the_deadline() {
     // The edit names no run time: the first one's deadline stays.
     fleet.swarm(4, None).await;
     fleet.expect_spawns(&[("w1", 4)]).await;
-    assert!(
-        fleet
-            .handle()
-            .wait_for_state(|s| s == RunState::Stopped, LIMIT)
-            .await,
-        "the run stopped by itself (state {:?})",
-        fleet.handle().state()
-    );
+    assert_stops_by_itself(&fleet).await;
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "stopped after {:?}, before the run time",
@@ -329,14 +334,7 @@ async fn ui_runs_get_the_default_run_time() {
     fleet.join("w1").await;
     fleet.swarm(3, None).await;
     fleet.expect_spawns(&[("w1", 3)]).await;
-    assert!(
-        fleet
-            .handle()
-            .wait_for_state(|s| s == RunState::Stopped, LIMIT)
-            .await,
-        "the run stopped by itself (state {:?})",
-        fleet.handle().state()
-    );
+    assert_stops_by_itself(&fleet).await;
     fleet
         .expect(|to, m| to == "w1" && *m == ToWorker::Stop)
         .await;

@@ -60,9 +60,6 @@ pub enum DriverError {
     /// Goose's attack failed to build or start; its error text.
     #[error("goose could not start: {0}")]
     Goose(String),
-    /// What was wrong with goose's `metrics-json` answer.
-    #[error("goose's metrics were not readable JSON: {0}")]
-    Metrics(String),
     /// No local port could be bound for the controller.
     #[error("no free local port for goose's controller: {0}")]
     Port(std::io::Error),
