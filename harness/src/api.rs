@@ -131,12 +131,17 @@ pub fn worker_entry<'a>(stats: &'a StatsRequests, id: &str) -> Option<&'a Worker
     stats.workers.iter().find(|w| w.id == id)
 }
 
-/// `(id, state, user_count)` of each listed worker, for messages and checks.
+/// `(id, state, user_count)` of each listed worker, for messages and checks,
+/// with the state spelt as the API spells it (`"running"`, `"missing"`).
 pub fn worker_states(stats: &StatsRequests) -> Vec<(String, String, u64)> {
     stats
         .workers
         .iter()
-        .map(|w| (w.id.clone(), w.state.as_str().to_string(), w.user_count))
+        .map(|w| {
+            let state = serde_json::to_value(w.state).ok();
+            let state = state.as_ref().and_then(|s| s.as_str()).unwrap_or("?");
+            (w.id.clone(), state.to_string(), w.user_count)
+        })
         .collect()
 }
 

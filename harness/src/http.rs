@@ -76,13 +76,8 @@ pub fn try_http_with_headers(
     headers: &[(&str, &str)],
     body: Option<(&str, &[u8])>,
 ) -> Result<(u16, String), String> {
-    let method = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|e| format!("bad method {method:?}: {e}"))?;
     outside_async(|| {
-        let mut request = client().request(method, url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
+        let mut request = prepare(method, url, headers)?;
         if let Some((content_type, bytes)) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -122,18 +117,28 @@ pub fn http_request(
     headers: &[(&str, &str)],
     form: Option<&[(&str, &str)]>,
 ) -> Result<Reply, String> {
-    let verb = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|e| format!("bad method {method:?}: {e}"))?;
     outside_async(|| {
-        let mut request = client().request(verb, url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
+        let mut request = prepare(method, url, headers)?;
         if let Some(form) = form {
             request = request.form(form);
         }
         reply(request)
     })
+}
+
+/// A request of `method` to `url` with `headers`, not yet sent.
+fn prepare(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<reqwest::blocking::RequestBuilder, String> {
+    let verb = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|e| format!("bad method {method:?}: {e}"))?;
+    let mut request = client().request(verb, url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    Ok(request)
 }
 
 fn reply(request: reqwest::blocking::RequestBuilder) -> Result<Reply, String> {

@@ -255,10 +255,7 @@ async fn a_newer_connection_with_the_same_identity_takes_over() {
         payload: Bytes::from_static(b"for the newer"),
     }));
     let mut got = [0u8; 15];
-    tokio::time::timeout(PATIENCE, newer.read_exact(&mut got))
-        .await
-        .expect("in time")
-        .expect("read");
+    read_in_time(&mut newer, &mut got).await;
     assert_eq!(&got, b"\x00\x0dfor the newer");
 }
 
@@ -296,10 +293,7 @@ async fn the_master_answers_a_ping_with_its_context() {
         .await
         .expect("ping");
     let mut pong = [0u8; 9];
-    tokio::time::timeout(PATIENCE, peer.read_exact(&mut pong))
-        .await
-        .expect("in time")
-        .expect("read");
+    read_in_time(&mut peer, &mut pong).await;
     assert_eq!(&pong, b"\x04\x07\x04PONGab");
     // The connection still carries messages afterwards.
     peer.write_all(b"\x00\x05again").await.expect("again");
@@ -340,4 +334,12 @@ async fn a_master_that_never_reads_fills_the_worker_queue() {
     assert!(full, "the queue filled up");
     assert!(w.outgoing.is_connected());
     assert!(!w.outgoing.flush(Duration::from_millis(50)).await);
+}
+
+/// Fills `buf` from `stream`, failing the test after [`PATIENCE`].
+async fn read_in_time(stream: &mut (impl AsyncReadExt + Unpin), buf: &mut [u8]) {
+    tokio::time::timeout(PATIENCE, stream.read_exact(buf))
+        .await
+        .expect("in time")
+        .expect("read");
 }

@@ -16,6 +16,8 @@ use crate::master::{MasterError, MasterSnapshot};
 use crate::stats::{now_epoch, ExceptionRow, StatsEntry};
 
 const INDEX: &str = include_str!("assets/index.html");
+const FAILURES_TABLE: &str = include_str!("assets/failures-table.html");
+const EXCEPTIONS_TABLE: &str = include_str!("assets/exceptions-table.html");
 /// Chart and formatting code shared by the page and the report.
 pub(super) const COMMON_JS: &str = include_str!("assets/common.js");
 
@@ -40,8 +42,16 @@ impl From<MasterError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Puts the failures and exceptions tables, the same on the page and in
+/// the report, into `page`.
+pub(super) fn with_tables(page: &str) -> String {
+    page.replace("<!--__FAILURES_TABLE__-->", FAILURES_TABLE)
+        .replace("<!--__EXCEPTIONS_TABLE__-->", EXCEPTIONS_TABLE)
+}
+
 pub(super) async fn index() -> Html<&'static str> {
-    Html(INDEX)
+    static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| with_tables(INDEX));
+    Html(PAGE.as_str())
 }
 
 pub(super) async fn common_js() -> impl IntoResponse {
@@ -156,6 +166,7 @@ pub fn stats_requests(snapshot: &MasterSnapshot, now: f64) -> StatsRequests {
             id: w.id.clone(),
             state: w.state,
             user_count: w.user_count,
+            user_classes_count: w.user_classes_count.clone(),
             cpu_usage: w.cpu_usage,
             memory_usage: w.memory_usage,
             cpu_share: Some(w.cpu_share),

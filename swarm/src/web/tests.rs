@@ -256,21 +256,14 @@ async fn cross_site_requests_are_refused() {
             .expect("a request")
     };
 
-    let (status, body) = send(
-        router.clone(),
-        swarm_from(&[("origin", "http://evil.example")]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(state_of(&router).await, "ready");
-
-    let (status, body) = send(
-        router.clone(),
-        swarm_from(&[("sec-fetch-site", "cross-site")]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(state_of(&router).await, "ready");
+    for cross_site in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let (status, body) = send(router.clone(), swarm_from(&[cross_site])).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{cross_site:?}: {body}");
+        assert_eq!(state_of(&router).await, "ready", "{cross_site:?}");
+    }
 
     let stop = Request::get("/stop")
         .header(header::HOST, "127.0.0.1:8089")
@@ -300,4 +293,21 @@ async fn cross_site_requests_are_refused() {
     let (status, body) = send(router.clone(), read).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(json(&body)["state"], "running", "{body}");
+}
+
+#[tokio::test]
+async fn the_page_and_the_report_carry_the_shared_tables() {
+    let master = start_master();
+    let router = app(master.handle.clone(), None);
+    for path in ["/", "/stats/report"] {
+        let (status, body) = send(router.clone(), get(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        for id in ["failures-table", "exceptions-table"] {
+            assert!(
+                body.contains(&format!("<table id=\"{id}\">")),
+                "{path} has {id}"
+            );
+        }
+        assert!(!body.contains("<!--__"), "{path} has no placeholder left");
+    }
 }
