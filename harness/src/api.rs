@@ -87,6 +87,7 @@ impl Api {
             spawn_rate,
             host: None,
             run_time: None,
+            co_mitigation: None,
         });
         assert!(
             answer.success,

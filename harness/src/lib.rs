@@ -41,6 +41,8 @@ mod process;
 mod wait;
 
 #[cfg(feature = "aws")]
+pub mod faultproxy;
+#[cfg(feature = "aws")]
 pub mod moto_sdk;
 pub mod netns;
 pub mod webdriver;
@@ -59,7 +61,7 @@ pub use self::{
     loadtest::{exit_code, node_id, spawn_worker, strip_ansi, unique_name, Loadtest},
     locust::{venv_bin, venv_dir, write_locustfile, Locust},
     moto::Moto,
-    nginx::{AccessLine, Nginx, NginxOptions},
+    nginx::{AccessLine, Nginx, NginxOptions, ANY_PATH_BODY},
     process::{free_port, loopback, wait_for_port, Process, TempDir},
     wait::{try_wait_until, wait_until, POLL_INTERVAL},
 };

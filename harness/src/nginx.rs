@@ -51,7 +51,14 @@ pub struct NginxOptions {
     /// delays them before counting); for a breaking point use `limit_conn`
     /// with `slow_path` on `/index.html`.
     pub root_rate: Option<u32>,
+    /// A prefix (e.g. `/users/`) under which every path answers 200 with
+    /// [`ANY_PATH_BODY`], so a load test can name who sent a request in
+    /// its path (`/users/reader/3`) and the access log can count them.
+    pub any_path: Option<String>,
 }
+
+/// The body every path under [`NginxOptions::any_path`] answers with.
+pub const ANY_PATH_BODY: &str = "ok\n";
 
 impl Default for NginxOptions {
     fn default() -> Self {
@@ -62,6 +69,7 @@ impl Default for NginxOptions {
             status_path: None,
             fail_percent: None,
             root_rate: None,
+            any_path: None,
         }
     }
 }
@@ -82,6 +90,9 @@ pub struct AccessLine {
     /// When nginx logged the request (its `$msec`): epoch seconds with
     /// millisecond resolution, taken as the response went out.
     pub time: f64,
+    /// nginx's `$body_bytes_sent`: the response body's bytes sent, headers
+    /// not counted (0 in a line of the older format without it).
+    pub body_bytes: u64,
     /// The request's `User-Agent` ("" when it sent none). spotload's
     /// workers send `loadtest/<version> (<node id>)`.
     pub user_agent: String,
@@ -267,7 +278,7 @@ http {{
     # $request_uri, not $uri: after the index redirect $uri of "/" is
     # "/index.html". The parser drops the query string. The user agent
     # has spaces: it goes last, in quotes (nginx escapes quotes in it).
-    log_format spotload '$status $request_method $request_uri $request_time $msec "$http_user_agent"';
+    log_format spotload '$status $request_method $request_uri $request_time $msec $body_bytes_sent "$http_user_agent"';
     access_log {d}/access.log spotload;
     client_body_temp_path {d}/temp/client_body;
     proxy_temp_path {d}/temp/proxy;
@@ -332,6 +343,16 @@ http {{
         );
         let _ = writeln!(conf, "        location = {path} {{ return {status}; }}");
     }
+    if let Some(prefix) = &opts.any_path {
+        assert!(
+            prefix.starts_with('/'),
+            "any_path must start with '/': {prefix}"
+        );
+        let _ = writeln!(
+            conf,
+            "        location {prefix} {{ default_type text/plain; return 200 \"ok\\n\"; }}"
+        );
+    }
     conf.push_str("    }\n}\n");
     conf
 }
@@ -343,12 +364,12 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `200 GET /path?q 0.001 1767225600.123 "agent/1.0 (x)"` → AccessLine.
-/// The first four fields are required; a line without the last two (an
-/// older format) gets time 0 and an empty user agent.
+/// `200 GET /path?q 0.001 1767225600.123 125 "agent/1.0 (x)"` → AccessLine.
+/// The first four fields are required; a line without the rest (an older
+/// format) gets time 0, no body bytes and an empty user agent.
 fn parse_access_line(line: &str) -> Option<AccessLine> {
     // The fixed fields hold no spaces; the quoted user agent may.
-    let mut fields = line.splitn(6, ' ');
+    let mut fields = line.splitn(7, ' ');
     let status = fields.next()?.parse().ok()?;
     let method = fields.next()?.to_string();
     let target = fields.next()?;
@@ -357,6 +378,10 @@ fn parse_access_line(line: &str) -> Option<AccessLine> {
         .next()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0.0);
+    let body_bytes = fields
+        .next()
+        .and_then(|b| b.trim().parse().ok())
+        .unwrap_or(0);
     let user_agent = fields
         .next()
         .map(|rest| {
@@ -374,6 +399,7 @@ fn parse_access_line(line: &str) -> Option<AccessLine> {
         path,
         request_time_ms: seconds * 1000.0,
         time,
+        body_bytes,
         user_agent,
     })
 }
@@ -385,7 +411,7 @@ mod tests {
     #[test]
     fn parses_time_and_a_user_agent_with_spaces() {
         let line = parse_access_line(
-            "200 GET /x?q=1 0.004 1767225600.123 \"loadtest/0.1.0 (host_0123abcd)\"",
+            "200 GET /x?q=1 0.004 1767225600.123 125 \"loadtest/0.1.0 (host_0123abcd)\"",
         )
         .expect("a line");
         assert_eq!(
@@ -395,9 +421,13 @@ mod tests {
         assert!((line.request_time_ms - 4.0).abs() < 1e-9);
         assert!((line.time - 1_767_225_600.123).abs() < 1e-6);
         assert_eq!(line.user_agent, "loadtest/0.1.0 (host_0123abcd)");
-        let bare = parse_access_line("404 GET / 0.000 1.5 \"-\"").expect("a line");
+        assert_eq!(line.body_bytes, 125);
+        let bare = parse_access_line("404 GET / 0.000 1.5 0 \"-\"").expect("a line");
         assert_eq!(bare.user_agent, "");
         let old = parse_access_line("200 GET / 0.001").expect("an old-format line");
-        assert_eq!((old.time, old.user_agent.as_str()), (0.0, ""));
+        assert_eq!(
+            (old.time, old.body_bytes, old.user_agent.as_str()),
+            (0.0, 0, "")
+        );
     }
 }

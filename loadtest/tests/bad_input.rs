@@ -196,18 +196,7 @@ fn an_edit_without_run_time_keeps_the_deadline() {
     wait_until(Duration::from_secs(8), "4 users after the edit", || {
         (stats(&api).user_count == 4).then_some(())
     });
-    let limit = Duration::from_secs(12).saturating_sub(started.elapsed());
-    wait_until(
-        limit,
-        "the run to stop by itself within 12 s of its start",
-        || (stats(&api).state == RunState::Stopped).then_some(()),
-    );
-    let took = started.elapsed();
-    println!("the edited 6 s run stopped {took:?} after it started");
-    assert!(
-        took >= Duration::from_secs(5),
-        "the run stopped before its 6 s: {took:?}"
-    );
+    stops_by_itself(&api, started, "the edited 6 s run", 5, 12);
     master.signal("INT");
     exit_code(&mut master, Duration::from_secs(20));
 }
@@ -224,18 +213,24 @@ fn the_run_time_flag_applies_to_a_run_started_from_the_ui() {
         let s = stats(&api);
         (s.state == RunState::Running || s.state == RunState::Stopped).then_some(())
     });
-    let limit = Duration::from_secs(15).saturating_sub(started.elapsed());
-    wait_until(
-        limit,
-        "the run to stop by itself within 15 s (-t 5s)",
-        || (stats(&api).state == RunState::Stopped).then_some(()),
-    );
-    let took = started.elapsed();
-    println!("the UI run under -t 5s stopped {took:?} after it started");
-    assert!(
-        took >= Duration::from_secs(4),
-        "the run stopped before its 5 s: {took:?}"
-    );
+    stops_by_itself(&api, started, "the UI run under -t 5s", 4, 15);
     master.signal("INT");
     exit_code(&mut master, Duration::from_secs(20));
+}
+
+/// Waits until the run started at `started` stops by itself, at most
+/// `latest` seconds after its start, and checks it did not stop before
+/// `earliest` seconds.
+fn stops_by_itself(api: &str, started: Instant, run: &str, earliest: u64, latest: u64) {
+    let limit = Duration::from_secs(latest).saturating_sub(started.elapsed());
+    let what = format!("{run} to stop by itself within {latest} s of its start");
+    wait_until(limit, &what, || {
+        (stats(api).state == RunState::Stopped).then_some(())
+    });
+    let took = started.elapsed();
+    println!("{run} stopped {took:?} after it started");
+    assert!(
+        took >= Duration::from_secs(earliest),
+        "{run} stopped before {earliest} s: {took:?}"
+    );
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 use harness::{http_post_form, try_http, Nginx, NginxOptions, TempDir};
-use swarm::api::{RunState, StatsRequests, WorkerEvent};
+use swarm::api::{NodeState, RunState, StatsRequests, WorkerEvent};
 
 const USERS: u64 = 30;
 /// A pause between requests: load enough to count, light on 2 CPUs.
@@ -80,7 +80,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
     let a_killed_at = epoch_now();
     let killed = Instant::now();
     a.signal("KILL");
-    wait_for_state(&api, &a_id, "missing", Duration::from_secs(15));
+    wait_for_state(&api, &a_id, NodeState::Missing, Duration::from_secs(15));
     println!("A marked missing {:?} after SIGKILL", killed.elapsed());
     wait_for_users_on(
         &api,
@@ -92,7 +92,7 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
     // 2. SIGSTOP B for 8 s.
     let stopped = Instant::now();
     b.signal("STOP");
-    wait_for_state(&api, &b_id, "missing", Duration::from_secs(15));
+    wait_for_state(&api, &b_id, NodeState::Missing, Duration::from_secs(15));
     println!("B marked missing {:?} after SIGSTOP", stopped.elapsed());
     wait_for_users_on(&api, &[&c_id], "30 users on C while B is stopped");
     println!("30 users on C {:?} after SIGSTOP", stopped.elapsed());
@@ -292,11 +292,11 @@ fn the_swarm_survives_killed_stopped_and_terminated_workers_and_a_master_restart
 }
 
 /// Waits until `state` is the state of worker `id`.
-fn wait_for_state(api: &str, id: &str, state: &str, limit: Duration) {
-    wait_until(limit, format!("worker {id} to be {state}"), || {
+fn wait_for_state(api: &str, id: &str, state: NodeState, limit: Duration) {
+    wait_until(limit, format!("worker {id} to be {state:?}"), || {
         let s = stats(api);
         worker_entry(&s, id)
-            .is_some_and(|w| w.state.as_str() == state)
+            .is_some_and(|w| w.state == state)
             .then_some(())
     });
 }

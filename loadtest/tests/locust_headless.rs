@@ -18,28 +18,13 @@ fn a_headless_locust_master_counts_every_request_of_loadtest_workers() {
     let prefix = dir.path().join("locust");
     let prefix_text = prefix.to_str().expect("utf-8 temp path");
     let (bind_port, web_port) = (free_port(), free_port());
-    let mut locust = Locust::master(
-        &locustfile,
-        bind_port,
-        web_port,
-        &[
-            "--headless",
-            "-u",
-            "8",
-            "-r",
-            "8",
-            "-t",
-            "12s",
-            "--expect-workers",
-            "2",
-            "--csv",
-            prefix_text,
-            // The class's host stays in Python; `--host` goes to the
-            // workers in the spawn message.
-            "--host",
-            &target,
-        ],
-    );
+    // The class's host stays in Python; `--host` goes to the workers in the
+    // spawn message.
+    let mut args: Vec<&str> = "--headless -u 8 -r 8 -t 12s --expect-workers 2"
+        .split(' ')
+        .collect();
+    args.extend(["--csv", prefix_text, "--host", &target]);
+    let mut locust = Locust::master(&locustfile, bind_port, web_port, &args);
     let mut w1 = loadtest!().worker(&dir, bind_port, &[]);
     let mut w2 = loadtest!().worker(&dir, bind_port, &[]);
     let started = Instant::now();

@@ -14,6 +14,7 @@ fn swarm_for_a_while(api: &Api, host: &str) {
         spawn_rate: 4.0,
         host: Some(host.to_string()),
         run_time: None,
+        co_mitigation: None,
     });
     assert!(answer.success, "{answer:?}");
     wait_until(Duration::from_secs(30), "requests to be counted", || {

@@ -87,22 +87,11 @@ fn master_percentiles_are_those_of_the_union_of_samples() {
     let prefix = dir.path().join("run");
     let (log_a, log_b) = (dir.path().join("fast.jsonl"), dir.path().join("slow.jsonl"));
     // No --host on the master: each worker keeps its own target.
-    let (mut master, port) = loadtest!().master(
-        &dir,
-        &[
-            "--headless",
-            "-u",
-            "8",
-            "-r",
-            "8",
-            "-t",
-            "8s",
-            "--expect-workers",
-            "2",
-            "--csv",
-            prefix.to_str().expect("utf-8"),
-        ],
-    );
+    let mut args: Vec<&str> = "--headless -u 8 -r 8 -t 8s --expect-workers 2 --csv"
+        .split(' ')
+        .collect();
+    args.push(prefix.to_str().expect("utf-8"));
+    let (mut master, port) = loadtest!().master(&dir, &args);
     let _a = loadtest!().worker(
         &dir,
         port,

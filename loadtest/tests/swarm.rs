@@ -16,26 +16,13 @@ fn master_totals_match_the_nginx_access_log() {
     let dir = TempDir::new("swarm-counts");
     let prefix = dir.path().join("run");
     let prefix = prefix.to_str().expect("utf-8 temp path");
-    let (mut master, port) = loadtest!().master(
-        &dir,
-        &[
-            "--headless",
-            "-u",
-            "8",
-            "-r",
-            "8",
-            "-t",
-            "10s",
-            "--expect-workers",
-            "2",
-            "--host",
-            &nginx.url(),
-            "--csv",
-            prefix,
-            "--exit-code-on-error",
-            "3",
-        ],
-    );
+    let url = nginx.url();
+    let mut args: Vec<&str> =
+        "--headless -u 8 -r 8 -t 10s --expect-workers 2 --exit-code-on-error 3"
+            .split(' ')
+            .collect();
+    args.extend(["--host", &url, "--csv", prefix]);
+    let (mut master, port) = loadtest!().master(&dir, &args);
     let _w1 = loadtest!().worker(&dir, port, &[]);
     let _w2 = loadtest!().worker(&dir, port, &[]);
     let code = exit_code(&mut master, Duration::from_secs(60));

@@ -41,8 +41,13 @@ const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 2] = ["host", "worker_events"];
 
 /// Keys our rows have beyond Locust's: in `stats`, `precise` (the times to
 /// the microsecond from the merged histograms); in `workers`, `cpu_share`
-/// (the CPU as a share of the worker's cores).
-const OUR_EXTRA_ROW_KEYS: [(&str, &str); 2] = [("stats", "precise"), ("workers", "cpu_share")];
+/// (the CPU as a share of the worker's cores) and `user_classes_count` (the
+/// users per class the worker reported running).
+const OUR_EXTRA_ROW_KEYS: [(&str, &str); 3] = [
+    ("stats", "precise"),
+    ("workers", "cpu_share"),
+    ("workers", "user_classes_count"),
+];
 
 /// Workers pause between requests: enough load to see, little enough that
 /// a 2-CPU machine also runs the master, nginx and a browser.

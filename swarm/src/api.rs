@@ -67,6 +67,11 @@ pub struct SwarmForm {
     /// `30s`, `5m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_time: Option<String>,
+    /// Our extension: `average`, `maximum`, `minimum` or `disabled`, the
+    /// coordinated omission mitigation the workers use from now on; `None`
+    /// keeps the master's (`--co-mitigation`). Locust's master ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_mitigation: Option<String>,
 }
 
 /// `POST /swarm`'s answer.
@@ -155,8 +160,14 @@ pub struct StatsRow {
 /// rounded buckets, when a report without a histogram was merged in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreciseTimes {
-    /// `"hdr"` or `"buckets"`: where the percentiles below came from.
+    /// `"hdr"`, `"hdr+co"` (the histograms, corrected for coordinated
+    /// omission) or `"buckets"`: where the percentiles below came from.
     pub source: String,
+    /// Requests goose back-filled for stalled users (coordinated omission
+    /// mitigation), counted in the percentiles and slowest time only; 0
+    /// (and absent) without mitigation.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub co_backfilled: u64,
     /// Fastest response, ms to the µs.
     pub min_ms: f64,
     /// Mean response time, ms to the µs.
@@ -184,6 +195,11 @@ impl PreciseTimes {
         let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
         Some(PreciseTimes {
             source: entry.percentile_source().to_string(),
+            co_backfilled: if entry.co_corrected() {
+                entry.backfilled
+            } else {
+                0
+            },
             min_ms: round(entry.min_response_time.unwrap_or(0.0)),
             avg_ms: round(entry.avg_response_time()),
             max_ms: round(entry.max_response_time),
@@ -194,6 +210,10 @@ impl PreciseTimes {
             p9999_ms: round(entry.percentile_ms(0.9999)),
         })
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One row of the errors table.
@@ -224,6 +244,11 @@ pub struct WorkerRow {
     pub state: NodeState,
     /// Users the worker runs now.
     pub user_count: u64,
+    /// Our extension: users per class the worker reported running (in its
+    /// `spawning_complete`, then with each `stats`), as Locust's master
+    /// keeps them for its ratios.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub user_classes_count: std::collections::BTreeMap<String, u64>,
     /// The worker process's CPU, percent of one core.
     #[serde(deserialize_with = "lenient_f64")]
     pub cpu_usage: f64,

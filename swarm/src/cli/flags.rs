@@ -32,13 +32,22 @@ pub struct RunFlags {
     pub run_time: Option<Duration>,
 }
 
-/// How fast users start or stop.
+/// How fast users start or stop, and how they measure.
 #[derive(Debug, Clone, Default, PartialEq, Args)]
 pub struct SpawnFlags {
     /// Users started (or stopped) per second [default: 1; spotload ramp: 10].
     #[arg(short = 'r', long, value_name = "RATE", value_parser = parse_rate)]
     pub spawn_rate: Option<f64>,
+    /// Have the workers back-fill the requests a user stalled by the target
+    /// would have made (goose's coordinated omission mitigation), from the
+    /// user's average, maximum or minimum cadence; percentiles are then
+    /// marked corrected. Sent to spotload workers with every spawn (Locust
+    /// workers ignore it); overrides a worker's own --co-mitigation.
+    #[arg(long, value_name = "CADENCE", value_parser = parse_co_mitigation)]
+    pub co_mitigation: Option<String>,
 }
+
+pub use crate::master::parse_co_mitigation;
 
 impl SpawnFlags {
     /// The rate given, or the command's default.
@@ -188,6 +197,7 @@ impl RunFlags {
         args.flag("--headless", self.headless);
         args.pair("--users", self.users.map(|u| u.to_string()));
         args.pair("--spawn-rate", spawn.spawn_rate.map(|r| r.to_string()));
+        args.pair("--co-mitigation", spawn.co_mitigation.clone());
         args.pair("--run-time", self.run_time.map(format_timespan));
         args.0
     }
@@ -235,7 +245,7 @@ mod tests {
     fn forwarded_flags_parse_back_to_the_same_values() {
         for line in [
             "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
-            "--headless -u 50 -r 10 -t 1m30s",
+            "--headless -u 50 -r 10 -t 1m30s --co-mitigation max",
             "-t 20s",
             "",
         ] {
@@ -280,5 +290,7 @@ mod tests {
         assert!(plan("-u 4").unwrap_err().contains("--headless"));
         let bad = parse(&["--ramp", "10:0:5"]).unwrap_err();
         assert_eq!(bad.exit_code(), 2);
+        let bad = parse(&["--co-mitigation", "sometimes"]).unwrap_err();
+        assert!(bad.to_string().contains("average, maximum"), "{bad}");
     }
 }

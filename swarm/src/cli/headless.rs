@@ -34,6 +34,7 @@ pub(super) async fn run(
         spawn_rate: fixed.spawn_rate,
         host: args.host.clone(),
         run_time: None,
+        co_mitigation: None,
     };
     let message = handle.swarm(request).await?;
     tracing::info!("{message}");

@@ -89,6 +89,7 @@ impl MasterArgs {
         let link = bind_master(&self.master_bind_host, self.master_bind_port).await?;
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
+        config.co_mitigation.clone_from(&self.spawn.co_mitigation);
         if let RunPlan::Ui { run_time } = plan {
             // As in Locust: -t with the web UI limits the runs started there.
             config.default_run_time = run_time;

@@ -9,6 +9,7 @@ mod headless;
 mod master;
 pub mod parse;
 mod ramp;
+mod serve_file;
 mod summary;
 mod worker;
 
@@ -57,6 +58,9 @@ enum Command {
     Master(Box<MasterArgs>),
     /// Join a master and generate load with goose.
     Worker(WorkerArgs),
+    /// Serve the deploy's binary to the fleet's hosts for a while (used by `spotload deploy`).
+    #[command(hide = true)]
+    ServeFile(serve_file::ServeFileArgs),
 }
 
 /// Runs the `loadtest` command line with the given scenarios.
@@ -81,6 +85,7 @@ pub fn main(build: ScenarioBuilder) -> ExitCode {
         match cli.command {
             Command::Master(args) => args.run(build, shutdown).await,
             Command::Worker(args) => args.run(build, shutdown).await,
+            Command::ServeFile(args) => args.run(shutdown).await,
         }
     });
     // Goose's user tasks may still be winding down; do not wait for them.

@@ -44,8 +44,12 @@ pub fn print_summary(snapshot: &MasterSnapshot) {
     }
     println!();
     let source = match stats.total.percentile_source() {
-        "hdr" => "merged microsecond histograms",
-        _ => "Locust's rounded buckets (a report without a histogram was merged in)",
+        "hdr" => "merged microsecond histograms".to_string(),
+        "hdr+co" => format!(
+            "merged microsecond histograms, CORRECTED for coordinated omission ({} requests back-filled by goose for stalled users; the counts above are the requests sent)",
+            stats.total.backfilled
+        ),
+        _ => "Locust's rounded buckets (a report without a histogram was merged in)".to_string(),
     };
     println!("Response time percentiles (ms), from {source}");
     let labels: Vec<String> = PERCENTILES_TO_REPORT

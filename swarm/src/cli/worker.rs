@@ -43,6 +43,13 @@ pub struct WorkerArgs {
     /// Locust's users do.
     #[arg(long)]
     pub shared_client: bool,
+    /// Back-fill the requests a user stalled by the target would have made
+    /// (goose's coordinated omission mitigation), from the user's average,
+    /// maximum or minimum cadence; the percentiles the master shows are then
+    /// marked corrected. A spawn from a master run with --co-mitigation
+    /// overrides it. Off by default.
+    #[arg(long, value_name = "CADENCE", value_parser = super::flags::parse_co_mitigation)]
+    pub co_mitigation: Option<String>,
 }
 
 impl WorkerArgs {
@@ -65,6 +72,10 @@ impl WorkerArgs {
             host: self.host.clone(),
             request_log: self.request_log.clone(),
             shared_client: self.shared_client,
+            co_mitigation: self
+                .co_mitigation
+                .as_deref()
+                .and_then(|mode| mode.parse().ok()),
         };
         if !self.no_spot_watch {
             config.spot_endpoint = crate::worker::spot::endpoint_from_env();

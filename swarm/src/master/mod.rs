@@ -17,7 +17,7 @@ mod tests;
 
 pub use dispatch::{dispatch, split_by_weight, UserClass};
 pub use events::{WorkerEvent, WorkerEventKind};
-pub use handle::{MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
+pub use handle::{parse_co_mitigation, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 pub use history::HistorySample;
 pub use registry::{NodeState, WorkerNode};
 pub use runner::{Master, CPU_WARNING};
@@ -46,6 +46,10 @@ pub struct MasterConfig {
     pub heartbeat_interval: Duration,
     /// How long a stop or quit waits for workers to answer.
     pub stop_timeout: Duration,
+    /// Goose's coordinated omission mitigation for the workers' users
+    /// (`average`, `maximum`, `minimum`, `disabled`), sent with every spawn;
+    /// `None`: each worker's own.
+    pub co_mitigation: Option<String>,
 }
 
 impl MasterConfig {
@@ -58,6 +62,7 @@ impl MasterConfig {
             default_run_time: None,
             heartbeat_interval: Duration::from_secs(1),
             stop_timeout: Duration::from_secs(10),
+            co_mitigation: None,
         }
     }
 }

@@ -25,19 +25,6 @@ pub enum NodeState {
     Missing,
 }
 
-impl NodeState {
-    /// The state as the API and page spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::Spawning => "spawning",
-            Self::Running => "running",
-            Self::Stopped => "stopped",
-            Self::Missing => "missing",
-        }
-    }
-}
-
 impl From<WorkerState> for NodeState {
     fn from(state: WorkerState) -> Self {
         match state {
@@ -60,6 +47,9 @@ pub struct WorkerNode {
     pub state: NodeState,
     /// Users the worker last reported running.
     pub user_count: u64,
+    /// Users per class the worker last reported running (its
+    /// `spawning_complete`, then each `stats`).
+    pub user_classes_count: BTreeMap<String, u64>,
     /// Users the master last asked of it.
     pub assigned: u64,
     /// The worker process's CPU from its last heartbeat, percent of one core.
@@ -102,6 +92,7 @@ impl Registry {
                 index,
                 state: NodeState::Ready,
                 user_count: 0,
+                user_classes_count: BTreeMap::new(),
                 assigned: 0,
                 cpu_usage: 0.0,
                 cpu_share: 0.0,

@@ -222,10 +222,14 @@ impl Master {
                     node.state = NodeState::Spawning;
                 }
             }
-            ToMaster::SpawningComplete { user_count, .. } => {
+            ToMaster::SpawningComplete {
+                user_count,
+                user_classes_count,
+            } => {
                 if let Some(node) = self.registry.get_mut(id) {
                     node.state = NodeState::Running;
                     node.user_count = user_count;
+                    node.user_classes_count = user_classes_count;
                 }
             }
             ToMaster::Stats(report) => {
@@ -234,6 +238,8 @@ impl Master {
                 self.stats.merge_report(&report);
                 if let Some(node) = self.registry.get_mut(id) {
                     node.user_count = report.user_count;
+                    node.user_classes_count
+                        .clone_from(&report.user_classes_count);
                 }
             }
             ToMaster::Exception {
@@ -355,6 +361,9 @@ impl Master {
         if let Some(host) = request.host.filter(|h| !h.is_empty()) {
             self.host = host;
         }
+        if let Some(co_mitigation) = request.co_mitigation {
+            self.config.co_mitigation = Some(co_mitigation);
+        }
         if new_run {
             // A new run starts from clean numbers, as in Locust.
             let now = now_epoch();
@@ -428,6 +437,7 @@ impl Master {
                 user_classes_count: classes,
                 host: self.host.clone(),
                 stop_timeout: None,
+                co_mitigation: self.config.co_mitigation.clone(),
             };
             self.send(&id, ToWorker::Spawn(order));
         }

@@ -205,6 +205,7 @@ impl Fleet {
             spawn_rate: 1000.0,
             host: None,
             run_time,
+            co_mitigation: None,
         };
         self.handle()
             .swarm(request)
@@ -382,4 +383,33 @@ async fn a_heartbeat_from_an_unknown_worker_is_answered_with_reconnect() {
         .await;
     let snapshot = fleet.feeder.snapshot().await;
     assert!(snapshot.workers.is_empty(), "{:?}", snapshot.workers);
+}
+
+#[tokio::test]
+async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
+    let mut fleet = Fleet::start(config());
+    fleet.join("w1").await;
+    fleet.swarm(2, None).await;
+    let (_, first) = fleet.expect(|_, m| spawned(m).is_some()).await;
+    let ToWorker::Spawn(first) = first else {
+        unreachable!("expect returned a spawn")
+    };
+    assert_eq!(first.co_mitigation, None, "the master's own setting: none");
+    let request = SwarmRequest {
+        user_count: 3,
+        spawn_rate: 1000.0,
+        host: None,
+        run_time: None,
+        co_mitigation: Some("average".into()),
+    };
+    fleet
+        .handle()
+        .swarm(request)
+        .await
+        .expect("the edit is taken");
+    let (_, next) = fleet.expect(|_, m| spawned(m) == Some(3)).await;
+    let ToWorker::Spawn(next) = next else {
+        unreachable!("expect returned a spawn")
+    };
+    assert_eq!(next.co_mitigation.as_deref(), Some("average"));
 }

@@ -82,6 +82,13 @@ pub struct SpawnOrder {
     /// Seconds users get to finish their current task when stopped; `None`
     /// stops them at once.
     pub stop_timeout: Option<f64>,
+    /// Goose's coordinated omission mitigation for the users this order
+    /// starts (`average`, `maximum`, `minimum` or `disabled`); `None` keeps
+    /// the worker's own. It travels in `parsed_options` as `co_mitigation`:
+    /// a Locust worker files an option it does not know there and never
+    /// reads it, and a Locust master sends it when its locustfile adds a
+    /// `--co-mitigation` argument.
+    pub co_mitigation: Option<String>,
 }
 
 impl SpawnOrder {
@@ -468,6 +475,13 @@ impl ToWorker {
                         .unwrap_or_default()
                         .to_string(),
                     stop_timeout: fields.opt_f64("stop_timeout").map_err(wire)?,
+                    co_mitigation: fields
+                        .get("parsed_options")
+                        .and_then(|o| f(o, "parsed_options").ok())
+                        .and_then(|o| o.get("co_mitigation"))
+                        .and_then(|m| m.as_str())
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_string),
                 })
             }
             "spawning_complete" => {
@@ -511,7 +525,16 @@ impl ToWorker {
                         "stop_timeout",
                         order.stop_timeout.map_or(Value::Nil, Value::from),
                     ),
-                    ("parsed_options", Value::Map(vec![])),
+                    (
+                        "parsed_options",
+                        Value::Map(
+                            order
+                                .co_mitigation
+                                .iter()
+                                .map(|m| ("co_mitigation".into(), m.as_str().into()))
+                                .collect(),
+                        ),
+                    ),
                 ]),
             ),
             ToWorker::SpawningComplete { user_count } => (
@@ -577,6 +600,7 @@ mod tests {
             user_classes_count: [("WebsiteUser".to_string(), 7)].into_iter().collect(),
             host: "http://127.0.0.1:8080".into(),
             stop_timeout: None,
+            co_mitigation: Some("average".into()),
         });
         for message in [
             ToWorker::Ack { index: 2 },

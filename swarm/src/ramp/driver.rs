@@ -134,6 +134,7 @@ impl RampDriver for MasterDriver {
             spawn_rate,
             host: self.host.clone(),
             run_time: None,
+            co_mitigation: None,
         };
         match self.master.swarm(request).await {
             Ok(message) => {

@@ -1,5 +1,6 @@
-//! `ramp.html`: the answer, three inline-SVG charts (RPS, failure ratio and
-//! p95 against users) and the step table, in one file with no outside
+//! `ramp.html`: the answer, three inline-SVG charts (RPS, failure ratio,
+//! and p50/p95/p99 drawn together, against users, with the threshold and
+//! the knee marked) and the step table, in one file with no outside
 //! resources.
 
 use std::fmt::Write as _;
@@ -47,35 +48,45 @@ pub fn render(report: &RampReport) -> String {
         escape(&report.ramp)
     );
     page.push_str(&summary(report));
-    let series = |value: fn(&StepResult) -> f64| -> Vec<(u64, f64, bool)> {
-        steps
+    let series = |name, color, value: fn(&StepResult) -> f64| Series {
+        name,
+        color,
+        points: steps
             .iter()
             .map(|s| (s.users, value(s), !s.is_healthy()))
-            .collect()
+            .collect(),
     };
     let charts = [
         Chart {
             title: "Requests per second",
             unit: "req/s",
-            points: series(|s| s.rps),
+            series: vec![series("", LINE, |s| s.rps)],
             limit: None,
         },
         Chart {
             title: "Failure ratio",
             unit: "%",
-            points: series(|s| s.fail_ratio * 100.0),
+            series: vec![series("", LINE, |s| s.fail_ratio * 100.0)],
             limit: Some(report.fail_ratio_limit * 100.0),
         },
         Chart {
-            title: "p95 response time",
+            title: "Response time",
             unit: "ms",
-            points: series(|s| s.p95_ms),
-            limit: report.max_p95_ms,
+            series: vec![
+                series("p50", "#7cb342", |s| s.p50_ms),
+                series("p95", LINE, |s| s.p95_ms),
+                series("p99", "#6a1b9a", |s| s.p99_ms),
+            ],
+            limit: report.max_p95_ms.or(report.max_p99_ms),
         },
     ];
+    let marks = Marks {
+        threshold,
+        knee: report.knee_users,
+    };
     if !steps.is_empty() {
         for chart in &charts {
-            page.push_str(&chart.svg(threshold));
+            page.push_str(&chart.svg(&marks));
         }
     }
     page.push_str(&step_table(report));
@@ -171,7 +182,7 @@ fn step_table(report: &RampReport) -> String {
             s.p95_ms,
             s.p99_ms,
             s.worker_cpu * 100.0,
-            s.verdict()
+            s.verdict_shown()
         );
     }
     html.push_str("</table>\n");
@@ -182,11 +193,22 @@ fn step_table(report: &RampReport) -> String {
 struct Chart {
     title: &'static str,
     unit: &'static str,
-    /// (users, value, failed), sorted by users.
-    points: Vec<(u64, f64, bool)>,
+    /// One line per series: its name (empty for a chart of one), colour and
+    /// (users, value, failed) points, sorted by users.
+    series: Vec<Series>,
     /// A horizontal limit line.
     limit: Option<f64>,
 }
+
+/// One line of a chart.
+struct Series {
+    name: &'static str,
+    color: &'static str,
+    points: Vec<(u64, f64, bool)>,
+}
+
+/// The colour of a chart's only (or main) line.
+const LINE: &str = "#1565c0";
 
 /// Maps users and values to SVG coordinates.
 struct Scale {
@@ -207,17 +229,29 @@ impl Scale {
     }
 }
 
+/// User counts marked across every chart.
+struct Marks {
+    threshold: Option<u64>,
+    knee: Option<u64>,
+}
+
 impl Chart {
+    /// Every point of every series.
+    fn points(&self) -> impl Iterator<Item = &(u64, f64, bool)> {
+        self.series.iter().flat_map(|s| &s.points)
+    }
+
     /// Users across, 0 to a round number above the values (and limit) up.
     fn scale(&self) -> Scale {
-        let (x_min, x_max) = match (self.points.first(), self.points.last()) {
-            (Some(a), Some(b)) if a.0 < b.0 => (a.0 as f64, b.0 as f64),
-            (Some(a), _) => (a.0 as f64 - 1.0, a.0 as f64 + 1.0),
+        let first = self.points().map(|p| p.0).min();
+        let last = self.points().map(|p| p.0).max();
+        let (x_min, x_max) = match (first, last) {
+            (Some(a), Some(b)) if a < b => (a as f64, b as f64),
+            (Some(a), _) => (a as f64 - 1.0, a as f64 + 1.0),
             _ => (0.0, 1.0),
         };
         let top = self
-            .points
-            .iter()
+            .points()
             .map(|p| p.1)
             .chain(self.limit)
             .fold(0.0_f64, f64::max);
@@ -230,7 +264,7 @@ impl Chart {
         }
     }
 
-    fn svg(&self, threshold: Option<u64>) -> String {
+    fn svg(&self, marks: &Marks) -> String {
         let scale = self.scale();
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{} against users\">\n<text x=\"{LEFT}\" y=\"16\" style=\"font-weight:600;font-size:13px\">{} ({})</text>\n",
@@ -240,8 +274,13 @@ impl Chart {
         if let Some(limit) = self.limit {
             let _ = writeln!(svg, "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#b00020\" stroke-dasharray=\"2 3\"/>", WIDTH - RIGHT, y = scale.y(limit));
         }
-        if let Some(users) = threshold {
-            let _ = writeln!(svg, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#b00020\" stroke-dasharray=\"6 4\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" style=\"fill:#b00020\">threshold {users}</text>", HEIGHT - BOTTOM, TOP - 4.0, x = scale.x(users));
+        for (users, name, color) in [
+            (marks.threshold, "threshold", "#b00020"),
+            (marks.knee, "knee", "#ef6c00"),
+        ] {
+            if let Some(users) = users {
+                let _ = writeln!(svg, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-dasharray=\"6 4\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" style=\"fill:{color}\">{name} {users}</text>", HEIGHT - BOTTOM, TOP - 4.0, x = scale.x(users));
+            }
         }
         self.data(&scale, &mut svg);
         svg.push_str("</svg>\n");
@@ -263,7 +302,9 @@ impl Chart {
             );
             tick += scale.y_step;
         }
-        let users: Vec<u64> = self.points.iter().map(|p| p.0).collect();
+        let mut users: Vec<u64> = self.points().map(|p| p.0).collect();
+        users.sort_unstable();
+        users.dedup();
         for users in x_ticks(&users) {
             let _ = writeln!(
                 svg,
@@ -280,21 +321,38 @@ impl Chart {
         );
     }
 
-    /// The line through the steps, a dot per step (red when it failed).
+    /// A line per series through the steps, a dot per step (red when it
+    /// failed), and a legend when there are several.
     fn data(&self, scale: &Scale, svg: &mut String) {
-        let line: Vec<String> = self
-            .points
-            .iter()
-            .map(|(u, v, _)| format!("{:.1},{:.1}", scale.x(*u), scale.y(*v)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"#1565c0\" stroke-width=\"2\" points=\"{}\"/>",
-            line.join(" ")
-        );
-        for (users, value, failed) in &self.points {
-            let color = if *failed { "#b00020" } else { "#1565c0" };
-            let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{color}\"><title>{users} users: {} {}</title></circle>", scale.x(*users), scale.y(*value), label(*value), self.unit);
+        for (i, series) in self.series.iter().enumerate() {
+            let line: Vec<String> = series
+                .points
+                .iter()
+                .map(|(u, v, _)| format!("{:.1},{:.1}", scale.x(*u), scale.y(*v)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+                series.color,
+                line.join(" ")
+            );
+            let name = if series.name.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", series.name)
+            };
+            for (users, value, failed) in &series.points {
+                let color = if *failed { "#b00020" } else { series.color };
+                let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{color}\"><title>{users} users: {name}{} {}</title></circle>", scale.x(*users), scale.y(*value), label(*value), self.unit);
+            }
+            if self.series.len() > 1 {
+                let x = WIDTH - RIGHT - 40.0 * (self.series.len() - i) as f64;
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{x:.1}\" y=\"16\" style=\"fill:{}\">{}</text>",
+                    series.color, series.name
+                );
+            }
         }
     }
 }

@@ -95,6 +95,7 @@ mod tests {
             p95_ms,
             p99_ms: p95_ms * 2.0,
             p999_ms: p95_ms * 3.0,
+            co_backfilled: 0,
             worker_cpu: 0.2,
             failed: None,
         }

@@ -44,6 +44,9 @@ pub struct HttpDriver {
     client: MasterClient,
     /// Target for swarm requests; `None` keeps the master's.
     host: Option<String>,
+    /// Coordinated omission mitigation for swarm requests; `None` keeps
+    /// the master's.
+    co_mitigation: Option<String>,
 }
 
 impl HttpDriver {
@@ -57,7 +60,16 @@ impl HttpDriver {
         Ok(HttpDriver {
             client: MasterClient::new(base_url, credentials)?,
             host,
+            co_mitigation: None,
         })
+    }
+
+    /// Sends `co_mitigation` (`average`, `maximum`...) with each swarm
+    /// request, so the workers back-fill stalled users' requests.
+    #[must_use]
+    pub fn with_co_mitigation(mut self, co_mitigation: Option<String>) -> Self {
+        self.co_mitigation = co_mitigation;
+        self
     }
 }
 
@@ -69,6 +81,7 @@ impl RampDriver for HttpDriver {
             spawn_rate,
             host: self.host.clone(),
             run_time: None,
+            co_mitigation: self.co_mitigation.clone(),
         };
         let answer = self.client.swarm(&form).await?;
         if answer.success {

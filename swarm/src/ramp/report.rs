@@ -8,7 +8,7 @@ use super::result::RampReport;
 
 /// The columns of `ramp.csv`, the step fields of `ramp.json` plus the verdict.
 pub const CSV_HEADER: &str =
-    "users,workers,duration_s,requests,failures,fail_ratio,rps,p50_ms,p95_ms,p99_ms,p999_ms,worker_cpu,verdict";
+    "users,workers,duration_s,requests,failures,fail_ratio,rps,p50_ms,p95_ms,p99_ms,p999_ms,worker_cpu,co_backfilled,verdict";
 
 /// Where the reports went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub fn ramp_csv(report: &RampReport) -> String {
     for s in &report.steps {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             s.users,
             s.workers,
             s.duration_s,
@@ -57,6 +57,7 @@ pub fn ramp_csv(report: &RampReport) -> String {
             s.p99_ms,
             s.p999_ms,
             s.worker_cpu,
+            s.co_backfilled,
             s.verdict()
         );
     }
@@ -96,12 +97,45 @@ mod tests {
 
     #[test]
     fn csv_has_a_row_per_step() {
-        let r = report(vec![step(2, None), step(4, Some(Criterion::P95))]);
+        let mut corrected = step(4, Some(Criterion::P95));
+        corrected.co_backfilled = 7;
+        let r = report(vec![step(2, None), corrected]);
         let csv = ramp_csv(&r);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[1], "2,1,3,100,0,0,33.33,10,20,30,40,0.25,healthy");
-        assert_eq!(lines[2], "4,1,3,100,50,0.5,33.33,10,20,30,40,0.25,p95");
+        assert_eq!(lines[1], "2,1,3,100,0,0,33.33,10,20,30,40,0.25,0,healthy");
+        assert_eq!(lines[2], "4,1,3,100,50,0.5,33.33,10,20,30,40,0.25,7,p95");
+    }
+
+    #[test]
+    fn corrected_steps_are_marked_in_the_table_and_the_page() {
+        let mut corrected = step(4, Some(Criterion::P95));
+        corrected.co_backfilled = 7;
+        let mark = "p95 (CO-corrected, 7 back-filled)";
+        assert!(crate::ramp::table::row(&corrected).ends_with(mark));
+        assert!(!crate::ramp::table::row(&step(2, None)).contains("CO-corrected"));
+        let r = report(vec![step(2, None), corrected]);
+        assert!(crate::ramp::html::render(&r).contains(mark));
+    }
+
+    #[test]
+    fn the_knee_is_named_and_marked() {
+        let r = report(crate::ramp::result::tests::saturating(&[2, 4, 6, 8], 4));
+        let said = crate::ramp::table::conclusion(&r, &crate::ramp::Limits::default());
+        assert!(
+            said.contains(
+                "knee: 4 users: requests/s stopped growing (400.0 at 4 users, 400.0 at 6)"
+            ),
+            "{said}"
+        );
+        let page = crate::ramp::html::render(&r);
+        assert!(page.contains(">knee 4</text>"), "the charts mark the knee");
+        for series in ["p50", "p95", "p99"] {
+            assert!(
+                page.contains(&format!(">{series}</text>")),
+                "legend {series}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,12 @@ pub struct RampReport {
     /// The user count at which a worker saturated its CPU, when it did: the
     /// ramp stopped there, and no target threshold was found below it.
     pub generator_bound_users: Option<u64>,
+    /// The knee: the last user count after which requests/s stopped
+    /// growing (by less than [`KNEE_GROWTH`] while users grew by more)
+    /// and p95 grew — the capacity of the target, or of the generator;
+    /// `None` when requests/s kept growing with users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knee_users: Option<u64>,
     /// Every step in the order measured (refinement probes last).
     pub steps: Vec<StepResult>,
     /// Why the ramp could not answer (no workers, target unreachable...);
@@ -49,6 +55,9 @@ pub struct RampReport {
     pub finished_at: Option<f64>,
 }
 
+/// Growth below which requests/s count as flat (5%).
+pub const KNEE_GROWTH: f64 = 0.05;
+
 impl RampReport {
     /// An empty report for `plan`, started at epoch second `now`.
     pub fn new(plan: &RampPlan, host: Option<String>, now: f64) -> Self {
@@ -57,6 +66,7 @@ impl RampReport {
             last_healthy_users: None,
             criterion: None,
             generator_bound_users: None,
+            knee_users: None,
             steps: Vec::new(),
             error: None,
             notes: Vec::new(),
@@ -91,6 +101,23 @@ impl RampReport {
             .filter(|s| s.is_healthy() && s.users < limit)
             .map(|s| s.users)
             .max();
+        self.knee_users = self.knee().map(|(at, _)| at.users);
+    }
+
+    /// The knee step and the step after it: the first pair of steps (by
+    /// users) where users grew by more than [`KNEE_GROWTH`], requests/s by
+    /// less, and p95 grew.
+    pub fn knee(&self) -> Option<(&StepResult, &StepResult)> {
+        let steps = self.steps_by_users();
+        steps
+            .windows(2)
+            .find(|pair| {
+                let (at, next) = (pair[0], pair[1]);
+                let users_grew = next.users as f64 > at.users as f64 * (1.0 + KNEE_GROWTH);
+                let rps_flat = next.rps < at.rps * (1.0 + KNEE_GROWTH);
+                users_grew && at.rps > 0.0 && rps_flat && next.p95_ms > at.p95_ms
+            })
+            .map(|pair| (pair[0], pair[1]))
     }
 
     /// Whether the run answered: 0 as an exit code, otherwise 1.
@@ -147,6 +174,7 @@ pub(crate) mod tests {
             p95_ms: 20.0,
             p99_ms: 30.0,
             p999_ms: 40.0,
+            co_backfilled: 0,
             worker_cpu: 0.25,
             failed,
         }
@@ -159,6 +187,35 @@ pub(crate) mod tests {
         report.steps = steps;
         report.conclude();
         report
+    }
+
+    /// Steps whose requests/s grow with users up to `plateau` users, then
+    /// stay flat while p95 grows.
+    pub(crate) fn saturating(counts: &[u64], plateau: u64) -> Vec<StepResult> {
+        counts
+            .iter()
+            .map(|&users| {
+                let mut s = step(users, None);
+                s.rps = 100.0 * users.min(plateau) as f64;
+                s.p95_ms = if users > plateau { users as f64 } else { 2.0 };
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_knee_is_where_requests_per_second_stop_growing_as_latency_grows() {
+        let r = report(saturating(&[2, 4, 6, 8, 10], 6));
+        assert_eq!(r.knee_users, Some(6));
+        let json = serde_json::to_value(&r).expect("serializes");
+        assert_eq!(json["knee_users"], 6);
+        // Still growing: no knee.
+        assert_eq!(report(saturating(&[2, 4, 6], 6)).knee_users, None);
+        // Flat requests/s without latency growing (a think-time bound
+        // generator): no knee either.
+        assert_eq!(report(vec![step(2, None), step(4, None)]).knee_users, None);
+        // A step of one user in a hundred is no plateau.
+        assert_eq!(report(saturating(&[100, 101], 6)).knee_users, None);
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub struct StepResult {
     pub p99_ms: f64,
     /// 99.9th percentile, ms.
     pub p999_ms: f64,
+    /// Requests goose back-filled for stalled users in the window: non-zero
+    /// marks the percentiles above (and so the judgement on them) as
+    /// corrected for coordinated omission. Absent from `ramp.json` when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub co_backfilled: u64,
     /// The busiest worker's CPU during the window, as a share of its cores
     /// (1.0: all busy), the highest seen.
     pub worker_cpu: f64,
@@ -86,6 +91,11 @@ impl StepResult {
             p95_ms: round_to(window.percentile_ms(0.95), 1e3),
             p99_ms: round_to(window.percentile_ms(0.99), 1e3),
             p999_ms: round_to(window.percentile_ms(0.999), 1e3),
+            co_backfilled: if window.co_corrected() {
+                window.backfilled
+            } else {
+                0
+            },
             worker_cpu: 0.0,
             failed: None,
         }
@@ -100,6 +110,24 @@ impl StepResult {
     pub fn verdict(&self) -> &'static str {
         self.failed.map_or("healthy", Criterion::as_str)
     }
+
+    /// The verdict as tables show it: with `(CO-corrected, N back-filled)`
+    /// when the percentiles it rests on were corrected.
+    pub fn verdict_shown(&self) -> String {
+        if self.co_backfilled == 0 {
+            self.verdict().to_string()
+        } else {
+            format!(
+                "{} (CO-corrected, {} back-filled)",
+                self.verdict(),
+                self.co_backfilled
+            )
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Rounds to `1/scale` so reports do not show float noise.

@@ -40,7 +40,7 @@ pub fn row(step: &StepResult) -> String {
         step.p95_ms,
         step.p99_ms,
         step.worker_cpu * 100.0,
-        step.verdict()
+        step.verdict_shown()
     )
 }
 
@@ -121,6 +121,12 @@ pub fn conclusion(report: &RampReport, limits: &Limits) -> String {
             report.steps.iter().map(|s| s.users).max().unwrap_or(0)
         )),
         None => {}
+    }
+    if let Some((at, next)) = report.knee() {
+        lines.push(format!(
+            "knee: {} users: requests/s stopped growing ({:.1} at {} users, {:.1} at {}) while p95 grew ({} → {} ms): the capacity of the target, or of the generator",
+            at.users, at.rps, at.users, next.rps, next.users, at.p95_ms, next.p95_ms
+        ));
     }
     match report.last_healthy_step() {
         Some(step) => lines.push(format!(

@@ -85,10 +85,17 @@ fn stats_row(entry: &StatsEntry) -> String {
     line(cells)
 }
 
+/// A header: `first`, then Locust's percentile labels.
+fn header_with_percentiles(first: &[&str]) -> Vec<String> {
+    let mut header: Vec<String> = first.iter().map(|h| (*h).to_string()).collect();
+    header.extend(percentile_labels());
+    header
+}
+
 /// `_stats.csv` / `GET /stats/requests/csv`: one row per entry, then
 /// `Aggregated`.
 pub fn stats_csv(stats: &RequestStats) -> String {
-    let mut header: Vec<String> = [
+    let mut out = line(header_with_percentiles(&[
         "Type",
         "Name",
         "Request Count",
@@ -100,12 +107,7 @@ pub fn stats_csv(stats: &RequestStats) -> String {
         "Average Content Size",
         "Requests/s",
         "Failures/s",
-    ]
-    .iter()
-    .map(std::string::ToString::to_string)
-    .collect();
-    header.extend(percentile_labels());
-    let mut out = line(header);
+    ]));
     for entry in stats.sorted_entries() {
         out.push_str(&stats_row(entry));
     }
@@ -115,18 +117,14 @@ pub fn stats_csv(stats: &RequestStats) -> String {
 
 /// The header line of `_stats_history.csv`.
 pub fn stats_history_csv_header() -> String {
-    let mut header: Vec<String> = [
+    let mut header = header_with_percentiles(&[
         "Timestamp",
         "User Count",
         "Type",
         "Name",
         "Requests/s",
         "Failures/s",
-    ]
-    .iter()
-    .map(std::string::ToString::to_string)
-    .collect();
-    header.extend(percentile_labels());
+    ]);
     header.extend(
         [
             "Total Request Count",

@@ -76,6 +76,12 @@ pub struct StatsEntry {
     /// percentiles come from `response_times`.
     #[serde(default)]
     pub hdr: Option<Hdr>,
+    /// Requests goose back-filled for users a stalled target held up
+    /// (coordinated omission mitigation): never sent, so they count in no
+    /// Locust field, only in `hdr` beside the real ones. Non-zero: the
+    /// percentiles read off `hdr` are corrected for coordinated omission.
+    #[serde(default)]
+    pub backfilled: u64,
 }
 
 impl StatsEntry {
@@ -98,6 +104,16 @@ impl StatsEntry {
             last_request_timestamp: None,
             start_time,
             hdr: Some(Hdr::new()),
+            backfilled: 0,
+        }
+    }
+
+    /// Records `count` requests goose back-filled at `ms` each (coordinated
+    /// omission mitigation): in the histogram only, as corrections.
+    pub fn log_backfilled(&mut self, ms: f64, count: u64) {
+        if let Some(hdr) = self.hdr.as_mut() {
+            hdr.record(micros(ms), count);
+            add(&mut self.backfilled, count);
         }
     }
 
@@ -152,6 +168,7 @@ impl StatsEntry {
             (a, b) => a.or(b),
         };
         add(&mut self.total_content_length, other.total_content_length);
+        add(&mut self.backfilled, other.backfilled);
         for (bucket, count) in &other.response_times {
             add(self.response_times.entry(*bucket).or_default(), *count);
         }
@@ -193,6 +210,7 @@ impl StatsEntry {
             (Some(now), Some(then)) => Some(now.since(then)),
             _ => None,
         };
+        delta.backfilled = self.backfilled.saturating_sub(earlier.backfilled);
         match delta.hdr.as_ref().filter(|h| h.count() > 0) {
             Some(hdr) => {
                 delta.min_response_time = Some(hdr.min_ms());
@@ -227,19 +245,29 @@ impl StatsEntry {
         }
     }
 
-    /// The microsecond histogram, when it holds every timed request.
+    /// The microsecond histogram, when it holds every timed request (and
+    /// the back-filled ones, when goose mitigated coordinated omission).
     pub fn precise(&self) -> Option<&Hdr> {
+        let expected = self.timed_requests().saturating_add(self.backfilled);
         self.hdr
             .as_ref()
-            .filter(|h| h.count() > 0 && h.count() == self.timed_requests())
+            .filter(|h| h.count() > 0 && h.count() == expected)
     }
 
-    /// Where percentiles come from: `"hdr"` or `"buckets"`.
+    /// Whether the percentiles (and the slowest time) read off this entry
+    /// are corrected for coordinated omission: they come from the histogram
+    /// and it holds back-filled requests.
+    pub fn co_corrected(&self) -> bool {
+        self.backfilled > 0 && self.precise().is_some()
+    }
+
+    /// Where percentiles come from: `"hdr"`, `"hdr+co"` (the histograms,
+    /// corrected for coordinated omission) or `"buckets"`.
     pub fn percentile_source(&self) -> &'static str {
-        if self.precise().is_some() {
-            "hdr"
-        } else {
-            "buckets"
+        match self.precise() {
+            Some(_) if self.backfilled > 0 => "hdr+co",
+            Some(_) => "hdr",
+            None => "buckets",
         }
     }
 

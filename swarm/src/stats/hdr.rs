@@ -8,6 +8,11 @@
 //! (no zlib), its header must describe a histogram no larger than ours, and
 //! its payload must fit in the bytes received — so a hostile entry cannot
 //! make the master allocate more than one of our own histograms.
+//!
+//! Histograms start small and grow to cover the largest time recorded (up
+//! to the hour), so a fast target's histogram, its encoding and what the
+//! master allocates to read it stay a few kilobytes, and the master merges
+//! a peer's histogram as it was read, without copying it.
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
@@ -44,18 +49,23 @@ impl Default for Hdr {
 pub struct HdrError(pub String);
 
 impl Hdr {
-    /// An empty histogram of times from 1 µs to one hour, in microseconds.
+    /// An empty histogram of times in microseconds, from 1 µs up to what
+    /// it has recorded (at most one hour).
     pub fn new() -> Hdr {
-        match Histogram::new_with_bounds(1, HIGHEST_US, SIGFIG) {
+        match Histogram::new(SIGFIG) {
             Ok(histogram) => Hdr(histogram),
-            Err(_) => unreachable!("constant bounds the crate accepts"),
+            Err(_) => unreachable!("constant digits the crate accepts"),
         }
     }
 
-    /// Records `count` times of `micros` each (clamped to the range).
+    /// Records `count` times of `micros` each (clamped to 1 µs .. one hour),
+    /// growing the histogram to cover them.
     pub fn record(&mut self, micros: u64, count: u64) {
-        self.0
-            .saturating_record_n(micros.clamp(1, HIGHEST_US), count);
+        let micros = micros.clamp(1, HIGHEST_US);
+        if self.0.record_n(micros, count).is_err() {
+            // Only a histogram that may not grow refuses a value.
+            self.0.saturating_record_n(micros, count);
+        }
     }
 
     /// Adds another histogram's counts (the one merge).
@@ -134,9 +144,14 @@ impl Hdr {
         if word(12) > u32::from(SIGFIG) || long(16) < 1 || long(24) > HIGHEST_US {
             return Err(bad("it is larger than the histograms spotload keeps"));
         }
-        let histogram: Histogram<u64> = Deserializer::new()
+        let mut histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut &bytes[..])
             .map_err(|e| HdrError(format!("{e:?}")))?;
+        if long(16) == 1 && word(12) == u32::from(SIGFIG) {
+            // Our own layout: taken as read, free to grow like ours.
+            histogram.auto(true);
+            return Ok(Hdr(histogram));
+        }
         let mut ours = Hdr::new();
         ours.add(&Hdr(histogram));
         Ok(ours)

@@ -214,6 +214,11 @@ impl StatsEntry {
         // keys it knows and ignores this one.
         if let Some(hdr) = self.precise() {
             fields.push(("hdr_v2".into(), Value::Binary(hdr.to_v2())));
+            // How many of its times goose back-filled (coordinated omission
+            // mitigation); a Locust master ignores this key too.
+            if self.backfilled > 0 {
+                fields.push(("co_backfilled".into(), self.backfilled.into()));
+            }
         }
         Value::Map(fields)
     }
@@ -244,6 +249,9 @@ impl StatsEntry {
             // A Locust worker's entry: percentiles come from the buckets.
             _ => None,
         };
+        if entry.hdr.is_some() {
+            entry.backfilled = f.get("co_backfilled").and_then(as_u64).unwrap_or(0);
+        }
         for (ms, count) in number_map(f.req("response_times")?, "response_times")? {
             // Re-bucket rather than trust the key: a peer rounding differently
             // must not widen the bucket map without bound.

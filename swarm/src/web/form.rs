@@ -46,11 +46,20 @@ pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, For
             Some(parse_timespan(v).map_err(|e| FormError(format!("Invalid run_time: {e}")))?)
         }
     };
+    // Our extension: Locust's form has no such field.
+    let co_mitigation = match get("co_mitigation") {
+        None | Some("") => None,
+        Some(v) => Some(
+            crate::master::parse_co_mitigation(v)
+                .map_err(|e| FormError(format!("Invalid co_mitigation: {e}")))?,
+        ),
+    };
     Ok(SwarmRequest {
         user_count,
         spawn_rate,
         host,
         run_time,
+        co_mitigation,
     })
 }
 
@@ -92,16 +101,26 @@ mod tests {
             ("spawn_rate", "2.5"),
             ("host", "http://127.0.0.1:8080/"),
             ("run_time", "1m"),
+            ("co_mitigation", "max"),
         ]))
         .expect("valid");
         assert_eq!(req.user_count, 20);
         assert_eq!(req.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(req.run_time, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(req.co_mitigation.as_deref(), Some("maximum"));
     }
 
     #[test]
     fn each_bad_field_is_named() {
         let cases = [
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("co_mitigation", "sometimes"),
+                ]),
+                "co_mitigation",
+            ),
             (
                 form(&[("user_count", "abc"), ("spawn_rate", "1")]),
                 "user_count",

@@ -11,25 +11,103 @@
 //! The scenarios stay goose's: only their transaction functions, a public
 //! field, are wrapped — which is also where each user is attached to the
 //! worker's [`Tap`].
+//!
+//! **Seats: users per class exactly as the master dispatched them.** A
+//! Locust master sends each worker a count per user class; goose spreads
+//! its users over the scenarios by its own weights. So the gate keeps, per
+//! class (scenario), as many seats as the master asked for: a user runs its
+//! transactions only while it holds a seat of its class, and a user without
+//! one waits (parked, making no request) until one is free. Its on-start
+//! transactions (a log-in) wait for the seat too, so a parked user has sent
+//! nothing. The driver gives goose at least as many users per class as
+//! there are seats (see `GooseDriver::set_classes`).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use goose::prelude::{GooseUser, Scenario, TransactionResult};
+use tokio::sync::Notify;
 
 use super::tap::Tap;
 
 /// How long a transaction that finds the gate closed pauses.
 const CLOSED_PAUSE: Duration = Duration::from_millis(50);
 
+/// How long a parked user waits for a seat before it lets goose look at
+/// its commands (a stop) and tries again; a change of seats wakes it sooner.
+const PARK_LIMIT: Duration = Duration::from_secs(1);
+
+/// One class's seats.
+#[derive(Debug, Default)]
+struct Seats {
+    /// Users of this class that may run; `None`: every user runs.
+    target: Option<usize>,
+    /// Goose's user indexes holding a seat.
+    seated: HashSet<usize>,
+    /// Goose users of this class seen since the last reset.
+    users: usize,
+}
+
 /// Shared by every wrapped transaction.
 #[derive(Debug, Default)]
 struct State {
     closed: AtomicBool,
     in_flight: AtomicUsize,
+    /// Per class, in the order the scenarios were guarded.
+    classes: Mutex<Vec<Seats>>,
+    /// Woken when the gate closes or the seats change.
+    changed: Notify,
+}
+
+/// What a user may do now.
+#[derive(Debug, PartialEq)]
+enum Admission {
+    Run,
+    Park,
+    Closed,
+}
+
+impl State {
+    fn admit(&self, class: usize, user: usize) -> Admission {
+        if self.closed.load(Ordering::SeqCst) {
+            return Admission::Closed;
+        }
+        let Ok(mut classes) = self.classes.lock() else {
+            return Admission::Run;
+        };
+        let Some(seats) = classes.get_mut(class) else {
+            return Admission::Run;
+        };
+        let Some(target) = seats.target else {
+            return Admission::Run;
+        };
+        if seats.seated.contains(&user) {
+            return Admission::Run;
+        }
+        if seats.seated.len() < target {
+            seats.seated.insert(user);
+            Admission::Run
+        } else {
+            Admission::Park
+        }
+    }
+
+    fn seated(&self, class: usize, user: usize) -> bool {
+        self.classes.lock().is_ok_and(|classes| {
+            classes
+                .get(class)
+                .is_none_or(|s| s.target.is_none() || s.seated.contains(&user))
+        })
+    }
+
+    async fn park(&self) {
+        let changed = self.changed.notified();
+        let _ = tokio::time::timeout(PARK_LIMIT, changed).await;
+    }
 }
 
 /// Open or closed, for every user of this worker.
@@ -56,6 +134,7 @@ where
 }
 
 impl Gate {
+    /// Lets users through.
     pub fn open(&self) {
         self.0.closed.store(false, Ordering::SeqCst);
     }
@@ -64,6 +143,7 @@ impl Gate {
     /// in flight; returns whether none is.
     pub async fn close_and_drain(&self, limit: Duration) -> bool {
         self.0.closed.store(true, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
         let deadline = tokio::time::Instant::now() + limit;
         while self.in_flight() > 0 {
             if tokio::time::Instant::now() >= deadline {
@@ -79,40 +159,185 @@ impl Gate {
         self.0.in_flight.load(Ordering::SeqCst)
     }
 
-    /// The scenario with every transaction reporting to `tap`, and all but
-    /// the on-start and on-stop ones (a log-in, a log-out) passing through
-    /// this gate.
+    /// Seats per class, in the order the scenarios were guarded; `None`
+    /// lifts the limits (every user runs). Classes beyond `targets` get no
+    /// seat. Fewer seats than seated users unseat the newest users at once
+    /// (as Locust stops its newest): they park after the transaction they
+    /// are in, so the class runs its new count from now on.
+    pub fn set_targets(&self, targets: Option<&[usize]>) {
+        if let Ok(mut classes) = self.0.classes.lock() {
+            for (i, seats) in classes.iter_mut().enumerate() {
+                seats.target = targets.map(|t| t.get(i).copied().unwrap_or(0));
+                if let Some(target) = seats.target {
+                    if seats.seated.len() > target {
+                        let mut newest_first: Vec<usize> = seats.seated.iter().copied().collect();
+                        newest_first.sort_unstable_by(|a, b| b.cmp(a));
+                        let excess = newest_first.len() - target;
+                        for user in newest_first.into_iter().take(excess) {
+                            seats.seated.remove(&user);
+                        }
+                    }
+                }
+            }
+        }
+        self.0.changed.notify_waiters();
+    }
+
+    /// Forgets every user and seat: goose starts new users from here.
+    pub fn reset_users(&self) {
+        if let Ok(mut classes) = self.0.classes.lock() {
+            for seats in classes.iter_mut() {
+                seats.seated.clear();
+                seats.users = 0;
+            }
+        }
+    }
+
+    /// Per class: (goose users seen, users holding a seat — or running, when
+    /// there are no seats).
+    pub fn occupancy(&self) -> Vec<(usize, usize)> {
+        self.0.classes.lock().map_or_else(
+            |_| Vec::new(),
+            |classes| {
+                classes
+                    .iter()
+                    .map(|s| {
+                        let running = if s.target.is_some() {
+                            s.seated.len()
+                        } else {
+                            s.users
+                        };
+                        (s.users, running)
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// The scenario with every transaction reporting to `tap`, and passing
+    /// through this gate and its class's seats: the regular transactions
+    /// run only through an open gate and with a seat; the on-start ones (a
+    /// log-in) wait for the seat; the on-stop ones run for a seated user.
     pub fn guard(&self, mut scenario: Scenario, tap: &Tap) -> Scenario {
+        let class = match self.0.classes.lock() {
+            Ok(mut classes) => {
+                classes.push(Seats::default());
+                classes.len() - 1
+            }
+            Err(_) => usize::MAX,
+        };
         for transaction in &mut scenario.transactions {
             let inner = transaction.function.clone();
-            let tap = tap.clone();
-            if transaction.on_start || transaction.on_stop {
+            let (tap, state) = (tap.clone(), self.0.clone());
+            let on_start = transaction.on_start;
+            if transaction.on_stop {
                 transaction.function = Arc::new(transaction_fn(move |user| {
-                    tap.attach(user);
-                    inner(user)
+                    state.arrive(&tap, class, user);
+                    let inner = inner.clone();
+                    let state = state.clone();
+                    Box::pin(async move {
+                        if state.seated(class, user.weighted_users_index) {
+                            inner(user).await
+                        } else {
+                            Ok(())
+                        }
+                    })
                 }));
                 continue;
             }
-            let state = self.0.clone();
             transaction.function = Arc::new(transaction_fn(move |user| {
-                tap.attach(user);
+                state.arrive(&tap, class, user);
                 let inner = inner.clone();
                 let state = state.clone();
                 Box::pin(async move {
+                    if on_start {
+                        // Not counted in flight: a user waiting here for a
+                        // seat makes no request, and must not hold up a drain.
+                        loop {
+                            match state.admit(class, user.weighted_users_index) {
+                                Admission::Run => return inner(user).await,
+                                Admission::Closed => return Ok(()),
+                                Admission::Park => state.park().await,
+                            }
+                        }
+                    }
                     // Counted before the gate is read (both SeqCst), so a
                     // drain that sees no transaction in flight has not
                     // missed one that is about to send a request.
                     state.in_flight.fetch_add(1, Ordering::SeqCst);
                     let counted = InFlight(state.clone());
-                    if state.closed.load(Ordering::SeqCst) {
-                        drop(counted);
-                        tokio::time::sleep(CLOSED_PAUSE).await;
-                        return Ok(());
+                    match state.admit(class, user.weighted_users_index) {
+                        Admission::Run => inner(user).await,
+                        Admission::Closed => {
+                            drop(counted);
+                            tokio::time::sleep(CLOSED_PAUSE).await;
+                            Ok(())
+                        }
+                        Admission::Park => {
+                            drop(counted);
+                            state.park().await;
+                            Ok(())
+                        }
                     }
-                    inner(user).await
                 })
             }));
         }
         scenario
+    }
+}
+
+impl State {
+    /// Attaches a user to the tap on its first transaction, and counts it
+    /// among its class's users.
+    fn arrive(&self, tap: &Tap, class: usize, user: &mut GooseUser) {
+        if tap.attach(user) {
+            if let Ok(mut classes) = self.classes.lock() {
+                if let Some(seats) = classes.get_mut(class) {
+                    seats.users = seats.users.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate_of(classes: usize) -> Gate {
+        let gate = Gate::default();
+        if let Ok(mut seats) = gate.0.classes.lock() {
+            seats.extend((0..classes).map(|_| Seats::default()));
+        }
+        gate
+    }
+
+    #[test]
+    fn users_take_their_class_s_seats_and_give_them_up() {
+        let gate = gate_of(2);
+        // No seats: everyone runs.
+        assert_eq!(gate.0.admit(0, 7), Admission::Run);
+        gate.set_targets(Some(&[2, 1]));
+        let admitted: Vec<Admission> = (0..4).map(|u| gate.0.admit(0, u)).collect();
+        assert_eq!(
+            admitted,
+            [
+                Admission::Run,
+                Admission::Run,
+                Admission::Park,
+                Admission::Park
+            ]
+        );
+        assert_eq!(gate.0.admit(1, 10), Admission::Run);
+        assert_eq!(gate.0.admit(1, 11), Admission::Park);
+        // Fewer seats: the newest seated user loses its seat at once, and
+        // no other user of the class can take it.
+        gate.set_targets(Some(&[1, 1]));
+        assert_eq!(gate.occupancy()[0].1, 1, "one seat left, taken");
+        assert_eq!(gate.0.admit(0, 1), Admission::Park);
+        assert_eq!(gate.0.admit(0, 2), Admission::Park);
+        assert_eq!(gate.0.admit(0, 0), Admission::Run);
+        gate.0.closed.store(true, Ordering::SeqCst);
+        assert_eq!(gate.0.admit(0, 1), Admission::Closed);
     }
 }

@@ -6,15 +6,19 @@
 //! the driver picks one, and proves after connecting that the peer is the
 //! goose it just started (see [`GooseDriver::launch`]).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use goose::config::GooseConfiguration;
+use goose::metrics::GooseCoordinatedOmissionMitigation;
 use goose::prelude::*;
 use tokio::task::JoinHandle;
 
 use super::controller::{Controller, ControllerError};
 use super::gate::Gate;
 use super::tap::Tap;
+use super::user_client::{UserClientError, UserClients};
 use crate::stats::StatsReport;
 
 /// How fast goose may start users: the master paces the ramp by sending new
@@ -27,6 +31,12 @@ const FOLLOW_RATE: u32 = 10_000;
 const DRAIN_LIMIT: Duration = Duration::from_millis(300);
 
 pub use crate::protocol::MAX_USERS_PER_WORKER;
+
+/// How long a spawn waits for goose's users to take their classes' seats.
+const SEAT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How many times a spawn adds goose users for a class that has too few.
+const SEAT_ROUNDS: usize = 3;
 
 /// How many ports the driver tries for goose's controller before giving up.
 const LAUNCH_ATTEMPTS: usize = 5;
@@ -49,6 +59,84 @@ pub struct DriverOptions {
     /// memory per user), instead of a client and cookie jar per user as
     /// Locust's users have.
     pub shared_client: bool,
+    /// Goose's coordinated omission mitigation (`--co-mitigation`); `None`:
+    /// off. A spawn from our master may choose another for the users it
+    /// starts.
+    pub co_mitigation: Option<GooseCoordinatedOmissionMitigation>,
+}
+
+/// What a spawn left running.
+#[derive(Debug, Default)]
+pub struct Spawned {
+    /// The requests of a run that had to stop (for a new host, or no users).
+    pub flushed: Option<StatsReport>,
+    /// Users running per class: holding their class's seats, or, when the
+    /// master named no class of this load test, as goose spread them.
+    pub classes: BTreeMap<String, u64>,
+}
+
+/// The load test's user classes: goose's scenarios, their names and
+/// weights (reduced by their greatest common divisor, as goose does).
+#[derive(Debug, Clone)]
+struct Classes {
+    names: Vec<String>,
+    weights: Vec<u64>,
+}
+
+impl Classes {
+    fn of(scenarios: &[Scenario]) -> Classes {
+        let raw: Vec<u64> = scenarios.iter().map(|s| s.weight.max(1) as u64).collect();
+        let gcd = raw.iter().copied().reduce(gcd).unwrap_or(1).max(1);
+        Classes {
+            names: scenarios.iter().map(|s| s.name.to_string()).collect(),
+            weights: raw.iter().map(|w| w / gcd).collect(),
+        }
+    }
+
+    /// Goose users per round of its weighted allocation.
+    fn round(&self) -> u64 {
+        self.weights.iter().sum::<u64>().max(1)
+    }
+
+    /// The master's counts as seats per class, in scenario order; `None`
+    /// when it named none of our classes (a Locust master with another
+    /// locustfile). Names we do not have are returned apart.
+    fn seats(&self, asked: &BTreeMap<String, u64>) -> (Option<Vec<u64>>, Vec<String>) {
+        let unknown: Vec<String> = asked
+            .keys()
+            .filter(|name| !self.names.contains(name))
+            .cloned()
+            .collect();
+        if unknown.len() == asked.len() && !asked.is_empty() {
+            return (None, unknown);
+        }
+        let seats = self
+            .names
+            .iter()
+            .map(|name| asked.get(name).copied().unwrap_or(0))
+            .collect();
+        (Some(seats), unknown)
+    }
+
+    /// Goose users that give every class at least its seats, when goose
+    /// adds them in whole rounds of its weighted allocation.
+    fn users_for(&self, seats: &[u64]) -> u64 {
+        let rounds = seats
+            .iter()
+            .zip(&self.weights)
+            .map(|(n, w)| n.div_ceil((*w).max(1)))
+            .max()
+            .unwrap_or(0);
+        rounds.saturating_mul(self.round())
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Why the worker could not start or steer its goose attack.
@@ -57,6 +145,9 @@ pub enum DriverError {
     /// A controller command failed.
     #[error(transparent)]
     Controller(#[from] ControllerError),
+    /// The users' HTTP clients could not be set up.
+    #[error(transparent)]
+    Client(#[from] UserClientError),
     /// Goose's attack failed to build or start; its error text.
     #[error("goose could not start: {0}")]
     Goose(String),
@@ -90,8 +181,13 @@ pub struct GooseDriver {
     attack: JoinHandle<Result<(), GooseError>>,
     /// Host goose is configured with.
     host: Option<String>,
-    /// Users goose is running now; 0 while idle.
+    /// Users running now (holding seats); 0 while idle.
     users: u64,
+    /// Users goose was told to run: at least `users`, more when some wait
+    /// for a seat of their class.
+    goose_users: u64,
+    /// The load test's user classes, as goose weighs them.
+    classes: Classes,
     /// Every request the users make, tallied for the next report.
     tap: Tap,
 }
@@ -157,21 +253,23 @@ impl GooseDriver {
     ) -> Result<Self, LaunchFailure> {
         let token = format!("swarm-{:016x}", rand::random::<u64>());
         let agent = format!("loadtest/{} ({node_id})", env!("CARGO_PKG_VERSION"));
-        let client = goose::client::GooseClientBuilder::new().user_agent(agent);
+        // Each user gets its client from `clients` on its first on-start
+        // transaction (TLS set up once for all); goose's own, one client
+        // built once, is never used for a request.
+        let clients = UserClients::new(&agent, options.shared_client)
+            .map(Arc::new)
+            .map_err(|e| LaunchFailure::Fatal(DriverError::Client(e)))?;
+        let placeholder = goose::client::GooseClientBuilder::new()
+            .user_agent(agent)
+            .without_cookies();
         let mut attack = GooseAttack::initialize_with_config(configuration(port, &token, options))
-            .and_then(|attack| {
-                if options.shared_client {
-                    attack.set_client_builder_without_cookies(client.without_cookies())
-                } else {
-                    // A client (its own pool and cookie jar) per user.
-                    attack.set_client_builder_with_cookies(client)
-                }
-            })
+            .and_then(|attack| attack.set_client_builder_without_cookies(placeholder))
             .map_err(|e| LaunchFailure::Fatal(DriverError::Goose(e.to_string())))?;
         let gate = Gate::default();
         let tap = Tap::start();
+        let classes = Classes::of(&scenarios);
         for scenario in scenarios {
-            attack = attack.register_scenario(gate.guard(scenario, &tap));
+            attack = attack.register_scenario(gate.guard(clients.install(scenario), &tap));
         }
         let mut handle = tokio::spawn(async move { attack.execute().await.map(|_| ()) });
         let addr = format!("127.0.0.1:{port}");
@@ -203,6 +301,8 @@ impl GooseDriver {
             attack: handle,
             host: options.host.clone(),
             users: 0,
+            goose_users: 0,
+            classes,
             tap,
         };
         let rate = driver
@@ -226,33 +326,150 @@ impl GooseDriver {
         self.attack.is_finished()
     }
 
-    /// Brings goose to `users` against `host` (empty: keep the current one).
-    /// Returns the stats of a run that had to stop for a new host.
-    pub async fn set_users(
+    /// Chooses goose's coordinated omission mitigation for the users
+    /// started from now on; `None` keeps the worker's own (`--co-mitigation`).
+    pub fn set_co_mitigation(&self, mode: Option<GooseCoordinatedOmissionMitigation>) {
+        self.tap.set_co_mitigation(mode);
+    }
+
+    /// Runs exactly `asked` users per class (the master's
+    /// `user_classes_count`) against `host` (empty: keep the current one).
+    ///
+    /// Goose spreads its users over the scenarios by its weights, so the
+    /// gate keeps seats per class (see [`Gate`]) and goose gets enough users
+    /// for every class to fill its seats: whole rounds of its weighted
+    /// allocation, more if a class still lacks users once they all started
+    /// (goose's users are only ever added while running; the surplus waits,
+    /// parked). A master that names none of our classes gets its total,
+    /// spread by goose's weights.
+    pub async fn set_classes(
         &mut self,
         host: &str,
-        users: u64,
-    ) -> Result<Option<StatsReport>, DriverError> {
-        let users = users.min(MAX_USERS_PER_WORKER);
+        asked: &BTreeMap<String, u64>,
+    ) -> Result<Spawned, DriverError> {
+        let (seats, unknown) = self.classes.seats(asked);
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "the master asked for user classes this load test does not define: {} (it has {})",
+                unknown.join(", "),
+                self.classes.names.join(", ")
+            );
+        }
+        let seats = seats.map(|seats| cap_seats(seats, MAX_USERS_PER_WORKER));
+        let users = match &seats {
+            Some(seats) => seats.iter().sum(),
+            None => asked
+                .values()
+                .fold(0u64, |sum, n| sum.saturating_add(*n))
+                .min(MAX_USERS_PER_WORKER),
+        };
         let host_changes = !host.is_empty() && self.host.as_deref() != Some(host);
-        let mut flushed = None;
+        let mut spawned = Spawned::default();
         if self.users > 0 && (users == 0 || host_changes) {
-            flushed = Some(self.stop().await?);
+            spawned.flushed = Some(self.stop().await?);
         }
         if users == 0 {
-            return Ok(flushed);
+            return Ok(spawned);
         }
         if host_changes {
             self.controller.command(&format!("host {host}")).await?;
             self.host = Some(host.to_string());
         }
+        let Some(seats) = seats else {
+            self.gate.set_targets(None);
+            self.run_goose_users(users).await?;
+            self.users = users;
+            spawned.classes = asked.clone();
+            return Ok(spawned);
+        };
+        let targets: Vec<usize> = seats
+            .iter()
+            .map(|n| usize::try_from(*n).unwrap_or(usize::MAX))
+            .collect();
+        self.gate.set_targets(Some(&targets));
+        let mut goose_users = self
+            .goose_users
+            .max(self.classes.users_for(&seats))
+            .min(MAX_USERS_PER_WORKER);
+        for _ in 0..SEAT_ROUNDS {
+            self.run_goose_users(goose_users).await?;
+            let occupancy = self.wait_for_seats(&targets, goose_users).await;
+            // A class with fewer goose users than seats: add rounds for it.
+            let short = occupancy
+                .iter()
+                .zip(&targets)
+                .zip(&self.classes.weights)
+                .map(|((&(seen, _), &want), &w)| {
+                    let missing = want.saturating_sub(seen) as u64;
+                    missing.div_ceil(w.max(1))
+                })
+                .max()
+                .unwrap_or(0);
+            if short == 0 || goose_users >= MAX_USERS_PER_WORKER {
+                break;
+            }
+            goose_users = goose_users
+                .saturating_add(short.saturating_mul(self.classes.round()))
+                .min(MAX_USERS_PER_WORKER);
+        }
+        let occupancy = self.gate.occupancy();
+        spawned.classes = self
+            .classes
+            .names
+            .iter()
+            .zip(&occupancy)
+            .filter(|(name, &(_, running))| running > 0 || asked.contains_key(*name))
+            .map(|(name, &(_, running))| (name.clone(), running as u64))
+            .collect();
+        for (name, want) in self.classes.names.iter().zip(&targets) {
+            let running = spawned.classes.get(name).copied().unwrap_or(0);
+            if running != *want as u64 {
+                tracing::warn!("user class {name}: {running} users running of the {want} asked for (goose gave it too few users)");
+            }
+        }
+        self.users = spawned.classes.values().sum();
+        Ok(spawned)
+    }
+
+    /// Tells goose to run `users` users, starting it if idle.
+    async fn run_goose_users(&mut self, users: u64) -> Result<(), DriverError> {
+        if users == self.goose_users && self.users > 0 {
+            return Ok(());
+        }
+        if self.users == 0 && self.goose_users == 0 {
+            self.gate.reset_users();
+        }
         self.controller.command(&format!("users {users}")).await?;
-        if self.users == 0 {
+        if self.goose_users == 0 {
             self.gate.open();
             self.controller.command("start").await?;
         }
-        self.users = users;
-        Ok(flushed)
+        self.goose_users = users;
+        Ok(())
+    }
+
+    /// Waits (bounded) until every class's seats are taken, or all of
+    /// goose's `goose_users` started and no seat can be taken any more;
+    /// returns per class (users seen, users seated).
+    async fn wait_for_seats(&self, targets: &[usize], goose_users: u64) -> Vec<(usize, usize)> {
+        let deadline = tokio::time::Instant::now() + SEAT_PATIENCE;
+        loop {
+            let occupancy = self.gate.occupancy();
+            let seen: usize = occupancy.iter().map(|(seen, _)| seen).sum();
+            let settled = occupancy
+                .iter()
+                .zip(targets)
+                .all(|(&(seen_here, seated), &want)| seated >= want || seated >= seen_here);
+            let all_started = seen as u64 >= goose_users;
+            let filled = occupancy
+                .iter()
+                .zip(targets)
+                .all(|(&(_, seated), &want)| seated >= want);
+            if filled || (all_started && settled) || tokio::time::Instant::now() >= deadline {
+                return occupancy;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Stops the users' requests at once (goose's own stop follows in
@@ -269,13 +486,13 @@ impl GooseDriver {
 
     /// Stops every user; goose goes idle. Returns the last requests made.
     pub async fn stop(&mut self) -> Result<StatsReport, DriverError> {
-        if self.users == 0 {
-            return self.take_delta().await;
+        if self.goose_users == 0 {
+            return Ok(self.tap.take(true));
         }
         self.halt().await;
         // Every request that finished is tallied already; goose's own stop
         // (it answers within half a second) only ends the idle users.
-        let last = self.tap.take();
+        let last = self.tap.take(true);
         match self.controller.command("stop").await {
             Ok(_) => {}
             // Goose ended the run by itself.
@@ -285,12 +502,13 @@ impl GooseDriver {
             Err(err) => return Err(err.into()),
         }
         self.users = 0;
+        self.goose_users = 0;
         Ok(last)
     }
 
     /// Requests made since the last call, as a Locust stats delta.
     pub async fn take_delta(&mut self) -> Result<StatsReport, DriverError> {
-        Ok(self.tap.take())
+        Ok(self.tap.take(false))
     }
 
     /// Transaction errors since the last call: (message, occurrences).
@@ -363,10 +581,30 @@ fn configuration(port: u16, token: &str, options: &DriverOptions) -> GooseConfig
     config.no_scenario_metrics = true;
     config.no_percentiles_over_time = true;
     config.request_log = options.request_log.clone();
+    config.co_mitigation = Some(
+        options
+            .co_mitigation
+            .clone()
+            .unwrap_or(GooseCoordinatedOmissionMitigation::Disabled),
+    );
     if config.request_log.is_some() {
         config.request_format = Some(goose::logger::GooseLogFormat::Json);
     }
     config
+}
+
+/// Seats capped at `limit` users in all, taken from the largest classes.
+fn cap_seats(mut seats: Vec<u64>, limit: u64) -> Vec<u64> {
+    let mut excess = seats.iter().sum::<u64>().saturating_sub(limit);
+    while excess > 0 {
+        let Some(largest) = seats.iter_mut().max() else {
+            break;
+        };
+        let cut = excess.min(*largest).max(1);
+        *largest = largest.saturating_sub(cut);
+        excess = excess.saturating_sub(cut);
+    }
+    seats
 }
 
 /// A port for goose's controller: one the system hands out, released at
@@ -399,7 +637,12 @@ mod tests {
             host: Some("http://127.0.0.1:9".into()),
             request_log: None,
             shared_client: false,
+            co_mitigation: None,
         }
+    }
+
+    fn users(n: u64) -> BTreeMap<String, u64> {
+        [("WebsiteUser".to_string(), n)].into_iter().collect()
     }
 
     /// A WebSocket service answering like a goose that is not ours: another
@@ -525,7 +768,7 @@ mod tests {
         let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
             .await
             .unwrap();
-        driver.set_users(&url, 4).await.unwrap();
+        driver.set_classes(&url, &users(4)).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while ok.load(Ordering::SeqCst) < 300 {
             assert!(
@@ -616,7 +859,8 @@ mod tests {
         let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
             .await
             .unwrap();
-        driver.set_users(&url, 4).await.unwrap();
+        let members = [("Member".to_string(), 4)].into_iter().collect();
+        driver.set_classes(&url, &members).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while served.load(Ordering::SeqCst) < 200 {
             assert!(
@@ -634,6 +878,83 @@ mod tests {
         );
         let sessions = seen.lock().map(|s| s.len()).unwrap_or(0);
         assert_eq!(sessions, 4, "one session per user");
+    }
+
+    /// A target that stalls: every 25th request waits 150 ms, the rest
+    /// answer at once. Returns its URL and how many requests it served.
+    async fn stalling_target() -> (String, Arc<AtomicUsize>) {
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = served.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n % 25 == 24 {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
+                    "hello"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, served)
+    }
+
+    /// With goose's mitigation on, a stalled target's figures are corrected
+    /// and marked: back-filled requests in the histogram only, the requests
+    /// themselves counted once; the same load without it has none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_target_with_mitigation_gives_corrected_figures() {
+        for co in [Some(GooseCoordinatedOmissionMitigation::Average), None] {
+            let (url, served) = stalling_target().await;
+            let scenarios =
+                vec![scenario!("WebsiteUser").register_transaction(transaction!(front_page))];
+            let options = DriverOptions {
+                co_mitigation: co.clone(),
+                ..options()
+            };
+            let mut driver = GooseDriver::launch(scenarios, &options, "test-node")
+                .await
+                .unwrap();
+            driver.set_classes(&url, &users(2)).await.unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while served.load(Ordering::SeqCst) < 400 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the target barely served"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut report = driver.take_delta().await.unwrap();
+            report.absorb(driver.stop().await.unwrap());
+            driver.shutdown().await;
+            let total = &report.stats_total;
+            assert_eq!(total.num_requests as usize, served.load(Ordering::SeqCst));
+            let p99 = total.percentile_ms(0.99);
+            eprintln!(
+                "co {co:?}: {} requests, {} back-filled, p50 {:.3} ms, p95 {:.3} ms, p99 {p99:.3} ms, source {}",
+                total.num_requests,
+                total.backfilled,
+                total.percentile_ms(0.5),
+                total.percentile_ms(0.95),
+                total.percentile_source()
+            );
+            if co.is_some() {
+                assert!(total.backfilled > 0, "no request was back-filled");
+                assert!(total.co_corrected());
+                assert_eq!(total.percentile_source(), "hdr+co");
+                // On the wire too, for the master.
+                let entry = crate::stats::StatsEntry::from_value(&total.to_value()).unwrap();
+                assert_eq!(entry.backfilled, total.backfilled);
+                assert_eq!(entry.percentile_source(), "hdr+co");
+            } else {
+                assert_eq!(total.backfilled, 0);
+                assert_eq!(total.percentile_source(), "hdr");
+            }
+        }
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ mod gate;
 mod goose_driver;
 pub mod spot;
 mod tap;
+mod user_client;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -27,8 +28,10 @@ use bytes::Bytes;
 use goose::prelude::Scenario;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
-pub use goose_driver::{DriverError, DriverOptions, GooseDriver, MAX_USERS_PER_WORKER};
+pub use goose_driver::{DriverError, DriverOptions, GooseDriver, Spawned, MAX_USERS_PER_WORKER};
 pub use spot::SpotNotice;
+pub use tap::read_body;
+pub use user_client::{user_client_builder, UserClientError};
 
 use crate::protocol::transport::{connect_worker, DealerSender, WorkerLink};
 use crate::protocol::{
@@ -311,6 +314,16 @@ impl Worker {
         self.state.set(WorkerState::Spawning);
         self.send(ToMaster::Spawning);
         let asked = order.user_count();
+        // The master's choice of coordinated omission mitigation, for the
+        // users this spawn starts; without one, the worker's own.
+        let co = order.co_mitigation.as_deref().and_then(|mode| {
+            let parsed = mode.parse().ok();
+            if parsed.is_none() {
+                tracing::warn!("ignored the master's co_mitigation {mode:?}: expected average, maximum, minimum or disabled");
+            }
+            parsed
+        });
+        self.goose.set_co_mitigation(co);
         if asked > MAX_USERS_PER_WORKER {
             let msg = format!("worker {} was asked for {asked} users; goose runs at most {MAX_USERS_PER_WORKER} per worker, so it runs {MAX_USERS_PER_WORKER}: add workers", self.node_id);
             tracing::warn!("{msg}");
@@ -320,12 +333,18 @@ impl Worker {
                 count: 1,
             });
         }
-        match self.goose.set_users(&order.host, asked).await {
-            Ok(Some(report)) => {
-                self.hold(report);
-                self.deliver();
+        let running = match self
+            .goose
+            .set_classes(&order.host, &order.user_classes_count)
+            .await
+        {
+            Ok(spawned) => {
+                if let Some(report) = spawned.flushed {
+                    self.hold(report);
+                    self.deliver();
+                }
+                spawned.classes
             }
-            Ok(None) => {}
             // Goose said no (e.g. no target host): the master hears why and
             // this worker stays, idle, for the next spawn.
             Err(DriverError::Controller(ControllerError::Refused { command, reply })) => {
@@ -353,8 +372,9 @@ impl Worker {
                 return Ok(());
             }
             Err(err) => return Err(err.into()),
-        }
-        self.classes = order.user_classes_count;
+        };
+        // What runs, class by class, as a Locust worker reports it.
+        self.classes = running;
         self.state.set(WorkerState::Running);
         self.send(ToMaster::SpawningComplete {
             user_classes_count: self.classes.clone(),

@@ -3,9 +3,8 @@
 //! request's record (`GooseLog::Request`: name, method, status, error, time
 //! to the microsecond) to its `logger` channel when its configuration names
 //! a request log; the [`Tap`] gives each user that channel (both are public
-//! fields of `GooseUser`), and a task of its own folds the records into a
-//! [`Tally`], which the worker takes as a Locust stats delta whenever it
-//! reports.
+//! fields of `GooseUser`), and folds the records into a [`Tally`], which the
+//! worker takes as a Locust stats delta whenever it reports.
 //!
 //! Compared with reading goose's aggregated metrics through its controller,
 //! a report is ready at once (goose's main loop answers commands only twice
@@ -13,22 +12,102 @@
 //! request that finished before it, and keeps each time to the microsecond.
 //! Goose's own aggregation is switched off for these users (their
 //! `metrics_channel` is cleared), so the worker pays for one tally, not two.
+//!
+//! **Bodies, as Locust counts them.** Goose times a request until its
+//! headers arrive and never sees the body. A scenario that reads the body
+//! with [`read_body`] sends a note down the same channel right after
+//! goose's record: the body's size, and the request's time to the last byte
+//! (goose's time to the headers plus the time the body took to arrive from
+//! when goose handed the response over; goose's few microseconds of
+//! bookkeeping between the two are not counted). So each user's request
+//! waits, pending, for its note; the user's next record, or a second report
+//! since, settles it with goose's time and no size.
+//!
+//! **Coordinated omission.** With goose's mitigation on, the request that
+//! ends a stall comes a second time with `coordinated_omission_elapsed` and
+//! `user_cadence` set. That copy is not a request: the tally back-fills from
+//! it the requests the user would have made during the stall, exactly as
+//! goose's own metrics do, into the histogram only (see
+//! [`StatsEntry::log_backfilled`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use goose::goose::GooseMethod;
+use bytes::Bytes;
+use goose::goose::{GooseDebug, GooseMethod, GooseResponse};
 use goose::logger::GooseLog;
-use goose::metrics::GooseRequestMetric;
+use goose::metrics::{GooseCoordinatedOmissionMitigation, GooseRequestMetric};
 use goose::prelude::GooseUser;
 
 use crate::stats::{now_epoch, StatsEntry, StatsError, StatsReport, AGGREGATED};
 
-/// A user configuration's request log, set only so goose sends the records;
-/// nothing is written anywhere.
+/// A user configuration's request and error logs, set only so goose sends
+/// the records; nothing is written anywhere.
 const IN_PROCESS: &str = "in-process";
 
+/// The tag of the note [`read_body`] sends after goose's own record.
+const BODY_NOTE: &str = "swarm:body";
+
+/// How often the tap folds what the users sent: one lock per batch, and
+/// only one consumer drains the channel at a time (under the tally's lock),
+/// so a user's records are folded in the order it sent them.
+const FOLD_EVERY: Duration = Duration::from_millis(20);
+
 type LogSender = flume::Sender<Option<GooseLog>>;
+
+/// Reads a response's body in full, as Locust's `HttpUser` does, and tells
+/// the worker its size and the request's time to the last byte; returns the
+/// body, or `None` when the request failed (goose counted it) or the body
+/// did not arrive (counted as a failure, with the error).
+///
+/// Use it in a transaction instead of reading `goose.response` yourself:
+///
+/// ```no_run
+/// # use goose::prelude::*;
+/// async fn index(user: &mut GooseUser) -> TransactionResult {
+///     let goose = user.get("/").await?;
+///     let _page = swarm::worker::read_body(user, goose).await;
+///     Ok(())
+/// }
+/// ```
+pub async fn read_body(user: &GooseUser, goose: GooseResponse) -> Option<Bytes> {
+    let GooseResponse {
+        mut request,
+        response,
+    } = goose;
+    let response = response.ok()?;
+    let started = Instant::now();
+    let read = response.bytes().await;
+    let body_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let total = request.response_time_micros().saturating_add(body_us);
+    request.response_time = total / 1000;
+    request.response_time_fraction_us = (total % 1000) as u16;
+    let (body, size) = match read {
+        Ok(body) => {
+            let size = body.len();
+            (Some(body), size)
+        }
+        Err(err) => {
+            request.success = false;
+            request.error = format!("reading the body: {err}: {}", request.name);
+            (None, 0)
+        }
+    };
+    // Only a user attached to a worker's tap: elsewhere (a plain goose run)
+    // the note would go to goose's own logger.
+    if user.config.error_log.as_deref() == Some(IN_PROCESS) {
+        if let Some(logger) = &user.logger {
+            let _ = logger.send(Some(GooseLog::Debug(GooseDebug {
+                tag: BODY_NOTE.to_string(),
+                request: Some(request),
+                header: None,
+                body: Some(size.to_string()),
+            })));
+        }
+    }
+    body
+}
 
 /// Hands every user the worker's log channel; owns the tally.
 #[derive(Debug, Clone)]
@@ -39,6 +118,9 @@ pub struct Tap {
     /// Goose's own request log (`--request-log`), when the worker writes
     /// one: each record is passed on to it.
     file_log: Arc<OnceLock<LogSender>>,
+    /// Coordinated omission mitigation for users attached from now on, as
+    /// the master's last spawn chose it; `None`: goose's configuration's.
+    co_mitigation: Arc<Mutex<Option<GooseCoordinatedOmissionMitigation>>>,
 }
 
 impl Tap {
@@ -48,35 +130,65 @@ impl Tap {
         let (sender, receiver) = flume::unbounded();
         let tap = Tap {
             sender,
-            receiver: receiver.clone(),
+            receiver,
             tally: Arc::new(Mutex::new(Tally::new(now_epoch()))),
             file_log: Arc::new(OnceLock::new()),
+            co_mitigation: Arc::default(),
         };
-        let (tally, file_log) = (tap.tally.clone(), tap.file_log.clone());
+        let folder = Tap {
+            sender: flume::unbounded().0,
+            ..tap.clone()
+        };
         tokio::spawn(async move {
-            while let Ok(record) = receiver.recv_async().await {
-                let Some(record) = record else { continue };
-                if let Ok(mut tally) = tally.lock() {
-                    tally.record(&record, now_epoch());
+            let mut tick = tokio::time::interval(FOLD_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Ok(mut tally) = folder.tally.lock() {
+                    folder.drain(&mut tally, now_epoch());
                 }
-                if let (Some(file_log), GooseLog::Request(_)) = (file_log.get(), &record) {
-                    let _ = file_log.send(Some(record));
+                if folder.receiver.is_disconnected() && folder.receiver.is_empty() {
+                    break;
                 }
             }
         });
         tap
     }
 
+    /// Folds every record sent so far; called with the tally locked.
+    fn drain(&self, tally: &mut Tally, now: f64) {
+        let file_log = self.file_log.get();
+        tally.keep_counted = file_log.is_some();
+        while let Ok(record) = self.receiver.try_recv() {
+            let Some(record) = record else { continue };
+            tally.record(&record, now);
+            // goose's request log gets each request as counted (its time
+            // runs to the body's last byte), and goose's own re-sends
+            // (a failure marked later, a back-fill copy) as they came.
+            if let (Some(file_log), GooseLog::Request(request)) = (file_log, &record) {
+                if request.update || request.coordinated_omission_elapsed > 0 {
+                    let _ = file_log.send(Some(record));
+                }
+            }
+        }
+        if let Some(file_log) = file_log {
+            for request in tally.counted.drain(..) {
+                let _ = file_log.send(Some(GooseLog::Request(request)));
+            }
+        }
+    }
+
     /// Points `user` at this tap, once per user: its request records come
     /// here (and are passed on to goose's request log file, when the worker
-    /// writes one), and goose's own aggregation for it is off.
-    pub fn attach(&self, user: &mut GooseUser) {
+    /// writes one), and goose's own aggregation for it is off. Returns
+    /// whether the user was new to the tap.
+    pub fn attach(&self, user: &mut GooseUser) -> bool {
         if user
             .logger
             .as_ref()
             .is_some_and(|l| l.same_channel(&self.sender))
         {
-            return;
+            return false;
         }
         if let Some(goose_log) = user.logger.take() {
             if user
@@ -96,26 +208,38 @@ impl Tap {
         user.config.error_log = Some(IN_PROCESS.to_string());
         user.logger = Some(self.sender.clone());
         user.metrics_channel = None;
+        // Goose reads the mode from the user's own configuration, on every
+        // pass through its transactions and with every request.
+        if let Some(mode) = self.co_mitigation.lock().ok().and_then(|m| m.clone()) {
+            user.config.co_mitigation = Some(mode);
+        }
+        true
+    }
+
+    /// Chooses coordinated omission mitigation for the users attached from
+    /// now on; `None` keeps goose's configuration's.
+    pub fn set_co_mitigation(&self, mode: Option<GooseCoordinatedOmissionMitigation>) {
+        if let Ok(mut current) = self.co_mitigation.lock() {
+            *current = mode;
+        }
     }
 
     /// Requests measured since the last call, as a Locust stats delta. Any
-    /// record already sent is in it: the channel is drained first.
-    pub fn take(&self) -> StatsReport {
+    /// record already sent is in it: the channel is drained first. A request
+    /// still waiting for its body's note stays for the next call, unless it
+    /// waited through one already or `settle` is set (the users are halted:
+    /// no note is coming).
+    pub fn take(&self, settle: bool) -> StatsReport {
         let now = now_epoch();
         let Ok(mut tally) = self.tally.lock() else {
             return StatsReport::default();
         };
-        while let Ok(record) = self.receiver.try_recv() {
-            if let Some(record) = record {
-                tally.record(&record, now);
-                if let (Some(file_log), GooseLog::Request(_)) = (self.file_log.get(), &record) {
-                    let _ = file_log.send(Some(record));
-                }
-            }
-        }
-        let exceptions = std::mem::take(&mut tally.exceptions);
-        let taken = std::mem::replace(&mut *tally, Tally::new(now));
-        tally.exceptions = exceptions;
+        self.drain(&mut tally, now);
+        tally.settle_pending(settle, now);
+        let mut next = Tally::new(now);
+        next.exceptions = std::mem::take(&mut tally.exceptions);
+        next.pending = std::mem::take(&mut tally.pending);
+        let taken = std::mem::replace(&mut *tally, next);
         taken.into_report(now)
     }
 
@@ -136,6 +260,14 @@ fn method_name(request: &GooseRequestMetric) -> String {
     }
 }
 
+/// A request waiting for its body's note.
+#[derive(Debug)]
+struct Pending {
+    request: GooseRequestMetric,
+    /// A report was taken while it waited: the next one settles it.
+    waited: bool,
+}
+
 /// Requests since the last report, per (method, name), with their errors.
 #[derive(Debug)]
 pub struct Tally {
@@ -147,6 +279,14 @@ pub struct Tally {
     /// Transaction errors, as Locust's Exceptions tab lists them: message →
     /// occurrences. Taken apart from the stats (see [`Tap::take_exceptions`]).
     exceptions: BTreeMap<String, u64>,
+    /// Each user's last request, until its body's note (or the user's next
+    /// record) settles it; keyed by goose's user index.
+    pending: HashMap<usize, Pending>,
+    /// Requests as counted (time to the body's last byte), kept for goose's
+    /// request log file while the worker writes one.
+    counted: Vec<GooseRequestMetric>,
+    /// Whether to keep them.
+    keep_counted: bool,
 }
 
 impl Tally {
@@ -156,13 +296,56 @@ impl Tally {
             entries: HashMap::new(),
             errors: BTreeMap::new(),
             exceptions: BTreeMap::new(),
+            pending: HashMap::new(),
+            counted: Vec::new(),
+            keep_counted: false,
         }
     }
 
     /// Folds in one record from goose's request log.
     pub fn record(&mut self, record: &GooseLog, now: f64) {
         match record {
-            GooseLog::Request(request) => self.request(request, now),
+            GooseLog::Request(request) if request.coordinated_omission_elapsed > 0 => {
+                self.backfill(request);
+            }
+            GooseLog::Request(request) => {
+                self.settle_user(request.user, now);
+                if request.update {
+                    self.update(request, now);
+                } else {
+                    self.pending.insert(
+                        request.user,
+                        Pending {
+                            request: request.clone(),
+                            waited: false,
+                        },
+                    );
+                }
+            }
+            GooseLog::Debug(note) if note.tag == BODY_NOTE => {
+                let Some(request) = note.request.as_ref() else {
+                    return;
+                };
+                let size = note
+                    .body
+                    .as_deref()
+                    .and_then(|b| b.parse().ok())
+                    .unwrap_or(0);
+                let waiting = self.pending.get(&request.user).is_some_and(|p| {
+                    p.request.elapsed == request.elapsed
+                        && p.request.raw.method == request.raw.method
+                        && p.request.name == request.name
+                });
+                if waiting {
+                    self.pending.remove(&request.user);
+                    self.finish(request, size, now);
+                } else {
+                    // Its request was settled already (the body took longer
+                    // than a report): its size still counts.
+                    let entry = self.entry(request);
+                    entry.total_content_length = entry.total_content_length.saturating_add(size);
+                }
+            }
             GooseLog::TransactionError(failed) => {
                 let msg = format!(
                     "{} (transaction {} of {})",
@@ -175,39 +358,100 @@ impl Tally {
         }
     }
 
-    fn request(&mut self, request: &GooseRequestMetric, now: f64) {
+    fn entry(&mut self, request: &GooseRequestMetric) -> &mut StatsEntry {
         let since = self.since;
-        let entry = self
-            .entries
+        self.entries
             .entry((request.raw.method, request.name.clone()))
-            .or_insert_with(|| StatsEntry::new(&request.name, &method_name(request), since));
-        if request.update {
-            // Goose re-sends a request a transaction marked failed after
-            // the fact: one more failure, not one more request.
-            if !request.success {
-                entry.num_failures = entry.num_failures.saturating_add(1);
-                let second = entry.num_fail_per_sec.entry(now as i64).or_default();
-                *second = second.saturating_add(1);
-            }
-        } else {
-            let ms = request.response_time_micros() as f64 / 1000.0;
-            entry.log(ms, 1, !request.success, now);
+            .or_insert_with(|| StatsEntry::new(&request.name, &method_name(request), since))
+    }
+
+    /// Settles `user`'s pending request, without a body.
+    fn settle_user(&mut self, user: usize, now: f64) {
+        if let Some(pending) = self.pending.remove(&user) {
+            self.finish(&pending.request, 0, now);
         }
+    }
+
+    /// Settles the requests that waited through a report already (all of
+    /// them when `all`); marks the others as having waited through this one.
+    fn settle_pending(&mut self, all: bool, now: f64) {
+        let due: Vec<usize> = self
+            .pending
+            .iter_mut()
+            .filter_map(|(user, pending)| {
+                let due = all || pending.waited;
+                pending.waited = true;
+                due.then_some(*user)
+            })
+            .collect();
+        for user in due {
+            self.settle_user(user, now);
+        }
+    }
+
+    /// Counts one request that took `request`'s time and carried `size`
+    /// bytes of body.
+    fn finish(&mut self, request: &GooseRequestMetric, size: u64, now: f64) {
+        if self.keep_counted {
+            self.counted.push(request.clone());
+        }
+        let entry = self.entry(request);
+        let ms = request.response_time_micros() as f64 / 1000.0;
+        entry.log(ms, 1, !request.success, now);
+        entry.total_content_length = entry.total_content_length.saturating_add(size);
         if !request.success {
-            let error = StatsError {
-                method: method_name(request),
-                name: request.name.to_string(),
-                error: request.error.clone(),
-                occurrences: 1,
-                first_seen: Some(now),
-                last_seen: Some(now),
-            };
-            match self.errors.get_mut(&error.wire_key()) {
-                Some(known) => known.extend(&error),
-                None => {
-                    self.errors.insert(error.wire_key(), error);
-                }
+            self.error(request, now);
+        }
+    }
+
+    /// Goose re-sends a request a transaction marked failed after the fact:
+    /// one more failure, not one more request.
+    fn update(&mut self, request: &GooseRequestMetric, now: f64) {
+        if request.success {
+            return;
+        }
+        let entry = self.entry(request);
+        entry.num_failures = entry.num_failures.saturating_add(1);
+        let second = entry.num_fail_per_sec.entry(now as i64).or_default();
+        *second = second.saturating_add(1);
+        self.error(request, now);
+    }
+
+    fn error(&mut self, request: &GooseRequestMetric, now: f64) {
+        let error = StatsError {
+            method: method_name(request),
+            name: request.name.to_string(),
+            error: request.error.clone(),
+            occurrences: 1,
+            first_seen: Some(now),
+            last_seen: Some(now),
+        };
+        match self.errors.get_mut(&error.wire_key()) {
+            Some(known) => known.extend(&error),
+            None => {
+                self.errors.insert(error.wire_key(), error);
             }
+        }
+    }
+
+    /// The requests a stalled user would have made, from the copy of the
+    /// request that ended the stall, as goose's own metrics derive them:
+    /// one every `user_cadence` ms, from the stall's length less one cadence
+    /// down to (not including) the measured time, in whole milliseconds.
+    fn backfill(&mut self, copy: &GooseRequestMetric) {
+        let cadence = copy.user_cadence;
+        if cadence == 0 {
+            return;
+        }
+        let measured = copy.response_time;
+        let entry = self.entry(copy);
+        let mut time = copy
+            .coordinated_omission_elapsed
+            .saturating_sub(cadence)
+            .saturating_sub(measured);
+        while time > measured {
+            entry.log_backfilled(time as f64, 1);
+            time -= cadence.min(time);
         }
     }
 
@@ -228,5 +472,91 @@ impl Tally {
             errors: self.errors,
             ..StatsReport::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request record as goose sends it: `user`'s GET `/` at `elapsed`
+    /// ms into its run, taking `us` microseconds.
+    fn request(user: usize, elapsed: u64, us: u64) -> GooseRequestMetric {
+        let json = serde_json::json!({
+            "elapsed": elapsed, "scenario_index": 0, "scenario_name": "WebsiteUser",
+            "transaction_index": 0, "transaction_name": {"TransactionOnly": ""},
+            "raw": {"method": "Get", "url": "http://target/", "headers": [], "body": "", "custom_method": ""},
+            "name": "/", "final_url": "http://target/", "redirected": false,
+            "response_time": us / 1000, "status_code": 200, "success": true, "update": false,
+            "user": user, "error": "", "coordinated_omission_elapsed": 0, "user_cadence": 0,
+            "response_time_fraction_us": us % 1000,
+        });
+        serde_json::from_value(json).expect("goose's request metric")
+    }
+
+    fn note(mut request: GooseRequestMetric, total_us: u64, size: u64) -> GooseLog {
+        request.response_time = total_us / 1000;
+        request.response_time_fraction_us = (total_us % 1000) as u16;
+        GooseLog::Debug(GooseDebug {
+            tag: BODY_NOTE.to_string(),
+            request: Some(request),
+            header: None,
+            body: Some(size.to_string()),
+        })
+    }
+
+    fn report_of(mut tally: Tally, settle: bool) -> StatsReport {
+        tally.settle_pending(settle, 2.0);
+        tally.into_report(2.0)
+    }
+
+    #[test]
+    fn a_body_note_gives_the_size_and_the_time_to_the_last_byte() {
+        let mut tally = Tally::new(1.0);
+        let (a, b) = (request(0, 10, 400), request(1, 11, 500));
+        tally.record(&GooseLog::Request(a.clone()), 1.5);
+        tally.record(&GooseLog::Request(b.clone()), 1.5);
+        tally.record(&note(a, 1_400, 125), 1.5);
+        // User 1's next request settles its first without a note.
+        tally.record(&GooseLog::Request(request(1, 12, 600)), 1.5);
+        let report = report_of(tally, true);
+        let total = &report.stats_total;
+        assert_eq!(total.num_requests, 3);
+        assert_eq!(total.total_content_length, 125);
+        assert!((total.total_response_time - (1.4 + 0.5 + 0.6)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_request_waits_through_one_report_for_its_body() {
+        let mut tally = Tally::new(1.0);
+        tally.record(&GooseLog::Request(request(0, 10, 400)), 1.5);
+        tally.settle_pending(false, 1.6);
+        assert_eq!(tally.pending.len(), 1, "kept for its note");
+        tally.settle_pending(false, 1.7);
+        assert!(tally.pending.is_empty(), "settled on the second report");
+    }
+
+    #[test]
+    fn a_stall_is_back_filled_like_goose_does_into_the_histogram_only() {
+        let mut tally = Tally::new(1.0);
+        let mut stalled = request(0, 10, 1_000_000);
+        tally.record(&GooseLog::Request(stalled.clone()), 1.5);
+        // The copy that ended a 1,000 ms stall at a 100 ms cadence, its
+        // request measured at 50 ms: goose back-fills 850, 750, ... 150 ms,
+        // eight requests.
+        stalled.coordinated_omission_elapsed = 1_000;
+        stalled.user_cadence = 100;
+        stalled.response_time = 50;
+        tally.record(&GooseLog::Request(stalled), 1.5);
+        let report = report_of(tally, true);
+        let total = &report.stats_total;
+        assert_eq!(
+            total.num_requests, 1,
+            "back-filled requests were never sent"
+        );
+        assert_eq!(total.backfilled, 8);
+        assert_eq!(total.precise().map(crate::stats::Hdr::count), Some(9));
+        assert_eq!(total.percentile_source(), "hdr+co");
+        assert!(total.co_corrected());
     }
 }

@@ -191,7 +191,9 @@ function statsRowHtml(r, isAgg, rps, fps) {
     ' data-requests="' + esc(r.num_requests) + '" data-failures="' + esc(r.num_failures) + '"' +
     (isAgg ? ' class="aggregated"' : "") + ">" +
     '<td><span class="method">' + esc(r.method || "") + "</span></td>" +
-    '<td class="name">' + esc(r.name) + "</td>" +
+    '<td class="name">' + esc(r.name) + (p.source === "hdr+co" ?
+      ' <span class="co-corrected" title="percentiles corrected for coordinated omission: ' +
+      esc(p.co_backfilled) + ' requests back-filled by goose">CO-corrected</span>' : "") + "</td>" +
     '<td class="num">' + fmtInt(r.num_requests) + "</td>" +
     '<td class="num' + (r.num_failures > 0 ? " fail" : "") + '">' + fmtInt(r.num_failures) + "</td>" +
     '<td class="num">' + fmtMs(pick(p.p50_ms, r.median_response_time)) + "</td>" +

@@ -1,0 +1,228 @@
+//! The HTTP clients the worker's users make their requests with.
+//!
+//! Goose builds a client per user from its own settings, and reqwest sets
+//! up TLS for every client it builds: its platform verifier reads and
+//! parses the system's root certificates each time. With thousands of users
+//! that is most of a spawn's CPU, and it stalls the runtime long enough for
+//! the worker to miss heartbeats (5,000 users at 1,000/s lost their master
+//! on a 2-core machine). So the worker sets up TLS once, and gives each user
+//! a client of its own (its own pool and cookie jar, as Locust's users have)
+//! that shares that one verifier, or one client for every user with
+//! `--shared-client`.
+//!
+//! Goose is told to share one client (built once, never used for a
+//! request); each user's first on-start transaction, added to every scenario
+//! ahead of the load test's own (a log-in needs the user's cookie jar), puts
+//! the user's client in place — goose's own way of giving a user another
+//! client (`GooseUser::set_client_builder`), without goose's build.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use goose::goose::TransactionError;
+use goose::prelude::{GooseUser, Scenario, Transaction, TransactionResult};
+use rustls::client::Resumption;
+
+/// Goose's default request timeout, kept.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// TLS session tickets a user keeps (per server name): a user talks to a
+/// handful of hosts at most.
+const USER_TLS_SESSIONS: usize = 8;
+
+/// The name of the on-start transaction that gives a user its client.
+const INSTALL_NAME: &str = "swarm: HTTP client";
+
+/// The settings of every client the worker's users get (and of
+/// `scripts/compare-load`'s bare reqwest loop): goose's defaults (its user
+/// agent replaced, a 60 s timeout, gzip accepted as Locust's clients accept
+/// it) without the environment's proxy lookup; Nagle off. `cookies`: a
+/// cookie jar of its own.
+pub fn user_client_builder(user_agent: &str, cookies: bool) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(user_agent)
+        .timeout(REQUEST_TIMEOUT)
+        .gzip(true)
+        .no_proxy()
+        .tcp_nodelay(true)
+        .cookie_store(cookies)
+}
+
+/// Why the users' clients could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UserClientError {
+    /// The system's root certificates could not be loaded.
+    #[error("cannot load the system's root certificates for HTTPS: {0}")]
+    Tls(rustls::Error),
+    /// reqwest refused the settings.
+    #[error("cannot build an HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// Makes each user's client: one TLS setup, shared.
+#[derive(Debug)]
+pub struct UserClients {
+    user_agent: String,
+    /// The TLS configuration every client starts from (its verifier, with
+    /// the system's roots, loaded once).
+    tls: rustls::ClientConfig,
+    /// With `--shared-client`: the one client every user gets.
+    shared: Option<reqwest::Client>,
+}
+
+impl UserClients {
+    /// Loads the system's roots once; `shared`: one client (no cookies) for
+    /// every user, else a client and cookie jar each.
+    pub fn new(user_agent: &str, shared: bool) -> Result<UserClients, UserClientError> {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+            .map_err(UserClientError::Tls)?;
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(UserClientError::Tls)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        // As reqwest offers them: HTTP/2 where the server has it.
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut clients = UserClients {
+            user_agent: user_agent.to_string(),
+            tls,
+            shared: None,
+        };
+        if shared {
+            clients.shared = Some(clients.build(false)?);
+        } else {
+            // Proves the settings build before any user needs them.
+            clients.build(true)?;
+        }
+        Ok(clients)
+    }
+
+    fn build(&self, cookies: bool) -> Result<reqwest::Client, reqwest::Error> {
+        let mut tls = self.tls.clone();
+        tls.resumption = Resumption::in_memory_sessions(USER_TLS_SESSIONS);
+        user_client_builder(&self.user_agent, cookies)
+            .tls_backend_preconfigured(tls)
+            .build()
+    }
+
+    /// A client for one user: the shared one, or a new one with its own
+    /// pool and cookie jar.
+    pub fn for_user(&self) -> Result<reqwest::Client, reqwest::Error> {
+        match &self.shared {
+            Some(client) => Ok(client.clone()),
+            None => self.build(true),
+        }
+    }
+
+    /// `scenario` with an on-start transaction first that gives each user
+    /// its client. Sequenced first (goose runs sequenced on-start
+    /// transactions before the others, and among equals the first
+    /// registered), weighted so that it runs once and changes no other
+    /// transaction's share.
+    pub fn install(self: &Arc<Self>, mut scenario: Scenario) -> Scenario {
+        let theirs = std::mem::take(&mut scenario.transactions);
+        let weight = theirs
+            .iter()
+            .map(|t| t.weight)
+            .reduce(gcd)
+            .unwrap_or(1)
+            .max(1);
+        let clients = self.clone();
+        let install = Transaction::new(Arc::new(transaction_fn(move |user| {
+            let client = clients.for_user();
+            Box::pin(async move { give_client(user, client) })
+        })))
+        .set_name(INSTALL_NAME)
+        .set_on_start()
+        .set_sequence(1)
+        .set_weight(weight);
+        let Ok(install) = install else {
+            // A weight of at least 1 is always accepted.
+            scenario.transactions = theirs;
+            return scenario;
+        };
+        scenario = scenario.register_transaction(install);
+        for transaction in theirs {
+            scenario = scenario.register_transaction(transaction);
+        }
+        scenario
+    }
+}
+
+/// Puts `client` in `user`'s hands; a client that could not be built is a
+/// transaction error (the user keeps goose's shared client, without cookies).
+fn give_client(
+    user: &mut GooseUser,
+    client: Result<reqwest::Client, reqwest::Error>,
+) -> TransactionResult {
+    match client {
+        Ok(client) => {
+            user.client = client;
+            Ok(())
+        }
+        Err(err) => Err(Box::new(TransactionError::Custom(format!(
+            "could not build this user's HTTP client: {err}"
+        )))),
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+type TransactionFuture<'r> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
+
+/// Pins down the closure's higher-ranked signature for the compiler.
+fn transaction_fn<F>(f: F) -> F
+where
+    F: for<'r> Fn(&'r mut GooseUser) -> TransactionFuture<'r> + Send + Sync + 'static,
+{
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goose::prelude::{scenario, transaction};
+
+    async fn page(_user: &mut GooseUser) -> TransactionResult {
+        Ok(())
+    }
+
+    #[test]
+    fn install_goes_first_and_keeps_the_weights() {
+        let clients = Arc::new(UserClients::new("test", false).expect("clients"));
+        let scenario = scenario!("Site")
+            .register_transaction(transaction!(page).set_weight(4).unwrap())
+            .register_transaction(transaction!(page).set_on_start().set_sequence(1))
+            .register_transaction(transaction!(page).set_weight(6).unwrap());
+        let scenario = clients.install(scenario);
+        assert_eq!(scenario.transactions.len(), 4);
+        let first = &scenario.transactions[0];
+        assert!(first.on_start);
+        assert_eq!(first.sequence, 1);
+        assert_eq!(first.weight, 1, "gcd of 4, 1 and 6");
+        for (i, t) in scenario.transactions.iter().enumerate() {
+            assert_eq!(t.transactions_index, i);
+        }
+        assert_eq!(scenario.transactions[1].weight, 4);
+        assert_eq!(scenario.transactions[3].weight, 6);
+    }
+
+    #[test]
+    fn a_shared_client_is_one_client() {
+        let clients = UserClients::new("test", true).expect("clients");
+        assert!(clients.shared.is_some());
+        assert!(clients.for_user().is_ok());
+    }
+}
