@@ -8,16 +8,21 @@
 //!   listed), the binary to ship, the UI's credentials.
 //! - [`remote`]: hosts over SSH and the deploy recipes per role.
 //! - [`role`]: the fleet's roles, shared by `cloud` and `remote`.
+//! - [`expiry`]: the self-destruct's expiry, arming script and installer,
+//!   shared by `cloud` (user data, tags) and `remote` (the deploy step).
+//! - [`shell`]: POSIX `sh` quoting, shared by `cloud` and `remote`.
 //!
 //! The load engine itself lives in the `swarm` crate, which has no cloud or
 //! SSH dependencies; the `loadtest` binary is built from it.
 
 pub mod cli;
 pub mod cloud;
+pub mod expiry;
 pub mod local;
 pub mod provision;
 pub mod remote;
 pub mod role;
+pub mod shell;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`
 /// (the same set-up as `loadtest`).

@@ -141,6 +141,8 @@ fn expected_rules(cidr: &str, group: &str) -> BTreeSet<String> {
         // Workers load Nginx at its private address: 80 inside the group too.
         format!("tcp 80 from {group}"),
         format!("tcp 5557 from {group}"),
+        // Deploys: hosts fetch the loadtest binary from the master.
+        format!("tcp 5558 from {group}"),
     ]
     .into_iter()
     .collect()
@@ -257,7 +259,7 @@ async fn check_instances(
             script.contains("# spotload self-destruct timer"),
             "{id}: {script}"
         );
-        assert!(script.contains("shutdown -h +90 "), "{id}: {script}");
+        assert!(script.contains("(ttl 1h30m)"), "{id}: {script}");
         assert_eq!(shutdown_behaviour(ec2, id).await, "terminate", "{id}");
         assert!(launch_output.contains(id), "{id} not in launch output");
         roles.push(role);
@@ -342,7 +344,7 @@ async fn worker_type_list_launches_an_ec2_fleet() {
     let moto = Moto::start();
     let scratch = Scratch::new();
     let (ec2, url) = (moto.ec2(), moto.url());
-    let launch = "launch --fleet mixed --workers 3 --worker-type c7g.large,m5.large \
+    let launch = "launch --fleet mixed --workers 3 --worker-type c7g.large,m7g.large \
                   --allow-cidr 2001:db8::/64 --max-price 0.05";
     scratch.run(&url, launch).ok();
 
@@ -402,15 +404,12 @@ async fn check_fleet_worker(ec2: &aws_sdk_ec2::Client, worker: &Instance) {
         .instance_type()
         .map(aws_sdk_ec2::types::InstanceType::as_str)
         .unwrap_or_default();
-    assert!(["c7g.large", "m5.large"].contains(&kind), "{id}: {kind}");
+    assert!(["c7g.large", "m7g.large"].contains(&kind), "{id}: {kind}");
     let lifecycle = worker
         .instance_lifecycle()
         .map(aws_sdk_ec2::types::InstanceLifecycleType::as_str);
     assert_eq!(lifecycle, Some("spot"), "{id}");
-    assert!(
-        user_data(ec2, id).await.contains("shutdown -h +120 "),
-        "{id}"
-    );
+    assert!(user_data(ec2, id).await.contains("(ttl 2h)"), "{id}");
     let image = worker.image_id().expect("image id");
     let images = ec2
         .describe_images()
@@ -419,7 +418,7 @@ async fn check_fleet_worker(ec2: &aws_sdk_ec2::Client, worker: &Instance) {
         .await
         .expect("DescribeImages");
     let arch = images.images().first().and_then(|i| i.architecture());
-    let want = if kind.starts_with("c7g") {
+    let want = if kind.starts_with("c7g") || kind.starts_with("m7g") {
         "arm64"
     } else {
         "x86_64"

@@ -12,8 +12,14 @@
 //! [`ImdsStub::polls`] counts the notice GETs seen: after arming, a test
 //! waits for that count to move on — the positive signal that the watcher
 //! has had its chance to see the notice.
+//!
+//! It also serves the instance's tags, as EC2 does for an instance launched
+//! with `InstanceMetadataTags=enabled`: `GET /latest/meta-data/tags/instance`
+//! lists the keys, one per line, and `.../tags/instance/KEY` answers the
+//! value, or 404 for a key it lacks ([`ImdsStub::set_tag`],
+//! [`ImdsStub::remove_tag`]); behind the same token.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The path of the spot interruption notice.
 pub const INSTANCE_ACTION_PATH: &str = "/latest/meta-data/spot/instance-action";
+/// The instance's tags: this lists the keys, `TAGS_PATH/KEY` is a value.
+pub const TAGS_PATH: &str = "/latest/meta-data/tags/instance";
 const TOKEN_PATH: &str = "/latest/api/token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
@@ -47,6 +55,10 @@ struct Shared {
     /// Of those, the ones refused for a missing or wrong token.
     unauthorized: AtomicUsize,
     tokens_issued: AtomicUsize,
+    /// The instance's tags, by key.
+    tags: Mutex<BTreeMap<String, String>>,
+    /// GETs under the tags path answered (with a valid token).
+    tag_reads: AtomicUsize,
     /// `METHOD PATH -> STATUS`, in arrival order.
     log: Mutex<Vec<String>>,
 }
@@ -126,6 +138,21 @@ impl ImdsStub {
     /// Tokens handed out by `PUT /latest/api/token`.
     pub fn tokens_issued(&self) -> usize {
         self.shared.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// From now on the instance has tag `key` = `value` (replacing one).
+    pub fn set_tag(&self, key: &str, value: &str) {
+        lock(&self.shared.tags).insert(key.to_string(), value.to_string());
+    }
+
+    /// From now on the instance lacks tag `key`: its path answers 404.
+    pub fn remove_tag(&self, key: &str) {
+        lock(&self.shared.tags).remove(key);
+    }
+
+    /// GETs under [`TAGS_PATH`] answered with a valid token (200 or 404).
+    pub fn tag_reads(&self) -> usize {
+        self.shared.tag_reads.load(Ordering::SeqCst)
     }
 
     /// Every request so far as `METHOD PATH -> STATUS`, for failure messages.
@@ -322,6 +349,12 @@ fn answer(request: &Request, shared: &Shared) -> (u16, Vec<(&'static str, String
                     Some(notice) => (200, text("application/json"), notice),
                     None => (404, text("text/html"), "Not Found".to_string()),
                 }
+            } else if let Some(found) = tag_answer(path, shared) {
+                shared.tag_reads.fetch_add(1, Ordering::SeqCst);
+                match found {
+                    Some(body) => (200, text("text/plain"), body),
+                    None => (404, text("text/html"), "Not Found".to_string()),
+                }
             } else {
                 (404, text("text/html"), "Not Found".to_string())
             };
@@ -335,6 +368,18 @@ fn answer(request: &Request, shared: &Shared) -> (u16, Vec<(&'static str, String
             outcome
         }
         _ => (405, text("text/plain"), "Method Not Allowed".into()),
+    }
+}
+
+/// For a path under [`TAGS_PATH`]: `Some(Some(body))` when it answers,
+/// `Some(None)` for 404; `None` for other paths.
+fn tag_answer(path: &str, shared: &Shared) -> Option<Option<String>> {
+    let rest = path.strip_prefix(TAGS_PATH)?;
+    let tags = lock(&shared.tags);
+    match rest.trim_end_matches('/') {
+        "" if tags.is_empty() => Some(None),
+        "" => Some(Some(tags.keys().cloned().collect::<Vec<_>>().join("\n"))),
+        key => Some(key.strip_prefix('/').and_then(|k| tags.get(k).cloned())),
     }
 }
 

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod aws;
 pub mod deploy;
 pub mod destroy;
+pub mod extend;
 pub mod launch;
 pub mod local;
 pub mod ramp;
@@ -38,8 +39,14 @@ pub enum Command {
     /// launch removes whatever it created.
     Launch(Box<launch::LaunchArgs>),
     /// Show every instance of the fleet with role, type, lifecycle, state,
-    /// addresses, uptime and an estimated cost so far (from spot price history).
+    /// addresses, uptime, time left before its self-destruct and its cost so
+    /// far; then the spend so far and at expiry per role and in total (from
+    /// the spot price history).
     Status(status::StatusArgs),
+    /// Move the fleet's self-destruct to --ttl from now: every instance's
+    /// spotload:expires-at tag is set, and each instance's timer follows its
+    /// tag within a minute.
+    Extend(extend::ExtendArgs),
     /// Terminate every instance tagged for the fleet and wait until they are
     /// gone, cancel open spot requests, delete the security group and the key
     /// pair spotload created. Works without the fleet file; safe to repeat.
@@ -69,6 +76,7 @@ impl Cli {
             Command::Local(args) => args.run().await,
             Command::Launch(args) => args.run().await,
             Command::Status(args) => args.run().await,
+            Command::Extend(args) => args.run().await,
             Command::Destroy(args) => args.run().await,
             Command::Deploy(args) => args.run().await,
             Command::Ramp(args) => args.run().await,

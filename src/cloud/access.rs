@@ -2,7 +2,7 @@
 //! the caller's public address when no `--allow-cidr` is given.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, KeyType, ResourceType, Tag, TagSpecification,
@@ -18,13 +18,35 @@ pub const PUBLIC_PORTS: [(i32, &str); 3] = [(22, "ssh"), (80, "http"), (8089, "s
 pub const SWARM_PORT: i32 = 5557;
 /// Ports open to members of the group: workers reach the master's swarm
 /// port, and the webserver's Nginx at its private address (the load itself
-/// never crosses `--allow-cidr`).
-pub const GROUP_PORTS: [(i32, &str); 2] = [
+/// never crosses `--allow-cidr`); during a deploy, hosts fetch the
+/// `loadtest` binary from the master.
+pub const GROUP_PORTS: [(i32, &str); 3] = [
     (80, "workers to the webserver"),
     (SWARM_PORT, "workers to master"),
+    (
+        crate::role::SHIP_PORT as i32,
+        "hosts fetch loadtest from the master",
+    ),
 ];
 /// Learning the caller's address must not hold up a launch for long.
 const PUBLIC_IP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a just-created resource may stay invisible to other calls
+/// (EC2 is eventually consistent) before spotload gives up on it.
+pub(crate) const CONSISTENCY_LIMIT: Duration = Duration::from_secs(60);
+/// First pause before retrying a call that did not yet see a new resource;
+/// it doubles up to [`CONSISTENCY_PAUSE_MAX`].
+pub(crate) const CONSISTENCY_PAUSE: Duration = Duration::from_millis(500);
+/// Longest pause between such retries.
+pub(crate) const CONSISTENCY_PAUSE_MAX: Duration = Duration::from_secs(8);
+
+/// A default subnet of the default VPC: one per availability zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subnet {
+    /// `subnet-...`.
+    pub id: String,
+    /// Its zone, e.g. `us-east-1a`.
+    pub zone: String,
+}
 
 /// Tags for one resource of the fleet (and its role, for instances).
 pub(crate) fn tagging(
@@ -137,6 +159,57 @@ impl Ec2 {
             })
     }
 
+    /// The default subnets of `vpc`, one per zone, sorted by zone.
+    pub(crate) async fn default_subnets(&self, vpc: &str) -> Result<Vec<Subnet>, CloudError> {
+        let action = format!("DescribeSubnets ({vpc}, default-for-az)");
+        let mut pages = self
+            .ec2
+            .describe_subnets()
+            .filters(Filter::builder().name("vpc-id").values(vpc).build())
+            .filters(
+                Filter::builder()
+                    .name("default-for-az")
+                    .values("true")
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        let mut subnets = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| self.sdk_error(&action, err))?;
+            subnets.extend(page.subnets().iter().filter_map(|s| {
+                Some(Subnet {
+                    id: s.subnet_id()?.to_string(),
+                    zone: s.availability_zone()?.to_string(),
+                })
+            }));
+        }
+        if subnets.is_empty() {
+            return Err(CloudError::Unexpected {
+                action,
+                detail: format!(
+                    "the default VPC {vpc} has no default subnets; create one per zone with \
+                     `aws ec2 create-default-subnet --availability-zone ZONE --region {}`",
+                    self.region
+                ),
+            });
+        }
+        subnets.sort_by(|a, b| a.zone.cmp(&b.zone));
+        Ok(subnets)
+    }
+
+    /// Whether DescribeSecurityGroups shows `group` yet (or still).
+    pub(crate) async fn group_visible(&self, group: &str) -> Result<bool, CloudError> {
+        let found = self
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("group-id").values(group).build())
+            .send()
+            .await
+            .map_err(|err| self.sdk_error(format!("DescribeSecurityGroups ({group})"), err))?;
+        Ok(!found.security_groups().is_empty())
+    }
+
     /// Creates the fleet's security group in `vpc`; returns its id.
     pub(crate) async fn create_security_group(
         &self,
@@ -163,27 +236,59 @@ impl Ec2 {
             })
     }
 
-    /// Opens 22, 80 and 8089 to `cidrs`, and 80 and 5557 to members of the group.
+    /// Opens 22, 80 and 8089 to `cidrs`, and 80 and 5557 to members of the
+    /// group. Right after CreateSecurityGroup EC2 may answer
+    /// `InvalidGroup.NotFound`: the call is retried with backoff for up to
+    /// [`CONSISTENCY_LIMIT`], each time after DescribeSecurityGroups is
+    /// asked whether the group shows yet.
     pub(crate) async fn authorize_fleet_access(
         &self,
         group: &str,
         cidrs: &[Cidr],
     ) -> Result<(), CloudError> {
         let listed: Vec<String> = cidrs.iter().map(Cidr::to_string).collect();
-        self.ec2
-            .authorize_security_group_ingress()
-            .group_id(group)
-            .set_ip_permissions(Some(ingress_rules(group, cidrs)))
-            .send()
-            .await
-            .map_err(|err| {
-                let action = format!(
-                    "AuthorizeSecurityGroupIngress ({group} from {})",
-                    listed.join(" ")
-                );
-                self.sdk_error(action, err)
-            })?;
-        Ok(())
+        let action = format!(
+            "AuthorizeSecurityGroupIngress ({group} from {})",
+            listed.join(" ")
+        );
+        let deadline = Instant::now() + CONSISTENCY_LIMIT;
+        let mut pause = CONSISTENCY_PAUSE;
+        let mut retried = false;
+        loop {
+            let result = self
+                .ec2
+                .authorize_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(Some(ingress_rules(group, cidrs)))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => self.sdk_error(&action, err),
+            };
+            match err.code() {
+                // A retry after an answer that was lost on the way: the
+                // rules are in.
+                Some("InvalidPermission.Duplicate") if retried => return Ok(()),
+                Some("InvalidGroup.NotFound") if Instant::now() < deadline => {
+                    let visible = self.group_visible(group).await?;
+                    super::progress(format!(
+                        "security group {group} is not visible to {} yet ({}); retrying in {}ms",
+                        "AuthorizeSecurityGroupIngress",
+                        if visible {
+                            "DescribeSecurityGroups shows it"
+                        } else {
+                            "DescribeSecurityGroups does not show it either"
+                        },
+                        pause.as_millis()
+                    ));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CONSISTENCY_PAUSE_MAX);
+                    retried = true;
+                }
+                _ => return Err(err),
+            }
+        }
     }
 }
 

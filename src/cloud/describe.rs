@@ -41,6 +41,9 @@ pub(crate) struct Resources {
     pub launch_templates: Vec<String>,
     /// Open or active spot requests only: closed ones cost nothing.
     pub spot_requests: Vec<String>,
+    /// EC2 Fleets (`fleet-...`) not yet deleted: instant fleets stay
+    /// listed until deleted.
+    pub fleets: Vec<String>,
 }
 
 impl Resources {
@@ -49,6 +52,7 @@ impl Resources {
             && self.key_pairs.is_empty()
             && self.launch_templates.is_empty()
             && self.spot_requests.is_empty()
+            && self.fleets.is_empty()
     }
 
     /// "security group sg-1, key pair spotload-x" for messages.
@@ -58,6 +62,7 @@ impl Resources {
             ("key pair", &self.key_pairs),
             ("launch template", &self.launch_templates),
             ("spot request", &self.spot_requests),
+            ("EC2 fleet", &self.fleets),
         ];
         parts
             .iter()
@@ -211,7 +216,34 @@ impl Ec2 {
                 aws_sdk_ec2::types::LaunchTemplate::launch_template_id,
             ),
             spot_requests: self.open_spot_requests(fleet).await?,
+            fleets: self.live_fleets(fleet).await?,
         })
+    }
+
+    /// EC2 Fleets tagged for the fleet that are not deleted. DescribeFleets
+    /// has no tag filter, so the tags are checked here.
+    pub(crate) async fn live_fleets(&self, fleet: &FleetName) -> Result<Vec<String>, CloudError> {
+        let action = format!("DescribeFleets (fleet {fleet})");
+        let mut pages = self.ec2.describe_fleets().into_paginator().send();
+        let mut fleets = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| self.sdk_error(&action, err))?;
+            for item in page.fleets() {
+                let ours = item
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == Some(TAG_FLEET) && t.value() == Some(fleet.as_str()));
+                let state = item.fleet_state().map_or("", |s| s.as_str());
+                let live = !matches!(
+                    state,
+                    "deleted" | "deleted_running" | "deleted_terminating" | "failed"
+                );
+                if let (true, true, Some(id)) = (ours, live, item.fleet_id()) {
+                    fleets.push(id.to_string());
+                }
+            }
+        }
+        Ok(fleets)
     }
 
     /// Open or active spot requests tagged for the fleet.

@@ -1,19 +1,30 @@
 //! `destroy`: removes everything tagged for a fleet, from tags alone.
 //!
-//! Order matters: open spot requests are cancelled first (so nothing
-//! relaunches), then instances terminate and are waited for, then the
-//! security group (which EC2 keeps while instances hold it), the key pair and
-//! launch templates go. Each removal treats "already gone" as done, so a
-//! second run is a no-op, and one failure does not stop the others.
+//! Order matters: open spot requests are cancelled and instant EC2 Fleets
+//! deleted first (so nothing relaunches), then instances terminate and are
+//! waited for, then the security group (which EC2 keeps while instances hold
+//! it), the key pair and launch templates go. Each removal treats "already
+//! gone" as done, so a second run is a no-op, and one failure does not stop
+//! the others.
+//!
+//! EC2 is eventually consistent: right after a launch, TerminateInstances
+//! may answer `InvalidInstanceID.NotFound` for the whole batch, and
+//! DeleteSecurityGroup `InvalidGroup.NotFound`. A refused batch is retried
+//! one id at a time; "not found" is believed only once DescribeInstances or
+//! DescribeSecurityGroups agrees, and retried with backoff until then.
+//! Whatever is still there at the end is listed by id in the error.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::access::{CONSISTENCY_LIMIT, CONSISTENCY_PAUSE, CONSISTENCY_PAUSE_MAX};
 use super::{progress, CloudError, Ec2, FleetName, StateDir};
 
 /// EC2 takes at most this many ids in one terminate or cancel call.
 const IDS_PER_CALL: usize = 100;
+/// DeleteFleets takes at most this many instant fleets in one call.
+const FLEETS_PER_CALL: usize = 25;
 /// Pause between attempts to delete a group still held by terminating instances.
 const GROUP_RETRY: Duration = Duration::from_secs(5);
 
@@ -30,10 +41,15 @@ pub struct DestroyReport {
     pub key_pairs: Vec<String>,
     /// Launch templates deleted (`lt-...`), left by multi-type worker launches.
     pub launch_templates: Vec<String>,
+    /// Instant EC2 Fleets deleted (`fleet-...`).
+    pub fleets: Vec<String>,
     /// Local files removed from the state directory.
     pub local_files: Vec<PathBuf>,
     /// One line per removal that failed.
     pub problems: Vec<String>,
+    /// What is still there after the problems, by id ("instances i-1 i-2,
+    /// security group sg-1"); empty when nothing is.
+    pub left: String,
 }
 
 impl DestroyReport {
@@ -44,6 +60,7 @@ impl DestroyReport {
             && self.security_groups.is_empty()
             && self.key_pairs.is_empty()
             && self.launch_templates.is_empty()
+            && self.fleets.is_empty()
     }
 
     /// "terminated 2 instances (i-1 i-2), deleted security group sg-1, ..."
@@ -57,6 +74,7 @@ impl DestroyReport {
                 parts.push(format!("{verb} {what} {}", ids.join(" ")));
             }
         };
+        add("deleted", "EC2 fleets", &self.fleets);
         add("terminated", "instances", &self.instances);
         add("cancelled", "spot requests", &self.spot_requests);
         add("deleted", "security group", &self.security_groups);
@@ -73,6 +91,7 @@ pub(crate) struct Known {
     pub security_groups: Vec<String>,
     pub key_pairs: Vec<String>,
     pub launch_templates: Vec<String>,
+    pub fleets: Vec<String>,
 }
 
 fn union(a: &[String], b: &[String]) -> Vec<String> {
@@ -98,6 +117,7 @@ impl Ec2 {
             return Err(CloudError::Incomplete {
                 fleet: fleet.to_string(),
                 problems: report.problems.join("; "),
+                left: report.left,
             });
         }
         report.local_files = state.forget(fleet)?;
@@ -125,14 +145,23 @@ impl Ec2 {
             Ok(()) => report.spot_requests = requests,
             Err(err) => report.problems.push(err.to_string()),
         }
+        let fleets = union(&resources.fleets, &known.fleets);
+        match self.delete_fleets(&fleets).await {
+            Ok(()) => report.fleets = fleets,
+            Err(err) => report.problems.push(err.to_string()),
+        }
         let tagged_ids: Vec<String> = tagged.iter().map(|i| i.id.clone()).collect();
         let instances = union(&tagged_ids, &known.instances);
-        let mut instances_gone = true;
-        if let Err(err) = self.terminate(&instances, deadline).await {
-            report.problems.push(err.to_string());
-            instances_gone = false;
+        let problems_before = report.problems.len();
+        let terminated = self.terminate(&instances, &mut report.problems).await;
+        if !terminated.is_empty() {
+            let limit = deadline.saturating_duration_since(Instant::now());
+            if let Err(err) = self.wait_terminated(&terminated, limit).await {
+                report.problems.push(err.to_string());
+            }
         }
-        report.instances = instances;
+        let instances_gone = report.problems.len() == problems_before;
+        report.instances = terminated;
         if instances_gone {
             let groups = union(&resources.security_groups, &known.security_groups);
             for group in groups {
@@ -154,7 +183,54 @@ impl Ec2 {
                 Err(err) => report.problems.push(err.to_string()),
             }
         }
+        if !report.problems.is_empty() {
+            report.left = self.what_is_left(fleet, &known).await;
+        }
         Ok(report)
+    }
+
+    /// Everything of the fleet still there, by id, for the error that says
+    /// so: tagged or known instances not terminated, and tagged resources.
+    async fn what_is_left(&self, fleet: &FleetName, known: &Known) -> String {
+        let mut parts = Vec::new();
+        let tagged = self.describe(fleet).await;
+        let known_live = self.describe_ids(&known.instances).await;
+        match (tagged, known_live) {
+            (Ok(tagged), Ok(known_live)) => {
+                let ids: BTreeSet<String> = tagged
+                    .iter()
+                    .chain(known_live.iter().filter(|i| i.state != "terminated"))
+                    .map(|i| format!("{} ({})", i.id, i.state))
+                    .collect();
+                if !ids.is_empty() {
+                    let ids: Vec<String> = ids.into_iter().collect();
+                    parts.push(format!("instances {}", ids.join(" ")));
+                }
+            }
+            (Err(err), _) | (_, Err(err)) => {
+                parts.push(format!("instances unknown ({err})"));
+            }
+        }
+        match self.resources(fleet).await {
+            Ok(resources) if !resources.is_empty() => parts.push(resources.summary()),
+            Ok(_) => {}
+            Err(err) => parts.push(format!("other resources unknown ({err})")),
+        }
+        let groups: Vec<&String> = known
+            .security_groups
+            .iter()
+            .filter(|g| !parts.iter().any(|p| p.contains(g.as_str())))
+            .collect();
+        for group in groups {
+            if self.group_visible(group).await.unwrap_or(true) {
+                parts.push(format!("security group {group}"));
+            }
+        }
+        if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join(", ")
+        }
     }
 
     async fn cancel_spot_requests(&self, ids: &[String]) -> Result<(), CloudError> {
@@ -175,31 +251,136 @@ impl Ec2 {
         Ok(())
     }
 
-    async fn terminate(&self, ids: &[String], deadline: Instant) -> Result<(), CloudError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        for chunk in ids.chunks(IDS_PER_CALL) {
-            self.ec2
-                .terminate_instances()
-                .set_instance_ids(Some(chunk.to_vec()))
+    /// Deletes instant EC2 Fleets (terminating their instances, as EC2
+    /// requires for instant fleets); an id EC2 no longer knows is done.
+    async fn delete_fleets(&self, ids: &[String]) -> Result<(), CloudError> {
+        for chunk in ids.chunks(FLEETS_PER_CALL) {
+            let action = format!("DeleteFleets ({})", chunk.join(" "));
+            let answer = self
+                .ec2
+                .delete_fleets()
+                .set_fleet_ids(Some(chunk.to_vec()))
+                .terminate_instances(true)
                 .send()
                 .await
-                .map_err(|err| {
-                    self.sdk_error(format!("TerminateInstances ({})", chunk.join(" ")), err)
-                })?;
+                .map_err(|err| self.sdk_error(&action, err))?;
+            let failed: Vec<String> = answer
+                .unsuccessful_fleet_deletions()
+                .iter()
+                .filter_map(|item| {
+                    let error = item.error()?;
+                    let code = error.code().map_or("UnknownError", |c| c.as_str());
+                    (code != "fleetIdDoesNotExist").then(|| {
+                        format!(
+                            "{} {code}: {}",
+                            item.fleet_id().unwrap_or("?"),
+                            error.message().unwrap_or("no message")
+                        )
+                    })
+                })
+                .collect();
+            if !failed.is_empty() {
+                return Err(CloudError::Unexpected {
+                    action,
+                    detail: failed.join("; "),
+                });
+            }
+            progress(format!("deleted EC2 fleets {}", chunk.join(" ")));
         }
-        progress(format!(
-            "terminating {} instances: {}",
-            ids.len(),
-            ids.join(" ")
-        ));
-        let limit = deadline.saturating_duration_since(Instant::now());
-        self.wait_terminated(ids, limit).await
+        Ok(())
+    }
+
+    /// Asks EC2 to terminate `ids`, 100 a call; a refused batch is retried
+    /// one id at a time so one bad id does not keep the others running.
+    /// Returns the ids EC2 accepted (or confirmed gone); each refusal lands
+    /// in `problems`.
+    async fn terminate(&self, ids: &[String], problems: &mut Vec<String>) -> Vec<String> {
+        let mut accepted = Vec::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            match self.terminate_call(chunk).await {
+                Ok(()) => accepted.extend_from_slice(chunk),
+                Err(err) => {
+                    progress(format!(
+                        "{err}; terminating those {} instances one at a time",
+                        chunk.len()
+                    ));
+                    for id in chunk {
+                        match self.terminate_one(id).await {
+                            Ok(()) => accepted.push(id.clone()),
+                            Err(err) => problems.push(err.to_string()),
+                        }
+                    }
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            progress(format!(
+                "terminating {} instances: {}",
+                accepted.len(),
+                accepted.join(" ")
+            ));
+        }
+        accepted
+    }
+
+    async fn terminate_call(&self, ids: &[String]) -> Result<(), CloudError> {
+        self.ec2
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|err| self.sdk_error(format!("TerminateInstances ({})", ids.join(" ")), err))
+            .map(drop)
+    }
+
+    /// Terminates one instance. `InvalidInstanceID.NotFound` is believed
+    /// only when DescribeInstances shows the instance terminated (or EC2
+    /// keeps not knowing it for [`CONSISTENCY_LIMIT`]); until then the
+    /// call is retried with backoff.
+    async fn terminate_one(&self, id: &str) -> Result<(), CloudError> {
+        let deadline = Instant::now() + CONSISTENCY_LIMIT;
+        let mut pause = CONSISTENCY_PAUSE;
+        let ids = [id.to_string()];
+        loop {
+            let err = match self.terminate_call(&ids).await {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+            if err.code() != Some("InvalidInstanceID.NotFound") {
+                return Err(err);
+            }
+            let seen = self.describe_ids(&ids).await?;
+            if seen.iter().any(|i| i.state == "terminated") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let detail = if seen.is_empty() {
+                    "DescribeInstances does not show it either"
+                } else {
+                    "DescribeInstances still shows it"
+                };
+                return Err(CloudError::Unexpected {
+                    action: format!("TerminateInstances ({id})"),
+                    detail: format!(
+                        "EC2 kept answering InvalidInstanceID.NotFound for {} ({detail})",
+                        super::plan::format_duration(CONSISTENCY_LIMIT)
+                    ),
+                });
+            }
+            progress(format!(
+                "instance {id} is not visible to TerminateInstances yet; retrying in {}ms",
+                pause.as_millis()
+            ));
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(CONSISTENCY_PAUSE_MAX);
+        }
     }
 
     /// Deletes a group, retrying while terminated instances still hold it.
+    /// `InvalidGroup.NotFound` counts as gone once DescribeSecurityGroups
+    /// agrees: right after creation it can mean "not visible yet".
     async fn delete_group(&self, group: &str, deadline: Instant) -> Result<(), CloudError> {
+        let mut pause = CONSISTENCY_PAUSE;
         loop {
             let result = self
                 .ec2
@@ -212,7 +393,16 @@ impl Ec2 {
                 Err(err) => self.sdk_error(format!("DeleteSecurityGroup ({group})"), err),
             };
             match err.code() {
-                Some("InvalidGroup.NotFound") => return Ok(()),
+                Some("InvalidGroup.NotFound") => {
+                    if !self.group_visible(group).await? {
+                        return Ok(());
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CONSISTENCY_PAUSE_MAX);
+                }
                 Some("DependencyViolation" | "InvalidGroup.InUse") if Instant::now() < deadline => {
                     tokio::time::sleep(GROUP_RETRY).await;
                 }

@@ -73,6 +73,52 @@ pub enum CloudError {
         /// AWS's message, on one line.
         message: String,
     },
+    /// EC2 refused a call for a reason with a known remedy (a quota, the
+    /// spot service-linked role, capacity, a price cap, a missing
+    /// permission): what happened, and the command or setting that fixes it.
+    #[error("{action} failed: {code}: {what}; {fix}")]
+    Fixable {
+        /// The API call and the input that matters.
+        action: String,
+        /// AWS's error code, e.g. `MaxSpotInstanceCountExceeded`.
+        code: String,
+        /// What happened, on one line (AWS's message, or ours where AWS's
+        /// is an encoded blob).
+        what: String,
+        /// The command or flag that fixes it.
+        fix: String,
+    },
+    /// A role's instance types mix architectures: one AMI and one
+    /// `loadtest` binary cannot serve both, so nothing is launched.
+    #[error(
+        "{flag} {types} mixes architectures ({detail}): a role's types must share \
+         one architecture; list only x86_64 types or only arm64 (Graviton) types"
+    )]
+    MixedArchitectures {
+        /// `--worker-type`, `--master-type` or `--webserver-type`.
+        flag: &'static str,
+        /// The role's types as given, comma-separated.
+        types: String,
+        /// Each architecture with its types, e.g. `x86_64: c5.large; arm64: c7g.large`.
+        detail: String,
+    },
+    /// A listed instance type is offered in none of the default VPC's zones.
+    #[error(
+        "{flag}: {instance_type} is not offered in any zone of {region}'s default VPC \
+         ({zones}); drop it from {flag} or pick a type the region offers \
+         (`aws ec2 describe-instance-type-offerings --location-type availability-zone \
+         --filters Name=instance-type,Values={instance_type} --region {region}`)"
+    )]
+    TypeNotOffered {
+        /// `--worker-type`, `--master-type` or `--webserver-type`.
+        flag: &'static str,
+        /// The type no zone offers.
+        instance_type: String,
+        /// The region searched.
+        region: String,
+        /// The zones of the default subnets, space-separated.
+        zones: String,
+    },
     /// A call failed without an AWS error code, or answered without what
     /// spotload needs (an image's architecture, a parameter's value...).
     #[error("{action} failed: {detail}")]
@@ -143,10 +189,7 @@ pub enum CloudError {
         reason: String,
     },
     /// An instant EC2 Fleet launched fewer instances than asked for.
-    #[error(
-        "EC2 Fleet launched {launched} of {wanted} {role}s ({reasons}); try more \
-         --worker-type choices, fewer --workers or a higher --max-price"
-    )]
+    #[error("EC2 Fleet launched {launched} of {wanted} {role}s ({reasons}); {fix}")]
     Shortfall {
         /// The role short of instances: the one launched with several types.
         role: Role,
@@ -156,6 +199,9 @@ pub enum CloudError {
         wanted: usize,
         /// EC2 Fleet's `CODE: message` per error, joined with `; `.
         reasons: String,
+        /// The remedy for the first error code that has one, else the
+        /// general one (more types, fewer workers, a higher price cap).
+        fix: String,
     },
     /// A wait for instances to run (with addresses) or to terminate ran past
     /// its limit.
@@ -196,14 +242,17 @@ pub enum CloudError {
     },
     /// `destroy` could not remove everything; running it again is safe.
     #[error(
-        "destroy of fleet {fleet} is incomplete: {problems}; run `spotload destroy \
-         --fleet {fleet}` again"
+        "destroy of fleet {fleet} is incomplete: {problems}; still there: {left}; run \
+         `spotload destroy --fleet {fleet}` again"
     )]
     Incomplete {
         /// The fleet being destroyed.
         fleet: String,
         /// Each removal that failed, joined with `; `.
         problems: String,
+        /// What is still there, by id (instances with their state, the
+        /// security group, ...).
+        left: String,
     },
 }
 
@@ -211,9 +260,9 @@ impl CloudError {
     /// The AWS error code, when the service answered with one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            CloudError::Api { code, .. } | CloudError::CredentialsRejected { code, .. } => {
-                Some(code)
-            }
+            CloudError::Api { code, .. }
+            | CloudError::Fixable { code, .. }
+            | CloudError::CredentialsRejected { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -236,6 +285,13 @@ where
                     action,
                     code,
                     message,
+                }
+            } else if let Some(Remedy { what, fix }) = remedy(&code, &message, &action) {
+                CloudError::Fixable {
+                    action,
+                    code,
+                    what,
+                    fix,
                 }
             } else {
                 CloudError::Api {
@@ -276,4 +332,195 @@ pub(crate) fn root_cause(err: &(dyn StdError + 'static)) -> String {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What happened and what fixes it, for an error code with a known remedy.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Remedy {
+    /// One line: what happened.
+    pub what: String,
+    /// The command or setting that fixes it.
+    pub fix: String,
+}
+
+/// The Service Quotas code of "All Standard (A, C, D, H, I, M, R, T, Z) Spot
+/// Instance Requests", the vCPU quota most spot launches count against.
+pub(crate) const SPOT_QUOTA_CODE: &str = "L-34B43A08";
+
+/// The flag that chooses the instance type in `action` (which names the
+/// role), for advice that says which flag to change.
+fn type_flag(action: &str) -> &'static str {
+    if action.contains("webserver") {
+        "--webserver-type"
+    } else if action.contains("master") {
+        "--master-type"
+    } else {
+        "--worker-type"
+    }
+}
+
+/// The remedy for EC2 error `code` (with its `message`) on `action`, when
+/// spotload knows one; `None` leaves the error as AWS worded it.
+pub(crate) fn remedy(code: &str, message: &str, action: &str) -> Option<Remedy> {
+    let flag = type_flag(action);
+    // AWS's sentences end in a full stop; the fix follows after a `;`.
+    let aws = |fix: String| {
+        Some(Remedy {
+            what: message.trim_end_matches('.').to_string(),
+            fix,
+        })
+    };
+    let quota = format!(
+        "raise the account's spot vCPU quota \"All Standard (A, C, D, H, I, M, R, T, Z) Spot \
+         Instance Requests\" on the Service Quotas console page for EC2, or with `aws \
+         service-quotas request-service-quota-increase --service-code ec2 --quota-code \
+         {SPOT_QUOTA_CODE} --desired-value VCPUS` (new accounts start low; other families \
+         have their own quota), or launch fewer or smaller instances (--workers, {flag})"
+    );
+    match code {
+        "AuthFailure.ServiceLinkedRoleCreationNotPermitted" => Some(Remedy {
+            what: "the spot service-linked role AWSServiceRoleForEC2Spot does not exist and \
+                   these credentials may not create it"
+                .into(),
+            fix: "create it once for the account with `aws iam create-service-linked-role \
+                  --aws-service-name spot.amazonaws.com` (or allow iam:CreateServiceLinkedRole \
+                  for spot.amazonaws.com, see the README's IAM policy), then launch again"
+                .into(),
+        }),
+        "MaxSpotInstanceCountExceeded" | "VcpuLimitExceeded" | "InstanceLimitExceeded" => {
+            aws(quota)
+        }
+        "InsufficientInstanceCapacity" | "InsufficientCapacity" | "UnfulfillableCapacity" => {
+            let choose = if action.starts_with("CreateFleet") {
+                "add more similar types to the --worker-type list (e.g. c5.large,c6i.large,\
+                 m5.large,m6i.large): the fleet takes whichever has capacity in any zone"
+                    .to_string()
+            } else if flag == "--worker-type" {
+                "give --worker-type a list of similar types (e.g. c5.large,c6i.large,m5.large): \
+                 spotload spreads them over every zone that offers them"
+                    .to_string()
+            } else {
+                format!("pick another {flag} (another size or family)")
+            };
+            aws(format!(
+                "EC2 has no spare spot capacity for this type now: {choose}, or retry in a few \
+                 minutes or in another --region"
+            ))
+        }
+        "SpotMaxPriceTooLow" => aws("raise --max-price above the current spot price (`aws ec2 \
+             describe-spot-price-history --instance-types TYPE --product-descriptions \
+             Linux/UNIX`), or leave --max-price out to cap at the on-demand price"
+            .into()),
+        "InvalidParameterCombination" | "Unsupported"
+            if message.contains("Availability Zone") || message.contains("not supported") =>
+        {
+            aws(format!(
+                "the instance type is not offered in the zone EC2 chose: pick another {flag}; \
+                 a --worker-type list is placed only in zones that offer each type"
+            ))
+        }
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
+            let api = action.split_whitespace().next().unwrap_or(action);
+            let decode = match encoded_authorization_message(message) {
+                Some(encoded) => format!(
+                    "; to see which policy statement refused it, run `aws sts \
+                     decode-authorization-message --encoded-message {encoded} --query \
+                     DecodedMessage --output text`"
+                ),
+                None => String::new(),
+            };
+            Some(Remedy {
+                what: format!("these credentials are not allowed to call {api}"),
+                fix: format!(
+                    "attach the IAM policy from the README (docs/iam-policy.json) to this \
+                     user or role{decode}"
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The blob after "Encoded authorization failure message:" in an
+/// `UnauthorizedOperation` message.
+fn encoded_authorization_message(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("Encoded authorization failure message:")?;
+    rest.split_whitespace()
+        .next()
+        .filter(|blob| !blob.is_empty())
+}
+
+/// The fix for an EC2 Fleet that launched too few: the remedy of the first
+/// error code that has one, else the general advice.
+pub(crate) fn shortfall_fix(codes: &[(&str, &str)]) -> String {
+    codes
+        .iter()
+        .find_map(|(code, message)| remedy(code, message, "CreateFleet (worker)"))
+        .map(|r| r.fix)
+        .unwrap_or_else(|| {
+            "try more --worker-type choices, fewer --workers or a higher --max-price".into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_known_code_names_its_fix() {
+        let action = "RunInstances (2 × c5.large worker, ami-1)";
+        let cases = [
+            (
+                "AuthFailure.ServiceLinkedRoleCreationNotPermitted",
+                "aws iam create-service-linked-role --aws-service-name spot.amazonaws.com",
+            ),
+            ("MaxSpotInstanceCountExceeded", SPOT_QUOTA_CODE),
+            ("VcpuLimitExceeded", "Service Quotas"),
+            ("InsufficientInstanceCapacity", "--worker-type"),
+            ("SpotMaxPriceTooLow", "--max-price"),
+            ("UnauthorizedOperation", "docs/iam-policy.json"),
+        ];
+        for (code, fix) in cases {
+            let remedy = remedy(code, "m", action).unwrap_or_else(|| panic!("{code}"));
+            assert!(remedy.fix.contains(fix), "{code}: {}", remedy.fix);
+        }
+        let zone = "Your requested instance type (c5.large) is not supported in your requested \
+                    Availability Zone (us-east-1e).";
+        let fix = remedy("InvalidParameterCombination", zone, action)
+            .unwrap()
+            .fix;
+        assert!(fix.contains("--worker-type"), "{fix}");
+        assert!(remedy("InvalidParameterCombination", "other", action).is_none());
+        let master = remedy(
+            "InsufficientInstanceCapacity",
+            "m",
+            "RunInstances (1 × t3.small master)",
+        );
+        assert!(master.unwrap().fix.contains("--master-type"));
+    }
+
+    #[test]
+    fn the_encoded_message_goes_into_the_decode_command() {
+        let message = "You are not authorized to perform this operation. Encoded authorization \
+                       failure message: AbC-123_x";
+        let remedy = remedy("UnauthorizedOperation", message, "RunInstances (x)").unwrap();
+        assert_eq!(
+            remedy.what,
+            "these credentials are not allowed to call RunInstances"
+        );
+        assert!(
+            remedy
+                .fix
+                .contains("aws sts decode-authorization-message --encoded-message AbC-123_x "),
+            "{}",
+            remedy.fix
+        );
+    }
+
+    #[test]
+    fn a_shortfall_takes_the_first_known_fix() {
+        let fix = shortfall_fix(&[("Weird", "x"), ("SpotMaxPriceTooLow", "y")]);
+        assert!(fix.contains("--max-price"), "{fix}");
+        assert!(shortfall_fix(&[]).contains("more --worker-type"));
+    }
 }

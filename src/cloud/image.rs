@@ -30,6 +30,7 @@ impl Ec2 {
         }
         let types: Vec<String> = types.into_iter().cloned().collect();
         let arches = self.architectures(&types).await?;
+        check_one_architecture_per_role(plan, &arches)?;
         let mut by_arch: BTreeMap<&str, String> = BTreeMap::new();
         for arch in arches.values() {
             if !by_arch.contains_key(arch) {
@@ -108,5 +109,77 @@ impl Ec2 {
                 action,
                 detail: "the parameter has no value; pass --ami".into(),
             })
+    }
+}
+
+/// Refuses a role whose types mix x86_64 and arm64: its instances would boot
+/// different AMIs and need different `loadtest` builds, and deploy would
+/// refuse them only once they are billing.
+fn check_one_architecture_per_role(
+    plan: &FleetPlan,
+    arches: &BTreeMap<String, &'static str>,
+) -> Result<(), CloudError> {
+    for role in &plan.roles {
+        let mut by_arch: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for kind in &role.instance_types {
+            if let Some(arch) = arches.get(kind) {
+                by_arch.entry(arch).or_default().push(kind);
+            }
+        }
+        if by_arch.len() > 1 {
+            let detail: Vec<String> = by_arch
+                .iter()
+                .map(|(arch, kinds)| format!("{arch}: {}", kinds.join(" ")))
+                .collect();
+            return Err(CloudError::MixedArchitectures {
+                flag: role.type_flag(),
+                types: role.instance_types.join(","),
+                detail: detail.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::plan::{LaunchFlags, DEFAULT_PUBLIC_IP_URL};
+
+    fn plan(worker_type: &str) -> FleetPlan {
+        FleetPlan::from_flags(&LaunchFlags {
+            fleet: "arch".into(),
+            workers: 2,
+            worker_type: worker_type.into(),
+            master_type: "t3.small".into(),
+            webserver_type: "t3.small".into(),
+            ami: None,
+            key_name: None,
+            key_file: None,
+            allow_cidr: vec!["198.51.100.7/32".into()],
+            public_ip_url: DEFAULT_PUBLIC_IP_URL.into(),
+            max_price: None,
+            ttl: "1h".into(),
+            wait_timeout: "1m".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_role_may_not_mix_architectures() {
+        let arches: BTreeMap<String, &'static str> = [
+            ("t3.small", "x86_64"),
+            ("c5.large", "x86_64"),
+            ("c7g.large", "arm64"),
+        ]
+        .into_iter()
+        .map(|(t, a)| (t.to_string(), a))
+        .collect();
+        let err = check_one_architecture_per_role(&plan("c5.large,c7g.large"), &arches)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--worker-type c5.large,c7g.large mixes architectures (arm64: c7g.large; x86_64: c5.large)"), "{err}");
+        // Roles may differ from each other; deploy checks master and workers.
+        assert!(check_one_architecture_per_role(&plan("c7g.large"), &arches).is_ok());
     }
 }

@@ -1,10 +1,12 @@
 //! `launch`: a [`FleetPlan`] becomes a running [`Fleet`], or nothing at all.
 //!
 //! The steps run in order (check the name is free, learn the caller's
-//! address, choose AMIs, key pair, security group, webserver, master,
-//! workers, wait, save) and record what they create. When a step fails, or
-//! Ctrl-C arrives, everything this launch created is removed before the error
-//! names the step that failed.
+//! address, choose AMIs and check each role's types share one architecture,
+//! find the default VPC's subnets, key pair, security group, webserver,
+//! master, workers, wait, save) and record what they create. When a step
+//! fails, or Ctrl-C arrives, everything this launch created is removed
+//! before the error names the step that failed; when something could not be
+//! removed, the error lists it by id.
 
 use std::fmt;
 use std::time::Duration;
@@ -26,6 +28,7 @@ enum Step {
     Check,
     Address,
     Images,
+    Network,
     KeyPair,
     Group,
     Launch(Role),
@@ -36,7 +39,10 @@ enum Step {
 impl Step {
     /// Steps before the key pair create nothing.
     fn creates(self) -> bool {
-        !matches!(self, Step::Check | Step::Address | Step::Images)
+        !matches!(
+            self,
+            Step::Check | Step::Address | Step::Images | Step::Network
+        )
     }
 }
 
@@ -45,7 +51,8 @@ impl fmt::Display for Step {
         match self {
             Step::Check => f.write_str("checking the fleet name and key pair"),
             Step::Address => f.write_str("learning this machine's public address"),
-            Step::Images => f.write_str("choosing AMIs"),
+            Step::Images => f.write_str("checking instance types and choosing AMIs"),
+            Step::Network => f.write_str("finding the default VPC and its subnets"),
             Step::KeyPair => f.write_str("creating the key pair"),
             Step::Group => f.write_str("creating the security group"),
             Step::Launch(Role::Worker) => f.write_str("launching the workers"),
@@ -63,6 +70,8 @@ struct Created {
     key_pair: Option<String>,
     group: Option<String>,
     launch_template: Option<String>,
+    /// Instant EC2 Fleets: deleted with the instances.
+    fleets: Vec<String>,
     instances: Vec<(Role, String)>,
 }
 
@@ -107,16 +116,18 @@ impl Ec2 {
         };
         created.step = Step::Images;
         let images = self.resolve_images(plan).await?;
+        created.step = Step::Network;
+        let vpc = self.default_vpc().await?;
+        let subnets = self.default_subnets(&vpc).await?;
         created.step = Step::KeyPair;
         let key = self.prepare_key(plan, state, created).await?;
         created.step = Step::Group;
-        let vpc = self.default_vpc().await?;
         let group = self.create_security_group(&plan.fleet, &vpc).await?;
         created.group = Some(group.clone());
         self.authorize_fleet_access(&group, &cidrs).await?;
         let allowed: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
         progress(format!(
-            "created security group {group}: 22, 80, 8089 from {}; 5557 within the group",
+            "created security group {group}: 22, 80, 8089 from {}; 5557 and 5558 within the group",
             allowed.join(" ")
         ));
         let shared = Shared {
@@ -124,6 +135,8 @@ impl Ec2 {
             images: &images,
             group: &group,
             key_name: &key.name,
+            subnets: &subnets,
+            expires_at: crate::expiry::Expiry::from_now(plan.ttl),
         };
         for role in &plan.roles {
             created.step = Step::Launch(role.role);
@@ -207,9 +220,18 @@ impl Ec2 {
         let (ids, shortfall) = if role.instance_types.len() == 1 {
             (self.run_spot(shared, role).await?, None)
         } else {
+            // Checked before the template exists, so a type no zone offers
+            // leaves nothing of this role behind.
+            let placements = self
+                .placements(role.type_flag(), &role.instance_types, shared.subnets)
+                .await?;
             let template = self.create_worker_template(shared, role.role).await?;
             created.launch_template = Some(template.clone());
-            self.fleet_spot(shared, role, &template).await?
+            let launched = self
+                .fleet_spot(shared, role, &template, &placements)
+                .await?;
+            created.fleets.extend(launched.fleet_id);
+            (launched.ids, launched.shortfall)
         };
         created
             .instances
@@ -243,6 +265,7 @@ impl Ec2 {
             security_groups: created.group.iter().cloned().collect(),
             key_pairs: created.key_pair.iter().cloned().collect(),
             launch_templates: created.launch_template.iter().cloned().collect(),
+            fleets: created.fleets.clone(),
         };
         let again = format!("run `spotload destroy --fleet {}`", plan.fleet);
         let report = match self.tear_down(&plan.fleet, known, ROLLBACK_WAIT).await {
@@ -257,8 +280,9 @@ impl Ec2 {
             }
         } else {
             format!(
-                "rollback incomplete ({}); {again}",
-                report.problems.join("; ")
+                "rollback incomplete ({}); still there: {}; {again}",
+                report.problems.join("; "),
+                report.left
             )
         }
     }

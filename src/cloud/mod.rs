@@ -18,7 +18,7 @@
 //! - `error`: [`CloudError`] and the mapping from SDK errors.
 
 mod access;
-mod cost;
+pub mod cost;
 mod describe;
 mod destroy;
 mod error;

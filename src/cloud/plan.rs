@@ -180,6 +180,17 @@ pub struct FleetPlan {
     pub wait_timeout: Duration,
 }
 
+impl RolePlan {
+    /// The flag that chose this role's instance types.
+    pub fn type_flag(&self) -> &'static str {
+        match self.role {
+            Role::Webserver => "--webserver-type",
+            Role::Master => "--master-type",
+            Role::Worker => "--worker-type",
+        }
+    }
+}
+
 impl FleetPlan {
     /// Checks every flag; the only I/O is looking at `--key-file`.
     pub fn from_flags(flags: &LaunchFlags) -> Result<FleetPlan, PlanError> {

@@ -1,23 +1,28 @@
 //! The requests that start spot instances: RunInstances with spot market
 //! options for a role with one instance type, and an instant EC2 Fleet with
-//! price-capacity-optimized allocation for a worker-type list.
+//! price-capacity-optimized allocation for a worker-type list. The fleet
+//! gets one override per (type, default subnet) whose zone offers the type
+//! (DescribeInstanceTypeOfferings), so capacity in any zone counts, and a
+//! type offered nowhere is refused before the launch template exists.
 //!
 //! Every instance gets shutdown behaviour `terminate` and the self-destruct
 //! boot script, and is tagged with the fleet and its role at launch (tags in
 //! the request, so no instance exists untagged even for a moment).
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::types::{
-    DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
+    DefaultTargetCapacityType, Filter, FleetLaunchTemplateConfigRequest,
     FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest, FleetType,
     InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceType,
-    LaunchTemplateTagSpecificationRequest, MarketType, RequestLaunchTemplateData, ResourceType,
-    ShutdownBehavior, SpotAllocationStrategy, SpotInstanceType, SpotMarketOptions,
+    LaunchTemplateTagSpecificationRequest, LocationType, MarketType, RequestLaunchTemplateData,
+    ResourceType, ShutdownBehavior, SpotAllocationStrategy, SpotInstanceType, SpotMarketOptions,
     SpotOptionsRequest, TargetCapacitySpecificationRequest,
 };
 
-use super::access::tagging;
+use super::access::{tagging, Subnet};
+use super::error::shortfall_fix;
 use super::image::Images;
 use super::plan::RolePlan;
 use super::{userdata, CloudError, Ec2, FleetName, FleetPlan, Role};
@@ -28,7 +33,25 @@ pub(crate) struct Shared<'a> {
     pub images: &'a Images,
     pub group: &'a str,
     pub key_name: &'a str,
+    /// The default VPC's default subnets, one per zone: a multi-type role
+    /// gets one fleet override per (type, subnet) whose zone offers the type.
+    pub subnets: &'a [Subnet],
+    /// When every instance powers off: its `spotload:expires-at` tag.
+    pub expires_at: crate::expiry::Expiry,
 }
+
+/// What an instant EC2 Fleet launched.
+pub(crate) struct FleetLaunch {
+    /// The fleet's id (`fleet-...`): destroy deletes it with the instances.
+    pub fleet_id: Option<String>,
+    /// The instances it launched.
+    pub ids: Vec<String>,
+    /// Why it launched fewer than asked, if it did.
+    pub shortfall: Option<CloudError>,
+}
+
+/// EC2 takes at most this many values in one filter.
+const FILTER_VALUES_MAX: usize = 100;
 
 /// Resource kinds tagged on each instance launch.
 const INSTANCE_RESOURCES: [ResourceType; 3] = [
@@ -63,10 +86,12 @@ impl Ec2 {
             .security_group_ids(shared.group)
             .instance_market_options(market_options(plan.max_price.as_deref()))
             .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
-            .user_data(userdata::encoded(&plan.fleet, plan.ttl))
+            .user_data(userdata::encoded(&plan.fleet, shared.expires_at, plan.ttl))
+            .metadata_options(userdata::metadata_options())
             .client_token(client_token(&plan.fleet, role.role));
         for kind in INSTANCE_RESOURCES {
-            request = request.tag_specifications(tagging(kind, &plan.fleet, Some(role.role)));
+            let tags = tagging(kind, &plan.fleet, Some(role.role));
+            request = request.tag_specifications(userdata::with_expiry(tags, shared.expires_at));
         }
         let answer = request
             .send()
@@ -93,9 +118,11 @@ impl Ec2 {
             .key_name(shared.key_name)
             .security_group_ids(shared.group)
             .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
-            .user_data(userdata::encoded(&plan.fleet, plan.ttl));
+            .user_data(userdata::encoded(&plan.fleet, shared.expires_at, plan.ttl))
+            .metadata_options(userdata::template_metadata_options());
         for kind in INSTANCE_RESOURCES {
             let tags = tagging(kind.clone(), &plan.fleet, Some(role));
+            let tags = userdata::with_expiry(tags, shared.expires_at);
             data = data.tag_specifications(
                 LaunchTemplateTagSpecificationRequest::builder()
                     .resource_type(kind)
@@ -122,22 +149,87 @@ impl Ec2 {
             })
     }
 
-    /// An instant EC2 Fleet over the role's instance types. Returns the ids
-    /// it launched and, when it launched fewer than asked, why.
+    /// Which of `subnets` may host each of `types`: the subnets whose zone
+    /// offers the type (DescribeInstanceTypeOfferings by availability zone).
+    /// A type no zone offers is refused, naming `flag`.
+    pub(crate) async fn placements(
+        &self,
+        flag: &'static str,
+        types: &[String],
+        subnets: &[Subnet],
+    ) -> Result<Vec<(String, Subnet)>, CloudError> {
+        let mut offered: BTreeSet<(String, String)> = BTreeSet::new();
+        for chunk in types.chunks(FILTER_VALUES_MAX) {
+            let action = format!(
+                "DescribeInstanceTypeOfferings (availability zones, {})",
+                chunk.join(", ")
+            );
+            let mut pages = self
+                .ec2
+                .describe_instance_type_offerings()
+                .location_type(LocationType::AvailabilityZone)
+                .filters(
+                    Filter::builder()
+                        .name("instance-type")
+                        .set_values(Some(chunk.to_vec()))
+                        .build(),
+                )
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|err| self.sdk_error(&action, err))?;
+                for offering in page.instance_type_offerings() {
+                    if let (Some(kind), Some(zone)) =
+                        (offering.instance_type(), offering.location())
+                    {
+                        offered.insert((kind.as_str().to_string(), zone.to_string()));
+                    }
+                }
+            }
+        }
+        let mut placements = Vec::new();
+        for kind in types {
+            let here: Vec<&Subnet> = subnets
+                .iter()
+                .filter(|s| offered.contains(&(kind.clone(), s.zone.clone())))
+                .collect();
+            if here.is_empty() {
+                let zones: Vec<&str> = subnets.iter().map(|s| s.zone.as_str()).collect();
+                return Err(CloudError::TypeNotOffered {
+                    flag,
+                    instance_type: kind.clone(),
+                    region: self.region.clone(),
+                    zones: zones.join(" "),
+                });
+            }
+            placements.extend(here.into_iter().map(|s| (kind.clone(), s.clone())));
+        }
+        Ok(placements)
+    }
+
+    /// An instant EC2 Fleet over `placements` (type, subnet) of the role:
+    /// what it launched and, when fewer than asked, why.
     pub(crate) async fn fleet_spot(
         &self,
         shared: &Shared<'_>,
         role: &RolePlan,
         template: &str,
-    ) -> Result<(Vec<String>, Option<CloudError>), CloudError> {
+        placements: &[(String, Subnet)],
+    ) -> Result<FleetLaunch, CloudError> {
         let plan = shared.plan;
         let types = role.instance_types.join(",");
-        let action = format!("CreateFleet ({} × {} from {types})", role.count, role.role);
+        let zones: BTreeSet<&str> = placements.iter().map(|(_, s)| s.zone.as_str()).collect();
+        let action = format!(
+            "CreateFleet ({} × {} from {types} over {} zones)",
+            role.count,
+            role.role,
+            zones.len()
+        );
         let answer = self
             .ec2
             .create_fleet()
             .r#type(FleetType::Instant)
-            .launch_template_configs(template_config(shared, role, template)?)
+            .launch_template_configs(template_config(shared, template, placements)?)
             .target_capacity_specification(
                 TargetCapacitySpecificationRequest::builder()
                     .total_target_capacity(i32::try_from(role.count).unwrap_or(i32::MAX))
@@ -164,7 +256,11 @@ impl Ec2 {
             .cloned()
             .collect();
         let shortfall = shortfall(&answer, role, ids.len());
-        Ok((ids, shortfall))
+        Ok(FleetLaunch {
+            fleet_id: answer.fleet_id().map(str::to_string),
+            ids,
+            shortfall,
+        })
     }
 }
 
@@ -178,14 +274,17 @@ fn shortfall(
     if launched >= wanted {
         return None;
     }
-    let reasons: Vec<String> = answer
+    let codes: Vec<(&str, &str)> = answer
         .errors()
         .iter()
         .map(|e| {
-            let code = e.error_code().unwrap_or("UnknownError");
-            format!("{code}: {}", e.error_message().unwrap_or("no message"))
+            (
+                e.error_code().unwrap_or("UnknownError"),
+                e.error_message().unwrap_or("no message"),
+            )
         })
         .collect();
+    let reasons: Vec<String> = codes.iter().map(|(c, m)| format!("{c}: {m}")).collect();
     Some(CloudError::Shortfall {
         role: role.role,
         launched,
@@ -195,13 +294,16 @@ fn shortfall(
         } else {
             reasons.join("; ")
         },
+        fix: shortfall_fix(&codes),
     })
 }
 
+/// The fleet's one template with an override per (type, subnet): EC2 Fleet
+/// then chooses among every zone that offers a type, not just one.
 fn template_config(
     shared: &Shared<'_>,
-    role: &RolePlan,
     template: &str,
+    placements: &[(String, Subnet)],
 ) -> Result<FleetLaunchTemplateConfigRequest, CloudError> {
     let mut config = FleetLaunchTemplateConfigRequest::builder().launch_template_specification(
         FleetLaunchTemplateSpecificationRequest::builder()
@@ -209,9 +311,10 @@ fn template_config(
             .version("$Latest")
             .build(),
     );
-    for instance_type in &role.instance_types {
+    for (instance_type, subnet) in placements {
         let over = FleetLaunchTemplateOverridesRequest::builder()
             .instance_type(InstanceType::from(instance_type.as_str()))
+            .subnet_id(&subnet.id)
             .image_id(image_for(shared.images, instance_type)?)
             .set_max_price(shared.plan.max_price.clone());
         config = config.overrides(over.build());

@@ -5,17 +5,8 @@
 //! Scripts are plain `sh` (dash on Ubuntu, bash on Amazon Linux), so they
 //! avoid bashisms.
 
-/// Quotes `text` as one shell word.
-pub fn quote(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%".contains(&b))
-    {
-        return text.to_string();
-    }
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
+/// Quotes `text` as one shell word (the one rule, shared with user data).
+pub use crate::shell::quote;
 
 /// How step scripts get root: directly when logged in as root, else through
 /// `sudo -n` (EC2 images let their default user sudo without a password).
