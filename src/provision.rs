@@ -1,17 +1,24 @@
 //! `spotload deploy`'s work, as a library: the hosts to deploy onto — the
 //! fleet's instances, launched when the fleet does not exist or reused —
-//! the `loadtest` binary to ship (given, or built from this checkout) and
+//! what each fleet host's self-destruct should arm (from its instance's
+//! expiry tag), the `loadtest` binary to ship (given, or built from this
+//! checkout; stripped, its debug info kept on this machine, compressed) and
 //! the web UI's credentials. The command line only turns flags into a plan
 //! and calls these.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 
-use crate::cloud::{Ec2, FleetPlan, Instance, StateDir};
-use crate::remote::{inventory, DeployPlan, Host, HostPlan};
+use crate::cloud::userdata::TagValue;
+use crate::cloud::{Ec2, FleetName, FleetPlan, Instance, StateDir};
+use crate::expiry::ArmSettings;
+use crate::remote::expiry::ArmPlan;
+use crate::remote::ship::megabytes;
+use crate::remote::{inventory, DeployPlan, Host, HostPlan, Shipment};
 
 /// Which of an instance's addresses to connect to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,7 +41,8 @@ pub struct FleetAccess {
 }
 
 /// The fleet's instances as hosts: reused when the fleet runs,
-/// launched (and waited for) when it does not exist.
+/// launched (and waited for) when it does not exist. Each host carries the
+/// self-destruct its instance should arm ([`HostPlan::arm`]).
 pub async fn fleet_hosts(
     ec2: &Ec2,
     plan: FleetPlan,
@@ -78,7 +86,53 @@ pub async fn fleet_hosts(
     for instance in &instances {
         entries.push(host_entry(instance, &key, access)?);
     }
-    DeployPlan::group(entries).with_context(|| format!("fleet {name} cannot be deployed as it is; `spotload status --fleet {name}` shows it, `spotload destroy --fleet {name}` ends it"))
+    let hosts: Vec<Host> = entries.iter().map(|e| e.host.clone()).collect();
+    let mut plans = DeployPlan::group(entries).with_context(|| format!("fleet {name} cannot be deployed as it is; `spotload status --fleet {name}` shows it, `spotload destroy --fleet {name}` ends it"))?;
+    let tags = ec2.expiries(&instances).await?;
+    let arms = arm_plans(&name, &instances, &tags, ec2.is_aws());
+    set_arms(&mut plans, hosts.into_iter().zip(arms));
+    Ok(plans)
+}
+
+/// What each fleet instance should arm, in the order of `instances`: the
+/// expiry its tag holds (`tags`, read by [`Ec2::expiries`]). Behind an
+/// EC2-compatible endpoint (`on_aws` false: moto, LocalStack) the hosts are
+/// no EC2 instances, with no instance metadata to re-arm from: nothing is
+/// armed, and the step says why.
+pub fn arm_plans(
+    fleet: &FleetName,
+    instances: &[Instance],
+    tags: &BTreeMap<String, TagValue>,
+    on_aws: bool,
+) -> Vec<ArmPlan> {
+    let skip = (!on_aws).then(|| {
+        "not armed: the fleet is behind --endpoint-url, not EC2 (no instance metadata)".to_string()
+    });
+    instances
+        .iter()
+        .map(|instance| ArmPlan {
+            fleet: fleet.to_string(),
+            instance_id: instance.id.clone(),
+            expected: tags
+                .get(&instance.id)
+                .and_then(|t| t.as_ref().ok().copied()),
+            settings: ArmSettings::default(),
+            skip: skip.clone(),
+        })
+        .collect()
+}
+
+/// Gives each grouped host the plan of the instance at its address and
+/// port (a fleet's instances each have their own).
+fn set_arms(hosts: &mut [HostPlan], arms: impl IntoIterator<Item = (Host, ArmPlan)>) {
+    for (host, arm) in arms {
+        let found = hosts
+            .iter_mut()
+            .find(|h| h.host.address == host.address && h.host.port == host.port);
+        if let Some(plan) = found {
+            plan.arm = Some(arm);
+        }
+    }
 }
 
 /// One running instance as a host to deploy onto.
@@ -119,14 +173,84 @@ pub fn host_entry(
     })
 }
 
-/// `--loadtest-bin`'s bytes, or the release binary built for x86_64.
-pub fn loadtest_binary(given: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+/// The binary to ship: `--loadtest-bin`, or the release binary built for
+/// x86_64; stripped, its debug info split off into `keep/loadtest.debug`
+/// (the stripped binary, what the hosts run, is `keep/loadtest`, linked to
+/// it by `.gnu_debuglink`), digested and compressed.
+pub fn loadtest_release(given: Option<&Path>, keep: &Path) -> anyhow::Result<Shipment> {
     let path = match given {
         Some(path) => path.to_path_buf(),
         None => build_loadtest()?,
     };
-    std::fs::read(&path)
-        .with_context(|| format!("cannot read the loadtest binary {}", path.display()))
+    let raw = std::fs::read(&path)
+        .with_context(|| format!("cannot read the loadtest binary {}", path.display()))?;
+    let raw_size = raw.len();
+    let binary = match strip(&path, &raw, keep) {
+        Ok(Some(stripped)) => stripped,
+        Ok(None) => raw,
+        Err(why) => {
+            eprintln!("note: shipping {} unstripped: {why:#}", path.display());
+            raw
+        }
+    };
+    let shipment = Shipment::new(binary).context("cannot compress the loadtest binary")?;
+    let stripped = if shipment.binary.len() < raw_size {
+        format!(
+            ", stripped {} (debug info in {})",
+            megabytes(shipment.binary.len()),
+            keep.join("loadtest.debug").display()
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "shipping loadtest: {}{stripped}, {} zstd, sha256 {}",
+        megabytes(raw_size),
+        megabytes(shipment.compressed.len()),
+        shipment.short_digest()
+    );
+    Ok(shipment)
+}
+
+/// `objcopy --only-keep-debug` then `--strip-all --add-gnu-debuglink`
+/// into `keep`; `None` for a file that is not ELF (checked later, per
+/// host), an error when objcopy is missing or fails.
+fn strip(path: &Path, raw: &[u8], keep: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    if !raw.starts_with(b"\x7fELF") {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(keep).with_context(|| format!("cannot create {}", keep.display()))?;
+    let debug = keep.join("loadtest.debug");
+    let stripped = keep.join("loadtest");
+    let objcopy = |args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
+        let out = Command::new("objcopy")
+            .args(args)
+            .output()
+            .context("objcopy is not installed (Debian/Ubuntu: apt-get install binutils)")?;
+        if !out.status.success() {
+            bail!(
+                "objcopy failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    };
+    let link = format!("--add-gnu-debuglink={}", debug.display());
+    objcopy(&[
+        "--only-keep-debug".as_ref(),
+        path.as_os_str(),
+        debug.as_os_str(),
+    ])?;
+    objcopy(&[
+        "--strip-all".as_ref(),
+        link.as_ref(),
+        path.as_os_str(),
+        stripped.as_os_str(),
+    ])?;
+    let bytes =
+        std::fs::read(&stripped).with_context(|| format!("cannot read {}", stripped.display()))?;
+    Ok(Some(bytes))
 }
 
 /// The target the default build is for (EC2's default instance types).
@@ -196,6 +320,78 @@ fn random_password() -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::expiry::Expiry;
+    use crate::role::Role;
+
+    fn instance(id: &str, role: Role, ip: &str) -> Instance {
+        Instance {
+            id: id.into(),
+            role: Some(role),
+            instance_type: "t3.micro".into(),
+            lifecycle: "spot".into(),
+            state: "running".into(),
+            state_reason: None,
+            public_ip: Some(ip.parse().unwrap()),
+            private_ip: Some(ip.parse().unwrap()),
+            launched_at: None,
+            availability_zone: None,
+            spot_request_id: None,
+            key_name: None,
+        }
+    }
+
+    /// Each fleet host carries its own instance's tag; a bad or missing tag
+    /// arms nothing (the step refuses), and behind an endpoint nothing is
+    /// armed at all.
+    #[test]
+    fn every_fleet_host_carries_its_own_instance_plan() {
+        let fleet = FleetName::parse("demo").unwrap();
+        let instances = [
+            instance("i-web", Role::Webserver, "10.0.0.1"),
+            instance("i-master", Role::Master, "10.0.0.2"),
+            instance("i-worker", Role::Worker, "10.0.0.3"),
+        ];
+        let tags = BTreeMap::from([
+            ("i-web".to_string(), Ok(Expiry::at(8200))),
+            ("i-master".to_string(), Err("soon".to_string())),
+        ]);
+        let access = FleetAccess {
+            connect_via: ConnectVia::Private,
+            ssh_user: "root".into(),
+            key_file: None,
+        };
+        let entries: Vec<_> = instances
+            .iter()
+            .map(|i| host_entry(i, Path::new("/k"), &access).unwrap())
+            .collect();
+        let hosts: Vec<Host> = entries.iter().map(|e| e.host.clone()).collect();
+        let mut plans = DeployPlan::group(entries).unwrap();
+        assert!(plans.iter().all(|p| p.arm.is_none()));
+        set_arms(
+            &mut plans,
+            hosts
+                .into_iter()
+                .zip(arm_plans(&fleet, &instances, &tags, true)),
+        );
+        let arm = |address: &str| {
+            let plan = plans.iter().find(|p| p.host.address == address).unwrap();
+            plan.arm.clone().unwrap()
+        };
+        assert_eq!(arm("10.0.0.1").instance_id, "i-web");
+        assert_eq!(arm("10.0.0.1").expected, Some(Expiry::at(8200)));
+        assert_eq!(arm("10.0.0.2").instance_id, "i-master");
+        assert_eq!(arm("10.0.0.2").expected, None);
+        assert_eq!(arm("10.0.0.3").instance_id, "i-worker");
+        assert_eq!(arm("10.0.0.3").expected, None);
+        assert_eq!(arm("10.0.0.3").fleet, "demo");
+        assert!(arm("10.0.0.3").skip.is_none());
+
+        let behind = arm_plans(&fleet, &instances, &tags, false);
+        assert!(behind.iter().all(|p| p
+            .skip
+            .as_deref()
+            .is_some_and(|s| s.contains("--endpoint-url"))));
+    }
 
     #[test]
     fn web_auth_is_checked_or_generated() {

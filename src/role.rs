@@ -4,6 +4,10 @@
 
 use std::fmt;
 
+/// The port the master serves the `loadtest` binary on to the other hosts
+/// during a deploy (`loadtest serve-file`), open only inside the fleet.
+pub const SHIP_PORT: u16 = 5558;
+
 use serde::{Deserialize, Serialize};
 
 /// What an instance does in the load test.

@@ -187,6 +187,32 @@ impl Lan {
         ns
     }
 
+    /// Limits what the operator namespace sends to `mbit` Mbit/s (a token
+    /// bucket on its link, `tc qdisc ... tbf`): the operator's uplink, as
+    /// a deploy from a laptop or an office sees it. Creates the operator
+    /// namespace when there is none yet.
+    pub fn shape_operator(&mut self, mbit: u32) {
+        let ns = self.operator();
+        // 1 ms of traffic at the rate, at least 64 KiB (one GSO packet).
+        let burst = (u64::from(mbit) * 1_000_000 / 8 / 1000).max(64 * 1024);
+        sh(&format!(
+            "ip netns exec {ns} tc qdisc replace dev eth0 root tbf rate {mbit}mbit burst {burst} latency 200ms"
+        ));
+    }
+
+    /// Bytes the operator namespace has sent on its link so far (its
+    /// `tx_bytes`); the difference over a run is what that run uploaded,
+    /// headers included. Creates the operator namespace when there is none.
+    pub fn operator_tx_bytes(&mut self) -> u64 {
+        let ns = self.operator();
+        let text = sh(&format!(
+            "ip netns exec {ns} cat /sys/class/net/eth0/statistics/tx_bytes"
+        ));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("tx_bytes of {ns} is not a number: {text:?}"))
+    }
+
     /// Makes `127.0.0.1:port` in the root namespace reachable from the
     /// LAN at `10.231.K.1:<returned port>` (for moto, which listens on
     /// loopback only).
@@ -402,6 +428,24 @@ impl NetHost {
                     .unwrap_or(false)
             })
             .collect()
+    }
+
+    /// Mounts an empty tmpfs on `/usr/local/bin` for this host only (it
+    /// comes before `/usr/bin` in every PATH) and writes `name` there with
+    /// `script`: a way to stand in for a command on one host, e.g. a
+    /// `curl` that damages what it fetches.
+    pub fn shadow_command(&self, name: &str, script: &str) {
+        let path = format!("/usr/local/bin/{name}");
+        let out = self.exec(&format!(
+            "(mountpoint -q /usr/local/bin || mount -t tmpfs -o mode=755 tmpfs /usr/local/bin) && \
+             cat > {path} <<'SPOTLOAD_SHADOW'\n{script}\nSPOTLOAD_SHADOW\nchmod 755 {path}"
+        ));
+        assert!(
+            out.status.success(),
+            "cannot shadow {name} on {}: {}",
+            self.hostname,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// sshd's log, for failure messages.

@@ -118,8 +118,12 @@ impl DeployArgs {
             Some(_) => None,
             None => Some(FleetPlan::from_flags(&self.launch.flags())?),
         };
-        let loadtest = Arc::new(provision::loadtest_binary(self.loadtest_bin.as_deref())?);
         let state = self.launch.aws.state()?;
+        let fleet_dir = state.fleet_dir(&self.launch.aws.fleet_name()?);
+        let loadtest = Arc::new(provision::loadtest_release(
+            self.loadtest_bin.as_deref(),
+            &fleet_dir.join("release"),
+        )?);
         let hosts = match (&self.inventory, fleet_plan) {
             (Some(file), _) => DeployPlan::group(inventory::load(file)?)?,
             (None, Some(plan)) => {
@@ -135,9 +139,7 @@ impl DeployArgs {
         };
         let known_hosts = match &self.known_hosts {
             Some(path) => path.clone(),
-            None => state
-                .fleet_dir(&self.launch.aws.fleet_name()?)
-                .join("known_hosts"),
+            None => fleet_dir.join("known_hosts"),
         };
         let plan = DeployPlan {
             hosts,

@@ -100,7 +100,8 @@ impl RampArgs {
             return Ok(code);
         }
         let master = self.master_url().await?;
-        let driver = HttpDriver::new(&master, self.host.clone(), self.web_auth.clone())?;
+        let driver = HttpDriver::new(&master, self.host.clone(), self.web_auth.clone())?
+            .with_co_mitigation(self.spawn.co_mitigation.clone());
         println!("ramp {} on the master at {master}", plan.spec);
         let expect = Expect {
             workers: self.expect_workers,

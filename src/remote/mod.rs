@@ -9,6 +9,8 @@
 //! - `recipe`: the steps per role, each idempotent.
 //! - `inventory`: the `--inventory` file format.
 //! - `plan`: which host plays which roles, validated.
+//! - `ship`: the binary, its digest and zstd form; how it travels (once
+//!   from the operator to the master, from there to the other hosts).
 //! - `deploy`: all hosts in parallel with progress lines; `report`: what
 //!   happened on each, and the check that every worker joined.
 //!
@@ -17,6 +19,7 @@
 
 mod deploy;
 mod error;
+pub mod expiry;
 mod host;
 pub mod inventory;
 pub mod known_hosts;
@@ -24,6 +27,7 @@ mod plan;
 pub mod recipe;
 mod report;
 pub mod script;
+pub mod ship;
 mod ssh;
 
 pub use deploy::deploy;
@@ -32,4 +36,5 @@ pub use host::{Host, Local, Output, Shell};
 pub use known_hosts::KnownHosts;
 pub use plan::{DeployPlan, HostPlan};
 pub use report::{HostReport, Outcome, Report};
+pub use ship::Shipment;
 pub use ssh::{load_key, ConnectLimits, Session};

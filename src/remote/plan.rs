@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+use super::expiry::ArmPlan;
 use super::inventory::Entry;
 use super::known_hosts::KnownHosts;
+use super::ship::Shipment;
 use super::ssh::ConnectLimits;
 use super::Host;
 use crate::role::Role;
@@ -22,6 +24,9 @@ pub struct HostPlan {
     pub roles: Vec<Role>,
     /// How the other hosts reach this one.
     pub private_address: String,
+    /// The self-destruct to arm on this host: set for a fleet's instances
+    /// (by `provision::fleet_hosts`), `None` for hosts from an inventory.
+    pub arm: Option<ArmPlan>,
 }
 
 impl HostPlan {
@@ -42,8 +47,9 @@ impl HostPlan {
 pub struct DeployPlan {
     /// Every host once, with all its roles; see [`DeployPlan::group`].
     pub hosts: Vec<HostPlan>,
-    /// The `loadtest` binary shipped to master and workers.
-    pub loadtest: Arc<Vec<u8>>,
+    /// The `loadtest` binary shipped to master and workers, with its digest
+    /// and compressed form.
+    pub loadtest: Arc<Shipment>,
     /// `USER:PASS` protecting the master's web UI.
     pub web_auth: Option<String>,
     /// The fleet's known_hosts file: host keys are learned on first contact and
@@ -57,6 +63,8 @@ pub struct DeployPlan {
 
 impl DeployPlan {
     /// Groups entries by host (address and port) and checks the roles.
+    /// No host arms a self-destruct ([`HostPlan::arm`] is `None`): what an
+    /// entry is on EC2 is the caller's to know.
     pub fn group(entries: Vec<Entry>) -> anyhow::Result<Vec<HostPlan>> {
         let mut hosts: Vec<HostPlan> = Vec::new();
         for entry in entries {
@@ -77,6 +85,7 @@ impl DeployPlan {
                     host: entry.host,
                     roles: vec![entry.role],
                     private_address: entry.private_address,
+                    arm: None,
                 }),
             }
         }
@@ -126,6 +135,7 @@ mod tests {
         .unwrap();
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[0].role_names(), "master+worker");
+        assert!(hosts.iter().all(|h| h.arm.is_none()));
     }
 
     #[test]

@@ -242,6 +242,7 @@ mod tests {
                     id: id.to_string(),
                     state: *state,
                     user_count: 0,
+                    user_classes_count: Default::default(),
                     cpu_usage: 0.0,
                     memory_usage: 0,
                     cpu_share: None,

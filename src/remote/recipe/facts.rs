@@ -1,6 +1,7 @@
 //! What a host is, learned once before its recipes run: CPU architecture
 //! (to refuse a binary that cannot run there), hostname (workers announce
-//! themselves to the master by it), init system, and how to become root.
+//! themselves to the master by it), init system, how to become root, and
+//! the digest of the `loadtest` it has (to send nothing when it is current).
 
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ pub struct Facts {
     pub systemd: bool,
     /// `PRETTY_NAME` from /etc/os-release.
     pub os: String,
+    /// SHA-256 of the installed `/opt/spotload/bin/loadtest`, if any: a
+    /// host already running the deploy's digest is sent nothing.
+    pub loadtest_sha256: Option<String>,
+    /// The `zstd` command is installed: the binary travels compressed.
+    pub zstd: bool,
 }
 
 /// Waits for cloud-init (a fresh instance is still installing packages and
@@ -39,6 +45,10 @@ fi
 os=unknown
 if [ -r /etc/os-release ]; then os=$(. /etc/os-release && echo "${PRETTY_NAME:-$ID}"); fi
 echo "os=$os"
+if [ -f /opt/spotload/bin/loadtest ] && command -v sha256sum >/dev/null 2>&1; then
+    echo "loadtest_sha256=$(sha256sum < /opt/spotload/bin/loadtest | cut -c1-64)"
+fi
+if command -v zstd >/dev/null 2>&1; then echo "zstd=yes"; fi
 "#;
 
 /// Fresh instances can spend minutes in cloud-init.
@@ -103,6 +113,8 @@ impl Facts {
             privilege,
             systemd: value("init").as_deref() == Some("systemd"),
             os: value("os").unwrap_or_else(|| "unknown".into()),
+            loadtest_sha256: value("loadtest_sha256").filter(|d| d.len() == 64),
+            zstd: value("zstd").as_deref() == Some("yes"),
         }))
     }
 }
@@ -143,6 +155,11 @@ mod tests {
         let facts = Facts::parse(user).unwrap().unwrap();
         assert_eq!(facts.privilege, Privilege::Sudo);
         assert!(facts.systemd);
+        assert_eq!((facts.loadtest_sha256, facts.zstd), (None, false));
+        let shipped = format!("{root}loadtest_sha256={}\nzstd=yes\n", "e3".repeat(32));
+        let facts = Facts::parse(&shipped).unwrap().unwrap();
+        assert_eq!(facts.loadtest_sha256, Some("e3".repeat(32)));
+        assert!(facts.zstd);
         let no_sudo = "arch=x86_64\nhostname=h\nuid=1000\nsudo=no\n";
         assert_eq!(Facts::parse(no_sudo).unwrap(), None);
         assert!(Facts::parse("hostname=h\n").is_err());

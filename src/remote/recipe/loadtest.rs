@@ -1,45 +1,14 @@
-//! The `master` and `worker` recipes: ship the `loadtest` binary, stop what
-//! a previous deploy started, start `loadtest master` (pointed at the
-//! webserver) or `loadtest worker` (pointed at the master), and check them.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The `master` and `worker` recipes: stop what a previous deploy started,
+//! install the binary `ship` brought (checked by digest), start `loadtest
+//! master` (pointed at the webserver) or `loadtest worker` (pointed at the
+//! master), and check them.
 
 use super::service::Service;
-use super::{Step, BASE, MASTER_PORT, WEB_PORT};
+use super::ship::install_script;
+use super::{Step, MASTER_PORT, WEB_PORT};
 use crate::remote::script::quote;
 
 const BIN: &str = "/opt/spotload/bin/loadtest";
-const NEW_BIN: &str = "/opt/spotload/bin/loadtest.new";
-
-/// Streams the binary to `loadtest.new` (the running one stays untouched
-/// until its service is stopped), checks the size and that it runs here.
-pub fn upload_step(binary: Arc<Vec<u8>>) -> Step {
-    let size = binary.len();
-    let script = format!(
-        r#"mkdir -p {BASE}/bin {BASE}/run {BASE}/log
-cat > {NEW_BIN}
-n=$(wc -c < {NEW_BIN} | tr -d ' ')
-if [ "$n" != "{size}" ]; then echo "received $n of {size} bytes" >&2; exit 1; fi
-chmod 755 {NEW_BIN}
-{NEW_BIN} --version"#
-    );
-    let mut step = Step::new(
-        format!("upload loadtest ({:.1} MB)", size as f64 / 1e6),
-        format!("cat > {NEW_BIN}; {NEW_BIN} --version"),
-        script,
-    )
-    .limit(Duration::from_secs(10 * 60));
-    step.input = Some(binary);
-    step
-}
-
-/// Moves a freshly uploaded binary into place (after the old process
-/// stopped; a no-op when another role on the host already did).
-const INSTALL_BIN: &str = r#"if [ -f /opt/spotload/bin/loadtest.new ]; then
-    mv -f /opt/spotload/bin/loadtest.new /opt/spotload/bin/loadtest
-fi
-[ -x /opt/spotload/bin/loadtest ] || { echo "/opt/spotload/bin/loadtest is missing" >&2; exit 1; }"#;
 
 /// What the master is started with.
 #[derive(Debug, Clone)]
@@ -48,6 +17,8 @@ pub struct MasterConfig {
     pub target_url: String,
     /// `USER:PASS` for the web UI, when protected.
     pub web_auth: Option<String>,
+    /// SHA-256 of the binary this deploy ships: the one installed.
+    pub digest: String,
 }
 
 fn master_service(config: &MasterConfig) -> Service {
@@ -107,7 +78,11 @@ pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
         Step::new(
             "stop previous master",
             "systemctl stop spotload-master / kill $(cat master.pid)",
-            format!("{}{INSTALL_BIN}", service.stop_script()),
+            format!(
+                "{}{}",
+                service.stop_script(),
+                install_script(&config.digest)
+            ),
         ),
         Step::new(
             "start master",
@@ -122,14 +97,14 @@ pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
     ]
 }
 
-/// Stop the previous worker and install the binary: safe before the master
-/// is up.
-pub fn worker_stop_steps() -> Vec<Step> {
+/// Stop the previous worker and install the binary with `digest`: safe
+/// before the master is up.
+pub fn worker_stop_steps(digest: &str) -> Vec<Step> {
     let service = worker_service("");
     vec![Step::new(
         "stop previous worker",
         "systemctl stop spotload-worker / kill $(cat worker.pid)",
-        format!("{}{INSTALL_BIN}", service.stop_script()),
+        format!("{}{}", service.stop_script(), install_script(digest)),
     )]
 }
 
@@ -152,6 +127,7 @@ mod tests {
         let config = MasterConfig {
             target_url: "http://10.0.1.5".into(),
             web_auth: Some("spotload:s3cret".into()),
+            digest: "ab".repeat(32),
         };
         let steps = master_steps(&config, false);
         let start = &steps[1];
@@ -170,12 +146,5 @@ mod tests {
         assert!(steps[0]
             .command
             .ends_with("worker --master-host 10.0.1.6 --master-port 5557"));
-    }
-
-    #[test]
-    fn upload_checks_the_size() {
-        let step = upload_step(Arc::new(vec![0; 1234]));
-        assert!(step.script.contains(r#"[ "$n" != "1234" ]"#));
-        assert_eq!(step.input.as_ref().map(|b| b.len()), Some(1234));
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! - `facts`: what a host is (architecture, hostname, init system, sudo).
 //! - `webserver`: nginx with spotload's own config and static page, on :80.
-//! - `loadtest`: upload the `loadtest` binary; start `loadtest master` or
+//! - `ship`: the `loadtest` binary onto a host, by digest: uploaded to the
+//!   master once, served by it to the other hosts, fetched by them.
+//! - `loadtest`: install the shipped binary; start `loadtest master` or
 //!   `loadtest worker` as a systemd unit where systemd runs, otherwise as a
 //!   detached process with a pid file.
 //!
@@ -15,14 +17,16 @@
 mod facts;
 mod loadtest;
 mod service;
+mod ship;
 mod webserver;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use facts::{elf_arch, Facts};
-pub use loadtest::{
-    master_steps, upload_step, worker_start_steps, worker_stop_steps, MasterConfig,
+pub use loadtest::{master_steps, worker_start_steps, worker_stop_steps, MasterConfig};
+pub use ship::{
+    fetch_step, receive_step, serve_start_step, serve_stop_step, stage_step, SHIP_DIR, SHIP_PORT,
 };
 pub use webserver::webserver_steps;
 

@@ -1,0 +1,192 @@
+//! Benchmark: `spotload deploy` onto 1 and onto 20 worker hosts (plus a
+//! webserver and a master) through an operator link shaped to 100 Mbit/s,
+//! printing each deploy's wall time and the bytes the operator sent, and
+//! the 20-host figures as ratios of the 1-host ones. Run it through
+//! `scripts/bench-deploy`, which builds what it needs; needs root.
+//!
+//! Hosts are sshd in network namespaces (`harness::netns`), fresh for every
+//! deploy (nothing installed yet); spotload runs in the operator namespace,
+//! whose link alone is shaped (`tc ... tbf`), so host-to-host traffic
+//! inside the "VPC" runs at the bridge's speed, as it would on EC2.
+//!
+//! Usage: bench_deploy SPOTLOAD LOADTEST [--mbit 100] [--workers 1,20] [--rounds 1]
+//! (`BENCH_VERBOSE=1` prints each deploy's progress lines too).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::netns::{sh, Lan};
+use harness::{Process, TempDir};
+
+struct Options {
+    spotload: PathBuf,
+    loadtest: PathBuf,
+    mbit: u32,
+    workers: Vec<u8>,
+    rounds: usize,
+}
+
+fn options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: bench_deploy SPOTLOAD LOADTEST [--mbit 100] [--workers 1,20] [--rounds 1]";
+    let spotload = PathBuf::from(args.next().ok_or(usage)?);
+    let loadtest = PathBuf::from(args.next().ok_or(usage)?);
+    let mut options = Options {
+        spotload,
+        loadtest,
+        mbit: 100,
+        workers: vec![1, 20],
+        rounds: 1,
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or(format!("{flag} needs a value; {usage}"))?;
+        let bad = |what: &str| format!("{flag} {value}: expected {what}");
+        match flag.as_str() {
+            "--mbit" => options.mbit = value.parse().map_err(|_| bad("Mbit/s, e.g. 100"))?,
+            "--rounds" => options.rounds = value.parse().map_err(|_| bad("a count"))?,
+            "--workers" => {
+                options.workers = value
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| bad("counts like 1,20 (at most 200 each)"))?;
+                if options.workers.iter().any(|n| *n == 0 || *n > 200) {
+                    return Err(bad("counts from 1 to 200"));
+                }
+            }
+            _ => return Err(format!("unknown flag {flag}; {usage}")),
+        }
+    }
+    for path in [&options.spotload, &options.loadtest] {
+        if !path.exists() {
+            return Err(format!("{} does not exist", path.display()));
+        }
+    }
+    Ok(options)
+}
+
+/// One deploy onto fresh hosts: wall time and operator bytes sent.
+fn deploy_once(options: &Options, workers: u8) -> Result<(Duration, u64), String> {
+    let work = TempDir::new("bench-deploy");
+    let key = work.path().join("id_ed25519");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        key.display()
+    ));
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
+    let mut lan = Lan::new();
+    let mut inventory = String::new();
+    for i in 0..workers + 2 {
+        let role = match i {
+            0 => "webserver",
+            1 => "master",
+            _ => "worker",
+        };
+        let address = lan.address(11 + i);
+        lan.add_host(&format!("sl-bench{i}"), address, &public);
+        let _ = writeln!(inventory, "{address} root {} {role}", key.display());
+    }
+    let file = work.path().join("hosts.txt");
+    fs::write(&file, inventory).map_err(|e| e.to_string())?;
+    lan.shape_operator(options.mbit);
+    let operator = lan.operator();
+    let before = lan.operator_tx_bytes();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &operator])
+        .arg(&options.spotload)
+        .arg("deploy")
+        .arg("--inventory")
+        .arg(&file)
+        .arg("--loadtest-bin")
+        .arg(&options.loadtest)
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .args(["--fleet", "bench", "--connect-timeout", "10s"])
+        .args(["--join-timeout", "120s", "--no-web-auth"])
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let start = Instant::now();
+    let mut process = Process::spawn("spotload", cmd, work.path());
+    let status = process.wait_exit(Duration::from_secs(900));
+    let elapsed = start.elapsed();
+    let sent = lan.operator_tx_bytes() - before;
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "--- deploy onto {workers} worker host(s)\n{}",
+            process.stderr()
+        );
+    }
+    match status {
+        Some(status) if status.success() => Ok((elapsed, sent)),
+        _ => Err(format!(
+            "the deploy onto {workers} worker host(s) failed ({status:?}):\n{}",
+            process.stderr()
+        )),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let options = match options() {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    println!(
+        "deploy through a {} Mbit/s operator link: {} with {}",
+        options.mbit,
+        options.spotload.display(),
+        options.loadtest.display()
+    );
+    println!("| worker hosts | round | time (s) | operator sent (MB) |");
+    println!("| --- | --- | --- | --- |");
+    // Rounds alternate between the fleet sizes, so a busy moment of this
+    // machine does not land on one size only.
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); options.workers.len()];
+    for round in 1..=options.rounds {
+        for (i, &workers) in options.workers.iter().enumerate() {
+            match deploy_once(&options, workers) {
+                Ok((time, sent)) => {
+                    println!(
+                        "| {workers} | {round} | {:.1} | {:.1} |",
+                        time.as_secs_f64(),
+                        sent as f64 / 1e6
+                    );
+                    runs[i].push((time.as_secs_f64(), sent as f64));
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let median = |runs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let medians: Vec<(u8, f64, f64)> = options
+        .workers
+        .iter()
+        .zip(&runs)
+        .map(|(&workers, runs)| (workers, median(runs, |r| r.0), median(runs, |r| r.1)))
+        .collect();
+    if let (Some(first), Some(last)) = (medians.first(), medians.last()) {
+        if medians.len() > 1 {
+            println!(
+                "{} vs {} worker hosts (medians): time {:.2}x, operator bytes {:.2}x",
+                last.0,
+                first.0,
+                last.1 / first.1,
+                last.2 / first.2
+            );
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
