@@ -26,7 +26,11 @@ fn report(seed: u64, per_name: u64, hdr: bool) -> StatsReport {
             state = state
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
-            let spike = if state.is_multiple_of(100) { state % 50_000 } else { 0 };
+            let spike = if state.is_multiple_of(100) {
+                state % 50_000
+            } else {
+                0
+            };
             let us = 200 + (state >> 40) % 800 + spike;
             entry.log(us as f64 / 1000.0, 1, i % 50 == 0, 1_000.0 + (i % 3) as f64);
         }
