@@ -12,13 +12,11 @@
 //! Usage: bench_deploy SPOTLOAD LOADTEST [--mbit 100] [--workers 1,20] [--rounds 1]
 //! (`BENCH_VERBOSE=1` prints each deploy's progress lines too).
 
-use std::fmt::Write as _;
-use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::netns::{sh, Lan};
+use harness::netns::Lan;
 use harness::{Process, TempDir};
 
 struct Options {
@@ -73,26 +71,7 @@ fn options() -> Result<Options, String> {
 /// One deploy onto fresh hosts: wall time and operator bytes sent.
 fn deploy_once(options: &Options, workers: u8) -> Result<(Duration, u64), String> {
     let work = TempDir::new("bench-deploy");
-    let key = work.path().join("id_ed25519");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        key.display()
-    ));
-    let public = fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
-    let mut lan = Lan::new();
-    let mut inventory = String::new();
-    for i in 0..workers + 2 {
-        let role = match i {
-            0 => "webserver",
-            1 => "master",
-            _ => "worker",
-        };
-        let address = lan.address(11 + i);
-        lan.add_host(&format!("sl-bench{i}"), address, &public);
-        let _ = writeln!(inventory, "{address} root {} {role}", key.display());
-    }
-    let file = work.path().join("hosts.txt");
-    fs::write(&file, inventory).map_err(|e| e.to_string())?;
+    let (mut lan, file) = Lan::fleet(work.path(), workers, |i, _| format!("sl-bench{i}"));
     lan.shape_operator(options.mbit);
     let operator = lan.operator();
     let before = lan.operator_tx_bytes();

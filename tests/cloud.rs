@@ -8,130 +8,21 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Instance;
 use harness::moto_sdk::{
-    filter, group_named, ingress, key_pair_exists, live_instances, shutdown_behaviour, tag,
-    user_data, FLEET_TAG,
+    filter, group_named, ingress, key_pair_exists, live_instance_ids, live_instances,
+    shutdown_behaviour, tag, template_data, user_data, FLEET_TAG,
 };
+use harness::spotload_cli::Run;
 use harness::{free_port, Moto};
 
 const ROLE_TAG: &str = "spotload:role";
 const ALLOW: &str = "198.51.100.7/32";
 const AL2023_X86: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
-
-/// One run of the binary, with its output kept for assertions.
-struct Run {
-    args: Vec<String>,
-    output: Output,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
-    }
-
-    fn ok(self) -> Run {
-        assert!(
-            self.output.status.success(),
-            "spotload {:?} failed\nstdout:\n{}\nstderr:\n{}",
-            self.args,
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-
-    /// Asserts a failure reported as exactly one `error:` line, without a
-    /// panic or backtrace, and returns that line.
-    fn one_error_line(&self) -> String {
-        let stderr = self.stderr();
-        assert!(
-            !self.output.status.success(),
-            "spotload {:?} succeeded",
-            self.args
-        );
-        assert_eq!(self.output.status.code(), Some(1), "{stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(errors.len(), 1, "want one error line in:\n{stderr}");
-        errors[0].to_string()
-    }
-}
-
-/// A scratch HOME and state directory, so nothing of the user's leaks in.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// Runs `spotload ARGS` (split on whitespace) against `endpoint` with
-    /// test credentials.
-    fn run(&self, endpoint: &str, args: &str) -> Run {
-        let output = self.command(endpoint, args).output();
-        Run {
-            args: vec![args.to_string()],
-            output: output.expect("run the spotload binary"),
-        }
-    }
-
-    /// Like `run`, but without credentials and with `env` added.
-    fn run_env(&self, endpoint: &str, args: &str, env: &[(&str, &str)]) -> Run {
-        let output = self
-            .command(endpoint, args)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run the spotload binary");
-        Run {
-            args: vec![args.to_string()],
-            output,
-        }
-    }
-
-    /// `spotload ARGS` with a clean environment and test credentials.
-    fn command(&self, endpoint: &str, args: &str) -> Command {
-        let state = self.state();
-        let mut all: Vec<String> = args.split_whitespace().map(String::from).collect();
-        all.extend(["--endpoint-url".into(), endpoint.into()]);
-        all.extend(["--state-dir".into(), state.display().to_string()]);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_spotload"));
-        command
-            .args(&all)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            // Even a wrong default must never send the test to the internet.
-            .env(
-                "SPOTLOAD_PUBLIC_IP_URL",
-                format!("http://127.0.0.1:{}/", free_port()),
-            )
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
-        command
-    }
-}
 
 fn expected_rules(cidr: &str, group: &str) -> BTreeSet<String> {
     [
@@ -151,11 +42,7 @@ fn expected_rules(cidr: &str, group: &str) -> BTreeSet<String> {
 /// Checks nothing spotload created for `fleet` is left in moto or on disk.
 async fn assert_nothing_left(moto: &Moto, fleet: &str, state: &Path) {
     let ec2 = moto.ec2();
-    let live: Vec<String> = live_instances(&ec2, fleet)
-        .await
-        .iter()
-        .filter_map(|i| i.instance_id().map(String::from))
-        .collect();
+    let live = live_instance_ids(&ec2, fleet).await;
     assert!(live.is_empty(), "instances left: {live:?}");
     let name = format!("spotload-{fleet}");
     assert!(
@@ -184,16 +71,13 @@ async fn assert_nothing_left(moto: &Moto, fleet: &str, state: &Path) {
 #[tokio::test]
 async fn launch_status_destroy() {
     let moto = Moto::start();
-    let scratch = Scratch::new();
     let (ec2, url) = (moto.ec2(), moto.url());
+    let scratch = harness::spotload_cli!(&url);
     let launch = scratch
-        .run(
-            &url,
-            &format!(
-                "launch --fleet alpha --workers 3 --worker-type c5.large --master-type t3.small \
+        .run(&format!(
+            "launch --fleet alpha --workers 3 --worker-type c5.large --master-type t3.small \
                  --webserver-type t3.micro --allow-cidr {ALLOW} --ttl 90m --wait-timeout 60s"
-            ),
-        )
+        ))
         .ok();
     let instances = live_instances(&ec2, "alpha").await;
     assert_eq!(instances.len(), 5, "{}", launch.stdout());
@@ -203,16 +87,14 @@ async fn launch_status_destroy() {
     assert!(has_tag(group.tags(), FLEET_TAG, "alpha"), "group untagged");
     check_instances(&ec2, &instances, group_id, &launch.stdout()).await;
     check_key_and_fleet_file(&ec2, &scratch.state(), &instances).await;
-    let status = scratch.run(&url, "status --fleet alpha").ok();
+    let status = scratch.run("status --fleet alpha").ok();
     check_status(&status.stdout(), &instances);
 
-    scratch
-        .run(&url, "destroy --fleet alpha --wait-timeout 60s")
-        .ok();
+    scratch.run("destroy --fleet alpha --wait-timeout 60s").ok();
     assert_nothing_left(&moto, "alpha", &scratch.state()).await;
-    let again = scratch.run(&url, "destroy --fleet alpha").ok().stdout();
+    let again = scratch.run("destroy --fleet alpha").ok().stdout();
     assert!(again.contains("nothing to destroy"), "{again}");
-    let empty = scratch.run(&url, "status --fleet alpha").ok().stdout();
+    let empty = scratch.run("status --fleet alpha").ok().stdout();
     assert!(empty.contains("no instances"), "{empty}");
 }
 
@@ -317,20 +199,20 @@ fn check_status(out: &str, instances: &[Instance]) {
 #[tokio::test]
 async fn destroy_works_from_tags_alone() {
     let moto = Moto::start();
-    let scratch = Scratch::new();
     let url = moto.url();
+    let scratch = harness::spotload_cli!(&url);
     let launch = format!("launch --fleet lost --workers 2 --allow-cidr {ALLOW}");
-    scratch.run(&url, &launch).ok();
+    scratch.run(&launch).ok();
     assert_eq!(live_instances(&moto.ec2(), "lost").await.len(), 4);
     std::fs::remove_dir_all(scratch.state()).expect("delete the state dir");
 
-    let status = scratch.run(&url, "status --fleet lost").ok().stdout();
+    let status = scratch.run("status --fleet lost").ok().stdout();
     assert!(
         status.contains("4 instances, security group sg-"),
         "{status}"
     );
     assert!(status.contains("key pair spotload-lost"), "{status}");
-    let destroy = scratch.run(&url, "destroy --fleet lost").ok().stdout();
+    let destroy = scratch.run("destroy --fleet lost").ok().stdout();
     assert!(destroy.contains("deleted security group"), "{destroy}");
     assert!(
         destroy.contains("deleted key pair spotload-lost"),
@@ -342,11 +224,11 @@ async fn destroy_works_from_tags_alone() {
 #[tokio::test]
 async fn worker_type_list_launches_an_ec2_fleet() {
     let moto = Moto::start();
-    let scratch = Scratch::new();
     let (ec2, url) = (moto.ec2(), moto.url());
+    let scratch = harness::spotload_cli!(&url);
     let launch = "launch --fleet mixed --workers 3 --worker-type c7g.large,m7g.large \
                   --allow-cidr 2001:db8::/64 --max-price 0.05";
-    scratch.run(&url, launch).ok();
+    scratch.run(launch).ok();
 
     let instances = live_instances(&ec2, "mixed").await;
     assert_eq!(instances.len(), 5);
@@ -363,15 +245,7 @@ async fn worker_type_list_launches_an_ec2_fleet() {
     let group = group_named(&ec2, "spotload-mixed").await.expect("group");
     let group_id = group.group_id().expect("group id");
     assert_eq!(ingress(&group), expected_rules("2001:db8::/64", group_id));
-    let versions = ec2
-        .describe_launch_template_versions()
-        .launch_template_name("spotload-mixed-worker")
-        .send()
-        .await
-        .expect("DescribeLaunchTemplateVersions");
-    let data = versions.launch_template_versions()[0]
-        .launch_template_data()
-        .expect("template data");
+    let data = template_data(&ec2, "spotload-mixed-worker").await;
     assert_eq!(data.security_group_ids(), [group_id.to_string()]);
     let shutdown = data.instance_initiated_shutdown_behavior();
     assert_eq!(
@@ -380,7 +254,7 @@ async fn worker_type_list_launches_an_ec2_fleet() {
     );
     assert_eq!(data.key_name(), Some("spotload-mixed"));
 
-    let destroy = scratch.run(&url, "destroy --fleet mixed").ok().stdout();
+    let destroy = scratch.run("destroy --fleet mixed").ok().stdout();
     assert!(destroy.contains("deleted launch template"), "{destroy}");
     assert_nothing_left(&moto, "mixed", &scratch.state()).await;
     let requests = ec2
@@ -435,8 +309,8 @@ async fn check_fleet_worker(ec2: &aws_sdk_ec2::Client, worker: &Instance) {
 #[tokio::test]
 async fn failed_launch_rolls_back() {
     let moto = Moto::start_with(&[("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")]);
-    let scratch = Scratch::new();
     let url = moto.url();
+    let scratch = harness::spotload_cli!(&url);
     // With --ami no type lookup happens first, so the bad type reaches RunInstances.
     let parameter = moto.ssm().get_parameter().name(AL2023_X86).send().await;
     let parameter = parameter.expect("SSM GetParameter");
@@ -447,7 +321,7 @@ async fn failed_launch_rolls_back() {
     for types in ["bogus.large", "bogus.large,c5.large"] {
         let launch =
             format!("launch --fleet doomed --worker-type {types} --ami {ami} --allow-cidr {ALLOW}");
-        let run = scratch.run(&url, &launch);
+        let run = scratch.run(&launch);
         let error = run.one_error_line();
         assert!(
             error.contains("failed while launching the workers"),
@@ -467,7 +341,7 @@ async fn failed_launch_rolls_back() {
     }
     // Without --ami the type lookup refuses first, creating nothing.
     let launch = format!("launch --fleet doomed --worker-type bogus.large --allow-cidr {ALLOW}");
-    let error = scratch.run(&url, &launch).one_error_line();
+    let error = scratch.run(&launch).one_error_line();
     assert!(error.contains("InvalidInstanceType"), "{error}");
     assert!(error.contains("nothing was created"), "{error}");
 }
@@ -475,11 +349,11 @@ async fn failed_launch_rolls_back() {
 #[tokio::test]
 async fn launch_refuses_an_existing_fleet_and_leaves_it_alone() {
     let moto = Moto::start();
-    let scratch = Scratch::new();
     let url = moto.url();
+    let scratch = harness::spotload_cli!(&url);
     let launch = format!("launch --fleet twice --workers 1 --allow-cidr {ALLOW}");
-    scratch.run(&url, &launch).ok();
-    let error = scratch.run(&url, &launch).one_error_line();
+    scratch.run(&launch).ok();
+    let error = scratch.run(&launch).one_error_line();
     assert!(error.contains("fleet twice already exists"), "{error}");
     assert!(error.contains("spotload destroy --fleet twice"), "{error}");
     assert_eq!(live_instances(&moto.ec2(), "twice").await.len(), 3);
@@ -492,10 +366,10 @@ async fn launch_refuses_an_existing_fleet_and_leaves_it_alone() {
 #[tokio::test]
 async fn caller_address_is_learned_or_launch_refuses() {
     let moto = Moto::start();
-    let scratch = Scratch::new();
     let url = moto.url();
+    let scratch = harness::spotload_cli!(&url);
     // Scratch points SPOTLOAD_PUBLIC_IP_URL at a closed loopback port.
-    let error = scratch.run(&url, "launch --fleet mine").one_error_line();
+    let error = scratch.run("launch --fleet mine").one_error_line();
     assert!(
         error.contains("could not learn this machine's public address"),
         "{error}"
@@ -505,7 +379,7 @@ async fn caller_address_is_learned_or_launch_refuses() {
 
     let (address_url, server) = serve_once("203.0.113.45\n");
     let launch = format!("launch --fleet mine --workers 1 --public-ip-url {address_url}");
-    scratch.run(&url, &launch).ok();
+    scratch.run(&launch).ok();
     server.join().expect("address server");
     let group = group_named(&moto.ec2(), "spotload-mine")
         .await
@@ -538,12 +412,12 @@ fn serve_once(body: &'static str) -> (String, std::thread::JoinHandle<()>) {
 #[tokio::test]
 async fn ctrl_c_stops_a_launch() {
     let moto = Moto::start();
-    let scratch = Scratch::new();
+    let scratch = harness::spotload_cli!(&moto.url());
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address_url = format!("http://{}/", silent.local_addr().expect("addr"));
     let launch = format!("launch --fleet halt --public-ip-url {address_url}");
     let mut child = scratch
-        .command(&moto.url(), &launch)
+        .command(&launch)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -560,7 +434,7 @@ async fn ctrl_c_stops_a_launch() {
     assert!(interrupt.success());
     let output = child.wait_with_output().expect("wait for spotload");
     let run = Run {
-        args: vec![launch],
+        args: launch,
         output,
     };
     let error = run.one_error_line();
@@ -581,14 +455,24 @@ fn accept_within(listener: &TcpListener, limit: Duration) -> Option<std::net::Tc
 async fn wrong_credentials_give_one_error_line() {
     // With no free actions moto checks keys against its own IAM, which knows none.
     let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
-    let scratch = Scratch::new();
+    let scratch = harness::spotload_cli!(&moto.url());
     let launch = format!("launch --fleet creds --allow-cidr {ALLOW}");
     for args in ["status --fleet creds", "destroy --fleet creds", &launch] {
-        let error = scratch.run(&moto.url(), args).one_error_line();
+        let error = scratch.run(args).one_error_line();
         assert!(error.contains("AWS rejected the credentials"), "{error}");
         assert!(error.contains("AWS_ACCESS_KEY_ID"), "{error}");
     }
-    let none = scratch.run_env(&moto.url(), "status --fleet creds", &[]);
+    let args = "status --fleet creds";
+    let output = scratch
+        .command(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .expect("run the spotload binary");
+    let none = Run {
+        args: args.into(),
+        output,
+    };
     let error = none.one_error_line();
     assert!(
         error.starts_with("error: no AWS credentials found"),
@@ -598,11 +482,11 @@ async fn wrong_credentials_give_one_error_line() {
 
 #[tokio::test]
 async fn unreachable_endpoint_gives_one_error_line() {
-    let scratch = Scratch::new();
     let closed = format!("http://127.0.0.1:{}", free_port());
+    let scratch = harness::spotload_cli!(&closed);
     let launch = format!("launch --fleet far --allow-cidr {ALLOW}");
     for args in ["status --fleet far", "destroy --fleet far", &launch] {
-        let error = scratch.run(&closed, args).one_error_line();
+        let error = scratch.run(args).one_error_line();
         let expected = format!("could not reach EC2 at {closed}");
         assert!(error.contains(&expected), "{error}");
         assert!(error.contains("--endpoint-url"), "{error}");
@@ -612,8 +496,8 @@ async fn unreachable_endpoint_gives_one_error_line() {
 #[tokio::test]
 async fn bad_flags_are_refused_before_any_call() {
     let moto = Moto::start();
-    let scratch = Scratch::new();
     let url = moto.url();
+    let scratch = harness::spotload_cli!(&url);
     let cases = [
         (
             "--key-name mine --key-file /nonexistent/mine.pem",
@@ -626,7 +510,7 @@ async fn bad_flags_are_refused_before_any_call() {
     ];
     for (extra, expected) in cases {
         let launch = format!("launch --fleet flags --allow-cidr {ALLOW} {extra}");
-        let error = scratch.run(&url, &launch).one_error_line();
+        let error = scratch.run(&launch).one_error_line();
         assert!(error.contains(expected), "{error}");
     }
     assert_nothing_left(&moto, "flags", &scratch.state()).await;

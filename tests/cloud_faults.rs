@@ -12,105 +12,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use harness::faultproxy::{Fault, FaultProxy};
-use harness::moto_sdk::{filter, ingress, live_instances, tag, FLEET_TAG};
-use harness::{free_port, Moto};
+use harness::moto_sdk::{filter, ingress, live_instance_ids, live_instances, tag, FLEET_TAG};
+use harness::Moto;
 
 const ALLOW: &str = "198.51.100.7/32";
 /// What RunInstances carries for the worker role (its role tag's value).
 const WORKER_LAUNCH: &str = "Value=worker";
 const MASTER_LAUNCH: &str = "Value=master";
-
-/// One run of the binary, with its output kept for assertions.
-struct Run {
-    args: String,
-    output: Output,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
-    }
-
-    fn ok(self) -> Run {
-        assert!(
-            self.output.status.success(),
-            "spotload {} failed\nstdout:\n{}\nstderr:\n{}",
-            self.args,
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-
-    /// Asserts a failure (exit 1) reported as exactly one `error:` line,
-    /// without a panic, and returns that line.
-    fn one_error_line(&self) -> String {
-        let stderr = self.stderr();
-        assert_eq!(
-            self.output.status.code(),
-            Some(1),
-            "spotload {}\n{stderr}",
-            self.args
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(errors.len(), 1, "want one error line in:\n{stderr}");
-        errors[0].to_string()
-    }
-}
-
-/// A scratch HOME and state directory, and the endpoint (the proxy).
-struct Scratch {
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Scratch {
-    fn new(proxy: &FaultProxy) -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("temp dir"),
-            endpoint: proxy.url(),
-        }
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// `spotload ARGS` (split on whitespace) through the proxy, with test
-    /// credentials and a clean environment.
-    fn run(&self, args: &str) -> Run {
-        let mut all: Vec<String> = args.split_whitespace().map(String::from).collect();
-        all.extend(["--endpoint-url".into(), self.endpoint.clone()]);
-        all.extend(["--state-dir".into(), self.state().display().to_string()]);
-        let output = Command::new(env!("CARGO_BIN_EXE_spotload"))
-            .args(&all)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env(
-                "SPOTLOAD_PUBLIC_IP_URL",
-                format!("http://127.0.0.1:{}/", free_port()),
-            )
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .output()
-            .expect("run the spotload binary");
-        Run {
-            args: args.to_string(),
-            output,
-        }
-    }
-}
 
 fn launch_args(fleet: &str, extra: &str) -> String {
     format!("launch --fleet {fleet} --workers 2 --allow-cidr {ALLOW} --wait-timeout 60s {extra}")
@@ -120,48 +30,31 @@ fn launch_args(fleet: &str, extra: &str) -> String {
 /// kind; empty when nothing is.
 async fn leftovers(moto: &Moto, fleet: &str) -> Vec<String> {
     let ec2 = moto.ec2();
-    let by_tag = filter(&format!("tag:{FLEET_TAG}"), fleet);
+    let by_tag = || filter(&format!("tag:{FLEET_TAG}"), fleet);
+    let groups = ec2.describe_security_groups().filters(by_tag()).send();
+    let keys = ec2.describe_key_pairs().filters(by_tag()).send();
+    let templates = ec2.describe_launch_templates().filters(by_tag()).send();
     let mut left = Vec::new();
-    let live: Vec<String> = live_instances(&ec2, fleet)
-        .await
-        .iter()
-        .filter_map(|i| i.instance_id().map(String::from))
-        .collect();
-    if !live.is_empty() {
-        left.push(format!("instances {live:?}"));
-    }
-    let groups = ec2
-        .describe_security_groups()
-        .filters(by_tag.clone())
-        .send()
-        .await
-        .expect("DescribeSecurityGroups");
-    if !groups.security_groups().is_empty() {
-        left.push(format!("groups {:?}", groups.security_groups()));
-    }
-    let keys = ec2
-        .describe_key_pairs()
-        .filters(by_tag.clone())
-        .send()
-        .await
-        .expect("DescribeKeyPairs");
-    if !keys.key_pairs().is_empty() {
-        left.push(format!("key pairs {:?}", keys.key_pairs()));
-    }
-    let templates = ec2
-        .describe_launch_templates()
-        .filters(by_tag)
-        .send()
-        .await
-        .expect("DescribeLaunchTemplates");
-    if !templates.launch_templates().is_empty() {
-        left.push(format!("templates {:?}", templates.launch_templates()));
-    }
-    let fleets = live_fleets(moto, fleet).await;
-    if !fleets.is_empty() {
-        left.push(format!("EC2 fleets {fleets:?}"));
-    }
+    note(
+        &mut left,
+        "instances",
+        &live_instance_ids(&ec2, fleet).await,
+    );
+    let groups = groups.await.expect("DescribeSecurityGroups");
+    note(&mut left, "groups", groups.security_groups());
+    let keys = keys.await.expect("DescribeKeyPairs");
+    note(&mut left, "key pairs", keys.key_pairs());
+    let templates = templates.await.expect("DescribeLaunchTemplates");
+    note(&mut left, "templates", templates.launch_templates());
+    note(&mut left, "EC2 fleets", &live_fleets(moto, fleet).await);
     left
+}
+
+/// Adds "WHAT [items]" to `left` when there are `items`.
+fn note<T: std::fmt::Debug>(left: &mut Vec<String>, what: &str, items: &[T]) {
+    if !items.is_empty() {
+        left.push(format!("{what} {items:?}"));
+    }
 }
 
 /// EC2 Fleets tagged for `fleet` and not deleted.
@@ -362,7 +255,7 @@ fn launch_faults() -> Vec<LaunchFault> {
 async fn launch_faults_roll_back_and_name_the_fix() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto);
-    let scratch = Scratch::new(&proxy);
+    let scratch = harness::spotload_cli!(&proxy.url());
     for (n, case) in launch_faults().into_iter().enumerate() {
         let fleet = format!("fault{n}");
         proxy.clear_faults();
@@ -395,7 +288,7 @@ async fn launch_faults_roll_back_and_name_the_fix() {
 async fn not_found_after_create_is_retried() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto);
-    let scratch = Scratch::new(&proxy);
+    let scratch = harness::spotload_cli!(&proxy.url());
 
     proxy.inject(
         Fault::error(
@@ -488,7 +381,7 @@ async fn not_found_after_create_is_retried() {
 async fn a_refused_terminate_batch_goes_one_at_a_time() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto);
-    let scratch = Scratch::new(&proxy);
+    let scratch = harness::spotload_cli!(&proxy.url());
     let refused = |needle: &str| {
         Fault::error(
             "TerminateInstances",
@@ -537,11 +430,7 @@ async fn a_refused_terminate_batch_goes_one_at_a_time() {
     );
     assert!(error.contains("security group sg-"), "{error}");
     assert!(error.contains("spotload destroy --fleet stuck"), "{error}");
-    let live: Vec<String> = live_instances(&moto.ec2(), "stuck")
-        .await
-        .iter()
-        .filter_map(|i| i.instance_id().map(String::from))
-        .collect();
+    let live = live_instance_ids(&moto.ec2(), "stuck").await;
     assert_eq!(
         live,
         std::slice::from_ref(&stuck),
@@ -566,11 +455,7 @@ async fn a_refused_terminate_batch_goes_one_at_a_time() {
     let run = scratch.run(&launch_args("held", ""));
     let error = run.one_error_line();
     eprintln!("{}\n{error}", run.stderr());
-    let live: Vec<String> = live_instances(&moto.ec2(), "held")
-        .await
-        .iter()
-        .filter_map(|i| i.instance_id().map(String::from))
-        .collect();
+    let live = live_instance_ids(&moto.ec2(), "held").await;
     assert_eq!(live.len(), 2, "webserver and master still run: {error}");
     assert!(error.contains("rollback incomplete"), "{error}");
     for id in &live {
@@ -595,7 +480,7 @@ async fn a_refused_terminate_batch_goes_one_at_a_time() {
 async fn worker_types_are_checked_before_they_bill() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto);
-    let scratch = Scratch::new(&proxy);
+    let scratch = harness::spotload_cli!(&proxy.url());
 
     let run = scratch.run(&launch_args("arch", "--worker-type c5.large,c7g.large"));
     let error = run.one_error_line();
@@ -667,7 +552,7 @@ fn overrides(body: &str) -> BTreeMap<u32, BTreeMap<String, String>> {
 async fn fleets_span_zones_and_the_iam_policy_covers_every_call() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto);
-    let scratch = Scratch::new(&proxy);
+    let scratch = harness::spotload_cli!(&proxy.url());
     scratch
         .run(&launch_args("policy", "--worker-type c5.large,c4.large"))
         .ok();

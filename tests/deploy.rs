@@ -14,7 +14,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use harness::netns::{sh, Lan};
@@ -26,20 +25,7 @@ const SPOTLOAD: &str = env!("CARGO_BIN_EXE_spotload");
 /// workspace was built, else built now (`cargo build -p loadtest`, which
 /// honours CARGO_TARGET_DIR like the test build did).
 fn loadtest_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = Path::new(SPOTLOAD).with_file_name("loadtest");
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "loadtest"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cannot run cargo build -p loadtest");
-            assert!(status.success(), "cargo build -p loadtest failed");
-        }
-        assert!(bin.exists(), "no loadtest binary at {}", bin.display());
-        bin
-    })
+    harness::loadtest_beside_spotload!()
 }
 
 /// Client keys: an RSA PKCS#1 PEM key (what EC2 hands out) and an ed25519

@@ -10,7 +10,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use harness::netns::{sh, Lan};
@@ -21,20 +20,7 @@ const SPOTLOAD: &str = env!("CARGO_BIN_EXE_spotload");
 /// The `loadtest` binary the deploys ship (a debug build, with line tables:
 /// stripping it is part of what is tested).
 fn loadtest_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = Path::new(SPOTLOAD).with_file_name("loadtest");
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "loadtest"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cannot run cargo build -p loadtest");
-            assert!(status.success(), "cargo build -p loadtest failed");
-        }
-        assert!(bin.exists(), "no loadtest binary at {}", bin.display());
-        bin
-    })
+    harness::loadtest_beside_spotload!()
 }
 
 /// A fleet of namespace hosts: webserver, master and `workers` workers,
@@ -48,26 +34,11 @@ struct Fleet {
 impl Fleet {
     fn new(workers: u8) -> Fleet {
         let work = TempDir::new("deploy-ship");
-        let key = work.path().join("id_ed25519");
-        sh(&format!(
-            "ssh-keygen -q -t ed25519 -N '' -f {}",
-            key.display()
-        ));
-        let public = fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
-        let mut lan = Lan::new();
-        let mut lines = String::new();
-        for i in 0..workers + 2 {
-            let (name, role) = match i {
-                0 => ("sl-web".to_string(), "webserver"),
-                1 => ("sl-master".to_string(), "master"),
-                n => (format!("sl-worker{}", n - 1), "worker"),
-            };
-            let address = lan.address(11 + i);
-            lan.add_host(&name, address, &public);
-            lines.push_str(&format!("{address} root {} {role}\n", key.display()));
-        }
-        let inventory = work.path().join("hosts.txt");
-        fs::write(&inventory, lines).unwrap();
+        let (mut lan, inventory) = Lan::fleet(work.path(), workers, |i, role| match role {
+            "webserver" => "sl-web".into(),
+            "master" => "sl-master".into(),
+            _ => format!("sl-worker{}", i - 1),
+        });
         lan.operator();
         Fleet {
             lan,

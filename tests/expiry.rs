@@ -10,16 +10,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
     HttpTokensState, Instance, InstanceMetadataTagsState, LaunchTemplateHttpTokensState,
     LaunchTemplateInstanceMetadataTagsState,
 };
-use harness::moto_sdk::{live_instances, tag, user_data};
+use harness::moto_sdk::{live_instances, tag, template_data, user_data};
 use harness::netns::{sh, Lan, NetHost};
-use harness::{free_port, wait_until, ImdsStub, Moto, TempDir};
+use harness::spotload_cli::spotload_command;
+use harness::{wait_until, ImdsStub, Moto, TempDir};
 use spotload::cloud::userdata::TIMER_MARKER;
 use spotload::expiry::{unix_now, ArmSettings, Expiry, TAG_EXPIRES_AT};
 use spotload::remote::expiry::{arm_step, ArmPlan};
@@ -278,22 +279,8 @@ fn check_unreadable_tag(test: &TestHost, imds: &ImdsStub, later: Expiry) {
 
 /// `spotload ARGS` against moto with a scratch state directory.
 fn spotload(moto: &Moto, state: &Path, args: &str) -> Output {
-    let mut all: Vec<String> = args.split_whitespace().map(String::from).collect();
-    all.extend(["--endpoint-url".into(), moto.url()]);
-    all.extend(["--state-dir".into(), state.display().to_string()]);
-    Command::new(env!("CARGO_BIN_EXE_spotload"))
-        .args(&all)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", state)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env(
-            "SPOTLOAD_PUBLIC_IP_URL",
-            format!("http://127.0.0.1:{}/", free_port()),
-        )
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+    let bin = Path::new(env!("CARGO_BIN_EXE_spotload"));
+    spotload_command(bin, &moto.url(), state, state, args)
         .output()
         .expect("run the spotload binary")
 }
@@ -504,15 +491,7 @@ async fn fleet_workers_carry_the_expiry_and_the_metadata_options() {
     for instance in &instances {
         assert_eq!(expiry_of(instance), expiry, "{:?}", instance.instance_id());
     }
-    let versions = ec2
-        .describe_launch_template_versions()
-        .launch_template_name("spotload-mix-worker")
-        .send()
-        .await
-        .expect("DescribeLaunchTemplateVersions");
-    let data = versions.launch_template_versions()[0]
-        .launch_template_data()
-        .expect("template data");
+    let data = template_data(&ec2, "spotload-mix-worker").await;
     let options = data.metadata_options().expect("template metadata options");
     assert_eq!(
         options.instance_metadata_tags(),

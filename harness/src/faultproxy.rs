@@ -27,13 +27,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::moto::Moto;
+use crate::serve::{lock, Acceptor, TICK};
 
-/// How often the accept loop and idle connections look at the stop flag.
-const TICK: Duration = Duration::from_millis(50);
 /// The largest request head or body the proxy reads.
 const MAX_REQUEST: usize = 4 * 1024 * 1024;
 /// One forwarded call may take this long at moto.
@@ -118,8 +116,7 @@ struct Shared {
 pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    _accept: Acceptor,
 }
 
 impl FaultProxy {
@@ -131,17 +128,26 @@ impl FaultProxy {
             .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the proxy's address");
         let shared = Arc::new(Shared::default());
-        let stop = Arc::new(AtomicBool::new(false));
         let upstream = moto.url();
         let accept = {
-            let (shared, stop) = (shared.clone(), stop.clone());
-            thread::spawn(move || accept_loop(listener, &upstream, &shared, &stop))
+            let shared = shared.clone();
+            // The blocking client is built on the accept thread, away from
+            // the test's runtime. Connection threads end on EOF or on the
+            // stop flag.
+            Acceptor::start(listener, "fault proxy", move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(FORWARD_TIMEOUT)
+                    .build()
+                    .expect("a blocking HTTP client");
+                move |stream, stop: &AtomicBool| {
+                    let _ = serve_connection(stream, &client, &upstream, &shared, stop);
+                }
+            })
         };
         FaultProxy {
             addr,
             shared,
-            stop,
-            accept: Some(accept),
+            _accept: accept,
         }
     }
 
@@ -176,50 +182,6 @@ impl FaultProxy {
     /// Forgets the recorded calls (faults stay).
     pub fn clear_calls(&self) {
         lock(&self.shared.calls).clear();
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn accept_loop(
-    listener: TcpListener,
-    upstream: &str,
-    shared: &Arc<Shared>,
-    stop: &Arc<AtomicBool>,
-) {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(FORWARD_TIMEOUT)
-        .build()
-        .expect("a blocking HTTP client");
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let (shared, stop) = (shared.clone(), stop.clone());
-                let (client, upstream) = (client.clone(), upstream.to_string());
-                // Connection threads end on EOF or on the stop flag.
-                thread::spawn(move || {
-                    let _ = serve_connection(stream, &client, &upstream, &shared, &stop);
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(TICK),
-            Err(e) => {
-                eprintln!("[fault proxy] accept failed: {e}");
-                thread::sleep(TICK);
-            }
-        }
     }
 }
 

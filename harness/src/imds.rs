@@ -24,8 +24,9 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::serve::{lock, Acceptor, TICK};
 
 /// The path of the spot interruption notice.
 pub const INSTANCE_ACTION_PATH: &str = "/latest/meta-data/spot/instance-action";
@@ -35,8 +36,6 @@ const TOKEN_PATH: &str = "/latest/api/token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 
-/// How often the accept loop and idle connections look at the stop flag.
-const TICK: Duration = Duration::from_millis(50);
 /// An idle keep-alive connection is closed after this long.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// The largest request head or body the stub reads.
@@ -68,8 +67,7 @@ struct Shared {
 pub struct ImdsStub {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    _accept: Acceptor,
 }
 
 impl ImdsStub {
@@ -88,16 +86,20 @@ impl ImdsStub {
             token: format!("spotload-imds-token-{nanos:x}"),
             ..Shared::default()
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let accept = {
-            let (shared, stop) = (shared.clone(), stop.clone());
-            thread::spawn(move || accept_loop(listener, shared, stop))
+            let shared = shared.clone();
+            // Connection threads end on EOF, on the stop flag, or when idle
+            // for IDLE_LIMIT: none outlives the stub by much.
+            Acceptor::start(listener, "imds stub", move || {
+                move |stream, stop: &AtomicBool| {
+                    let _ = serve_connection(stream, &shared, stop);
+                }
+            })
         };
         ImdsStub {
             addr,
             shared,
-            stop,
-            accept: Some(accept),
+            _accept: accept,
         }
     }
 
@@ -158,41 +160,6 @@ impl ImdsStub {
     /// Every request so far as `METHOD PATH -> STATUS`, for failure messages.
     pub fn requests(&self) -> Vec<String> {
         lock(&self.shared.log).clone()
-    }
-}
-
-impl Drop for ImdsStub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let (shared, stop) = (shared.clone(), stop.clone());
-                // Connection threads end on EOF, on the stop flag, or when
-                // idle for IDLE_LIMIT: none outlives the stub by much.
-                thread::spawn(move || {
-                    let _ = serve_connection(stream, &shared, &stop);
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(TICK),
-            Err(e) => {
-                eprintln!("[imds stub] accept failed: {e}");
-                thread::sleep(TICK);
-            }
-        }
     }
 }
 

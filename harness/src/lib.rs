@@ -13,7 +13,9 @@
 //! - [`webdriver::ChromeDriver`]: headless Chromium over WebDriver;
 //! - [`Loadtest`]: the `loadtest` binary as master and workers (the test
 //!   passes the binary's path);
-//! - [`Process`]: any other program.
+//! - [`Process`]: any other program;
+//! - [`spotload_cli::SpotloadCli`]: the `spotload` binary in a scratch
+//!   HOME and state directory, against moto or the fault proxy.
 //!
 //! Every process is stopped when its handle drops, so a panicking test
 //! leaves no orphans; on a panic the handle also prints the tail of the
@@ -38,6 +40,7 @@ mod locust;
 mod moto;
 mod nginx;
 mod process;
+mod serve;
 mod wait;
 
 #[cfg(feature = "aws")]
@@ -45,6 +48,7 @@ pub mod faultproxy;
 #[cfg(feature = "aws")]
 pub mod moto_sdk;
 pub mod netns;
+pub mod spotload_cli;
 pub mod webdriver;
 
 pub use self::{

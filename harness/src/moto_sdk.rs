@@ -78,6 +78,33 @@ pub async fn live_instances(ec2: &aws_sdk_ec2::Client, fleet: &str) -> Vec<Insta
         .collect()
 }
 
+/// The ids of the fleet's instances that are not terminated, by tag.
+pub async fn live_instance_ids(ec2: &aws_sdk_ec2::Client, fleet: &str) -> Vec<String> {
+    live_instances(ec2, fleet)
+        .await
+        .iter()
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect()
+}
+
+/// The data of the first version moto lists of launch template `name`:
+/// what spotload asked EC2 for when it made the template.
+pub async fn template_data(
+    ec2: &aws_sdk_ec2::Client,
+    name: &str,
+) -> aws_sdk_ec2::types::ResponseLaunchTemplateData {
+    let versions = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(name)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    versions.launch_template_versions()[0]
+        .launch_template_data()
+        .expect("template data")
+        .clone()
+}
+
 /// The security group named `name` in moto, `None` when spotload has not
 /// created it (or has deleted it).
 pub async fn group_named(ec2: &aws_sdk_ec2::Client, name: &str) -> Option<SecurityGroup> {

@@ -163,6 +163,36 @@ impl Lan {
         self.hosts.last().unwrap_or_else(|| unreachable!())
     }
 
+    /// A deploy's fleet on a new Lan: an ed25519 client key made at
+    /// `work/id_ed25519`, then a webserver, a master and `workers` workers
+    /// at `.11` on, each named `name(index, role)` and accepting that key
+    /// for root, listed as `ADDRESS root KEY ROLE` lines in the inventory
+    /// `work/hosts.txt`. Returns the Lan and the inventory's path.
+    pub fn fleet(work: &Path, workers: u8, name: impl Fn(u8, &str) -> String) -> (Lan, PathBuf) {
+        let key = work.join("id_ed25519");
+        sh(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -f {}",
+            key.display()
+        ));
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
+        let mut lan = Lan::new();
+        let mut lines = String::new();
+        for i in 0..workers + 2 {
+            let role = match i {
+                0 => "webserver",
+                1 => "master",
+                _ => "worker",
+            };
+            let address = lan.address(11 + i);
+            lan.add_host(&name(i, role), address, &public);
+            lines.push_str(&format!("{address} root {} {role}\n", key.display()));
+        }
+        let inventory = work.join("hosts.txt");
+        std::fs::write(&inventory, lines)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", inventory.display()));
+        (lan, inventory)
+    }
+
     /// Every host started with [`Lan::add_host`], in the order they were added.
     pub fn hosts(&self) -> &[NetHost] {
         &self.hosts
