@@ -337,15 +337,7 @@ async fn not_found_after_create_is_retried() {
 
     // A rollback meets both: the group and the instances show late.
     proxy.clear_faults();
-    proxy.inject(
-        Fault::error(
-            "RunInstances",
-            500,
-            "InsufficientInstanceCapacity",
-            "none left",
-        )
-        .when_body_contains(WORKER_LAUNCH),
-    );
+    proxy.inject(no_worker_capacity());
     proxy.inject(
         Fault::error(
             "TerminateInstances",
@@ -442,15 +434,7 @@ async fn a_refused_terminate_batch_goes_one_at_a_time() {
     assert_nothing_left(&moto, "stuck", &scratch.state(), "stuck, again").await;
 
     // A rollback that cannot terminate says exactly what it left.
-    proxy.inject(
-        Fault::error(
-            "RunInstances",
-            500,
-            "InsufficientInstanceCapacity",
-            "none left",
-        )
-        .when_body_contains(WORKER_LAUNCH),
-    );
+    proxy.inject(no_worker_capacity());
     proxy.inject(refused("InstanceId.1="));
     let run = scratch.run(&launch_args("held", ""));
     let error = run.one_error_line();
@@ -745,4 +729,16 @@ fn pascal(snake: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// The workers' RunInstances answered as EC2 does when a zone has no
+/// capacity left: the launch fails after the webserver and master ran.
+fn no_worker_capacity() -> Fault {
+    Fault::error(
+        "RunInstances",
+        500,
+        "InsufficientInstanceCapacity",
+        "none left",
+    )
+    .when_body_contains(WORKER_LAUNCH)
 }

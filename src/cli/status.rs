@@ -329,18 +329,10 @@ mod tests {
     #[test]
     fn table_aligns_and_shows_missing_values_as_dashes() {
         let instance = Instance {
-            id: "i-1".into(),
-            role: Some(Role::Worker),
-            instance_type: "t3.micro".into(),
-            lifecycle: "spot".into(),
-            state: "running".into(),
-            state_reason: None,
-            public_ip: None,
             private_ip: Some("10.0.0.5".parse().unwrap()),
             launched_at: Some(1000),
             availability_zone: None,
-            spot_request_id: None,
-            key_name: None,
+            ..Instance::sample("i-1", Some(Role::Worker))
         };
         let table = instance_table(&[instance], Some(&[Some(0.01234)]), 1000 + 3725);
         let lines: Vec<&str> = table.lines().collect();
@@ -352,20 +344,7 @@ mod tests {
     }
 
     fn worker(id: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            role: Some(Role::Worker),
-            instance_type: "t3.micro".into(),
-            lifecycle: "spot".into(),
-            state: "running".into(),
-            state_reason: None,
-            public_ip: None,
-            private_ip: None,
-            launched_at: Some(0),
-            availability_zone: Some("us-east-1a".into()),
-            spot_request_id: None,
-            key_name: None,
-        }
+        Instance::sample(id, Some(Role::Worker))
     }
 
     #[test]

@@ -218,20 +218,7 @@ mod tests {
     use crate::expiry::Expiry;
 
     fn instance(id: &str, role: Option<Role>) -> Instance {
-        Instance {
-            id: id.into(),
-            role,
-            instance_type: "t3.micro".into(),
-            lifecycle: "spot".into(),
-            state: "running".into(),
-            state_reason: None,
-            public_ip: None,
-            private_ip: None,
-            launched_at: Some(0),
-            availability_zone: Some("us-east-1a".into()),
-            spot_request_id: None,
-            key_name: None,
-        }
+        Instance::sample(id, role)
     }
 
     #[test]

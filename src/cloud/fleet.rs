@@ -100,6 +100,28 @@ pub struct Instance {
     pub key_name: Option<String>,
 }
 
+#[cfg(test)]
+impl Instance {
+    /// A running t3.micro spot instance in us-east-1a, launched at epoch 0,
+    /// with no addresses: tests change what they look at.
+    pub(crate) fn sample(id: &str, role: Option<Role>) -> Instance {
+        Instance {
+            id: id.into(),
+            role,
+            instance_type: "t3.micro".into(),
+            lifecycle: "spot".into(),
+            state: "running".into(),
+            state_reason: None,
+            public_ip: None,
+            private_ip: None,
+            launched_at: Some(0),
+            availability_zone: Some("us-east-1a".into()),
+            spot_request_id: None,
+            key_name: None,
+        }
+    }
+}
+
 impl Instance {
     /// The role for display: `?` when the tag is missing.
     pub fn role_name(&self) -> &'static str {

@@ -144,23 +144,14 @@ fn check_one_architecture_per_role(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::plan::{LaunchFlags, DEFAULT_PUBLIC_IP_URL};
+    use crate::cloud::plan::{tests::flags, LaunchFlags};
 
     fn plan(worker_type: &str) -> FleetPlan {
         FleetPlan::from_flags(&LaunchFlags {
             fleet: "arch".into(),
             workers: 2,
             worker_type: worker_type.into(),
-            master_type: "t3.small".into(),
-            webserver_type: "t3.small".into(),
-            ami: None,
-            key_name: None,
-            key_file: None,
-            allow_cidr: vec!["198.51.100.7/32".into()],
-            public_ip_url: DEFAULT_PUBLIC_IP_URL.into(),
-            max_price: None,
-            ttl: "1h".into(),
-            wait_timeout: "1m".into(),
+            ..flags()
         })
         .unwrap()
     }

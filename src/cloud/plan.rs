@@ -432,4 +432,4 @@ impl fmt::Display for Cidr {
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]
-mod tests;
+pub(crate) mod tests;

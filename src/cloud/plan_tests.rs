@@ -2,7 +2,8 @@
 
 use super::*;
 
-fn flags() -> LaunchFlags {
+/// Valid flags for a fleet `demo` of 3 t3.micro workers, for tests to vary.
+pub(crate) fn flags() -> LaunchFlags {
     LaunchFlags {
         fleet: "demo".into(),
         workers: 3,

@@ -10,7 +10,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::hint::black_box;
 use swarm::protocol::ToMaster;
-use swarm::stats::{RequestStats, StatsEntry, StatsReport};
+use swarm::stats::{RequestStats, StatsReport};
 
 const REPORTS: usize = 1_000;
 const NAMES: usize = 3;
@@ -18,27 +18,12 @@ const NAMES: usize = 3;
 /// One worker's 3 s delta: three names, `per_name` requests each, from
 /// 0.2 ms to about 50 ms, most of them fast; `seed` varies the times.
 fn report(seed: u64, per_name: u64, hdr: bool) -> StatsReport {
-    let mut report = StatsReport::default();
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    for n in 0..NAMES {
-        let mut entry = StatsEntry::new(&format!("/page/{n}"), "GET", 1_000.0);
-        for i in 0..per_name {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let spike = if state.is_multiple_of(100) {
-                state % 50_000
-            } else {
-                0
-            };
-            let us = 200 + (state >> 40) % 800 + spike;
-            entry.log(us as f64 / 1000.0, 1, i % 50 == 0, 1_000.0 + (i % 3) as f64);
-        }
-        if !hdr {
+    let names = ["/page/0", "/page/1", "/page/2"];
+    let mut report = StatsReport::synthetic(seed, &names[..NAMES], per_name, 1_003.0);
+    if !hdr {
+        for entry in report.stats.iter_mut().chain([&mut report.stats_total]) {
             entry.hdr = None;
         }
-        report.stats_total.extend(&entry);
-        report.stats.push(entry);
     }
     report
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use swarm::protocol::transport::connect_worker;
 use swarm::protocol::{Heartbeat, ToMaster, ToWorker, WorkerState, LOCUST_COMPAT_VERSION};
-use swarm::stats::{now_epoch, StatsEntry, StatsReport};
+use swarm::stats::{now_epoch, StatsReport};
 use tokio::sync::watch;
 
 /// What the command line asked for.
@@ -76,32 +76,7 @@ fn plan() -> Result<Plan, String> {
 /// A 3 s delta as a busy worker sends it: three names, a spread of times
 /// from 0.2 ms to about 50 ms (1% slow), 2% failures.
 fn report(seed: u64) -> StatsReport {
-    let now = now_epoch();
-    let mut report = StatsReport::default();
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    for name in ["/", "/search", "/checkout"] {
-        let mut entry = StatsEntry::new(name, "GET", now - 3.0);
-        for i in 0..300u64 {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let spike = if state.is_multiple_of(100) {
-                state % 50_000
-            } else {
-                0
-            };
-            let us = 200 + (state >> 40) % 800 + spike;
-            entry.log(
-                us as f64 / 1000.0,
-                1,
-                i.is_multiple_of(50),
-                now - (i % 3) as f64,
-            );
-        }
-        report.stats_total.extend(&entry);
-        report.stats.push(entry);
-    }
-    report
+    StatsReport::synthetic(seed, &["/", "/search", "/checkout"], 300, now_epoch())
 }
 
 /// A worker's id in Locust's form; every one has the same length (ids
