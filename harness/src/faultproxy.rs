@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::moto::Moto;
-use crate::serve::{lock, Acceptor, TICK};
+use crate::serve::{lock, Acceptor};
 
 /// The largest request head or body the proxy reads.
 const MAX_REQUEST: usize = 4 * 1024 * 1024;
@@ -217,9 +217,7 @@ fn serve_connection(
     shared: &Shared,
     stop: &AtomicBool,
 ) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(TICK))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    crate::serve::blocking_with_ticks(&stream)?;
     let mut buffer = Vec::new();
     loop {
         let Some(request) = read_request(&mut stream, &mut buffer, stop)? else {

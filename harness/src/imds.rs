@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::serve::{lock, Acceptor, TICK};
+use crate::serve::{lock, Acceptor};
 
 /// The path of the spot interruption notice.
 pub const INSTANCE_ACTION_PATH: &str = "/latest/meta-data/spot/instance-action";
@@ -173,9 +173,7 @@ struct Request {
 }
 
 fn serve_connection(mut stream: TcpStream, shared: &Shared, stop: &AtomicBool) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(TICK))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    crate::serve::blocking_with_ticks(&stream)?;
     let mut buffer = Vec::new();
     loop {
         let Some(request) = read_request(&mut stream, &mut buffer, stop)? else {

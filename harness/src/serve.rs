@@ -15,6 +15,14 @@ use std::time::Duration;
 pub(crate) const TICK: Duration = Duration::from_millis(50);
 
 /// Locks `mutex`, also after a thread panicked holding it.
+/// Readies an accepted connection for blocking reads that wake every
+/// [`TICK`] (to notice a stop) and writes that give up after 5 s.
+pub(crate) fn blocking_with_ticks(stream: &std::net::TcpStream) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(TICK))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))
+}
+
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

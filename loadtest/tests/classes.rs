@@ -145,30 +145,22 @@ fn our_master_gets_exactly_the_users_per_class_it_dispatched() {
 /// our workers run the goose scenarios of the same names).
 fn locustfile(dir: &TempDir, host: &str) -> std::path::PathBuf {
     let path = dir.path().join("locustfile.py");
-    let source = format!(
-        r#"from locust import FastHttpUser, constant, task
+    let mut source = String::from("from locust import FastHttpUser, constant, task\n");
+    for (class, weight) in [("Reader", 3), ("Browser", 1)] {
+        source.push_str(&format!(
+            r#"
 
-
-class Reader(FastHttpUser):
+class {class}(FastHttpUser):
     host = "{host}"
-    weight = 3
+    weight = {weight}
     wait_time = constant(0.1)
 
     @task
-    def read(self):
-        self.client.get("/users/Reader/locust")
-
-
-class Browser(FastHttpUser):
-    host = "{host}"
-    weight = 1
-    wait_time = constant(0.1)
-
-    @task
-    def browse(self):
-        self.client.get("/users/Browser/locust")
+    def visit(self):
+        self.client.get("/users/{class}/locust")
 "#
-    );
+        ));
+    }
     std::fs::write(&path, source).expect("locustfile written");
     path
 }
