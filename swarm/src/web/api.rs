@@ -16,6 +16,7 @@ use crate::master::{MasterError, MasterSnapshot};
 use crate::stats::{now_epoch, ExceptionRow, StatsEntry};
 
 const INDEX: &str = include_str!("assets/index.html");
+const HEAD: &str = include_str!("assets/head.html");
 const FAILURES_TABLE: &str = include_str!("assets/failures-table.html");
 const EXCEPTIONS_TABLE: &str = include_str!("assets/exceptions-table.html");
 /// Chart and formatting code shared by the page and the report.
@@ -42,15 +43,17 @@ impl From<MasterError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Puts the failures and exceptions tables, the same on the page and in
-/// the report, into `page`.
-pub(super) fn with_tables(page: &str) -> String {
-    page.replace("<!--__FAILURES_TABLE__-->", FAILURES_TABLE)
+/// Puts what the page and the report share — the head's start (charset,
+/// viewport, icon), the failures and exceptions tables — into `page`.
+pub(super) fn with_shared_parts(page: &str) -> String {
+    page.replacen("<!--__HEAD__-->", HEAD, 1)
+        .replace("<!--__FAILURES_TABLE__-->", FAILURES_TABLE)
         .replace("<!--__EXCEPTIONS_TABLE__-->", EXCEPTIONS_TABLE)
 }
 
 pub(super) async fn index() -> Html<&'static str> {
-    static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| with_tables(INDEX));
+    static PAGE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| with_shared_parts(INDEX));
     Html(PAGE.as_str())
 }
 

@@ -37,7 +37,7 @@ pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample], now: 
     let data = data.to_string().replace("</", "<\\/");
     // The shared script goes in first: the data must not be searched for
     // the script's placeholder.
-    super::api::with_tables(TEMPLATE)
+    super::api::with_shared_parts(TEMPLATE)
         .replace("/*__COMMON_JS__*/", super::api::COMMON_JS)
         .replace("__REPORT_DATA__", &data)
 }

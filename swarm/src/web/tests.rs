@@ -308,6 +308,10 @@ async fn the_page_and_the_report_carry_the_shared_tables() {
                 "{path} has {id}"
             );
         }
+        assert!(
+            body.starts_with("<!DOCTYPE html>"),
+            "{path} starts with its head"
+        );
         assert!(!body.contains("<!--__"), "{path} has no placeholder left");
     }
 }
