@@ -35,6 +35,9 @@ async fn send_hostile_frames(port: u16) -> WorkerLink {
         // An array of three that ends after its first element.
         Bytes::from_static(b"\x93\xa5stats"),
         Bytes::from_static(b"\xc1\xff garbage"),
+        // Two million `nil`s in 2 MB: refused before decoding would
+        // allocate a value for each.
+        many_nils(2_000_000),
         msgpack(&Value::from("just a string")),
         msgpack(&Value::Array(vec!["stats".into(), Value::Nil])),
         Bytes::from(Envelope::encode(
@@ -64,6 +67,14 @@ async fn send_hostile_frames(port: u16) -> WorkerLink {
         rogue.outgoing.try_send(frame).expect("rogue link open");
     }
     rogue
+}
+
+/// An array of `n` nils, one byte each.
+fn many_nils(n: u32) -> Bytes {
+    let mut frame = vec![0xdd];
+    frame.extend_from_slice(&n.to_be_bytes());
+    frame.resize(5 + n as usize, 0xc0);
+    Bytes::from(frame)
 }
 
 /// Waits until the master has logged `line` `times` times.
@@ -139,6 +150,7 @@ fn hostile_frames_are_logged_and_ignored() {
     let log = master.stderr();
     for expected in [
         "not msgpack",
+        "holds more than 1000000 msgpack values",
         "got \"just a string\"",
         "got [\"stats\", nil]",
         "`stats` message: missing or malformed `errors`",

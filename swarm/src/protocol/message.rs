@@ -252,6 +252,8 @@ pub struct Envelope {
 impl Envelope {
     /// Splits a frame into its type, data and sender, without judging the data.
     pub fn decode(mut bytes: &[u8]) -> Result<Self, ProtocolError> {
+        super::bound::check_values(bytes, super::bound::MAX_VALUES)
+            .map_err(|e| ProtocolError::NotMsgpack(e.to_string()))?;
         let value = rmpv::decode::read_value(&mut bytes)
             .map_err(|e| ProtocolError::NotMsgpack(e.to_string()))?;
         let shape = || ProtocolError::BadShape(short(&value));

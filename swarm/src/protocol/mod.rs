@@ -7,6 +7,7 @@
 //! decode is an error the receiver logs and drops, and an unknown type
 //! decodes to `Unknown` so newer peers never break older ones.
 
+mod bound;
 mod dealer;
 mod message;
 mod router;
