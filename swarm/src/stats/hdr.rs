@@ -10,9 +10,10 @@
 //! make the master allocate more than one of our own histograms.
 //!
 //! Histograms start small and grow to cover the largest time recorded (up
-//! to the hour), so a fast target's histogram, its encoding and what the
-//! master allocates to read it stay a few kilobytes, and the master merges
-//! a peer's histogram as it was read, without copying it.
+//! to the hour), so a fast target's histogram, and what the master
+//! allocates to read it, hold 16 KiB rather than the hour's 188 KiB, and
+//! the master merges a peer's histogram as it was read, without copying
+//! it. (A stats message keeps at most `MAX_HDR_ROWS` of them.)
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;

@@ -257,6 +257,12 @@ impl StatsEntry {
     /// Reads an entry from a peer's msgpack map (Locust's or ours), taking
     /// `hdr_v2` when present and valid.
     pub fn from_value(value: &Value) -> Result<Self, WireError> {
+        Self::read(value, true)
+    }
+
+    /// [`StatsEntry::from_value`]; without `histogram`, `hdr_v2` is not
+    /// read and the entry counts by Locust's buckets, as a Locust worker's.
+    fn read(value: &Value, histogram: bool) -> Result<Self, WireError> {
         let f = Fields::of(value, "stats entry")?;
         let mut entry = StatsEntry::new(
             &f.string("name")?,
@@ -272,6 +278,7 @@ impl StatsEntry {
         entry.min_response_time = f.opt_f64("min_response_time")?;
         entry.total_content_length = f.get("total_content_length").and_then(as_u64).unwrap_or(0);
         entry.hdr = match f.get("hdr_v2") {
+            _ if !histogram => None,
             Some(Value::Binary(bytes)) => {
                 Some(super::Hdr::from_v2(bytes).map_err(|e| WireError(e.to_string()))?)
             }
@@ -363,6 +370,10 @@ impl StatsReport {
     }
 
     /// Reads the `data` of a `stats` message from a Locust or swarm worker.
+    /// Only the first [`MAX_HDR_ROWS`](super::MAX_HDR_ROWS) entries keep
+    /// their histograms (the master keeps no more names precise): a
+    /// message of thousands of entries each declaring an hour-long
+    /// histogram (188 KiB) cannot make the master allocate gigabytes.
     pub fn from_value(value: &Value) -> Result<Self, WireError> {
         let f = Fields::of(value, "stats data")?;
         let stats = f.req("stats")?.as_array().ok_or_else(|| missing("stats"))?;
@@ -370,7 +381,8 @@ impl StatsReport {
         Ok(StatsReport {
             stats: stats
                 .iter()
-                .map(StatsEntry::from_value)
+                .enumerate()
+                .map(|(i, entry)| StatsEntry::read(entry, i < super::MAX_HDR_ROWS))
                 .collect::<Result<_, _>>()?,
             stats_total: StatsEntry::from_value(f.req("stats_total")?)?,
             errors: errors
@@ -445,6 +457,22 @@ mod tests {
             "stats entry: {without} bytes with Locust's buckets, {with} with the histogram too"
         );
         assert!(with - without < 8 * 1024, "{with} vs {without}");
+    }
+
+    #[test]
+    fn only_the_first_hundred_entries_keep_their_histograms() {
+        let names: Vec<String> = (0..super::super::MAX_HDR_ROWS + 5)
+            .map(|i| format!("/{i}"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let report = StatsReport::synthetic(1, &names, 10, 100.0);
+        let back = StatsReport::from_value(&report.to_value()).expect("decodes");
+        let kept = back.stats.iter().filter(|e| e.hdr.is_some()).count();
+        assert_eq!(kept, super::super::MAX_HDR_ROWS);
+        assert!(back.stats[super::super::MAX_HDR_ROWS].hdr.is_none());
+        assert!(back.stats_total.hdr.is_some(), "the total keeps its own");
+        let requests: u64 = back.stats.iter().map(|e| e.num_requests).sum();
+        assert_eq!(requests, 10 * names.len() as u64, "every request counts");
     }
 
     #[test]

@@ -251,13 +251,20 @@ impl Gate {
                 let state = state.clone();
                 Box::pin(async move {
                     if on_start {
-                        // Not counted in flight: a user waiting here for a
-                        // seat makes no request, and must not hold up a drain.
+                        // In flight only while it runs (a log-in makes
+                        // requests a drain must wait for); a user waiting
+                        // here for a seat makes none and must not hold up
+                        // a drain.
                         loop {
+                            state.in_flight.fetch_add(1, Ordering::SeqCst);
+                            let counted = InFlight(state.clone());
                             match state.admit(class, user.weighted_users_index) {
                                 Admission::Run => return inner(user).await,
                                 Admission::Closed => return Ok(()),
-                                Admission::Park => state.park().await,
+                                Admission::Park => {
+                                    drop(counted);
+                                    state.park().await;
+                                }
                             }
                         }
                     }

@@ -321,6 +321,12 @@ impl GooseDriver {
         self.users
     }
 
+    /// Whether goose runs users, seated or still waiting for a seat (a
+    /// spawn whose seats did not fill in time still has to be stopped).
+    pub fn running(&self) -> bool {
+        self.goose_users > 0
+    }
+
     /// Whether goose ended on its own (it handles Ctrl-C itself).
     pub fn has_ended(&self) -> bool {
         self.attack.is_finished()
@@ -365,7 +371,7 @@ impl GooseDriver {
         };
         let host_changes = !host.is_empty() && self.host.as_deref() != Some(host);
         let mut spawned = Spawned::default();
-        if self.users > 0 && (users == 0 || host_changes) {
+        if self.running() && (users == 0 || host_changes) {
             spawned.flushed = Some(self.stop().await?);
         }
         if users == 0 {
@@ -433,7 +439,7 @@ impl GooseDriver {
 
     /// Tells goose to run `users` users, starting it if idle.
     async fn run_goose_users(&mut self, users: u64) -> Result<(), DriverError> {
-        if users == self.goose_users && self.users > 0 {
+        if users == self.goose_users && self.running() {
             return Ok(());
         }
         if self.users == 0 && self.goose_users == 0 {

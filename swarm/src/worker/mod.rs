@@ -246,7 +246,7 @@ impl Worker {
         }
         if self.last_heard.is_some()
             && silent > self.config.master_silence()
-            && self.goose.users() > 0
+            && self.goose.running()
         {
             let users = self.goose.users();
             let report = self.goose.stop().await?;

@@ -171,7 +171,13 @@ impl Tap {
                 }
             }
         }
-        if let Some(file_log) = file_log {
+        self.log_counted(tally);
+    }
+
+    /// Passes the requests counted since the last call on to goose's
+    /// request log file, when the worker writes one.
+    fn log_counted(&self, tally: &mut Tally) {
+        if let Some(file_log) = self.file_log.get() {
             for request in tally.counted.drain(..) {
                 let _ = file_log.send(Some(GooseLog::Request(request)));
             }
@@ -236,6 +242,8 @@ impl Tap {
         };
         self.drain(&mut tally, now);
         tally.settle_pending(settle, now);
+        // Requests settled just now were counted too: the log gets them.
+        self.log_counted(&mut tally);
         let mut next = Tally::new(now);
         next.exceptions = std::mem::take(&mut tally.exceptions);
         next.pending = std::mem::take(&mut tally.pending);
@@ -524,6 +532,24 @@ mod tests {
         assert_eq!(total.num_requests, 3);
         assert_eq!(total.total_content_length, 125);
         assert!((total.total_response_time - (1.4 + 0.5 + 0.6)).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn the_request_log_gets_requests_settled_at_a_report() {
+        let tap = Tap::start();
+        let (file_log, logged) = flume::unbounded();
+        assert!(tap.file_log.set(file_log).is_ok());
+        // A scenario that never reads the body: no note comes.
+        let _ = tap
+            .sender
+            .send(Some(GooseLog::Request(request(0, 10, 400))));
+        let report = tap.take(true);
+        assert_eq!(report.stats_total.num_requests, 1);
+        let logged: Vec<_> = logged.try_iter().flatten().collect();
+        assert!(
+            matches!(logged.as_slice(), [GooseLog::Request(r)] if r.user == 0),
+            "the log has the request counted: {logged:?}"
+        );
     }
 
     #[test]

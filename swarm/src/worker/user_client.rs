@@ -87,8 +87,10 @@ impl UserClients {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
-        // As reqwest offers them: HTTP/2 where the server has it.
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // HTTP/1.1 only, as Locust's users speak: the client is built
+        // without HTTP/2, and offering `h2` would let a server pick it and
+        // end every user's first request in a panic.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut clients = UserClients {
             user_agent: user_agent.to_string(),
             tls,
