@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Instance;
 use harness::moto_sdk::{
-    filter, group_named, ingress, key_pair_exists, live_instance_ids, live_instances,
+    filter, group_named, ingress, key_pair_exists, leftovers, live_instance_ids, live_instances,
     shutdown_behaviour, tag, template_data, user_data, FLEET_TAG,
 };
 use harness::spotload_cli::Run;
@@ -50,16 +50,9 @@ async fn assert_nothing_left(moto: &Moto, fleet: &str, state: &Path) {
         "group {name} left"
     );
     assert!(!key_pair_exists(&ec2, &name).await, "key pair {name} left");
-    let templates = ec2
-        .describe_launch_templates()
-        .filters(filter(&format!("tag:{FLEET_TAG}"), fleet))
-        .send()
-        .await
-        .expect("DescribeLaunchTemplates");
-    assert!(
-        templates.launch_templates().is_empty(),
-        "launch template left"
-    );
+    // Launch templates and everything else tagged for the fleet.
+    let left = leftovers(&ec2, fleet).await;
+    assert!(left.is_empty(), "left in moto: {left:?}");
     let dir = state.join(fleet);
     assert!(!dir.join("fleet.json").exists(), "fleet file left");
     assert!(

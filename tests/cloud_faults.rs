@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use harness::faultproxy::{Fault, FaultProxy};
-use harness::moto_sdk::{filter, ingress, live_instance_ids, live_instances, tag, FLEET_TAG};
+use harness::moto_sdk::{
+    filter, ingress, leftovers, live_fleets, live_instance_ids, live_instances, tag,
+};
 use harness::Moto;
 
 const ALLOW: &str = "198.51.100.7/32";
@@ -26,63 +28,8 @@ fn launch_args(fleet: &str, extra: &str) -> String {
     format!("launch --fleet {fleet} --workers 2 --allow-cidr {ALLOW} --wait-timeout 60s {extra}")
 }
 
-/// Everything tagged for `fleet` that moto still holds, as one line per
-/// kind; empty when nothing is.
-async fn leftovers(moto: &Moto, fleet: &str) -> Vec<String> {
-    let ec2 = moto.ec2();
-    let by_tag = || filter(&format!("tag:{FLEET_TAG}"), fleet);
-    let groups = ec2.describe_security_groups().filters(by_tag()).send();
-    let keys = ec2.describe_key_pairs().filters(by_tag()).send();
-    let templates = ec2.describe_launch_templates().filters(by_tag()).send();
-    let mut left = Vec::new();
-    note(
-        &mut left,
-        "instances",
-        &live_instance_ids(&ec2, fleet).await,
-    );
-    let groups = groups.await.expect("DescribeSecurityGroups");
-    note(&mut left, "groups", groups.security_groups());
-    let keys = keys.await.expect("DescribeKeyPairs");
-    note(&mut left, "key pairs", keys.key_pairs());
-    let templates = templates.await.expect("DescribeLaunchTemplates");
-    note(&mut left, "templates", templates.launch_templates());
-    note(&mut left, "EC2 fleets", &live_fleets(moto, fleet).await);
-    left
-}
-
-/// Adds "WHAT [items]" to `left` when there are `items`.
-fn note<T: std::fmt::Debug>(left: &mut Vec<String>, what: &str, items: &[T]) {
-    if !items.is_empty() {
-        left.push(format!("{what} {items:?}"));
-    }
-}
-
-/// EC2 Fleets tagged for `fleet` and not deleted.
-async fn live_fleets(moto: &Moto, fleet: &str) -> Vec<String> {
-    let answer = moto
-        .ec2()
-        .describe_fleets()
-        .send()
-        .await
-        .expect("DescribeFleets");
-    answer
-        .fleets()
-        .iter()
-        .filter(|f| {
-            f.tags()
-                .iter()
-                .any(|t| t.key() == Some(FLEET_TAG) && t.value() == Some(fleet))
-        })
-        .filter(|f| {
-            !f.fleet_state()
-                .is_some_and(|s| s.as_str().starts_with("deleted"))
-        })
-        .filter_map(|f| f.fleet_id().map(String::from))
-        .collect()
-}
-
 async fn assert_nothing_left(moto: &Moto, fleet: &str, state: &Path, context: &str) {
-    let left = leftovers(moto, fleet).await;
+    let left = leftovers(&moto.ec2(), fleet).await;
     assert!(left.is_empty(), "{context}: left in moto: {left:?}");
     assert!(
         !state.join(fleet).join("fleet.json").exists(),
@@ -576,7 +523,7 @@ async fn fleets_span_zones_and_the_iam_policy_covers_every_call() {
     assert_eq!(placed.len(), 11, "{placed:?}");
     assert!(!placed.contains(&("c5.large".into(), "us-east-1e".into())));
     assert!(placed.contains(&("c4.large".into(), "us-east-1e".into())));
-    assert_eq!(live_fleets(&moto, "policy").await.len(), 1);
+    assert_eq!(live_fleets(&moto.ec2(), "policy").await.len(), 1);
 
     scratch.run("status --fleet policy").ok();
     let destroy = scratch

@@ -14,27 +14,30 @@ use crate::moto::Moto;
 /// The tag spotload puts on everything it creates.
 pub const FLEET_TAG: &str = "spotload:fleet";
 
+/// A client of SDK crate `$sdk` for moto at `$url`: us-east-1, moto's
+/// test credentials. (Each SDK has its own `Config` type.)
+macro_rules! moto_client {
+    ($sdk:ident, $url:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url($url)
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+                .build(),
+        )
+    };
+}
+
 impl Moto {
     /// An EC2 client pointed at this server.
     pub fn ec2(&self) -> aws_sdk_ec2::Client {
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(self.url())
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .build();
-        aws_sdk_ec2::Client::from_conf(config)
+        moto_client!(aws_sdk_ec2, self.url())
     }
 
     /// An SSM client pointed at this server.
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
-        let config = aws_sdk_ssm::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(self.url())
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .build();
-        aws_sdk_ssm::Client::from_conf(config)
+        moto_client!(aws_sdk_ssm, self.url())
     }
 }
 
@@ -184,4 +187,49 @@ pub async fn shutdown_behaviour(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
         .and_then(|v| v.value())
         .unwrap_or_default()
         .to_string()
+}
+
+/// Everything tagged for `fleet` that moto still holds, as one line per
+/// kind; empty when nothing is.
+pub async fn leftovers(ec2: &aws_sdk_ec2::Client, fleet: &str) -> Vec<String> {
+    let by_tag = || filter(&format!("tag:{FLEET_TAG}"), fleet);
+    let groups = ec2.describe_security_groups().filters(by_tag()).send();
+    let keys = ec2.describe_key_pairs().filters(by_tag()).send();
+    let templates = ec2.describe_launch_templates().filters(by_tag()).send();
+    let mut left = Vec::new();
+    note(&mut left, "instances", &live_instance_ids(ec2, fleet).await);
+    let groups = groups.await.expect("DescribeSecurityGroups");
+    note(&mut left, "groups", groups.security_groups());
+    let keys = keys.await.expect("DescribeKeyPairs");
+    note(&mut left, "key pairs", keys.key_pairs());
+    let templates = templates.await.expect("DescribeLaunchTemplates");
+    note(&mut left, "templates", templates.launch_templates());
+    note(&mut left, "EC2 fleets", &live_fleets(ec2, fleet).await);
+    left
+}
+
+/// Adds "WHAT [items]" to `left` when there are `items`.
+fn note<T: std::fmt::Debug>(left: &mut Vec<String>, what: &str, items: &[T]) {
+    if !items.is_empty() {
+        left.push(format!("{what} {items:?}"));
+    }
+}
+
+/// EC2 Fleets tagged for `fleet` and not deleted.
+pub async fn live_fleets(ec2: &aws_sdk_ec2::Client, fleet: &str) -> Vec<String> {
+    let answer = ec2.describe_fleets().send().await.expect("DescribeFleets");
+    answer
+        .fleets()
+        .iter()
+        .filter(|f| {
+            f.tags()
+                .iter()
+                .any(|t| t.key() == Some(FLEET_TAG) && t.value() == Some(fleet))
+        })
+        .filter(|f| {
+            !f.fleet_state()
+                .is_some_and(|s| s.as_str().starts_with("deleted"))
+        })
+        .filter_map(|f| f.fleet_id().map(String::from))
+        .collect()
 }

@@ -647,6 +647,16 @@ mod tests {
         }
     }
 
+    /// Waits until `count` reaches `at_least`, failing with `missing`
+    /// after `limit_s` seconds.
+    async fn wait_for_count(count: &AtomicUsize, at_least: usize, limit_s: u64, missing: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(limit_s);
+        while count.load(Ordering::SeqCst) < at_least {
+            assert!(tokio::time::Instant::now() < deadline, "{missing}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn users(n: u64) -> BTreeMap<String, u64> {
         [("WebsiteUser".to_string(), n)].into_iter().collect()
     }
@@ -775,14 +785,7 @@ mod tests {
             .await
             .unwrap();
         driver.set_classes(&url, &users(4)).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while ok.load(Ordering::SeqCst) < 300 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no load reached the target"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_count(&ok, 300, 20, "no load reached the target").await;
         let mut report = driver.take_delta().await.unwrap();
         report.absorb(driver.stop().await.unwrap());
         let (ok, broken) = (ok.load(Ordering::SeqCst), broken.load(Ordering::SeqCst));
@@ -867,14 +870,7 @@ mod tests {
             .unwrap();
         let members = [("Member".to_string(), 4)].into_iter().collect();
         driver.set_classes(&url, &members).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while served.load(Ordering::SeqCst) < 200 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no session reached /account"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_count(&served, 200, 20, "no session reached /account").await;
         driver.stop().await.unwrap();
         driver.shutdown().await;
         assert_eq!(
@@ -926,14 +922,7 @@ mod tests {
                 .await
                 .unwrap();
             driver.set_classes(&url, &users(2)).await.unwrap();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while served.load(Ordering::SeqCst) < 400 {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the target barely served"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for_count(&served, 400, 30, "the target barely served").await;
             let mut report = driver.take_delta().await.unwrap();
             report.absorb(driver.stop().await.unwrap());
             driver.shutdown().await;
