@@ -1,7 +1,9 @@
 //! Benchmark: `spotload deploy` onto 1 and onto 20 worker hosts (plus a
 //! webserver and a master) through an operator link shaped to 100 Mbit/s,
-//! printing each deploy's wall time and the bytes the operator sent, and
-//! the 20-host figures as ratios of the 1-host ones. Run it through
+//! printing each deploy's wall time, the bytes the operator sent and the
+//! CPU time the whole machine spent meanwhile (every host here shares its
+//! cores, where on EC2 each has its own), and the 20-host figures as
+//! ratios of the 1-host ones. Run it through
 //! `scripts/bench-deploy`, which builds what it needs; needs root.
 //!
 //! Hosts are sshd in network namespaces (`harness::netns`), fresh for every
@@ -68,8 +70,36 @@ fn options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// One deploy onto fresh hosts: wall time and operator bytes sent.
-fn deploy_once(options: &Options, workers: u8) -> Result<(Duration, u64), String> {
+/// What one deploy cost.
+#[derive(Clone, Copy)]
+struct Deploy {
+    time: Duration,
+    /// Bytes out of the operator's link.
+    sent: u64,
+    /// CPU seconds the whole machine spent during the deploy.
+    cpu: f64,
+}
+
+/// CPU seconds this machine has spent so far (user, nice, system, irq and
+/// softirq over all cores, from `/proc/stat`).
+fn machine_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| matches!(i, 0 | 1 | 2 | 5 | 6))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks as f64 / 100.0
+}
+
+/// One deploy onto fresh hosts.
+fn deploy_once(options: &Options, workers: u8) -> Result<Deploy, String> {
     let work = TempDir::new("bench-deploy");
     let (mut lan, file) = Lan::fleet(work.path(), workers, |i, _| format!("sl-bench{i}"));
     lan.shape_operator(options.mbit);
@@ -88,10 +118,12 @@ fn deploy_once(options: &Options, workers: u8) -> Result<(Duration, u64), String
         .args(["--fleet", "bench", "--connect-timeout", "10s"])
         .args(["--join-timeout", "120s", "--no-web-auth"])
         .env("AWS_EC2_METADATA_DISABLED", "true");
+    let cpu_before = machine_cpu_seconds();
     let start = Instant::now();
     let mut process = Process::spawn("spotload", cmd, work.path());
     let status = process.wait_exit(Duration::from_secs(900));
-    let elapsed = start.elapsed();
+    let time = start.elapsed();
+    let cpu = machine_cpu_seconds() - cpu_before;
     let sent = lan.operator_tx_bytes() - before;
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         eprintln!(
@@ -100,7 +132,7 @@ fn deploy_once(options: &Options, workers: u8) -> Result<(Duration, u64), String
         );
     }
     match status {
-        Some(status) if status.success() => Ok((elapsed, sent)),
+        Some(status) if status.success() => Ok(Deploy { time, sent, cpu }),
         _ => Err(format!(
             "the deploy onto {workers} worker host(s) failed ({status:?}):\n{}",
             process.stderr()
@@ -122,21 +154,24 @@ fn main() -> std::process::ExitCode {
         options.spotload.display(),
         options.loadtest.display()
     );
-    println!("| worker hosts | round | time (s) | operator sent (MB) |");
-    println!("| --- | --- | --- | --- |");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    println!("| worker hosts | round | time (s) | operator sent (MB) | machine CPU (s) | of {cores} cores |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     // Rounds alternate between the fleet sizes, so a busy moment of this
     // machine does not land on one size only.
-    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); options.workers.len()];
+    let mut runs: Vec<Vec<Deploy>> = vec![Vec::new(); options.workers.len()];
     for round in 1..=options.rounds {
         for (i, &workers) in options.workers.iter().enumerate() {
             match deploy_once(&options, workers) {
-                Ok((time, sent)) => {
+                Ok(deploy) => {
+                    let time = deploy.time.as_secs_f64();
                     println!(
-                        "| {workers} | {round} | {:.1} | {:.1} |",
-                        time.as_secs_f64(),
-                        sent as f64 / 1e6
+                        "| {workers} | {round} | {time:.1} | {:.1} | {:.1} | {:.0}% |",
+                        deploy.sent as f64 / 1e6,
+                        deploy.cpu,
+                        100.0 * deploy.cpu / (time * cores as f64)
                     );
-                    runs[i].push((time.as_secs_f64(), sent as f64));
+                    runs[i].push(deploy);
                 }
                 Err(err) => {
                     eprintln!("error: {err}");
@@ -145,25 +180,33 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    let median = |runs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+    let median = |runs: &[Deploy], pick: fn(&Deploy) -> f64| {
         let mut values: Vec<f64> = runs.iter().map(pick).collect();
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    let medians: Vec<(u8, f64, f64)> = options
+    let medians: Vec<(u8, f64, f64, f64)> = options
         .workers
         .iter()
         .zip(&runs)
-        .map(|(&workers, runs)| (workers, median(runs, |r| r.0), median(runs, |r| r.1)))
+        .map(|(&workers, runs)| {
+            (
+                workers,
+                median(runs, |r| r.time.as_secs_f64()),
+                median(runs, |r| r.sent as f64),
+                median(runs, |r| r.cpu),
+            )
+        })
         .collect();
     if let (Some(first), Some(last)) = (medians.first(), medians.last()) {
         if medians.len() > 1 {
             println!(
-                "{} vs {} worker hosts (medians): time {:.2}x, operator bytes {:.2}x",
+                "{} vs {} worker hosts (medians): time {:.2}x, operator bytes {:.2}x, machine CPU {:.2}x",
                 last.0,
                 first.0,
                 last.1 / first.1,
-                last.2 / first.2
+                last.2 / first.2,
+                last.3 / first.3
             );
         }
     }

@@ -42,6 +42,7 @@ fn master_service(config: &MasterConfig) -> Service {
         signature: "bin/loadtest master".into(),
         restart: "on-failure",
         secret: config.web_auth.is_some(),
+        ready: "master listening for workers",
     }
 }
 
@@ -62,6 +63,7 @@ fn worker_service(master_address: &str) -> Service {
         // join the next one.
         restart: "always",
         secret: false,
+        ready: "joined the master as worker",
     }
 }
 

@@ -21,7 +21,15 @@ pub struct Service {
     pub restart: &'static str,
     /// The unit holds a secret (the web UI password): readable by root only.
     pub secret: bool,
+    /// A line the program logs once it is ready (`joined the master`): the
+    /// start waits for it, or for the process to end, up to [`READY_WAIT`].
+    pub ready: &'static str,
 }
+
+/// How long a start waits for the service's ready line, in tenths of a
+/// second. A service still running without it then counts as started
+/// (the deploy's later checks judge it) and the step says so.
+pub const READY_WAIT: u32 = 150;
 
 impl Service {
     fn unit(&self) -> String {
@@ -50,7 +58,8 @@ impl Service {
         )
     }
 
-    /// Starts the service and checks it is still running a moment later.
+    /// Starts the service and waits until it logs its ready line, failing
+    /// with its log if it ends first.
     pub fn start_script(&self, systemd: bool) -> String {
         let mut script = format!("mkdir -p {BASE}/run {BASE}/log\n");
         if systemd {
@@ -79,6 +88,22 @@ impl Service {
         words.join(" ")
     }
 
+    /// Waits while `alive` holds and the log lacks the ready line; sets
+    /// `note` for the start's message when the line never came.
+    fn wait_ready(&self, alive: &str) -> String {
+        format!(
+            "i=0; note=''\n\
+             until grep -qF {ready} {log} 2>/dev/null; do\n    \
+                 {alive} || break\n    \
+                 if [ $i -ge {READY_WAIT} ]; then note=', not ready after {secs} s: see its log {log}'; break; fi\n    \
+                 sleep 0.1; i=$((i + 1))\n\
+             done\n",
+            ready = quote(self.ready),
+            log = self.log_file(),
+            secs = READY_WAIT / 10,
+        )
+    }
+
     fn systemd_start(&self) -> String {
         let unit = self.unit();
         let path = format!("/etc/systemd/system/{unit}.service");
@@ -105,13 +130,13 @@ impl Service {
              systemctl daemon-reload\n\
              systemctl enable {unit}.service >/dev/null 2>&1\n\
              systemctl restart {unit}.service\n\
-             sleep 1\n\
-             if ! systemctl is-active --quiet {unit}.service; then\n    \
+             {wait}             if ! systemctl is-active --quiet {unit}.service; then\n    \
                  systemctl status --no-pager {unit}.service >&2\n    \
                  tail -n 30 {log} >&2\n    \
                  exit 1\n\
              fi\n\
-             echo \"{unit}.service is active\"\n",
+             echo \"{unit}.service is active$note\"\n",
+            wait = self.wait_ready(&format!("systemctl is-active --quiet {unit}.service")),
             description = self.description,
             exec = exec.join(" "),
             restart = self.restart,
@@ -130,9 +155,8 @@ impl Service {
              (setsid sh -c {inner} > {log} 2>&1 < /dev/null &)\n\
              i=0\n\
              while [ ! -s {pid} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done\n\
-             sleep 1\n\
-             if pid=$(running {pid} {sig}); then\n    \
-                 echo \"started pid $pid\"\n\
+             {wait}             if pid=$(running {pid} {sig}); then\n    \
+                 echo \"started pid $pid$note\"\n\
              else\n    \
                  echo \"{name} exited right after starting; its log {log}:\" >&2\n    \
                  tail -n 30 {log} >&2\n    \
@@ -140,6 +164,10 @@ impl Service {
              fi\n",
             inner = quote(&inner),
             sig = quote(&self.signature),
+            wait = self.wait_ready(&format!(
+                "running {pid} {} >/dev/null",
+                quote(&self.signature)
+            )),
             name = self.name,
         )
     }
@@ -169,10 +197,15 @@ mod tests {
         let service = Service {
             name: "sleeper",
             description: "test",
-            argv: vec!["sleep".into(), "30".into()],
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo sleeping; exec sleep 30".into(),
+            ],
             signature: "sleep 30".into(),
             restart: "always",
             secret: false,
+            ready: "sleeping",
         };
         let first = local(service.start_script(false)).await;
         assert!(first.success(), "{first:?}");
@@ -213,6 +246,7 @@ mod tests {
             signature: "loadtest master".into(),
             restart: "on-failure",
             secret: true,
+            ready: "master listening",
         };
         let script = service.start_script(true);
         assert!(script.contains("ExecStart=/opt/spotload/bin/loadtest master\n"));

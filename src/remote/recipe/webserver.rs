@@ -164,7 +164,8 @@ echo "spotload-nginx.service is active"
     } else {
         script.push_str(&format!(
             r#"if ! nginx $E -c {CONF}; then tail -n 20 {BASE}/nginx/error.log >&2; exit 1; fi
-sleep 0.3
+i=0
+until running {PID_FILE} nginx >/dev/null || [ $i -ge 30 ]; do sleep 0.1; i=$((i + 1)); done
 pid=$(running {PID_FILE} nginx) || {{ echo "nginx did not stay up" >&2; tail -n 20 {BASE}/nginx/error.log >&2; exit 1; }}
 echo "started nginx, pid $pid"
 "#
