@@ -23,14 +23,36 @@ fn master_totals_match_the_nginx_access_log() {
             .collect();
     args.extend(["--host", &url, "--csv", prefix]);
     let (mut master, port) = loadtest!().master(&dir, &args);
-    let _w1 = loadtest!().worker(&dir, port, &[]);
-    let _w2 = loadtest!().worker(&dir, port, &[]);
+    let mut workers = [
+        loadtest!().worker(&dir, port, &[]),
+        loadtest!().worker(&dir, port, &[]),
+    ];
     let code = exit_code(&mut master, Duration::from_secs(60));
     assert_eq!(
         code,
         3,
         "failures were seen, so --exit-code-on-error applies\n{}",
         master.logs()
+    );
+    // The normal end of a run: each worker quits when told, and nobody
+    // logs a warning or an error about it.
+    for worker in &mut workers {
+        let status = worker.wait_exit(Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "a worker quits cleanly when the master says quit ({status:?})\n{}",
+            worker.logs()
+        );
+        assert!(
+            !worker.stderr().contains("WARN") && !worker.stderr().contains("ERROR"),
+            "a worker's normal end logs no warning:\n{}",
+            worker.stderr()
+        );
+    }
+    assert!(
+        !master.stderr().contains("ERROR"),
+        "the master's normal end logs no error:\n{}",
+        master.stderr()
     );
 
     let total = csv_row(&dir.path().join("run_stats.csv"), "Aggregated");

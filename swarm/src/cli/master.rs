@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::{user_classes, ScenarioBuilder};
 use crate::api::Credentials;
-use crate::master::{Master, MasterConfig, MasterHandle};
+use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::{Reason, Shutdown};
@@ -205,17 +205,22 @@ pub(super) async fn end_run(handle: &MasterHandle, shutdown: &Shutdown) {
 /// Watches the master's task: if it ends while the process still runs (a
 /// panic, a bug), the whole process ends with an error instead of serving a
 /// UI that can only answer 503.
-fn supervise(task: tokio::task::JoinHandle<()>, shutdown: Shutdown) {
+fn supervise(task: tokio::task::JoinHandle<Ended>, shutdown: Shutdown) {
     tokio::spawn(async move {
         let outcome = task.await;
         if shutdown.is_requested() {
             return;
         }
         match outcome {
+            // The run is over and the process let go of it: not a failure.
+            Ok(Ended::Released) => return,
+            Ok(Ended::LinkLost) => {
+                tracing::error!("the master lost its workers' socket; exiting");
+            }
             Err(err) if err.is_panic() => {
                 tracing::error!("the master's task panicked: {err}; exiting");
             }
-            _ => tracing::error!("the master's task ended unexpectedly; exiting"),
+            Err(err) => tracing::error!("the master's task ended: {err}; exiting"),
         }
         shutdown.trigger(Reason::Failure);
     });

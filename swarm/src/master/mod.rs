@@ -20,7 +20,7 @@ pub use events::{WorkerEvent, WorkerEventKind};
 pub use handle::{parse_co_mitigation, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 pub use history::HistorySample;
 pub use registry::{NodeState, WorkerNode};
-pub use runner::{Master, CPU_WARNING};
+pub use runner::{Ended, Master, CPU_WARNING};
 pub use state::RunState;
 
 pub use crate::stats::ExceptionRow;

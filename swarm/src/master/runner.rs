@@ -37,6 +37,15 @@ struct Pending {
     quit: bool,
 }
 
+/// Why [`Master::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every [`MasterHandle`] was dropped: the process is done with it.
+    Released,
+    /// The workers' socket ended under it: the master can no longer work.
+    LinkLost,
+}
+
 /// The master's state, owned by its task.
 pub struct Master {
     config: MasterConfig,
@@ -100,8 +109,9 @@ impl Master {
         )
     }
 
-    /// Serves until every handle is dropped.
-    pub async fn run(mut self) {
+    /// Serves until every handle is dropped ([`Ended::Released`]), or until
+    /// the workers' socket ends under it ([`Ended::LinkLost`]).
+    pub async fn run(mut self) -> Ended {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut sample = tokio::time::interval(Duration::from_secs(2));
         let mut ramp_tick = tokio::time::interval(Duration::from_secs(1));
@@ -109,11 +119,11 @@ impl Master {
             tokio::select! {
                 frame = self.link.incoming.recv() => match frame {
                     Some(frame) => self.on_frame(frame),
-                    None => break,
+                    None => return Ended::LinkLost,
                 },
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
-                    None => break,
+                    None => return Ended::Released,
                 },
                 _ = tick.tick() => self.on_tick(),
                 _ = ramp_tick.tick() => self.ramp_step(),

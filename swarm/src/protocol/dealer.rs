@@ -17,6 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::message::ToWorker;
 use super::transport::{write_loop, Out, TransportError, MAX_FRAME, QUEUE};
 use super::zmtp::{self, Incoming, ZmtpError};
 
@@ -153,8 +154,9 @@ impl Dialer {
                     connections += 1;
                     self.up.send_replace(connections);
                     tracing::info!("connected to the master at {}", self.addr);
+                    let mut said_quit = false;
                     let lost = tokio::select! {
-                        err = read_loop(&mut r, &self.in_tx, &queue) => err.map(|err| err.to_string()),
+                        err = read_loop(&mut r, &self.in_tx, &queue, &mut said_quit) => err.map(|err| err.to_string()),
                         written = write_loop(&mut w, rx) => Some(match written {
                             Ok(()) => "send queue closed".to_string(),
                             Err(err) => err.to_string(),
@@ -165,8 +167,13 @@ impl Dialer {
                     let Some(reason) = lost else {
                         return; // the worker dropped its link
                     };
-                    tracing::warn!("lost the master at {}: {reason}; reconnecting", self.addr);
-                    outage_told = true;
+                    if said_quit {
+                        // The normal end of a run: the worker is quitting too.
+                        tracing::debug!("the master said quit and closed the connection: {reason}");
+                    } else {
+                        tracing::warn!("lost the master at {}: {reason}; reconnecting", self.addr);
+                        outage_told = true;
+                    }
                 }
                 Err(err) if outage_told => {
                     tracing::debug!("still no master at {}: {err}", self.addr);
@@ -212,10 +219,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
     r: &mut R,
     in_tx: &mpsc::Sender<Bytes>,
     queue: &mpsc::Sender<Out>,
+    said_quit: &mut bool,
 ) -> Option<ZmtpError> {
     loop {
         match zmtp::read_incoming(r, MAX_FRAME).await {
             Ok(Incoming::Message(payload)) => {
+                *said_quit = ToWorker::is_quit(&payload);
                 if in_tx.send(payload).await.is_err() {
                     return None;
                 }

@@ -442,6 +442,12 @@ impl ToMaster {
 }
 
 impl ToWorker {
+    /// Whether `bytes` is the master's `quit`, which it follows by closing
+    /// the connection (read without decoding the rest of the message).
+    pub fn is_quit(bytes: &[u8]) -> bool {
+        Envelope::decode(bytes).is_ok_and(|env| env.kind == "quit")
+    }
+
     /// Reads a master's frame.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let env = Envelope::decode(bytes)?;
