@@ -120,4 +120,43 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
         "the master's summary is printed on Ctrl-C:\n{}",
         local.stdout()
     );
+    // The master told its workers to quit: they go on their own, not on a
+    // second signal that would cut their clean finish short.
+    assert!(
+        !local.stderr().contains("a second signal"),
+        "no process was signalled twice:\n{}",
+        local.stderr()
+    );
+}
+
+/// A headless run ends by itself: the master's summary, exit 0, and the
+/// workers it told to quit leave on their own (no second signal, no
+/// warning or error on the way out).
+#[test]
+fn a_headless_local_run_ends_quietly() {
+    let loadtest = std::path::Path::new(SPOTLOAD).with_file_name("loadtest");
+    let dir = TempDir::new("local-headless");
+    let mut cmd = Command::new(SPOTLOAD);
+    cmd.args(["local", "--workers", "2", "--master-port"])
+        .arg(free_port().to_string())
+        .arg("--loadtest-bin")
+        .arg(&loadtest)
+        .args(["--headless", "-u", "4", "-r", "4", "-t", "2s"]);
+    let mut local = Process::spawn("spotload-local", cmd, dir.path());
+    let status = local
+        .wait_exit(Duration::from_secs(60))
+        .expect("a headless local run ends by itself");
+    assert!(status.success(), "exit status {status:?}\n{}", local.logs());
+    assert!(
+        local.stdout().contains("Aggregated"),
+        "the master's summary is printed:\n{}",
+        local.stdout()
+    );
+    let stderr = local.stderr();
+    for noise in ["a second signal", "WARN", "ERROR"] {
+        assert!(
+            !stderr.contains(noise),
+            "a normal end logs no {noise:?}:\n{stderr}"
+        );
+    }
 }

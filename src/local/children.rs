@@ -41,6 +41,11 @@ pub fn signal_child(child: &Child, signal: i32) {
 /// SIGTERM, then SIGKILL if it is still there after `grace`.
 pub async fn terminate(name: &str, child: &mut Child, grace: Duration) {
     signal_child(child, libc::SIGTERM);
+    wait_or_kill(name, child, grace).await;
+}
+
+/// Waits up to `grace` for a child already asked to stop; SIGKILL after.
+async fn wait_or_kill(name: &str, child: &mut Child, grace: Duration) {
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         tracing::warn!("the {name} did not stop within {grace:?}; killing it");
         let _ = child.kill().await;
@@ -104,13 +109,23 @@ impl Children {
         }
     }
 
-    /// SIGTERM to every child still running, then SIGKILL after `grace`.
-    pub async fn stop_all(&mut self, grace: Duration) {
-        for (_, child) in self.running.values() {
-            signal_child(child, libc::SIGTERM);
+    /// Gives every child still running up to `own` to exit by itself (a
+    /// master that ended its run has told its workers to quit), then one
+    /// SIGTERM to each one left, then SIGKILL after `grace`.
+    pub async fn stop_all(&mut self, own: Duration, grace: Duration) {
+        let _ = tokio::time::timeout(own, async {
+            for (_, child) in self.running.values_mut() {
+                let _ = child.wait().await;
+            }
+        })
+        .await;
+        for (_, child) in self.running.values_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                signal_child(child, libc::SIGTERM);
+            }
         }
         for (name, child) in self.running.values_mut() {
-            terminate(name, child, grace).await;
+            wait_or_kill(name, child, grace).await;
         }
         self.running.clear();
     }

@@ -106,7 +106,9 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
                 .unwrap_or(i32::from(reason.exit_code()))
         }
     };
-    children.stop_all(Duration::from_secs(5)).await;
+    children
+        .stop_all(Duration::from_secs(3), Duration::from_secs(5))
+        .await;
     target.stop().await;
     Ok(code)
 }

@@ -224,7 +224,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     loop {
         match zmtp::read_incoming(r, MAX_FRAME).await {
             Ok(Incoming::Message(payload)) => {
-                *said_quit = ToWorker::is_quit(&payload);
+                *said_quit |= ToWorker::is_quit(&payload);
                 if in_tx.send(payload).await.is_err() {
                     return None;
                 }
