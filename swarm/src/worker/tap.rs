@@ -19,9 +19,13 @@
 //! goose's record: the body's size, and the request's time to the last byte
 //! (goose's time to the headers plus the time the body took to arrive from
 //! when goose handed the response over; goose's few microseconds of
-//! bookkeeping between the two are not counted). So each user's request
-//! waits, pending, for its note; the user's next record, or a second report
-//! since, settles it with goose's time and no size.
+//! bookkeeping between the two are not counted). So once a transaction has
+//! sent a note, each of its requests waits, pending, for its note; the
+//! user's next record, or a second report since, settles it with goose's
+//! time and no size. A transaction that never reads bodies this way
+//! (goose's own `user.get()` alone) has its requests counted as they
+//! arrive, in the second they ended, not seconds later; so are the few
+//! requests of a reading transaction that arrive before its first note.
 //!
 //! **Coordinated omission.** With goose's mitigation on, the request that
 //! ends a stall comes a second time with `coordinated_omission_elapsed` and
@@ -30,7 +34,7 @@
 //! goose's own metrics do, into the histogram only (see
 //! [`StatsEntry::log_backfilled`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -247,6 +251,7 @@ impl Tap {
         let mut next = Tally::new(now);
         next.exceptions = std::mem::take(&mut tally.exceptions);
         next.pending = std::mem::take(&mut tally.pending);
+        next.noting = std::mem::take(&mut tally.noting);
         let taken = std::mem::replace(&mut *tally, next);
         taken.into_report(now)
     }
@@ -290,6 +295,9 @@ pub struct Tally {
     /// Each user's last request, until its body's note (or the user's next
     /// record) settles it; keyed by goose's user index.
     pending: HashMap<usize, Pending>,
+    /// Transactions (scenario, transaction index) that have sent a body
+    /// note: their requests wait for theirs.
+    noting: HashSet<(usize, usize)>,
     /// Requests as counted (time to the body's last byte), kept for goose's
     /// request log file while the worker writes one.
     counted: Vec<GooseRequestMetric>,
@@ -305,6 +313,7 @@ impl Tally {
             errors: BTreeMap::new(),
             exceptions: BTreeMap::new(),
             pending: HashMap::new(),
+            noting: HashSet::new(),
             counted: Vec::new(),
             keep_counted: false,
         }
@@ -320,6 +329,11 @@ impl Tally {
                 self.settle_user(request.user, now);
                 if request.update {
                     self.update(request, now);
+                } else if !self
+                    .noting
+                    .contains(&(request.scenario_index, request.transaction_index))
+                {
+                    self.finish(request, 0, now);
                 } else {
                     self.pending.insert(
                         request.user,
@@ -334,6 +348,8 @@ impl Tally {
                 let Some(request) = note.request.as_ref() else {
                     return;
                 };
+                self.noting
+                    .insert((request.scenario_index, request.transaction_index));
                 let size = note
                     .body
                     .as_deref()
@@ -521,6 +537,8 @@ mod tests {
     #[test]
     fn a_body_note_gives_the_size_and_the_time_to_the_last_byte() {
         let mut tally = Tally::new(1.0);
+        // The transaction has read a body before: its requests wait.
+        tally.noting.insert((0, 0));
         let (a, b) = (request(0, 10, 400), request(1, 11, 500));
         tally.record(&GooseLog::Request(a.clone()), 1.5);
         tally.record(&GooseLog::Request(b.clone()), 1.5);
@@ -555,11 +573,43 @@ mod tests {
     #[test]
     fn a_request_waits_through_one_report_for_its_body() {
         let mut tally = Tally::new(1.0);
+        tally.noting.insert((0, 0));
         tally.record(&GooseLog::Request(request(0, 10, 400)), 1.5);
         tally.settle_pending(false, 1.6);
         assert_eq!(tally.pending.len(), 1, "kept for its note");
         tally.settle_pending(false, 1.7);
         assert!(tally.pending.is_empty(), "settled on the second report");
+    }
+
+    /// Requests of a transaction that never sent a note are counted as
+    /// they come, in their own second; once it sends one, the next wait.
+    #[test]
+    fn only_a_transaction_that_reads_bodies_waits_for_its_notes() {
+        let mut tally = Tally::new(1.0);
+        let first = request(0, 10, 400);
+        tally.record(&GooseLog::Request(first.clone()), 1.5);
+        assert!(tally.pending.is_empty(), "nothing to wait for yet");
+        let second = tally
+            .entries
+            .values()
+            .map(|e| e.num_reqs_per_sec.clone())
+            .next();
+        assert_eq!(
+            second.map(|s| s.into_iter().collect::<Vec<_>>()),
+            Some(vec![(1, 1)]),
+            "counted in the second it arrived"
+        );
+        // Its note comes after all: the size still counts.
+        tally.record(&note(first, 1_400, 125), 1.6);
+        tally.record(&GooseLog::Request(request(0, 11, 500)), 2.5);
+        assert_eq!(
+            tally.pending.len(),
+            1,
+            "now the transaction's requests wait"
+        );
+        let report = report_of(tally, true);
+        assert_eq!(report.stats_total.num_requests, 2);
+        assert_eq!(report.stats_total.total_content_length, 125);
     }
 
     #[test]
