@@ -32,7 +32,7 @@ use std::time::Duration;
 use goose::prelude::{GooseUser, Scenario, TransactionResult};
 use tokio::sync::Notify;
 
-use super::tap::Tap;
+use super::tap::{note_parked, Tap};
 
 /// How long a transaction that finds the gate closed pauses.
 const CLOSED_PAUSE: Duration = Duration::from_millis(50);
@@ -263,6 +263,7 @@ impl Gate {
                                 Admission::Closed => return Ok(()),
                                 Admission::Park => {
                                     drop(counted);
+                                    note_parked(user);
                                     state.park().await;
                                 }
                             }
@@ -282,6 +283,7 @@ impl Gate {
                         }
                         Admission::Park => {
                             drop(counted);
+                            note_parked(user);
                             state.park().await;
                             Ok(())
                         }
@@ -317,6 +319,50 @@ mod tests {
             seats.extend((0..classes).map(|_| Seats::default()));
         }
         gate
+    }
+
+    async fn noop(_user: &mut GooseUser) -> TransactionResult {
+        Ok(())
+    }
+
+    /// The gate tells the tap when it parks a user, so goose's copies for
+    /// the user's next pass (the park counts into its cadence) are not
+    /// back-filled as a stall of the target; a user never parked is.
+    #[tokio::test]
+    async fn a_parked_user_s_next_pass_is_not_back_filled() {
+        use goose::config::GooseConfiguration;
+        use goose::logger::GooseLog;
+        use goose::metrics::GooseCoordinatedOmissionMitigation;
+        use goose::prelude::{scenario, transaction, Transaction};
+
+        let tap = Tap::start();
+        let gate = Gate::default();
+        let scenario = gate.guard(
+            scenario!("S").register_transaction(transaction!(noop)),
+            &tap,
+        );
+        let function = scenario.transactions[0].function.clone();
+        let mut config = GooseConfiguration::default();
+        config.co_mitigation = Some(GooseCoordinatedOmissionMitigation::Average);
+        let base = reqwest::Url::parse("http://127.0.0.1/").expect("a URL");
+        let mut parked = GooseUser::single(base.clone(), &config).expect("a user");
+        let mut seated = GooseUser::single(base, &config).expect("a user");
+        seated.weighted_users_index = 1;
+        gate.set_targets(Some(&[1]));
+        function(&mut seated).await.expect("runs");
+        function(&mut parked).await.expect("parks, then returns");
+        for user in [&parked, &seated] {
+            let mut copy = crate::worker::tap::tests::request(user.weighted_users_index, 10, 1_000);
+            copy.coordinated_omission_elapsed = 100;
+            copy.user_cadence = 10;
+            let logger = user.logger.as_ref().expect("attached to the tap");
+            logger.send(Some(GooseLog::Request(copy))).expect("sent");
+        }
+        let report = tap.take(true);
+        assert_eq!(
+            report.stats_total.backfilled, 9,
+            "only the seated user's stall is back-filled (89, 79 ... 9 ms)"
+        );
     }
 
     #[test]

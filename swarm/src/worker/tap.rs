@@ -32,7 +32,11 @@
 //! `user_cadence` set. That copy is not a request: the tally back-fills from
 //! it the requests the user would have made during the stall, exactly as
 //! goose's own metrics do, into the histogram only (see
-//! [`StatsEntry::log_backfilled`]).
+//! [`StatsEntry::log_backfilled`]). A user the gate parked (no seat for
+//! it) also looks stalled to goose: the park counts into its cadence. So
+//! the gate notes each park down the same channel ([`note_parked`]), and
+//! the copies goose sends for the user's next pass, which all carry the
+//! park's length, are dropped, not back-filled.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -52,6 +56,9 @@ const IN_PROCESS: &str = "in-process";
 
 /// The tag of the note [`read_body`] sends after goose's own record.
 const BODY_NOTE: &str = "swarm:body";
+
+/// The tag of the note [`note_parked`] sends when the gate parks a user.
+const PARK_NOTE: &str = "swarm:parked";
 
 /// How often the tap folds what the users sent: one lock per batch, and
 /// only one consumer drains the channel at a time (under the tally's lock),
@@ -111,6 +118,27 @@ pub async fn read_body(user: &GooseUser, goose: GooseResponse) -> Option<Bytes> 
         }
     }
     body
+}
+
+/// Tells the tap that the gate parked `user`, when goose's coordinated
+/// omission mitigation is on for it: the wait is not the target's stall.
+pub(crate) fn note_parked(user: &GooseUser) {
+    let mitigating = user
+        .config
+        .co_mitigation
+        .as_ref()
+        .is_some_and(|m| *m != GooseCoordinatedOmissionMitigation::Disabled);
+    if !mitigating || user.config.error_log.as_deref() != Some(IN_PROCESS) {
+        return;
+    }
+    if let Some(logger) = &user.logger {
+        let _ = logger.send(Some(GooseLog::Debug(GooseDebug {
+            tag: PARK_NOTE.to_string(),
+            request: None,
+            header: None,
+            body: Some(user.weighted_users_index.to_string()),
+        })));
+    }
 }
 
 /// Hands every user the worker's log channel; owns the tally.
@@ -252,6 +280,7 @@ impl Tap {
         next.exceptions = std::mem::take(&mut tally.exceptions);
         next.pending = std::mem::take(&mut tally.pending);
         next.noting = std::mem::take(&mut tally.noting);
+        next.parked = std::mem::take(&mut tally.parked);
         let taken = std::mem::replace(&mut *tally, next);
         taken.into_report(now)
     }
@@ -298,6 +327,10 @@ pub struct Tally {
     /// Transactions (scenario, transaction index) that have sent a body
     /// note: their requests wait for theirs.
     noting: HashSet<(usize, usize)>,
+    /// Users the gate parked: goose's back-fill copies for their next pass
+    /// measure the park, not a stall. `None` until the first such copy,
+    /// then the length it carries (every copy of that pass carries it).
+    parked: HashMap<usize, Option<u64>>,
     /// Requests as counted (time to the body's last byte), kept for goose's
     /// request log file while the worker writes one.
     counted: Vec<GooseRequestMetric>,
@@ -314,6 +347,7 @@ impl Tally {
             exceptions: BTreeMap::new(),
             pending: HashMap::new(),
             noting: HashSet::new(),
+            parked: HashMap::new(),
             counted: Vec::new(),
             keep_counted: false,
         }
@@ -323,9 +357,23 @@ impl Tally {
     pub fn record(&mut self, record: &GooseLog, now: f64) {
         match record {
             GooseLog::Request(request) if request.coordinated_omission_elapsed > 0 => {
-                self.backfill(request);
+                let elapsed = request.coordinated_omission_elapsed;
+                match self.parked.get(&request.user) {
+                    Some(None) => {
+                        self.parked.insert(request.user, Some(elapsed));
+                    }
+                    Some(Some(park)) if *park == elapsed => {}
+                    _ => {
+                        self.parked.remove(&request.user);
+                        self.backfill(request);
+                    }
+                }
             }
             GooseLog::Request(request) => {
+                if self.parked.get(&request.user) == Some(&None) {
+                    // Its pass after the park brought no copy: nothing to drop.
+                    self.parked.remove(&request.user);
+                }
                 self.settle_user(request.user, now);
                 if request.update {
                     self.update(request, now);
@@ -342,6 +390,11 @@ impl Tally {
                             waited: false,
                         },
                     );
+                }
+            }
+            GooseLog::Debug(note) if note.tag == PARK_NOTE => {
+                if let Some(user) = note.body.as_deref().and_then(|b| b.parse().ok()) {
+                    self.parked.insert(user, None);
                 }
             }
             GooseLog::Debug(note) if note.tag == BODY_NOTE => {
@@ -500,12 +553,13 @@ impl Tally {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A request record as goose sends it: `user`'s GET `/` at `elapsed`
     /// ms into its run, taking `us` microseconds.
-    fn request(user: usize, elapsed: u64, us: u64) -> GooseRequestMetric {
+    /// A request record as goose sends it: `user`'s, `us` long.
+    pub(crate) fn request(user: usize, elapsed: u64, us: u64) -> GooseRequestMetric {
         let json = serde_json::json!({
             "elapsed": elapsed, "scenario_index": 0, "scenario_name": "WebsiteUser",
             "transaction_index": 0, "transaction_name": {"TransactionOnly": ""},
@@ -610,6 +664,53 @@ mod tests {
         let report = report_of(tally, true);
         assert_eq!(report.stats_total.num_requests, 2);
         assert_eq!(report.stats_total.total_content_length, 125);
+    }
+
+    fn park_note(user: usize) -> GooseLog {
+        GooseLog::Debug(GooseDebug {
+            tag: PARK_NOTE.to_string(),
+            request: None,
+            header: None,
+            body: Some(user.to_string()),
+        })
+    }
+
+    fn copy(user: usize, elapsed: u64, cadence: u64) -> GooseLog {
+        let mut copy = request(user, 10, 1_000);
+        copy.coordinated_omission_elapsed = elapsed;
+        copy.user_cadence = cadence;
+        GooseLog::Request(copy)
+    }
+
+    /// A parked user's next pass looks like a stall to goose: its copies
+    /// (one per request of the pass) are dropped; a later real stall, or
+    /// another user's, is back-filled.
+    #[test]
+    fn a_park_is_not_back_filled_as_a_stall() {
+        let mut tally = Tally::new(1.0);
+        tally.record(&park_note(0), 1.1);
+        // The pass after the park: two requests, each with its copy.
+        for _ in 0..2 {
+            tally.record(&copy(0, 1_000, 10), 1.2);
+            tally.record(&GooseLog::Request(request(0, 10, 1_000)), 1.2);
+        }
+        // User 1 was never parked: its stall counts.
+        tally.record(&copy(1, 100, 10), 1.3);
+        let backfilled = |t: &Tally| t.entries.values().map(|e| e.backfilled).sum::<u64>();
+        // 100 ms less a cadence less the measured 1 ms, down by 10 ms.
+        assert_eq!(
+            backfilled(&tally),
+            9,
+            "user 1's stall only: 89, 79 ... 9 ms"
+        );
+        // User 0's next real stall (another length) counts again.
+        tally.record(&copy(0, 200, 10), 1.4);
+        assert_eq!(backfilled(&tally), 9 + 19);
+        // A park whose pass brought no copy drops nothing later.
+        tally.record(&park_note(1), 1.5);
+        tally.record(&GooseLog::Request(request(1, 12, 1_000)), 1.5);
+        tally.record(&copy(1, 100, 10), 1.6);
+        assert_eq!(backfilled(&tally), 9 + 19 + 9);
     }
 
     #[test]
