@@ -2,6 +2,7 @@
 //! UI answering with its workers, load reaching the target, and Ctrl-C
 //! leaving no process behind.
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -77,6 +78,9 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
         "--master-port",
         &master_port.to_string(),
     ]);
+    // Its own process group, as a shell gives a foreground job: Ctrl-C in
+    // a terminal signals the whole group.
+    cmd.process_group(0);
     let mut local = Process::spawn("spotload-local", cmd, dir.path());
     let web = format!("http://127.0.0.1:{web_port}");
     local
@@ -101,7 +105,12 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
     // The master, two workers and nginx (with its own workers), all below spotload.
     let family = descendants(local.pid());
     assert!(family.len() >= 5, "spotload's processes: {family:?}");
-    local.signal("INT");
+    // Ctrl-C as a terminal sends it: to spotload's whole process group.
+    let sent = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", local.pid())])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "SIGINT sent to the group");
     let status = local
         .wait_exit(Duration::from_secs(30))
         .expect("spotload local exits after Ctrl-C");
@@ -120,8 +129,8 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
         "the master's summary is printed on Ctrl-C:\n{}",
         local.stdout()
     );
-    // The master told its workers to quit: they go on their own, not on a
-    // second signal that would cut their clean finish short.
+    // One Ctrl-C is one signal for each process: the master prints its
+    // summary, and the workers it told to quit go on their own.
     assert!(
         !local.stderr().contains("a second signal"),
         "no process was signalled twice:\n{}",

@@ -385,7 +385,9 @@ impl NetHost {
         // through root's shell, and bash sources ~/.bashrc when started by
         // sshd, so this machine's own (pyenv set-up, cargo) would run on
         // every step and cost each host tens of milliseconds of CPU per step.
-        private.push_str(" && mount -t tmpfs -o mode=700 tmpfs /root && cp -a /etc/skel/. /root/");
+        private.push_str(
+            " && mount -t tmpfs -o mode=700 tmpfs /root && { cp -a /etc/skel/. /root/ 2>/dev/null || true; }",
+        );
         let script = format!(
             "{private} && exec /usr/sbin/sshd -D -e -f {}",
             config.display()

@@ -12,10 +12,14 @@ use tokio::process::{Child, Command};
 pub type ChildId = usize;
 
 /// A command whose process gets SIGTERM when spotload dies, so it cannot
-/// outlive it (nginx then stops its own workers too).
+/// outlive it (nginx then stops its own workers too). It runs in a process
+/// group of its own: a terminal's Ctrl-C reaches spotload alone, which
+/// passes it on once (a second SIGINT would make the master skip its
+/// summary and exit at once).
 pub fn tied_to_parent(program: &Path) -> Command {
     let mut command = Command::new(program);
     command.kill_on_drop(true);
+    command.process_group(0);
     // SAFETY: prctl is async-signal-safe and touches only this child.
     unsafe {
         command.pre_exec(|| {

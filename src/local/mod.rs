@@ -89,9 +89,14 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
     shutdown
         .watch_signals()
         .context("cannot watch for SIGINT and SIGTERM")?;
-    let code = tokio::select! {
+    // Whether the master's end told the workers to quit (then they leave
+    // on their own): a run that ended by itself (0, or 1 after failures),
+    // or Ctrl-C. After SIGTERM it only stops them, and a master that failed
+    // may have told them nothing.
+    let (code, told_to_quit) = tokio::select! {
         code = children.wait_for(master) => {
-            code.with_context(|| format!("waiting for the master ({})", plan.loadtest.display()))?
+            let code = code.with_context(|| format!("waiting for the master ({})", plan.loadtest.display()))?;
+            (code, code == 0 || code == 1)
         }
         () = shutdown.requested() => {
             let reason = shutdown.reason().unwrap_or(Reason::Interrupt);
@@ -100,15 +105,19 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
             // reports on the same signal; give it the chance.
             let signal = if reason == Reason::Terminate { libc::SIGTERM } else { libc::SIGINT };
             children.signal(master, signal);
-            children
+            let code = children
                 .wait_for_timeout(master, Duration::from_secs(15))
                 .await
-                .unwrap_or(i32::from(reason.exit_code()))
+                .unwrap_or(i32::from(reason.exit_code()));
+            (code, signal == libc::SIGINT)
         }
     };
-    children
-        .stop_all(Duration::from_secs(3), Duration::from_secs(5))
-        .await;
+    let own = if told_to_quit {
+        Duration::from_secs(3)
+    } else {
+        Duration::ZERO
+    };
+    children.stop_all(own, Duration::from_secs(5)).await;
     target.stop().await;
     Ok(code)
 }

@@ -168,8 +168,10 @@ impl Dialer {
                         return; // the worker dropped its link
                     };
                     if said_quit {
-                        // The normal end of a run: the worker is quitting too.
+                        // The normal end of a run: the worker is quitting too
+                        // (and any retry before it has is told at debug only).
                         tracing::debug!("the master said quit and closed the connection: {reason}");
+                        outage_told = true;
                     } else {
                         tracing::warn!("lost the master at {}: {reason}; reconnecting", self.addr);
                         outage_told = true;

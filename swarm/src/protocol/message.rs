@@ -443,7 +443,8 @@ impl ToMaster {
 
 impl ToWorker {
     /// Whether `bytes` is the master's `quit`, which it follows by closing
-    /// the connection (read without decoding the rest of the message).
+    /// the connection. Decodes the envelope: master-to-worker messages are
+    /// few and small.
     pub fn is_quit(bytes: &[u8]) -> bool {
         Envelope::decode(bytes).is_ok_and(|env| env.kind == "quit")
     }

@@ -36,7 +36,11 @@
 //! it) also looks stalled to goose: the park counts into its cadence. So
 //! the gate notes each park down the same channel ([`note_parked`]), and
 //! the copies goose sends for the user's next pass, which all carry the
-//! park's length, are dropped, not back-filled.
+//! park's length, are dropped, not back-filled. This is exact for a class
+//! of one transaction (each pass either parks or runs). In a class of
+//! several, a user re-seated in the middle of a pass still has the parked
+//! part of that pass back-filled once, with the pass after it: the tap
+//! sees records, not goose's passes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -193,14 +197,20 @@ impl Tap {
         tally.keep_counted = file_log.is_some();
         while let Ok(record) = self.receiver.try_recv() {
             let Some(record) = record else { continue };
-            tally.record(&record, now);
             // goose's request log gets each request as counted (its time
             // runs to the body's last byte), and goose's own re-sends
-            // (a failure marked later, a back-fill copy) as they came.
-            if let (Some(file_log), GooseLog::Request(request)) = (file_log, &record) {
-                if request.update || request.coordinated_omission_elapsed > 0 {
-                    let _ = file_log.send(Some(record));
+            // (a failure marked later, a back-fill copy) as they came,
+            // except the copies a park caused, which count nowhere.
+            let pass_on = match &record {
+                GooseLog::Request(r) if r.coordinated_omission_elapsed > 0 => {
+                    !tally.is_park_copy(r)
                 }
+                GooseLog::Request(r) => r.update,
+                _ => false,
+            };
+            tally.record(&record, now);
+            if let (Some(file_log), true) = (file_log, pass_on) {
+                let _ = file_log.send(Some(record));
             }
         }
         self.log_counted(tally);
@@ -280,7 +290,10 @@ impl Tap {
         next.exceptions = std::mem::take(&mut tally.exceptions);
         next.pending = std::mem::take(&mut tally.pending);
         next.noting = std::mem::take(&mut tally.noting);
+        // A park's copies come in the user's next pass, within a report or
+        // two; a length kept longer could only drop a real stall's.
         next.parked = std::mem::take(&mut tally.parked);
+        next.parked.retain(|_, copies| copies.is_none());
         let taken = std::mem::replace(&mut *tally, next);
         taken.into_report(now)
     }
@@ -357,16 +370,12 @@ impl Tally {
     pub fn record(&mut self, record: &GooseLog, now: f64) {
         match record {
             GooseLog::Request(request) if request.coordinated_omission_elapsed > 0 => {
-                let elapsed = request.coordinated_omission_elapsed;
-                match self.parked.get(&request.user) {
-                    Some(None) => {
-                        self.parked.insert(request.user, Some(elapsed));
-                    }
-                    Some(Some(park)) if *park == elapsed => {}
-                    _ => {
-                        self.parked.remove(&request.user);
-                        self.backfill(request);
-                    }
+                if self.is_park_copy(request) {
+                    self.parked
+                        .insert(request.user, Some(request.coordinated_omission_elapsed));
+                } else {
+                    self.parked.remove(&request.user);
+                    self.backfill(request);
                 }
             }
             GooseLog::Request(request) => {
@@ -417,10 +426,15 @@ impl Tally {
                     self.pending.remove(&request.user);
                     self.finish(request, size, now);
                 } else {
-                    // Its request was settled already (the body took longer
-                    // than a report): its size still counts.
+                    // Its request was counted already (the body took longer
+                    // than a report, or it came before its transaction's
+                    // first note): its size still counts, and so does a body
+                    // that did not arrive, as a failure.
                     let entry = self.entry(request);
                     entry.total_content_length = entry.total_content_length.saturating_add(size);
+                    if !request.success {
+                        self.update(request, now);
+                    }
                 }
             }
             GooseLog::TransactionError(failed) => {
@@ -432,6 +446,17 @@ impl Tally {
                 *count = count.saturating_add(1);
             }
             _ => {}
+        }
+    }
+
+    /// Whether goose's back-fill copy `copy` measures a park of its user
+    /// (the first copy after a park note, or one of the same pass, which
+    /// carries the same length), not a stall of the target.
+    fn is_park_copy(&self, copy: &GooseRequestMetric) -> bool {
+        match self.parked.get(&copy.user) {
+            Some(None) => true,
+            Some(Some(park)) => *park == copy.coordinated_omission_elapsed,
+            None => false,
         }
     }
 
@@ -558,7 +583,6 @@ pub(crate) mod tests {
 
     /// A request record as goose sends it: `user`'s GET `/` at `elapsed`
     /// ms into its run, taking `us` microseconds.
-    /// A request record as goose sends it: `user`'s, `us` long.
     pub(crate) fn request(user: usize, elapsed: u64, us: u64) -> GooseRequestMetric {
         let json = serde_json::json!({
             "elapsed": elapsed, "scenario_index": 0, "scenario_name": "WebsiteUser",
@@ -664,6 +688,23 @@ pub(crate) mod tests {
         let report = report_of(tally, true);
         assert_eq!(report.stats_total.num_requests, 2);
         assert_eq!(report.stats_total.total_content_length, 125);
+    }
+
+    /// A body that did not arrive fails its request, even when the request
+    /// was counted before its note came.
+    #[test]
+    fn a_body_that_failed_after_its_request_was_counted_is_a_failure() {
+        let mut tally = Tally::new(1.0);
+        let first = request(0, 10, 400);
+        tally.record(&GooseLog::Request(first.clone()), 1.5);
+        let mut failed = first;
+        failed.success = false;
+        failed.error = "reading the body: connection reset: /".into();
+        tally.record(&note(failed, 1_400, 0), 1.6);
+        let report = report_of(tally, true);
+        assert_eq!(report.stats_total.num_requests, 1);
+        assert_eq!(report.stats_total.num_failures, 1);
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     }
 
     fn park_note(user: usize) -> GooseLog {
