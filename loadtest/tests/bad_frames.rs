@@ -2,6 +2,11 @@
 //! bytes, frames of the wrong shape, a `stats` message missing keys, an
 //! unknown message type. Meanwhile a real worker keeps being served, and its
 //! requests are all counted.
+//!
+//! Two rogues send them: one that never joins (so its frames must stay
+//! small: 64 KiB before a `client_ready`), and one that joins, sends the
+//! big and the unknown frames, and quits. No join secret: the master
+//! speaks NULL here, as Locust's does.
 
 use std::io::Write;
 use std::time::Duration;
@@ -19,10 +24,9 @@ fn msgpack(value: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-/// Every kind of bad frame, from a rogue peer that speaks ZeroMQ. Returns
-/// the rogue's link: keep it until the master has read the frames.
-async fn send_hostile_frames(port: u16) -> WorkerLink {
-    let mut rogue = connect_worker("127.0.0.1", port, "rogue_0123").expect("rogue identity");
+/// A rogue peer that speaks ZeroMQ, connected as `node`.
+async fn rogue(port: u16, node: &str) -> WorkerLink {
+    let mut rogue = connect_worker("127.0.0.1", port, node).expect("rogue identity");
     tokio::time::timeout(
         Duration::from_secs(10),
         rogue.connected.wait_for(|count| *count > 0),
@@ -30,14 +34,42 @@ async fn send_hostile_frames(port: u16) -> WorkerLink {
     .await
     .expect("rogue connects in time")
     .expect("rogue link open");
+    rogue
+}
+
+/// Every kind of bad frame, from two rogue peers (see the module's doc).
+/// Returns their links: keep them until the master has read the frames.
+async fn send_hostile_frames(port: u16) -> [WorkerLink; 2] {
+    let mut joiner = rogue(port, "joiner_0123").await;
+    let ready = ToMaster::ClientReady {
+        version: "2.47.0".into(),
+    };
+    joiner
+        .outgoing
+        .try_send(Bytes::from(ready.to_wire("joiner_0123")))
+        .expect("rogue link open");
+    // Big frames only once joined: wait for the master's `ack`.
+    let ack = tokio::time::timeout(Duration::from_secs(10), joiner.incoming.recv()).await;
+    assert!(matches!(ack, Ok(Some(_))), "the joiner was acknowledged");
+    for frame in [
+        // Two million `nil`s in 2 MB: refused before decoding would
+        // allocate a value for each.
+        many_nils(2_000_000),
+        Bytes::from(Envelope::encode(
+            "frobnicate",
+            Value::from(42),
+            "joiner_0123",
+        )),
+        Bytes::from(ToMaster::Quit { reason: None }.to_wire("joiner_0123")),
+    ] {
+        joiner.outgoing.try_send(frame).expect("rogue link open");
+    }
+    let rogue = rogue(port, "rogue_0123").await;
     let node = "rogue_0123";
     let frames = [
         // An array of three that ends after its first element.
         Bytes::from_static(b"\x93\xa5stats"),
         Bytes::from_static(b"\xc1\xff garbage"),
-        // Two million `nil`s in 2 MB: refused before decoding would
-        // allocate a value for each.
-        many_nils(2_000_000),
         msgpack(&Value::from("just a string")),
         msgpack(&Value::Array(vec!["stats".into(), Value::Nil])),
         Bytes::from(Envelope::encode(
@@ -51,7 +83,6 @@ async fn send_hostile_frames(port: u16) -> WorkerLink {
             node,
         )),
         Bytes::from(Envelope::encode("client_ready", Value::Nil, node)),
-        Bytes::from(Envelope::encode("frobnicate", Value::from(42), node)),
         // A well-formed heartbeat from an unknown node: answered with `reconnect`.
         Bytes::from(
             ToMaster::Heartbeat(swarm::protocol::Heartbeat {
@@ -66,7 +97,7 @@ async fn send_hostile_frames(port: u16) -> WorkerLink {
     for frame in frames {
         rogue.outgoing.try_send(frame).expect("rogue link open");
     }
-    rogue
+    [joiner, rogue]
 }
 
 /// An array of `n` nils, one byte each.
@@ -103,10 +134,11 @@ fn hostile_frames_are_logged_and_ignored() {
         .expect("raw write");
     drop(raw);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    // The whole batch was read once its unknown type is logged (the
-    // unknown-node heartbeat follows on the same connection).
+    // The whole batch was read once the joiner's unknown type is logged
+    // and the other's heartbeat refused (it comes last).
     let rogue = runtime.block_on(send_hostile_frames(port));
     wait_for_log(&master, "unknown message type \"frobnicate\"", 1);
+    wait_for_log(&master, "ignored a heartbeat from rogue_0123", 1);
     drop(rogue);
 
     client.swarm(4, 4.0);

@@ -253,6 +253,7 @@ mod tests {
             user_count: 0,
             host: None,
             worker_events: Vec::new(),
+            refused_frames: Default::default(),
         };
         serde_json::to_string(&stats).expect("serializes")
     }

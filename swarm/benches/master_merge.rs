@@ -44,7 +44,7 @@ fn merge_all(frames: &[Vec<u8>]) -> RequestStats {
     let mut stats = RequestStats::new(0.0);
     for frame in frames {
         if let Ok((ToMaster::Stats(report), _)) = ToMaster::from_wire(frame) {
-            stats.merge_report(&report);
+            stats.merge_report(&report, swarm::stats::now_epoch());
         }
     }
     stats

@@ -27,11 +27,11 @@ fn merge(c: &mut Criterion) {
     let delta = report(10, 5_000);
     c.bench_function("merge_report_10_names", |b| {
         let mut stats = RequestStats::new(0.0);
-        b.iter(|| stats.merge_report(black_box(&delta)));
+        b.iter(|| stats.merge_report(black_box(&delta), swarm::stats::now_epoch()));
     });
     let mut stats = RequestStats::new(0.0);
     for _ in 0..100 {
-        stats.merge_report(&delta);
+        stats.merge_report(&delta, swarm::stats::now_epoch());
     }
     c.bench_function("percentile_p99_total", |b| {
         b.iter(|| black_box(&stats.total).percentile(0.99));

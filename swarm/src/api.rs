@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use crate::master::{HistorySample, NodeState, RunState, WorkerEvent, WorkerEventKind};
+pub use crate::master::{
+    HistorySample, NodeState, Refusals, RunState, WorkerEvent, WorkerEventKind,
+};
 use crate::stats::StatsEntry;
 
 /// `USER:PASS`, the credentials of the web UI (`--web-auth`), parsed once
@@ -318,6 +320,10 @@ pub struct StatsRequests {
     /// Our extension: the fleet's events, oldest first.
     #[serde(default)]
     pub worker_events: Vec<WorkerEvent>,
+    /// Our extension: frames from peers the master dropped unread, by why
+    /// (someone who never joined, or spoke for another worker).
+    #[serde(default)]
+    pub refused_frames: Refusals,
 }
 
 impl StatsRequests {

@@ -3,6 +3,7 @@
 //!
 //! - [`api`]: the master's HTTP API as types (Locust's bodies and ours).
 //! - [`client`]: [`client::MasterClient`], that API from the other side.
+//! - [`logs`]: log lines that input from the wire cannot break or flood.
 //! - [`cli`]: the `loadtest` command line (`master`, `worker`), headless runs.
 //! - [`master`]: worker registry, heartbeats, user dispatch, runner states, aggregation.
 //! - [`protocol`]: Locust's master/worker messages, msgpack codec, ZeroMQ transport.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod logs;
 pub mod master;
 pub mod protocol;
 pub mod ramp;

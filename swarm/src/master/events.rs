@@ -1,12 +1,17 @@
 //! What happened to the fleet during a run — workers joining, going
 //! missing, coming back, quitting, being reclaimed — for the Workers tab,
-//! the logs and the ramp report. Kept in a bounded list.
+//! the logs and the ramp report. Kept in a bounded list of bounded
+//! entries, cleared with the stats.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-/// At most this many events are kept; the oldest go first.
+use crate::protocol::{capped, MAX_DETAIL, MAX_IDENTITY};
+
+/// At most this many events are kept; the oldest go first. Each holds a
+/// node id of at most [`MAX_IDENTITY`] bytes and a detail of at most
+/// [`MAX_DETAIL`], so the log stays under 500 KiB whatever peers send.
 const MAX_EVENTS: usize = 500;
 
 /// What happened to a worker.
@@ -51,10 +56,15 @@ impl EventLog {
         }
         self.events.push_back(WorkerEvent {
             time,
-            worker: worker.to_string(),
+            worker: capped(worker, MAX_IDENTITY).into_owned(),
             event,
-            detail,
+            detail: capped(&detail, MAX_DETAIL).into_owned(),
         });
+    }
+
+    /// Forgets every event (with the stats they went with).
+    pub fn clear(&mut self) {
+        self.events.clear();
     }
 
     pub fn to_vec(&self) -> Vec<WorkerEvent> {
@@ -75,6 +85,16 @@ mod tests {
         let events = log.to_vec();
         assert_eq!(events.len(), MAX_EVENTS);
         assert_eq!(events[0].time, 10.0);
+        log.record(
+            0.0,
+            &"w".repeat(300),
+            WorkerEventKind::Joined,
+            "v".repeat(1 << 20),
+        );
+        let newest = log.to_vec().pop().expect("an event");
+        assert!(newest.worker.len() <= MAX_IDENTITY && newest.detail.len() <= MAX_DETAIL);
+        log.clear();
+        assert!(log.to_vec().is_empty());
         assert_eq!(
             serde_json::to_value(WorkerEventKind::Reclaimed).ok(),
             Some(serde_json::json!("reclaimed"))

@@ -118,6 +118,8 @@ pub struct MasterSnapshot {
     pub ended_at: Option<f64>,
     /// Workers joining, missing, back, quitting, reclaimed; oldest first.
     pub events: Vec<WorkerEvent>,
+    /// Frames from peers the master dropped unread, by why.
+    pub refused: super::Refusals,
 }
 
 impl MasterSnapshot {

@@ -5,22 +5,25 @@
 //! API, headless runs and ramps talk to it through a [`MasterHandle`]
 //! (commands with replies) and read its state as [`MasterSnapshot`]s.
 
+mod admission;
 mod dispatch;
 mod events;
 mod handle;
 mod history;
+mod inbox;
 mod registry;
 mod runner;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use admission::{Refusals, JOIN_BURST, JOIN_RATE, RECONNECT_RATE};
 pub use dispatch::{dispatch, split_by_weight, UserClass};
 pub use events::{WorkerEvent, WorkerEventKind};
 pub use handle::{parse_co_mitigation, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 pub use history::HistorySample;
 pub use registry::{NodeState, WorkerNode};
-pub use runner::{Ended, Master, CPU_WARNING};
+pub use runner::{Ended, Master, CPU_WARNING, REDISPATCH_COALESCE};
 pub use state::RunState;
 
 pub use crate::stats::ExceptionRow;

@@ -1,8 +1,12 @@
-//! The workers a master knows: their state, load and last heartbeat.
+//! The workers a master knows: their state, load and last heartbeat, and
+//! the connection each joined on (only that connection speaks for it).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::logs::shown;
+use crate::protocol::transport::ConnId;
 use crate::protocol::{WorkerState, HEARTBEAT_LIVENESS};
 
 /// How long a missing worker is remembered before it is forgotten.
@@ -41,6 +45,10 @@ impl From<WorkerState> for NodeState {
 pub struct WorkerNode {
     /// The worker's node id, its ZeroMQ identity.
     pub id: String,
+    /// The connection it joined on: only frames from it count.
+    pub conn: ConnId,
+    /// The address it joined from.
+    pub source: IpAddr,
     /// Order of joining, as sent in `ack`.
     pub index: u64,
     /// What the worker is doing, from its last heartbeat (or missing).
@@ -66,18 +74,28 @@ pub struct WorkerNode {
     pub stopped_ack: bool,
 }
 
-/// All known workers, by node id.
+/// All known workers, by node id. State changes go through its methods,
+/// which keep the count of active (not missing) workers, so reading it is
+/// free however big the fleet.
 #[derive(Debug, Default)]
 pub struct Registry {
     nodes: BTreeMap<String, WorkerNode>,
     next_index: u64,
+    missing: usize,
 }
 
 impl Registry {
-    /// Adds a worker, or marks a known one ready again. Returns its index.
-    pub fn ready(&mut self, id: &str, now: Instant) -> u64 {
+    /// Adds a worker that joined on `conn` from `source`, or marks a known
+    /// one ready again (on whatever connection it joined now). Returns its
+    /// index.
+    pub fn join(&mut self, id: &str, conn: ConnId, source: IpAddr, now: Instant) -> u64 {
         if let Some(node) = self.nodes.get_mut(id) {
+            if node.state == NodeState::Missing {
+                self.missing -= 1;
+            }
             node.state = NodeState::Ready;
+            node.conn = conn;
+            node.source = source;
             node.user_count = 0;
             node.assigned = 0;
             node.last_heartbeat = now;
@@ -89,6 +107,8 @@ impl Registry {
             id.to_string(),
             WorkerNode {
                 id: id.to_string(),
+                conn,
+                source,
                 index,
                 state: NodeState::Ready,
                 user_count: 0,
@@ -105,12 +125,36 @@ impl Registry {
         index
     }
 
+    /// The worker `id` if it joined on connection `conn`: what speaks for
+    /// it. Its state changes through [`Registry::set_state`].
+    pub fn joined(&mut self, id: &str, conn: ConnId) -> Option<&mut WorkerNode> {
+        self.nodes.get_mut(id).filter(|node| node.conn == conn)
+    }
+
+    /// The worker `id`, whatever its connection.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut WorkerNode> {
         self.nodes.get_mut(id)
     }
 
+    /// Sets a worker's state; returns the state it had.
+    pub fn set_state(&mut self, id: &str, state: NodeState) -> Option<NodeState> {
+        let node = self.nodes.get_mut(id)?;
+        let was = node.state;
+        match (was == NodeState::Missing, state == NodeState::Missing) {
+            (true, false) => self.missing -= 1,
+            (false, true) => self.missing += 1,
+            _ => {}
+        }
+        node.state = state;
+        Some(was)
+    }
+
     pub fn remove(&mut self, id: &str) -> Option<WorkerNode> {
-        self.nodes.remove(id)
+        let node = self.nodes.remove(id)?;
+        if node.state == NodeState::Missing {
+            self.missing -= 1;
+        }
+        Some(node)
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &WorkerNode> {
@@ -129,10 +173,7 @@ impl Registry {
     }
 
     pub fn active_count(&self) -> usize {
-        self.nodes
-            .values()
-            .filter(|n| n.state != NodeState::Missing)
-            .count()
+        self.nodes.len() - self.missing
     }
 
     /// Users running as far as the master can tell: what each active worker
@@ -150,12 +191,14 @@ impl Registry {
     /// gone. Returns the workers newly marked missing.
     pub fn check_heartbeats(&mut self, now: Instant, interval: Duration) -> Vec<String> {
         let mut missing = Vec::new();
+        let mut forgotten = 0;
         let limit = interval * HEARTBEAT_LIVENESS;
         self.nodes.retain(|id, node| {
             let silent = now.saturating_duration_since(node.last_heartbeat);
             if node.state != NodeState::Missing && silent > limit {
                 tracing::warn!(
-                    "worker {id} missed {HEARTBEAT_LIVENESS} heartbeats; marked missing"
+                    "worker {} missed {HEARTBEAT_LIVENESS} heartbeats; marked missing",
+                    shown(id)
                 );
                 node.state = NodeState::Missing;
                 node.user_count = 0;
@@ -163,11 +206,13 @@ impl Registry {
                 missing.push(id.clone());
             }
             if node.state == NodeState::Missing && silent > FORGET_AFTER {
-                tracing::warn!("forgot worker {id}, missing for {FORGET_AFTER:?}");
+                tracing::warn!("forgot worker {}, missing for {FORGET_AFTER:?}", shown(id));
+                forgotten += 1;
                 return false;
             }
             true
         });
+        self.missing = self.missing + missing.len() - forgotten;
         missing
     }
 }

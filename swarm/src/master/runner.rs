@@ -1,21 +1,30 @@
-//! The master's task: one loop over worker frames, commands and timers.
+//! The master's task: one loop over worker frames (see `inbox.rs`),
+//! commands and timers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::admission::{Bucket, Joins, Refusals, RECONNECT_RATE};
 use super::dispatch::dispatch;
 use super::events::{EventLog, WorkerEventKind};
 use super::handle::{Command, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 use super::history::History;
-use super::registry::{NodeState, Registry};
+use super::registry::Registry;
 use super::state::RunState;
 use super::{ExceptionRow, MasterConfig};
+use crate::logs::Throttle;
 use crate::protocol::transport::{Frame, MasterLink};
-use crate::protocol::{QuitReason, SpawnOrder, ToMaster, ToWorker};
+use crate::protocol::{SpawnOrder, ToWorker};
 use crate::stats::{now_epoch, RequestStats};
+
+/// Joins, leaves and returns within this long after the first of them are
+/// answered with one re-dispatch: each re-dispatch sends every worker its
+/// order, so a thousand joins in a burst cost one round of orders, not a
+/// thousand.
+pub const REDISPATCH_COALESCE: Duration = Duration::from_millis(200);
 
 /// A ramp toward a user count, a step each second.
 #[derive(Debug)]
@@ -35,6 +44,9 @@ struct Pending {
     reply: oneshot::Sender<()>,
     deadline: Instant,
     quit: bool,
+    /// Workers that have not answered yet (`client_stopped` for a stop,
+    /// `quit` for either); going missing counts as an answer.
+    waiting: HashSet<String>,
 }
 
 /// Why [`Master::run`] returned.
@@ -50,17 +62,25 @@ pub enum Ended {
 pub struct Master {
     config: MasterConfig,
     node_id: String,
-    link: MasterLink,
+    pub(super) link: MasterLink,
     commands: mpsc::Receiver<Command>,
     status: watch::Sender<(RunState, usize)>,
-    registry: Registry,
-    stats: RequestStats,
+    pub(super) registry: Registry,
+    pub(super) stats: RequestStats,
     history: History,
-    exceptions: BTreeMap<(String, String), ExceptionRow>,
+    pub(super) exceptions: BTreeMap<(String, String), ExceptionRow>,
     events: EventLog,
-    /// Caps the warnings a flood of bad frames can print.
-    noise: WarnBudget,
-    state: RunState,
+    /// Warnings about what peers send, a few per (kind, peer) per 10 s.
+    noise: Throttle,
+    /// Frames dropped unread, by why.
+    pub(super) refused: Refusals,
+    /// Join rates per source address.
+    pub(super) joins: Joins,
+    /// The rate of `reconnect` answers to peers the master does not know.
+    pub(super) reconnects: Bucket,
+    /// When the re-dispatch that joins and leaves asked for is due.
+    redispatch_at: Option<tokio::time::Instant>,
+    pub(super) state: RunState,
     host: String,
     /// Users currently asked of the workers, all classes together.
     dispatched: u64,
@@ -89,7 +109,11 @@ impl Master {
             history: History::default(),
             exceptions: BTreeMap::new(),
             events: EventLog::default(),
-            noise: WarnBudget::default(),
+            noise: Throttle::default(),
+            refused: Refusals::default(),
+            joins: Joins::default(),
+            reconnects: Bucket::new(RECONNECT_RATE, RECONNECT_RATE),
+            redispatch_at: None,
             state: RunState::Ready,
             host,
             dispatched: 0,
@@ -126,6 +150,12 @@ impl Master {
                     None => return Ended::Released,
                 },
                 _ = tick.tick() => self.on_tick(),
+                () = redispatch_due(self.redispatch_at) => {
+                    self.redispatch_at = None;
+                    if self.state.is_active() {
+                        self.redispatch();
+                    }
+                }
                 _ = ramp_tick.tick() => self.ramp_step(),
                 _ = sample.tick() => {
                     let now = now_epoch();
@@ -136,13 +166,39 @@ impl Master {
         }
     }
 
-    fn publish(&self) {
-        let _ = self.status.send((self.state, self.registry.active_count()));
+    /// Tells watchers the run's state and worker count, when they changed.
+    pub(super) fn publish(&self) {
+        let now = (self.state, self.registry.active_count());
+        self.status.send_if_modified(|status| {
+            let changed = *status != now;
+            *status = now;
+            changed
+        });
+    }
+
+    /// Logs a warning about `peer`'s input, a few per (kind, peer) per 10 s.
+    pub(super) fn warn(&mut self, kind: &'static str, peer: &str, line: impl FnOnce() -> String) {
+        let verdict = self.noise.check(kind, peer);
+        if verdict.allows() {
+            tracing::warn!("{}{}", line(), verdict.note());
+        }
+    }
+
+    /// Re-dispatches once [`REDISPATCH_COALESCE`] has passed, with whatever
+    /// else joined or left meanwhile.
+    pub(super) fn redispatch_soon(&mut self) {
+        if self.redispatch_at.is_none() {
+            self.redispatch_at = Some(tokio::time::Instant::now() + REDISPATCH_COALESCE);
+        }
+    }
+
+    pub(super) fn event(&mut self, worker: &str, event: WorkerEventKind, detail: String) {
+        self.events.record(now_epoch(), worker, event, detail);
     }
 
     /// Queues a message for one worker; never waits (a worker that does not
     /// read loses messages, not the master's time).
-    fn send(&self, worker: &str, message: ToWorker) {
+    pub(super) fn send(&self, worker: &str, message: ToWorker) {
         let frame = Frame {
             peer: Bytes::from(worker.as_bytes().to_vec()),
             payload: Bytes::from(message.to_wire(&self.node_id)),
@@ -156,173 +212,6 @@ impl Master {
         }
     }
 
-    fn on_frame(&mut self, frame: Frame) {
-        let (message, node_id) = match ToMaster::from_wire(&frame.payload) {
-            Ok(decoded) => decoded,
-            Err(err) => {
-                if self.noise.allow() {
-                    tracing::warn!(
-                        "ignored a frame from {}: {err}",
-                        String::from_utf8_lossy(&frame.peer)
-                    );
-                }
-                return;
-            }
-        };
-        // Replies go to the socket identity, which Locust sets to the node id.
-        let peer = String::from_utf8_lossy(&frame.peer).into_owned();
-        if peer != node_id {
-            tracing::debug!("frame from {peer} claims node id {node_id}");
-        }
-        self.on_message(&peer, message);
-        self.publish();
-    }
-
-    fn event(&mut self, worker: &str, event: WorkerEventKind, detail: String) {
-        self.events.record(now_epoch(), worker, event, detail);
-    }
-
-    fn on_message(&mut self, id: &str, message: ToMaster) {
-        let now = Instant::now();
-        match message {
-            ToMaster::ClientReady { version } => {
-                let index = self.registry.ready(id, now);
-                tracing::info!("worker {id} joined (index {index}, version {version})");
-                self.event(id, WorkerEventKind::Joined, format!("version {version}"));
-                self.send(id, ToWorker::Ack { index });
-                if self.state.is_active() {
-                    self.redispatch();
-                }
-            }
-            ToMaster::Heartbeat(beat) => match self.registry.get_mut(id) {
-                Some(node) => {
-                    let was_missing = node.state == NodeState::Missing;
-                    node.state = beat.state.into();
-                    node.cpu_usage = beat.cpu_usage;
-                    node.cpu_share = beat.cpu_share();
-                    if node.cpu_share >= CPU_WARNING && !node.cpu_warned {
-                        // As Locust does, once per worker: its numbers may
-                        // measure the generator rather than the target.
-                        node.cpu_warned = true;
-                        tracing::warn!(
-                            "worker {id} is using {:.0}% of its CPU: it may be too busy to measure the target; add workers",
-                            node.cpu_share * 100.0
-                        );
-                    }
-                    node.memory_usage = beat.memory_usage;
-                    node.last_heartbeat = now;
-                    self.send(id, ToWorker::Heartbeat);
-                    if was_missing {
-                        // As Locust does: a fresh dispatch, so the users it
-                        // still runs and those the others took over never
-                        // add up to more than the target.
-                        tracing::info!("worker {id} is back; spreading the users anew");
-                        self.event(id, WorkerEventKind::Back, String::new());
-                        if self.state.is_active() {
-                            self.redispatch();
-                        }
-                    }
-                }
-                // A worker of an earlier master (this one restarted): ask it
-                // to join again.
-                None => self.send(id, ToWorker::Reconnect),
-            },
-            ToMaster::Spawning => {
-                if let Some(node) = self.registry.get_mut(id) {
-                    node.state = NodeState::Spawning;
-                }
-            }
-            ToMaster::SpawningComplete {
-                user_count,
-                user_classes_count,
-            } => {
-                if let Some(node) = self.registry.get_mut(id) {
-                    node.state = NodeState::Running;
-                    node.user_count = user_count;
-                    node.user_classes_count = user_classes_count;
-                }
-            }
-            ToMaster::Stats(report) => {
-                // Counted even from unknown or departing workers: what was
-                // measured is never dropped.
-                self.stats.merge_report(&report);
-                if let Some(node) = self.registry.get_mut(id) {
-                    node.user_count = report.user_count;
-                    node.user_classes_count
-                        .clone_from(&report.user_classes_count);
-                }
-            }
-            ToMaster::Exception {
-                msg,
-                traceback,
-                count,
-            } => {
-                if !self
-                    .exceptions
-                    .contains_key(&(msg.clone(), traceback.clone()))
-                    && self.exceptions.len() >= crate::stats::MAX_ROWS
-                {
-                    return;
-                }
-                let row = self
-                    .exceptions
-                    .entry((msg.clone(), traceback.clone()))
-                    .or_insert_with(|| ExceptionRow {
-                        count: 0,
-                        msg,
-                        traceback,
-                        nodes: Default::default(),
-                    });
-                row.count = row.count.saturating_add(count);
-                if row.nodes.len() < 100 {
-                    row.nodes.insert(id.to_string());
-                }
-            }
-            ToMaster::ClientStopped => {
-                if let Some(node) = self.registry.get_mut(id) {
-                    node.state = NodeState::Stopped;
-                    node.user_count = 0;
-                    node.stopped_ack = true;
-                }
-                self.settle_pending();
-            }
-            ToMaster::Quit { reason } => self.on_quit(id, reason),
-            ToMaster::Logs => {}
-            ToMaster::Unknown(kind) => {
-                if self.noise.allow() {
-                    tracing::warn!("ignored unknown message type {kind:?} from {id}");
-                }
-            }
-        }
-    }
-
-    fn on_quit(&mut self, id: &str, reason: Option<QuitReason>) {
-        let Some(node) = self.registry.remove(id) else {
-            return;
-        };
-        let was_active = node.state != NodeState::Missing;
-        match reason {
-            Some(QuitReason::SpotInterruption { notice }) => {
-                tracing::warn!(
-                    "worker {id} was reclaimed (spot interruption notice: {notice}); its users move to the others"
-                );
-                self.event(id, WorkerEventKind::Reclaimed, notice);
-            }
-            Some(QuitReason::Shutdown { detail }) => {
-                tracing::info!("worker {id} quit ({detail})");
-                self.event(id, WorkerEventKind::Quit, detail);
-            }
-            None => {
-                tracing::info!("worker {id} quit");
-                self.event(id, WorkerEventKind::Quit, String::new());
-            }
-        }
-        if was_active && self.state.is_active() {
-            self.redispatch();
-        }
-        self.settle_pending();
-    }
-
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Swarm(request, reply) => {
@@ -332,10 +221,7 @@ impl Master {
             Command::Stop(reply) => self.stop(reply, false),
             Command::Quit(reply) => self.stop(reply, true),
             Command::Reset(reply) => {
-                let now = now_epoch();
-                self.stats.reset(now);
-                self.exceptions.clear();
-                self.history.clear();
+                self.reset_numbers(now_epoch());
                 let _ = reply.send(());
             }
             Command::Snapshot(reply) => {
@@ -377,9 +263,7 @@ impl Master {
         if new_run {
             // A new run starts from clean numbers, as in Locust.
             let now = now_epoch();
-            self.stats.reset(now);
-            self.exceptions.clear();
-            self.history.clear();
+            self.reset_numbers(now);
             self.started_at = Some(now);
             self.ended_at = None;
             self.dispatched = 0;
@@ -395,6 +279,14 @@ impl Master {
             "Swarming started using {} users at a spawn rate of {} users/s",
             request.user_count, request.spawn_rate
         ))
+    }
+
+    /// Forgets what was measured, and what the fleet did meanwhile.
+    fn reset_numbers(&mut self, now: f64) {
+        self.stats.reset(now);
+        self.exceptions.clear();
+        self.history.clear();
+        self.events.clear();
     }
 
     /// A ramp tick: move `dispatched` toward the target by the rate.
@@ -432,8 +324,10 @@ impl Master {
         }
     }
 
-    /// Sends every active worker its share of `dispatched`.
+    /// Sends every active worker its share of `dispatched` (and forgets a
+    /// re-dispatch that was due: this one has them all).
     fn redispatch(&mut self) {
+        self.redispatch_at = None;
         let workers = self.registry.active_ids();
         let plan = dispatch(self.dispatched, &workers, &self.config.classes);
         // Strictly increasing timestamps: workers ignore stale spawns.
@@ -456,13 +350,15 @@ impl Master {
     fn stop(&mut self, reply: oneshot::Sender<()>, quit: bool) {
         self.ramp = None;
         self.run_deadline = None;
+        self.redispatch_at = None;
         let message = if quit { ToWorker::Quit } else { ToWorker::Stop };
-        for id in self.registry.active_ids() {
-            if let Some(node) = self.registry.get_mut(&id) {
+        let workers = self.registry.active_ids();
+        for id in &workers {
+            if let Some(node) = self.registry.get_mut(id) {
                 node.stopped_ack = false;
                 node.assigned = 0;
             }
-            self.send(&id, message.clone());
+            self.send(id, message.clone());
         }
         if self.state != RunState::Ready || quit {
             self.state = RunState::Stopping;
@@ -475,7 +371,18 @@ impl Master {
             reply,
             deadline: Instant::now() + self.config.stop_timeout,
             quit,
+            waiting: workers.into_iter().collect(),
         });
+        self.settle_pending();
+    }
+
+    /// Worker `id` answered a stop (`client_stopped`), or left (`quit`).
+    pub(super) fn answered(&mut self, id: &str, left: bool) {
+        if let Some(pending) = self.pending.as_mut() {
+            if left || !pending.quit {
+                pending.waiting.remove(id);
+            }
+        }
         self.settle_pending();
     }
 
@@ -484,11 +391,7 @@ impl Master {
         let Some(pending) = self.pending.as_ref() else {
             return;
         };
-        let waiting = self
-            .registry
-            .nodes()
-            .filter(|n| n.state != NodeState::Missing && (pending.quit || !n.stopped_ack))
-            .count();
+        let waiting = pending.waiting.len();
         if waiting > 0 && Instant::now() < pending.deadline {
             return;
         }
@@ -511,9 +414,12 @@ impl Master {
             .check_heartbeats(now, self.config.heartbeat_interval);
         for id in &missing {
             self.event(id, WorkerEventKind::Missing, "missed 3 heartbeats".into());
+            if let Some(pending) = self.pending.as_mut() {
+                pending.waiting.remove(id);
+            }
         }
         if !missing.is_empty() && self.state.is_active() {
-            self.redispatch();
+            self.redispatch_soon();
         }
         if self.run_deadline.is_some_and(|d| now >= d) {
             tracing::info!("run time is up; stopping");
@@ -537,51 +443,15 @@ impl Master {
             started_at: self.started_at,
             ended_at: self.ended_at,
             events: self.events.to_vec(),
+            refused: self.refused.clone(),
         }
     }
 }
 
-/// A bound on warnings about bad input: a few per ten seconds, then a
-/// count of what was left out, so a flood of bad frames cannot keep the
-/// master busy writing logs.
-#[derive(Debug)]
-struct WarnBudget {
-    window: Instant,
-    used: u32,
-    suppressed: u64,
-}
-
-impl Default for WarnBudget {
-    fn default() -> Self {
-        WarnBudget {
-            window: Instant::now(),
-            used: 0,
-            suppressed: 0,
-        }
-    }
-}
-
-impl WarnBudget {
-    const PER_WINDOW: u32 = 10;
-    const WINDOW: Duration = Duration::from_secs(10);
-
-    /// Whether one more warning may be printed now.
-    fn allow(&mut self) -> bool {
-        if self.window.elapsed() >= Self::WINDOW {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    "{} more bad frames were ignored without a warning",
-                    self.suppressed
-                );
-            }
-            *self = WarnBudget::default();
-        }
-        if self.used < Self::PER_WINDOW {
-            self.used += 1;
-            true
-        } else {
-            self.suppressed += 1;
-            false
-        }
+/// Waits until `at`, or forever when nothing is due.
+async fn redispatch_due(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{
     Master, MasterConfig, MasterHandle, MasterSnapshot, NodeState, RunState, SwarmRequest,
     UserClass, WorkerEventKind,
 };
-use crate::protocol::transport::{memory_master_link, Frame};
+use crate::protocol::transport::{memory_master_link, Inbound};
 use crate::protocol::{Heartbeat, QuitReason, ToMaster, ToWorker, WorkerState};
 use crate::stats::StatsReport;
 
@@ -23,17 +22,18 @@ const LIMIT: Duration = Duration::from_secs(3);
 /// taken after a fed frame showed.
 #[derive(Clone)]
 struct Feeder {
-    frames: mpsc::Sender<Frame>,
+    frames: mpsc::Sender<Inbound>,
     handle: MasterHandle,
     max_users: Arc<AtomicU64>,
 }
 
 impl Feeder {
     async fn feed(&self, id: &str, message: ToMaster) {
-        let frame = Frame {
-            peer: Bytes::from(id.as_bytes().to_vec()),
-            payload: Bytes::from(message.to_wire(id)),
-        };
+        let frame = Inbound::memory(id, message.to_wire(id));
+        self.feed_frame(frame).await;
+    }
+
+    async fn feed_frame(&self, frame: Inbound) {
         self.frames.send(frame).await.expect("the master runs");
         self.snapshot().await;
     }
@@ -412,4 +412,119 @@ async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
         unreachable!("expect returned a spawn")
     };
     assert_eq!(next.co_mitigation.as_deref(), Some("average"));
+}
+
+/// A stats report of `requests` to `/`, at the current second.
+fn report_of(requests: u64) -> StatsReport {
+    let now = crate::stats::now_epoch();
+    let mut entry = crate::stats::StatsEntry::new("/", "GET", now);
+    entry.log(5.0, requests, false, now);
+    let mut report = StatsReport::default();
+    report.stats_total.extend(&entry);
+    report.stats.push(entry);
+    report
+}
+
+#[tokio::test]
+async fn only_joined_connections_speak_for_a_worker() {
+    let mut fleet = two_workers_running_ten().await;
+    let feeder = fleet.feeder.clone();
+    // A peer that never joined: its stats are dropped, counted, and it is
+    // told to join.
+    feeder
+        .feed(
+            "stranger",
+            ToMaster::Stats(Box::new(report_of(1_000_000_000))),
+        )
+        .await;
+    fleet
+        .expect(|to, m| to == "stranger" && matches!(m, ToWorker::Reconnect))
+        .await;
+    // w1's identity on another connection: neither its stats nor a quit
+    // count.
+    let forged = |message: ToMaster| Inbound::memory("w1", message.to_wire("w1")).on_conn(7);
+    feeder
+        .feed_frame(forged(ToMaster::Stats(Box::new(report_of(1_000)))))
+        .await;
+    feeder
+        .feed_frame(forged(ToMaster::Quit { reason: None }))
+        .await;
+    // A frame whose node id is not its sender's identity.
+    let claims_w2 = Inbound::memory("w1", ToMaster::Quit { reason: None }.to_wire("w2"));
+    feeder.feed_frame(claims_w2).await;
+    // What w1 itself reports counts.
+    feeder
+        .feed("w1", ToMaster::Stats(Box::new(report_of(3))))
+        .await;
+    let snapshot = fleet
+        .wait_for("w1's own report", |s| s.stats.total.num_requests > 0)
+        .await;
+    assert_eq!(snapshot.stats.total.num_requests, 3);
+    assert_eq!(snapshot.refused.stats_not_joined, 2);
+    assert_eq!(snapshot.refused.not_joined, 3);
+    assert_eq!(snapshot.refused.wrong_node_id, 1);
+    assert_eq!(snapshot.active_workers(), 2, "no forged quit was taken");
+    assert_eq!(state_of(&snapshot, "w1"), Some(NodeState::Running));
+}
+
+#[tokio::test]
+async fn joins_in_a_burst_cost_one_round_of_orders() {
+    let mut fleet = two_workers_running_ten().await;
+    while fleet.seen.try_recv().is_ok() {}
+    let feeder = fleet.feeder.clone();
+    for i in 0..50 {
+        let id = format!("burst{i}");
+        let ready = ToMaster::ClientReady {
+            version: "2.47.0".into(),
+        };
+        feeder
+            .frames
+            .send(Inbound::memory(&id, ready.to_wire(&id)))
+            .await
+            .expect("runs");
+    }
+    fleet
+        .wait_for("52 workers", |s| s.active_workers() == 52)
+        .await;
+    // One round of orders to all 52 (the ten users over 52 workers)...
+    let mut spawns = 0;
+    let deadline = Instant::now() + LIMIT;
+    while spawns < 52 {
+        let (_, message) = fleet.expect(|_, m| spawned(m).is_some()).await;
+        assert!(spawned(&message).is_some());
+        spawns += 1;
+        assert!(Instant::now() < deadline);
+    }
+    // ...and no second round: the next message to w1 is not a spawn
+    // before a stop the test sends now.
+    fleet.handle().stop().await.expect("stops");
+    let (_, next) = fleet
+        .expect(|to, m| to == "w1" && !matches!(m, ToWorker::Heartbeat))
+        .await;
+    assert!(matches!(next, ToWorker::Stop), "{next:?}");
+}
+
+#[tokio::test]
+async fn joins_over_the_rate_of_one_address_are_refused() {
+    let fleet = Fleet::start(config());
+    let feeder = fleet.feeder.clone();
+    let joins = crate::master::JOIN_BURST as usize + 500;
+    for i in 0..joins {
+        let id = format!("flood{i}");
+        let ready = ToMaster::ClientReady {
+            version: "2.47.0".into(),
+        };
+        feeder
+            .frames
+            .send(Inbound::memory(&id, ready.to_wire(&id)))
+            .await
+            .expect("runs");
+    }
+    let snapshot = fleet
+        .wait_for("every join dealt with", |s| {
+            s.workers.len() as u64 + s.refused.join_rate == joins as u64
+        })
+        .await;
+    assert!(snapshot.refused.join_rate > 0, "{:?}", snapshot.refused);
+    assert!(snapshot.workers.len() >= crate::master::JOIN_BURST as usize);
 }

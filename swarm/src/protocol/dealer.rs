@@ -37,6 +37,11 @@ pub struct WorkerLink {
     /// handshake; 0 until the first. The worker sends `client_ready` on
     /// every change.
     pub connected: watch::Receiver<u64>,
+    /// Increments as soon as a `stop` or `quit` arrives, before the worker
+    /// reads it from [`WorkerLink::incoming`]: work in progress (a spawn
+    /// waiting for its users) watches it and yields, so those orders go
+    /// ahead of anything queued.
+    pub urgent: watch::Receiver<u64>,
 }
 
 /// Why a message to the master was not queued; the caller keeps it.
@@ -107,6 +112,7 @@ pub fn connect_worker(host: &str, port: u16, node_id: &str) -> Result<WorkerLink
     }
     let (in_tx, incoming) = mpsc::channel(QUEUE);
     let (up, connected) = watch::channel(0);
+    let (urgent_tx, urgent) = watch::channel(0);
     let outgoing = DealerSender {
         current: Arc::new(Mutex::new(None)),
     };
@@ -116,12 +122,14 @@ pub fn connect_worker(host: &str, port: u16, node_id: &str) -> Result<WorkerLink
         sender: outgoing.clone(),
         in_tx,
         up,
+        urgent: urgent_tx,
     };
     tokio::spawn(dialer.run());
     Ok(WorkerLink {
         incoming,
         outgoing,
         connected,
+        urgent,
     })
 }
 
@@ -132,6 +140,7 @@ struct Dialer {
     sender: DealerSender,
     in_tx: mpsc::Sender<Bytes>,
     up: watch::Sender<u64>,
+    urgent: watch::Sender<u64>,
 }
 
 impl Dialer {
@@ -156,7 +165,7 @@ impl Dialer {
                     tracing::info!("connected to the master at {}", self.addr);
                     let mut said_quit = false;
                     let lost = tokio::select! {
-                        err = read_loop(&mut r, &self.in_tx, &queue, &mut said_quit) => err.map(|err| err.to_string()),
+                        err = read_loop(&mut r, &self.in_tx, &queue, &self.urgent, &mut said_quit) => err.map(|err| err.to_string()),
                         written = write_loop(&mut w, rx) => Some(match written {
                             Ok(()) => "send queue closed".to_string(),
                             Err(err) => err.to_string(),
@@ -202,6 +211,7 @@ impl Dialer {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect timed out")
             })??;
         let _ = stream.set_nodelay(true);
+        super::transport::keepalive(&stream);
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::with_capacity(64 * 1024, r);
         let ready = zmtp::handshake(&mut r, &mut w, "DEALER", Some(&self.identity)).await?;
@@ -215,18 +225,27 @@ impl Dialer {
     }
 }
 
-/// Reads messages into `in_tx` and answers PINGs. Returns the error that
-/// ended the connection, or `None` when the worker dropped its link.
+/// Reads messages into `in_tx` and answers PINGs; a `stop` or `quit` also
+/// bumps `urgent` at once. Returns the error that ended the connection, or
+/// `None` when the worker dropped its link.
 async fn read_loop<R: AsyncRead + Unpin>(
     r: &mut R,
     in_tx: &mpsc::Sender<Bytes>,
     queue: &mpsc::Sender<Out>,
+    urgent: &watch::Sender<u64>,
     said_quit: &mut bool,
 ) -> Option<ZmtpError> {
     loop {
         match zmtp::read_incoming(r, MAX_FRAME).await {
             Ok(Incoming::Message(payload)) => {
-                *said_quit |= ToWorker::is_quit(&payload);
+                match ToWorker::urgency(&payload) {
+                    Some(ToWorker::Quit) => {
+                        *said_quit = true;
+                        urgent.send_modify(|n| *n += 1);
+                    }
+                    Some(_) => urgent.send_modify(|n| *n += 1),
+                    None => {}
+                }
                 if in_tx.send(payload).await.is_err() {
                     return None;
                 }

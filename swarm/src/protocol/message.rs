@@ -4,7 +4,12 @@ use std::collections::BTreeMap;
 
 use rmpv::Value;
 
+use super::caps::{capped, MAX_DETAIL, MAX_MESSAGE, MAX_TRACEBACK, MAX_VERSION};
 use crate::stats::{StatsReport, WireError};
+
+/// The longest message type name kept (of one we do not know): ours and
+/// Locust's are at most 17 bytes.
+const MAX_KIND: usize = 64;
 
 /// A worker's state as it reports it in heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +185,7 @@ impl QuitReason {
         let fields = crate::stats::wire_fields(value, "quit data").ok()?;
         let detail = fields
             .get("detail")
-            .map(crate::stats::wire_text)
+            .map(|v| crate::stats::wire_text(v, MAX_DETAIL))
             .unwrap_or_default();
         match fields.get("reason")?.as_str()? {
             "spot_interruption" => Some(QuitReason::SpotInterruption { notice: detail }),
@@ -238,6 +243,17 @@ pub enum ProtocolError {
     },
 }
 
+impl ProtocolError {
+    /// What kind of fault it is, in a few words (for throttling warnings).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProtocolError::NotMsgpack(_) => "not msgpack",
+            ProtocolError::BadShape(_) => "bad shape",
+            ProtocolError::BadData { .. } => "bad data",
+        }
+    }
+}
+
 /// A decoded frame: its type, data and sender.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -262,7 +278,7 @@ impl Envelope {
             return Err(shape());
         };
         Ok(Envelope {
-            kind: kind.as_str().ok_or_else(shape)?.to_string(),
+            kind: capped(kind.as_str().ok_or_else(shape)?, MAX_KIND).into_owned(),
             data: data.clone(),
             node_id: node_id.as_str().ok_or_else(shape)?.to_string(),
         })
@@ -285,13 +301,10 @@ impl Envelope {
     }
 }
 
-/// The first bytes of a value, for error messages about hostile input.
+/// The first bytes of a value, for error messages about hostile input;
+/// rendering stops there, however big the value.
 fn short(value: &Value) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(80) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text,
-    }
+    super::caps::rendered_capped(value, 80)
 }
 
 fn map(pairs: Vec<(&str, Value)>) -> Value {
@@ -308,6 +321,23 @@ fn counts_value(counts: &BTreeMap<String, u64>) -> Value {
 }
 
 impl ToMaster {
+    /// The message's type name on the wire (`unknown` for one we do not
+    /// know), for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToMaster::ClientReady { .. } => "client_ready",
+            ToMaster::Heartbeat(_) => "heartbeat",
+            ToMaster::Spawning => "spawning",
+            ToMaster::SpawningComplete { .. } => "spawning_complete",
+            ToMaster::Stats(_) => "stats",
+            ToMaster::Exception { .. } => "exception",
+            ToMaster::ClientStopped => "client_stopped",
+            ToMaster::Quit { .. } => "quit",
+            ToMaster::Logs => "logs",
+            ToMaster::Unknown(_) => "unknown",
+        }
+    }
+
     /// Reads a worker's frame: the message and the sender's node id.
     pub fn from_wire(bytes: &[u8]) -> Result<(Self, String), ProtocolError> {
         let env = Envelope::decode(bytes)?;
@@ -322,7 +352,7 @@ impl ToMaster {
             "client_ready" => match &env.data {
                 Value::String(s) if s.as_str().is_some_and(|s| !s.is_empty()) => {
                     ToMaster::ClientReady {
-                        version: s.as_str().unwrap_or_default().to_string(),
+                        version: capped(s.as_str().unwrap_or_default(), MAX_VERSION).into_owned(),
                     }
                 }
                 Value::Integer(i) if i.as_i64() == Some(-1) => ToMaster::ClientReady {
@@ -334,8 +364,9 @@ impl ToMaster {
                 let fields = f(&env.data, "heartbeat data").map_err(wire)?;
                 let state = fields.string("state").map_err(wire)?;
                 ToMaster::Heartbeat(Heartbeat {
-                    state: WorkerState::parse(&state)
-                        .ok_or_else(|| env.bad(format!("unknown state {state:?}")))?,
+                    state: WorkerState::parse(&state).ok_or_else(|| {
+                        env.bad(format!("unknown state {:?}", capped(&state, MAX_KIND)))
+                    })?,
                     cpu_usage: fields.f64("current_cpu_usage").map_err(wire)?,
                     memory_usage: fields
                         .get("current_memory_usage")
@@ -362,11 +393,11 @@ impl ToMaster {
                 ToMaster::Exception {
                     msg: fields
                         .get("msg")
-                        .map(crate::stats::wire_text)
+                        .map(|v| crate::stats::wire_text(v, MAX_MESSAGE))
                         .unwrap_or_default(),
                     traceback: fields
                         .get("traceback")
-                        .map(crate::stats::wire_text)
+                        .map(|v| crate::stats::wire_text(v, MAX_TRACEBACK))
                         .unwrap_or_default(),
                     count: fields
                         .get("count")
@@ -442,11 +473,16 @@ impl ToMaster {
 }
 
 impl ToWorker {
-    /// Whether `bytes` is the master's `quit`, which it follows by closing
-    /// the connection. Decodes the envelope: master-to-worker messages are
+    /// `Stop` or `Quit` when `bytes` is one of those orders, which go
+    /// ahead of anything queued (and after `quit` the master closes the
+    /// connection). Decodes the envelope: master-to-worker messages are
     /// few and small.
-    pub fn is_quit(bytes: &[u8]) -> bool {
-        Envelope::decode(bytes).is_ok_and(|env| env.kind == "quit")
+    pub fn urgency(bytes: &[u8]) -> Option<ToWorker> {
+        match Envelope::decode(bytes).ok()?.kind.as_str() {
+            "quit" => Some(ToWorker::Quit),
+            "stop" => Some(ToWorker::Stop),
+            _ => None,
+        }
     }
 
     /// Reads a master's frame.
@@ -881,8 +917,8 @@ mod tests {
         /// Merges a report twice and reads everything the UI reads off it.
         fn merge_and_read(report: &StatsReport) {
             let mut stats = RequestStats::new(0.0);
-            stats.merge_report(report);
-            stats.merge_report(report);
+            stats.merge_report(report, crate::stats::now_epoch());
+            stats.merge_report(report, crate::stats::now_epoch());
             let now = crate::stats::now_epoch();
             stats.trim(now);
             for e in stats.sorted_entries().into_iter().chain([&stats.total]) {
@@ -951,8 +987,8 @@ mod tests {
                 };
                 merge_and_read(&decoded);
                 let mut stats = RequestStats::new(0.0);
-                stats.merge_report(&decoded);
-                stats.merge_report(&decoded);
+                stats.merge_report(&decoded, crate::stats::now_epoch());
+                stats.merge_report(&decoded, crate::stats::now_epoch());
                 let twice = decoded.stats_total.num_requests.saturating_mul(2);
                 prop_assert_eq!(stats.total.num_requests, twice);
                 prop_assert_eq!(

@@ -8,12 +8,17 @@
 //! decodes to `Unknown` so newer peers never break older ones.
 
 mod bound;
+mod caps;
 mod dealer;
 mod message;
 mod router;
 pub mod transport;
 mod zmtp;
 
+pub use caps::{
+    capped, rendered_capped, MAX_CLASSES, MAX_CLASS_NAME, MAX_DETAIL, MAX_ERROR, MAX_IDENTITY,
+    MAX_MESSAGE, MAX_METHOD, MAX_NAME, MAX_TRACEBACK, MAX_VERSION,
+};
 pub use message::{
     Envelope, Heartbeat, ProtocolError, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
 };

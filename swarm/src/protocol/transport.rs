@@ -23,11 +23,17 @@
 use std::io;
 
 use bytes::{Bytes, BytesMut};
+use std::time::Duration;
+
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 pub use super::dealer::{connect_worker, DealerSender, SendError, WorkerLink};
-pub use super::router::{bind_master, memory_master_link, MasterLink, RouterSender};
+pub use super::router::{
+    bind_master, bind_master_with, memory_master_link, ConnId, Inbound, MasterLink, RouterLimits,
+    RouterSender,
+};
 
 /// Largest frame (and message) accepted from a peer: 8 MiB.
 ///
@@ -38,10 +44,13 @@ pub use super::router::{bind_master, memory_master_link, MasterLink, RouterSende
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 
 /// Frames waiting in either direction, per peer, before sends are refused
-/// (outgoing) or a peer's reader waits (incoming).
+/// (outgoing) or a peer's reader waits (incoming). Frames the master sends
+/// are small (a spawn order is a few hundred bytes), so a peer that never
+/// reads costs it at most this many of them; what the master receives is
+/// bounded in bytes as well (see [`RouterLimits`]).
 pub(crate) const QUEUE: usize = 1024;
 
-/// A frame on the master: who sent it (or whom it is for) and the payload.
+/// A frame for a worker: whom it is for and the payload.
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// The worker's ZeroMQ identity (its node id).
@@ -72,6 +81,17 @@ pub enum TransportError {
     /// The node id given, which cannot be an identity.
     #[error("node id {0:?} is not a valid ZeroMQ identity (1 to 255 bytes)")]
     Identity(String),
+}
+
+/// TCP keepalive on every master–worker connection, both ends: a peer
+/// whose host vanished is found in about a minute even when nothing is
+/// sent.
+pub(crate) fn keepalive(stream: &TcpStream) {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&params);
 }
 
 /// What a connection's writer is asked to do.

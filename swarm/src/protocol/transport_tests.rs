@@ -31,7 +31,7 @@ async fn wait_connections(link: &mut WorkerLink, count: u64) {
 }
 
 /// The next frame the master receives from `peer` (others are skipped).
-async fn next_from(master: &mut MasterLink, peer: &[u8]) -> Bytes {
+async fn next_frame_from(master: &mut MasterLink, peer: &[u8]) -> Inbound {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -40,9 +40,14 @@ async fn next_from(master: &mut MasterLink, peer: &[u8]) -> Bytes {
             .expect("a frame in time")
             .expect("the master's link is open");
         if frame.peer == peer {
-            return frame.payload;
+            return frame;
         }
     }
+}
+
+/// The payload of the next frame the master receives from `peer`.
+async fn next_from(master: &mut MasterLink, peer: &[u8]) -> Bytes {
+    next_frame_from(master, peer).await.payload
 }
 
 /// Worker → master → worker, with fresh payloads.
@@ -91,8 +96,14 @@ fn raw_ready(identity: &[u8]) -> Vec<u8> {
 }
 
 /// A hand-written DEALER, handshaken, that has sent "hello": once the
-/// master got that, `identity` is routed to this connection.
+/// master got that, `identity` is routed to this connection. It has not
+/// joined (see [`joined_raw_dealer`]).
 async fn raw_dealer(master: &mut MasterLink, identity: &str) -> TcpStream {
+    raw_dealer_on(master, identity).await.0
+}
+
+/// [`raw_dealer`], and the connection the master saw it on.
+async fn raw_dealer_on(master: &mut MasterLink, identity: &str) -> (TcpStream, ConnId) {
     let mut s = TcpStream::connect(("127.0.0.1", master.port))
         .await
         .expect("connect");
@@ -111,7 +122,16 @@ async fn raw_dealer(master: &mut MasterLink, identity: &str) -> TcpStream {
     s.read_exact(&mut body).await.expect("their READY");
     assert_eq!(&body[..6], b"\x05READY");
     s.write_all(b"\x00\x05hello").await.expect("hello");
-    assert_eq!(&next_from(master, identity.as_bytes()).await[..], b"hello");
+    let hello = next_frame_from(master, identity.as_bytes()).await;
+    assert_eq!(&hello.payload[..], b"hello");
+    (s, hello.conn)
+}
+
+/// A [`raw_dealer`] the master has taken as joined (as after its
+/// `client_ready`), so it may send full-size frames.
+async fn joined_raw_dealer(master: &mut MasterLink, identity: &str) -> TcpStream {
+    let (s, conn) = raw_dealer_on(master, identity).await;
+    assert!(master.outgoing.mark_joined(identity.as_bytes(), conn));
     s
 }
 
@@ -193,7 +213,7 @@ async fn frames_over_the_cap_close_only_their_connection() {
     over.write_all(&header).await.expect("over header");
     closed_by_master(&mut over).await;
 
-    let mut fits = raw_dealer(&mut master, "fits").await;
+    let mut fits = joined_raw_dealer(&mut master, "fits").await;
     let mut frame = vec![0x02];
     frame.extend_from_slice(&(MAX_FRAME as u64).to_be_bytes());
     frame.resize(9 + MAX_FRAME, 0xAB);
@@ -244,30 +264,220 @@ async fn a_garbage_greeting_closes_only_its_connection() {
     round_trip(&mut master, &mut w, "w_5").await;
 }
 
+/// Connects a raw DEALER with `identity` and completes its handshake,
+/// sending nothing more.
+async fn raw_handshake(port: u16, identity: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(&raw_greeting()).await.expect("greeting");
+    s.write_all(&raw_ready(identity.as_bytes()))
+        .await
+        .expect("ready");
+    s
+}
+
 #[tokio::test]
-async fn a_newer_connection_with_the_same_identity_takes_over() {
+async fn a_live_identity_is_not_handed_over() {
     let mut master = master().await;
     let mut older = raw_dealer(&mut master, "dup").await;
-    let mut newer = raw_dealer(&mut master, "dup").await;
-    closed_by_master(&mut older).await;
+    // The older connection was heard from just now: the newer is refused.
+    let mut newer = raw_handshake(master.port, "dup").await;
+    closed_by_master(&mut newer).await;
     assert!(master.outgoing.send(Frame {
         peer: Bytes::from_static(b"dup"),
-        payload: Bytes::from_static(b"for the newer"),
+        payload: Bytes::from_static(b"for the older"),
     }));
     let mut got = [0u8; 15];
-    read_in_time(&mut newer, &mut got).await;
-    assert_eq!(&got, b"\x00\x0dfor the newer");
+    read_in_time(&mut older, &mut got).await;
+    assert_eq!(&got, b"\x00\x0dfor the older");
+    // Once the older is gone, a new connection takes the identity.
+    drop(older);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut again = raw_handshake(master.port, "dup").await;
+        again.write_all(b"\x00\x05again").await.expect("again");
+        let mut buf = [0u8; 64];
+        let answered = tokio::time::timeout(Duration::from_millis(500), again.read(&mut buf)).await;
+        if matches!(answered, Ok(Ok(n)) if n > 0) {
+            assert_eq!(&next_from(&mut master, b"dup").await[..], b"again");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the identity was never free again"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_silent_identity_is_taken_back() {
+    let limits = RouterLimits {
+        live_window: Duration::from_millis(300),
+        ..RouterLimits::default()
+    };
+    let mut master = bind_master_with("127.0.0.1", 0, limits)
+        .await
+        .expect("bind");
+    let mut older = raw_dealer(&mut master, "quiet").await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut newer = raw_handshake(master.port, "quiet").await;
+    newer.write_all(b"\x00\x05newer").await.expect("newer");
+    assert_eq!(&next_from(&mut master, b"quiet").await[..], b"newer");
+    closed_by_master(&mut older).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn an_unjoined_connection_is_closed_after_the_join_timeout() {
+    let limits = RouterLimits {
+        join_timeout: Duration::from_millis(300),
+        ..RouterLimits::default()
+    };
+    let mut master = bind_master_with("127.0.0.1", 0, limits)
+        .await
+        .expect("bind");
+    let (mut idle, _) = raw_dealer_on(&mut master, "idle").await;
+    let (kept, conn) = raw_dealer_on(&mut master, "kept").await;
+    assert!(master.outgoing.mark_joined(b"kept", conn));
+    let started = Instant::now();
+    closed_by_master(&mut idle).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The joined one is still served.
+    let mut kept = kept;
+    kept.write_all(b"\x00\x04kept").await.expect("kept");
+    assert_eq!(&next_from(&mut master, b"kept").await[..], b"kept");
+}
+
+#[tokio::test]
+async fn unjoined_connections_are_capped_per_source() {
+    let limits = RouterLimits {
+        unjoined_per_source: 3,
+        ..RouterLimits::default()
+    };
+    let mut master = bind_master_with("127.0.0.1", 0, limits)
+        .await
+        .expect("bind");
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(raw_dealer(&mut master, &format!("held{i}")).await);
+    }
+    // A fourth from the same address is closed at once.
+    let mut fourth = raw_handshake(master.port, "fourth").await;
+    closed_by_master(&mut fourth).await;
+    // One joins: its place is free again.
+    let (joined, conn) = {
+        drop(held.pop());
+        raw_dealer_on(&mut master, "joiner").await
+    };
+    assert!(master.outgoing.mark_joined(b"joiner", conn));
+    let fifth = raw_dealer(&mut master, "fifth").await;
+    drop((joined, fifth, held));
+}
+
+#[tokio::test]
+async fn an_unjoined_peer_may_send_only_small_frames() {
+    let mut master = master().await;
+    let mut peer = raw_dealer(&mut master, "small").await;
+    let mut header = vec![0x02];
+    header.extend_from_slice(&(RouterLimits::default().unjoined_frame as u64 + 1).to_be_bytes());
+    peer.write_all(&header).await.expect("header");
+    closed_by_master(&mut peer).await;
+}
+
+#[tokio::test]
+async fn a_peer_over_its_byte_budget_waits_while_others_go_on() {
+    let limits = RouterLimits {
+        peer_bytes: 100_000,
+        total_bytes: 1_000_000,
+        ..RouterLimits::default()
+    };
+    let mut master = bind_master_with("127.0.0.1", 0, limits)
+        .await
+        .expect("bind");
+    let mut hog = joined_raw_dealer(&mut master, "hog").await;
+    let mut other = joined_raw_dealer(&mut master, "other").await;
+    // Three frames of 40,000 bytes: the third does not fit the hog's
+    // budget while the master holds the first two.
+    let mut frame = vec![0x02];
+    frame.extend_from_slice(&40_000u64.to_be_bytes());
+    frame.resize(9 + 40_000, 1);
+    for _ in 0..3 {
+        hog.write_all(&frame).await.expect("hog frame");
+    }
+    let first = next_frame_from(&mut master, b"hog").await;
+    let second = next_frame_from(&mut master, b"hog").await;
+    // The other peer is not held up by the hog's budget.
+    other.write_all(b"\x00\x05other").await.expect("other");
+    assert_eq!(&next_from(&mut master, b"other").await[..], b"other");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), master.incoming.recv())
+            .await
+            .is_err(),
+        "the third frame waits for the budget"
+    );
+    // Dealt with, the first two free it.
+    drop((first, second));
+    assert_eq!(next_from(&mut master, b"hog").await.len(), 40_000);
+}
+
+#[tokio::test]
+async fn a_joined_3_1_peer_is_pinged_and_a_silent_one_closed() {
+    let limits = RouterLimits {
+        ping_every: Duration::from_millis(100),
+        silence: Duration::from_millis(600),
+        ..RouterLimits::default()
+    };
+    let mut master = bind_master_with("127.0.0.1", 0, limits)
+        .await
+        .expect("bind");
+    let mut greeting = raw_greeting();
+    greeting[11] = 1; // ZMTP 3.1
+    let mut peer = TcpStream::connect(("127.0.0.1", master.port))
+        .await
+        .expect("connect");
+    peer.write_all(&greeting).await.expect("greeting");
+    peer.write_all(&raw_ready(b"pinged")).await.expect("ready");
+    peer.write_all(b"\x00\x05hello").await.expect("hello");
+    let hello = next_frame_from(&mut master, b"pinged").await;
+    assert!(master.outgoing.mark_joined(b"pinged", hello.conn));
+    // Their greeting and READY, then a PING with a TTL of 0.6 s.
+    let mut handshake = [0u8; 64 + 2 + 28];
+    read_in_time(&mut peer, &mut handshake).await;
+    let mut ping = [0u8; 9];
+    read_in_time(&mut peer, &mut ping).await;
+    assert_eq!(&ping, b"\x04\x07\x04PING\x00\x06");
+    // A PONG keeps it open past the silence limit...
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(900) {
+        peer.write_all(b"\x04\x05\x04PONG").await.expect("pong");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    peer.write_all(b"\x00\x05alive").await.expect("alive");
+    assert_eq!(&next_from(&mut master, b"pinged").await[..], b"alive");
+    // ...and silence closes it.
+    let silent = Instant::now();
+    closed_by_master(&mut peer).await;
+    assert!(
+        silent.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        silent.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn the_memory_link_carries_frames_both_ways() {
     let (mut link, frames, mut sent) = memory_master_link(4);
+    frames
+        .send(Inbound::memory("w", b"in".to_vec()))
+        .await
+        .expect("in");
+    assert_eq!(link.incoming.recv().await.expect("frame").payload, "in");
     let frame = Frame {
         peer: Bytes::from_static(b"w"),
         payload: Bytes::from_static(b"in"),
     };
-    frames.send(frame.clone()).await.expect("in");
-    assert_eq!(link.incoming.recv().await.expect("frame").payload, "in");
     assert!(link.outgoing.send(frame));
     assert_eq!(sent.recv().await.expect("sent").payload, "in");
 }

@@ -76,13 +76,13 @@ impl From<io::Error> for ZmtpError {
     }
 }
 
-/// Our greeting: ZMTP 3.0, NULL mechanism, not as-server.
+/// Our greeting: ZMTP 3.1 (PING and PONG), NULL mechanism, not as-server.
 pub(crate) fn greeting() -> [u8; 64] {
     let mut g = [0u8; 64];
     g[0] = 0xFF;
     g[9] = 0x7F;
     g[10] = 3;
-    g[11] = 0;
+    g[11] = 1;
     g[12..16].copy_from_slice(b"NULL");
     g
 }
@@ -185,7 +185,7 @@ pub(crate) fn parse_properties(mut data: &[u8]) -> Result<Vec<Property<'_>>, Zmt
 }
 
 /// Reads one frame header: (flags, announced size).
-async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, u64), ZmtpError> {
+pub(crate) async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, u64), ZmtpError> {
     let flags = r.read_u8().await?;
     let size = if flags & LONG != 0 {
         r.read_u64().await?
@@ -196,7 +196,10 @@ async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, u64), ZmtpE
 }
 
 /// Reads `size` bytes, allocating only as they arrive.
-async fn read_body<R: AsyncRead + Unpin>(r: &mut R, size: usize) -> Result<Bytes, ZmtpError> {
+pub(crate) async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    size: usize,
+) -> Result<Bytes, ZmtpError> {
     let mut body = Vec::with_capacity(size.min(64 * 1024));
     (&mut *r).take(size as u64).read_to_end(&mut body).await?;
     if body.len() != size {
@@ -268,6 +271,9 @@ pub(crate) async fn read_incoming<R: AsyncRead + Unpin>(
 pub(crate) struct PeerReady {
     pub socket_type: String,
     pub identity: Bytes,
+    /// The minor version of ZMTP 3 the peer greeted with: 1 and up
+    /// understand PING.
+    pub minor: u8,
 }
 
 /// Runs the greeting and READY exchange (bounded by [`HANDSHAKE_TIMEOUT`]):
@@ -316,6 +322,7 @@ where
         let mut ready = PeerReady {
             socket_type: String::new(),
             identity: Bytes::new(),
+            minor: if theirs[10] > 3 { u8::MAX } else { theirs[11] },
         };
         for (name, value) in parse_properties(data)? {
             if name.eq_ignore_ascii_case(b"Socket-Type") {
@@ -344,6 +351,16 @@ pub(crate) fn answer_command(body: &[u8]) -> Option<BytesMut> {
     let mut out = BytesMut::new();
     encode_command("PONG", context, &mut out);
     Some(out)
+}
+
+/// A PING command (ZMTP 3.1, RFC 37) telling the peer to treat the
+/// connection as dead after `ttl` of silence (in deciseconds on the wire,
+/// at most 6,553.5 s), with no context.
+pub(crate) fn ping(ttl: Duration) -> Bytes {
+    let deciseconds = u16::try_from(ttl.as_millis() / 100).unwrap_or(u16::MAX);
+    let mut out = BytesMut::new();
+    encode_command("PING", &deciseconds.to_be_bytes(), &mut out);
+    out.freeze()
 }
 
 #[cfg(test)]

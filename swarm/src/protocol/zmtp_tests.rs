@@ -105,7 +105,7 @@ fn greetings_are_checked() {
     let ours = greeting();
     assert_eq!(ours[0], 0xFF);
     assert_eq!(ours[9], 0x7F);
-    assert_eq!(&ours[10..12], &[3, 0]);
+    assert_eq!(&ours[10..12], &[3, 1], "ZMTP 3.1: PING and PONG");
     assert_eq!(&ours[12..16], b"NULL");
     assert!(ours[16..].iter().all(|&b| b == 0));
     check_greeting(&ours).expect("ours is valid");

@@ -136,6 +136,7 @@ mod tests {
             started_at: None,
             ended_at: None,
             events: Vec::new(),
+            refused: Default::default(),
         }
     }
 

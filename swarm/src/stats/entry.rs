@@ -10,14 +10,15 @@ pub const PERCENTILES_TO_REPORT: [f64; 11] = [
     0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
 ];
 
-/// The largest response time kept apart: one day, in ms.
-pub const MAX_BUCKET_MS: f64 = 86_400_000.0;
+/// The largest response time kept apart: an hour, in ms (goose's default
+/// request timeout is a minute).
+pub const MAX_BUCKET_MS: f64 = 3_600_000.0;
 
 /// Locust's response-time bucket for a time in milliseconds: exact below
 /// 100 ms, then to 10, 100 and 1,000 ms, rounding half to even as Python does.
 pub fn bucket_ms(ms: f64) -> u64 {
-    // Beyond a day every time is one bucket, so a hostile peer cannot grow
-    // the bucket map without bound.
+    // Beyond an hour every time is one bucket, so a hostile peer cannot
+    // grow the bucket map without bound.
     let ms = if ms.is_finite() && ms > 0.0 {
         ms.min(MAX_BUCKET_MS)
     } else {
@@ -227,6 +228,27 @@ impl StatsEntry {
         }
         delta.last_request_timestamp = self.last_request_timestamp;
         delta
+    }
+
+    /// Whether every per-second counter is for a second in `seconds`.
+    pub fn seconds_within(&self, seconds: &std::ops::RangeInclusive<i64>) -> bool {
+        self.num_reqs_per_sec
+            .keys()
+            .chain(self.num_fail_per_sec.keys())
+            .all(|second| seconds.contains(second))
+    }
+
+    /// A copy keeping only the per-second counters for seconds in
+    /// `seconds`, its last request no later than their end.
+    pub fn keeping_seconds(&self, seconds: &std::ops::RangeInclusive<i64>) -> StatsEntry {
+        let mut kept = self.clone();
+        kept.num_reqs_per_sec
+            .retain(|second, _| seconds.contains(second));
+        kept.num_fail_per_sec
+            .retain(|second, _| seconds.contains(second));
+        let latest = (*seconds.end() + 1) as f64;
+        kept.last_request_timestamp = kept.last_request_timestamp.map(|t| t.min(latest));
+        kept
     }
 
     /// Drops per-second counters before epoch second `oldest`.

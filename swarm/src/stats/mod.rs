@@ -36,8 +36,22 @@ use std::collections::BTreeMap;
 pub const AGGREGATED: &str = "Aggregated";
 
 /// Most request names (and error rows) kept apart; Locust's own UI lists
-/// 500. Beyond this, requests still count in the `Aggregated` total.
-pub const MAX_ROWS: usize = 10_000;
+/// 500. Beyond this, requests still count in the `Aggregated` total. With
+/// at most [`MAX_BUCKETS`] response-time buckets and a few dozen
+/// per-second counters each, this bounds what a peer can make the master
+/// keep to about 2,000 × 4,000 counters, whatever it sends.
+pub const MAX_ROWS: usize = 2_000;
+
+/// The most distinct response-time buckets a row can have: Locust's
+/// rounding (1 ms below 100 ms, then 10, 100 and 1,000 ms) up to
+/// [`MAX_BUCKET_MS`](entry::MAX_BUCKET_MS), an hour.
+pub const MAX_BUCKETS: usize = 100 + 90 + 90 + 3_590;
+
+/// How far ahead of the master's clock a worker's per-second counters
+/// may be and still count for the current rates (clocks of a fleet's hosts
+/// agree to well within a second; a far-future second would never be
+/// trimmed).
+pub const CLOCK_AHEAD_SECS: i64 = 10;
 
 /// Names whose microsecond histogram the master keeps (about 200 KiB
 /// each); further names, and every name once a report without a histogram
@@ -77,11 +91,17 @@ impl RequestStats {
         }
     }
 
-    /// Adds one worker's report (deltas since its previous report). Past
-    /// [`MAX_ROWS`] names (or error rows) new ones still count in the total
-    /// but get no row of their own: a peer cannot grow the table forever.
-    pub fn merge_report(&mut self, report: &StatsReport) {
+    /// Adds one worker's report (deltas since its previous report),
+    /// received at `now` (epoch seconds). Past [`MAX_ROWS`] names (or error
+    /// rows) new ones still count in the total but get no row of their own:
+    /// a peer cannot grow the table forever. Per-second counters outside
+    /// the current-rate window (older than it, or more than
+    /// [`CLOCK_AHEAD_SECS`] ahead) count in the totals only.
+    pub fn merge_report(&mut self, report: &StatsReport, now: f64) {
+        let seconds = (now as i64 - CURRENT_WINDOW_SECS - 2)..=(now as i64 + CLOCK_AHEAD_SECS);
         for entry in &report.stats {
+            let entry = within(entry, &seconds);
+            let entry = entry.as_ref();
             let key = (entry.method.clone(), entry.name.clone());
             if let Some(known) = self.entries.get_mut(&key) {
                 known.extend(entry);
@@ -94,7 +114,7 @@ impl RequestStats {
                 self.entries.insert(key, row);
             }
         }
-        self.total.extend(&report.stats_total);
+        self.total.extend(&within(&report.stats_total, &seconds));
         for error in report.errors.values() {
             self.add_error(error);
         }
@@ -136,10 +156,51 @@ impl RequestStats {
     }
 }
 
+/// `entry`, or a copy keeping only its per-second counters in `seconds`.
+fn within<'a>(
+    entry: &'a StatsEntry,
+    seconds: &std::ops::RangeInclusive<i64>,
+) -> std::borrow::Cow<'a, StatsEntry> {
+    if entry.seconds_within(seconds) {
+        std::borrow::Cow::Borrowed(entry)
+    } else {
+        std::borrow::Cow::Owned(entry.keeping_seconds(seconds))
+    }
+}
+
 /// Seconds since the Unix epoch, as Locust's timestamps are.
 pub fn now_epoch() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_far_from_now_count_in_totals_only() {
+        let now = 1_800_000_000.0;
+        let mut entry = StatsEntry::new("/", "GET", now - 3.0);
+        entry.log(5.0, 2, false, now - 1.0);
+        // A thousand far-future seconds and one from long ago.
+        for ahead in 0..1_000 {
+            entry.log(5.0, 1, true, now + 3_600.0 * f64::from(ahead + 1));
+        }
+        entry.log(5.0, 1, false, 1.0);
+        let mut report = StatsReport::default();
+        report.stats_total.extend(&entry);
+        report.stats.push(entry);
+        let mut stats = RequestStats::new(now - 3.0);
+        stats.merge_report(&report, now);
+        assert_eq!(stats.total.num_requests, 1_003);
+        assert_eq!(stats.total.num_failures, 1_000);
+        for row in stats.entries.values().chain([&stats.total]) {
+            assert_eq!(row.num_reqs_per_sec.len(), 1, "{:?}", row.num_reqs_per_sec);
+            assert!(row.num_fail_per_sec.is_empty());
+            assert!(row.last_request_timestamp.unwrap_or(0.0) <= now + 11.0);
+        }
+    }
 }

@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 use rmpv::Value;
 
 use super::{StatsEntry, StatsError};
+use crate::protocol::{capped, MAX_CLASSES, MAX_CLASS_NAME, MAX_ERROR, MAX_METHOD, MAX_NAME};
+
+/// The longest error key kept (the sender's opaque key; rows are merged by
+/// what the error is, not by it).
+const MAX_ERROR_KEY: usize = 256;
 
 /// What a worker reports every few seconds: deltas since its last report.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -148,12 +153,24 @@ impl<'a> Fields<'a> {
             .and_then(|v| v.as_str().map(str::to_string).ok_or_else(|| missing(key)))
     }
 
+    /// A required string, cut to `max` bytes (see `protocol::capped`).
+    pub(crate) fn text(&self, key: &str, max: usize) -> Result<String, WireError> {
+        self.req(key).and_then(|v| {
+            v.as_str()
+                .map(|s| capped(s, max).into_owned())
+                .ok_or_else(|| missing(key))
+        })
+    }
+
+    /// User class → count; at most [`MAX_CLASSES`] classes (the rest are
+    /// not kept), names cut to [`MAX_CLASS_NAME`] bytes.
     pub(crate) fn counts(&self, key: &str) -> Result<BTreeMap<String, u64>, WireError> {
         let map = self.req(key)?.as_map().ok_or_else(|| missing(key))?;
         map.iter()
+            .take(MAX_CLASSES)
             .map(|(k, v)| {
                 Ok((
-                    k.as_str().ok_or_else(|| missing(key))?.to_string(),
+                    capped(k.as_str().ok_or_else(|| missing(key))?, MAX_CLASS_NAME).into_owned(),
                     as_u64(v).ok_or_else(|| missing(key))?,
                 ))
             })
@@ -265,8 +282,8 @@ impl StatsEntry {
     fn read(value: &Value, histogram: bool) -> Result<Self, WireError> {
         let f = Fields::of(value, "stats entry")?;
         let mut entry = StatsEntry::new(
-            &f.string("name")?,
-            &f.string("method")?,
+            &f.text("name", MAX_NAME)?,
+            &f.text("method", MAX_METHOD)?,
             f.f64("start_time")?,
         );
         entry.last_request_timestamp = f.opt_f64("last_request_timestamp")?;
@@ -327,10 +344,13 @@ impl StatsError {
     fn from_value(value: &Value) -> Result<Self, WireError> {
         let f = Fields::of(value, "error")?;
         Ok(StatsError {
-            name: f.string("name")?,
-            method: f.string("method")?,
+            name: f.text("name", MAX_NAME)?,
+            method: f.text("method", MAX_METHOD)?,
             // Locust sends the error's repr; a nil error still counts.
-            error: f.get("error").map(value_text).unwrap_or_default(),
+            error: f
+                .get("error")
+                .map(|v| value_text(v, MAX_ERROR))
+                .unwrap_or_default(),
             occurrences: f.u64("occurrences")?,
             first_seen: f.opt_f64("first_seen")?,
             last_seen: f.opt_f64("last_seen")?,
@@ -338,9 +358,13 @@ impl StatsError {
     }
 }
 
-/// Text of a value that should be a string but may be something else.
-pub(crate) fn value_text(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+/// Text of a value that should be a string but may be something else,
+/// cut to `max` bytes.
+pub(crate) fn value_text(v: &Value, max: usize) -> String {
+    match v.as_str() {
+        Some(s) => capped(s, max).into_owned(),
+        None => crate::protocol::rendered_capped(v, max),
+    }
 }
 
 impl StatsReport {
@@ -387,7 +411,7 @@ impl StatsReport {
             stats_total: StatsEntry::from_value(f.req("stats_total")?)?,
             errors: errors
                 .iter()
-                .map(|(k, v)| Ok((value_text(k), StatsError::from_value(v)?)))
+                .map(|(k, v)| Ok((value_text(k, MAX_ERROR_KEY), StatsError::from_value(v)?)))
                 .collect::<Result<_, WireError>>()?,
             user_classes_count: f.counts("user_classes_count")?,
             user_count: f.u64("user_count")?,

@@ -194,6 +194,7 @@ pub fn stats_requests(snapshot: &MasterSnapshot, now: f64) -> StatsRequests {
         user_count: snapshot.user_count,
         host: Some(snapshot.host.clone()),
         worker_events: snapshot.events.clone(),
+        refused_frames: snapshot.refused.clone(),
     }
 }
 

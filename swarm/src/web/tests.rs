@@ -3,7 +3,6 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -11,13 +10,13 @@ use tower::ServiceExt;
 
 use super::{app, WebAuth};
 use crate::master::{Master, MasterConfig, MasterHandle, UserClass};
-use crate::protocol::transport::{memory_master_link, Frame};
+use crate::protocol::transport::{memory_master_link, Frame, Inbound};
 use crate::protocol::ToMaster;
 
 /// A running master with no workers; `frames` feeds it worker messages.
 struct TestMaster {
     handle: MasterHandle,
-    frames: mpsc::Sender<Frame>,
+    frames: mpsc::Sender<Inbound>,
     /// Kept so the master's sends do not fail.
     _sent: mpsc::UnboundedReceiver<Frame>,
 }
@@ -42,10 +41,7 @@ impl TestMaster {
         let ready = ToMaster::ClientReady {
             version: "2.47.0".into(),
         };
-        let frame = Frame {
-            peer: Bytes::from(id.as_bytes().to_vec()),
-            payload: Bytes::from(ready.to_wire(id)),
-        };
+        let frame = Inbound::memory(id, ready.to_wire(id));
         self.frames.send(frame).await.expect("the master runs");
         let joined = self
             .handle
@@ -133,15 +129,14 @@ async fn swarm_answers_like_locust() {
 async fn exceptions_list_nodes_as_one_string() {
     let master = start_master();
     for id in ["w1", "w2"] {
+        // Only joined workers' messages count.
+        master.join_worker(id).await;
         let exception = ToMaster::Exception {
             msg: "ZeroDivisionError".into(),
             traceback: "File \"x\", line 1".into(),
             count: 1,
         };
-        let frame = Frame {
-            peer: Bytes::from(id.as_bytes().to_vec()),
-            payload: Bytes::from(exception.to_wire(id)),
-        };
+        let frame = Inbound::memory(id, exception.to_wire(id));
         master.frames.send(frame).await.expect("the master runs");
     }
     let router = app(master.handle.clone(), None);

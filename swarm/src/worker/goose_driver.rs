@@ -348,11 +348,17 @@ impl GooseDriver {
     /// (goose's users are only ever added while running; the surplus waits,
     /// parked). A master that names none of our classes gets its total,
     /// spread by goose's weights.
+    ///
+    /// A change of `urgent` (a `stop` or `quit` arrived) cuts the wait for
+    /// seats short: the users started so far run, and the order that
+    /// follows decides.
     pub async fn set_classes(
         &mut self,
         host: &str,
         asked: &BTreeMap<String, u64>,
+        urgent: &tokio::sync::watch::Receiver<u64>,
     ) -> Result<Spawned, DriverError> {
+        let calm = *urgent.borrow();
         let (seats, unknown) = self.classes.seats(asked);
         if !unknown.is_empty() {
             tracing::warn!(
@@ -399,7 +405,12 @@ impl GooseDriver {
             .min(MAX_USERS_PER_WORKER);
         for _ in 0..SEAT_ROUNDS {
             self.run_goose_users(goose_users).await?;
-            let occupancy = self.wait_for_seats(&targets, goose_users).await;
+            let occupancy = self
+                .wait_for_seats(&targets, goose_users, || *urgent.borrow() != calm)
+                .await;
+            if *urgent.borrow() != calm {
+                break;
+            }
             // A class with fewer goose users than seats: add rounds for it.
             let short = occupancy
                 .iter()
@@ -455,9 +466,15 @@ impl GooseDriver {
     }
 
     /// Waits (bounded) until every class's seats are taken, or all of
-    /// goose's `goose_users` started and no seat can be taken any more;
-    /// returns per class (users seen, users seated).
-    async fn wait_for_seats(&self, targets: &[usize], goose_users: u64) -> Vec<(usize, usize)> {
+    /// goose's `goose_users` started and no seat can be taken any more, or
+    /// `yield_now` says an urgent order came; returns per class (users
+    /// seen, users seated).
+    async fn wait_for_seats(
+        &self,
+        targets: &[usize],
+        goose_users: u64,
+        yield_now: impl Fn() -> bool,
+    ) -> Vec<(usize, usize)> {
         let deadline = tokio::time::Instant::now() + SEAT_PATIENCE;
         loop {
             let occupancy = self.gate.occupancy();
@@ -471,7 +488,11 @@ impl GooseDriver {
                 .iter()
                 .zip(targets)
                 .all(|(&(_, seated), &want)| seated >= want);
-            if filled || (all_started && settled) || tokio::time::Instant::now() >= deadline {
+            if filled
+                || (all_started && settled)
+                || yield_now()
+                || tokio::time::Instant::now() >= deadline
+            {
                 return occupancy;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -784,7 +805,10 @@ mod tests {
         let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
             .await
             .unwrap();
-        driver.set_classes(&url, &users(4)).await.unwrap();
+        driver
+            .set_classes(&url, &users(4), &tokio::sync::watch::channel(0).1)
+            .await
+            .unwrap();
         wait_for_count(&ok, 300, 20, "no load reached the target").await;
         let mut report = driver.take_delta().await.unwrap();
         report.absorb(driver.stop().await.unwrap());
@@ -869,7 +893,10 @@ mod tests {
             .await
             .unwrap();
         let members = [("Member".to_string(), 4)].into_iter().collect();
-        driver.set_classes(&url, &members).await.unwrap();
+        driver
+            .set_classes(&url, &members, &tokio::sync::watch::channel(0).1)
+            .await
+            .unwrap();
         wait_for_count(&served, 200, 20, "no session reached /account").await;
         driver.stop().await.unwrap();
         driver.shutdown().await;
@@ -921,7 +948,10 @@ mod tests {
             let mut driver = GooseDriver::launch(scenarios, &options, "test-node")
                 .await
                 .unwrap();
-            driver.set_classes(&url, &users(2)).await.unwrap();
+            driver
+                .set_classes(&url, &users(2), &tokio::sync::watch::channel(0).1)
+                .await
+                .unwrap();
             wait_for_count(&served, 400, 30, "the target barely served").await;
             let mut report = driver.take_delta().await.unwrap();
             report.absorb(driver.stop().await.unwrap());

@@ -206,7 +206,16 @@ impl Worker {
                 }
                 frame = self.link.incoming.recv() => {
                     let Some(frame) = frame else { break WorkerExit::MasterLost };
-                    if let Some(exit) = self.on_frame(&frame).await? {
+                    // Whatever else is queued is read with it, so stale
+                    // orders are skipped rather than obeyed in turn.
+                    let mut frames = vec![frame];
+                    while frames.len() < BATCH {
+                        match self.link.incoming.try_recv() {
+                            Ok(more) => frames.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(exit) = self.on_frames(&frames).await? {
                         break exit;
                     }
                 }
@@ -258,15 +267,56 @@ impl Worker {
         Ok(None)
     }
 
-    async fn on_frame(&mut self, frame: &Bytes) -> anyhow::Result<Option<WorkerExit>> {
-        let message = match ToWorker::from_wire(frame) {
-            Ok(m) => m,
-            Err(err) => {
-                tracing::warn!("ignored a message from the master: {err}");
-                return Ok(None);
+    /// Acts on the master's messages that arrived together. Only the
+    /// latest orders count: a `quit` ends the worker whatever came before
+    /// it; of several `stop`s the last is obeyed, and spawns before it are
+    /// skipped; of the spawns after it only the newest is applied.
+    async fn on_frames(&mut self, frames: &[Bytes]) -> anyhow::Result<Option<WorkerExit>> {
+        let mut messages = Vec::with_capacity(frames.len());
+        for frame in frames {
+            match ToWorker::from_wire(frame) {
+                Ok(message) => messages.push(message),
+                Err(err) => tracing::warn!("ignored a message from the master: {err}"),
             }
-        };
+        }
+        if messages.is_empty() {
+            return Ok(None);
+        }
         self.last_heard = Some(Instant::now());
+        if messages.iter().any(|m| matches!(m, ToWorker::Quit)) {
+            return Ok(Some(WorkerExit::MasterQuit));
+        }
+        let last_stop = messages.iter().rposition(|m| matches!(m, ToWorker::Stop));
+        let newest_spawn = messages
+            .iter()
+            .enumerate()
+            .skip(last_stop.map_or(0, |i| i + 1))
+            .filter_map(|(i, m)| match m {
+                ToWorker::Spawn(order) => Some((i, order.timestamp)),
+                _ => None,
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i);
+        let mut skipped = 0;
+        for (i, message) in messages.into_iter().enumerate() {
+            let obeyed = match &message {
+                ToWorker::Spawn(_) => Some(i) == newest_spawn,
+                ToWorker::Stop => Some(i) == last_stop,
+                _ => true,
+            };
+            if obeyed {
+                self.on_message(message).await?;
+            } else {
+                skipped += 1;
+            }
+        }
+        if skipped > 0 {
+            tracing::debug!("skipped {skipped} orders that later ones replaced");
+        }
+        Ok(None)
+    }
+
+    async fn on_message(&mut self, message: ToWorker) -> anyhow::Result<()> {
         match message {
             ToWorker::Ack { index } => {
                 tracing::info!("joined the master as worker {index} ({})", self.node_id);
@@ -285,7 +335,8 @@ impl Worker {
                 self.send(ToMaster::ClientStopped);
                 self.join();
             }
-            ToWorker::Quit => return Ok(Some(WorkerExit::MasterQuit)),
+            // Handled before any other message in `on_frames`.
+            ToWorker::Quit => {}
             ToWorker::Reconnect => {
                 // The master does not know us (it restarted, or forgot us):
                 // join again, unless a `client_ready` is already on its way.
@@ -299,10 +350,13 @@ impl Worker {
                 }
             }
             ToWorker::Unknown(kind) => {
-                tracing::warn!("ignored an unknown message type {kind:?} from the master");
+                tracing::warn!(
+                    "ignored an unknown message type {} from the master",
+                    crate::logs::shown(&kind)
+                );
             }
         }
-        Ok(None)
+        Ok(())
     }
 
     async fn on_spawn(&mut self, order: SpawnOrder) -> anyhow::Result<()> {
@@ -335,7 +389,7 @@ impl Worker {
         }
         let running = match self
             .goose
-            .set_classes(&order.host, &order.user_classes_count)
+            .set_classes(&order.host, &order.user_classes_count, &self.link.urgent)
             .await
         {
             Ok(spawned) => {
@@ -490,6 +544,10 @@ impl Worker {
         }
     }
 }
+
+/// The most queued messages from the master read in one go: the whole
+/// queue of the connection.
+const BATCH: usize = 1024;
 
 /// How long a leaving worker waits for its last messages to go out.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
