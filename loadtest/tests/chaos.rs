@@ -442,3 +442,194 @@ fn poll(url: &str, stop: &AtomicBool, paused: &AtomicBool) -> PollFigures {
     }
     figures
 }
+
+/// A relay between a worker and its master that can lose the master's
+/// answers and then cut the connection: the network blip after which a
+/// worker cannot know whether its last report arrived.
+struct Relay {
+    port: u16,
+    /// Set: bytes from the master are dropped, not passed to the worker.
+    deaf: Arc<AtomicBool>,
+    /// Set: the first `stats` frame from the worker while deaf is dropped,
+    /// not passed on, and the connection cut at once.
+    swallow: Arc<AtomicBool>,
+    /// Set by the relay once a `stats` frame came from the worker while deaf.
+    stats_passed: Arc<AtomicBool>,
+    /// Set: every connection is closed.
+    cut: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Relays connections on a free port to the master on `master_port`.
+    fn start(master_port: u16) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("relay port");
+        let port = listener.local_addr().expect("relay address").port();
+        let relay = Relay {
+            port,
+            deaf: Arc::new(AtomicBool::new(false)),
+            swallow: Arc::new(AtomicBool::new(false)),
+            stats_passed: Arc::new(AtomicBool::new(false)),
+            cut: Arc::new(AtomicBool::new(false)),
+        };
+        let (deaf, swallow, stats_passed, cut) = (
+            relay.deaf.clone(),
+            relay.swallow.clone(),
+            relay.stats_passed.clone(),
+            relay.cut.clone(),
+        );
+        thread::spawn(move || {
+            for worker in listener.incoming() {
+                let Ok(worker) = worker else { break };
+                let Ok(master) = std::net::TcpStream::connect(loopback(master_port)) else {
+                    continue;
+                };
+                cut.store(false, Ordering::SeqCst);
+                let flows = [
+                    (worker.try_clone(), master.try_clone(), false),
+                    (master.try_clone(), worker.try_clone(), true),
+                ];
+                for (from, to, from_master) in flows {
+                    let (Ok(mut from), Ok(mut to)) = (from, to) else {
+                        continue;
+                    };
+                    let (deaf, swallow, stats_passed, cut) = (
+                        deaf.clone(),
+                        swallow.clone(),
+                        stats_passed.clone(),
+                        cut.clone(),
+                    );
+                    thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while !cut.load(Ordering::SeqCst) {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => n,
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                                {
+                                    continue
+                                }
+                                Err(_) => break,
+                            };
+                            let deafened = deaf.load(Ordering::SeqCst);
+                            if from_master && deafened {
+                                continue;
+                            }
+                            let stats = buf[..n].windows(6).any(|w| w == b"\xa5stats");
+                            if !from_master && deafened && stats {
+                                stats_passed.store(true, Ordering::SeqCst);
+                                if swallow.swap(false, Ordering::SeqCst) {
+                                    cut.store(true, Ordering::SeqCst);
+                                    break;
+                                }
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        relay
+    }
+}
+
+/// A worker whose connection breaks after its report reached the master
+/// but before the master's answer reached it sends the report again after
+/// it rejoins: the master merges it once. Counts stay nginx's, exactly.
+#[test]
+fn a_report_sent_again_after_a_blip_counts_once() {
+    blip(false);
+}
+
+/// A worker whose report was lost in the blip (written, never read by the
+/// master) sends it again after it rejoins. Counts stay nginx's, exactly.
+#[test]
+fn a_report_lost_in_a_blip_is_sent_again() {
+    blip(true);
+}
+
+/// The blip of both tests: `swallow` loses the report in it.
+fn blip(swallow: bool) {
+    let nginx = Nginx::start(NginxOptions::default());
+    let dir = TempDir::new("blip");
+    let (mut master, port, api) = loadtest!().master_with_ui(&dir, &["--host", &nginx.url()]);
+    let relay = Relay::start(port);
+    let mut worker = loadtest!().worker(&dir, relay.port, WORKER_WAIT);
+    let id = node_id(&mut worker);
+    wait_until(Duration::from_secs(30), "the worker to join", || {
+        (stats(&api).worker_count == 1).then_some(())
+    });
+    start_swarm(&api, 4, 4);
+    wait_until(Duration::from_secs(20), "requests to be counted", || {
+        (total_requests(&stats(&api)) > 100).then_some(())
+    });
+    // The blip: the master's answers are lost from here on; once a report
+    // went through (and the master merged it), the connection breaks.
+    let before_blip = total_requests(&stats(&api));
+    relay.swallow.store(swallow, Ordering::SeqCst);
+    relay.deaf.store(true, Ordering::SeqCst);
+    wait_until(
+        Duration::from_secs(10),
+        "a report to pass unanswered",
+        || relay.stats_passed.load(Ordering::SeqCst).then_some(()),
+    );
+    if !swallow {
+        wait_until(Duration::from_secs(5), "the master to merge it", || {
+            (total_requests(&stats(&api)) > before_blip).then_some(())
+        });
+    }
+    relay.deaf.store(false, Ordering::SeqCst);
+    relay.cut.store(true, Ordering::SeqCst);
+    // The worker rejoins through the relay and sends the report again: the
+    // master says it had it, or takes it for the first time.
+    wait_until(Duration::from_secs(30), "the worker to rejoin", || {
+        let s = stats(&api);
+        let joins = s
+            .worker_events
+            .iter()
+            .filter(|e| e.worker == id && e.event == swarm::api::WorkerEventKind::Joined)
+            .count();
+        // The first join's event went with the stats the run started with.
+        (joins >= 1 && total_requests(&s) > before_blip).then_some(())
+    });
+    let duplicates = wait_until(Duration::from_secs(10), "the report's fate", || {
+        let n = stats(&api).refused_frames.duplicate_stats;
+        (n > 0 || swallow).then_some(n)
+    });
+    println!(
+        "swallowed: {swallow}; {before_blip} requests before the blip; duplicate reports dropped: {duplicates}"
+    );
+    assert_eq!(
+        duplicates > 0,
+        !swallow,
+        "a report the master had is dropped when sent again, and only then"
+    );
+    wait_until(Duration::from_secs(20), "the worker to count again", || {
+        (worker_entry(&stats(&api), &id).is_some_and(|w| w.user_count > 0)).then_some(())
+    });
+    let before_stop = total_requests(&stats(&api));
+    wait_until(Duration::from_secs(20), "a later report", || {
+        (total_requests(&stats(&api)) > before_stop).then_some(())
+    });
+    http_post_form(&format!("{api}/stop"), &[]);
+    wait_until(Duration::from_secs(20), "the run to stop", || {
+        (stats(&api).state == RunState::Stopped).then_some(())
+    });
+    let counted = settled_requests(&api, Duration::from_secs(10));
+    nginx.wait_log_quiet();
+    assert_eq!(
+        counted,
+        nginx.count_requests() as u64,
+        "master vs nginx after a blip\n{}",
+        worker.logs()
+    );
+    master.signal("INT");
+    exit_code(&mut master, Duration::from_secs(20));
+}

@@ -86,6 +86,7 @@ impl MasterArgs {
         if classes.is_empty() {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
+        raise_open_file_limit();
         let link = bind_master(&self.master_bind_host, self.master_bind_port).await?;
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
@@ -199,6 +200,39 @@ pub(super) async fn end_run(handle: &MasterHandle, shutdown: &Shutdown) {
     };
     if let Err(err) = result {
         tracing::warn!("could not stop the workers: {err}");
+    }
+}
+
+/// Open files below which a master warns: each worker holds a connection,
+/// and the web UI and the logs need some too.
+const FEW_OPEN_FILES: u64 = 4096;
+
+/// Raises this process's open-file limit to its hard cap (as Locust does):
+/// every worker holds a descriptor, and a default soft limit of 1,024
+/// would cap a fleet at about a thousand workers.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if read != 0 {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if soft < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            limit.rlim_cur = soft;
+        }
+    }
+    let open = limit.rlim_cur;
+    if open < FEW_OPEN_FILES {
+        tracing::warn!("this process may open only {open} files: at most about that many workers can connect; raise the limit (ulimit -Hn, LimitNOFILE= in systemd)");
+    } else {
+        tracing::debug!("open-file limit: {open}");
     }
 }
 

@@ -105,6 +105,11 @@ pub struct Refusals {
     pub join_rate: u64,
     /// `stats` reports among `not_joined`: never merged.
     pub stats_not_joined: u64,
+    /// `stats` reports of a joined worker that were merged already: sent
+    /// again after a reconnect (not counted in [`Refusals::total`]: nothing
+    /// hostile about them).
+    #[serde(default)]
+    pub duplicate_stats: u64,
 }
 
 impl Refusals {

@@ -87,7 +87,8 @@ impl Master {
                         );
                     }
                 }
-                self.send(id, ToWorker::Heartbeat);
+                let stats_seq = self.registry.get_mut(id).map(|node| node.stats_seq);
+                self.send(id, ToWorker::Heartbeat { stats_seq });
                 if was == NodeState::Missing {
                     // As Locust does: a fresh dispatch, so the users it
                     // still runs and those the others took over never
@@ -113,11 +114,18 @@ impl Master {
                 }
             }
             ToMaster::Stats(report) => {
-                self.stats.merge_report(&report, now_epoch());
-                if let Some(node) = self.registry.get_mut(id) {
-                    node.user_count = report.user_count;
-                    node.user_classes_count = report.user_classes_count;
+                let Some(node) = self.registry.get_mut(id) else {
+                    return;
+                };
+                // Sent again after a reconnect, and merged the first time.
+                if report.seq.is_some_and(|seq| seq <= node.stats_seq) {
+                    self.refused.duplicate_stats += 1;
+                    return;
                 }
+                node.stats_seq = report.seq.unwrap_or(node.stats_seq);
+                self.stats.merge_report(&report, now_epoch());
+                node.user_count = report.user_count;
+                node.user_classes_count = report.user_classes_count;
             }
             ToMaster::Exception {
                 msg,

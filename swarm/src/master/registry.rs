@@ -72,6 +72,9 @@ pub struct WorkerNode {
     pub last_heartbeat: Instant,
     /// Whether it answered the last `stop` (`client_stopped`).
     pub stopped_ack: bool,
+    /// The newest `stats` report (by its `seq`) merged from it; kept when
+    /// it joins again, so a report it sends twice counts once.
+    pub stats_seq: u64,
 }
 
 /// All known workers, by node id. State changes go through its methods,
@@ -120,6 +123,7 @@ impl Registry {
                 memory_usage: 0,
                 last_heartbeat: now,
                 stopped_ack: false,
+                stats_seq: 0,
             },
         );
         index

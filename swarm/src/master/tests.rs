@@ -499,7 +499,7 @@ async fn joins_in_a_burst_cost_one_round_of_orders() {
     // before a stop the test sends now.
     fleet.handle().stop().await.expect("stops");
     let (_, next) = fleet
-        .expect(|to, m| to == "w1" && !matches!(m, ToWorker::Heartbeat))
+        .expect(|to, m| to == "w1" && !matches!(m, ToWorker::Heartbeat { .. }))
         .await;
     assert!(matches!(next, ToWorker::Stop), "{next:?}");
 }
@@ -527,4 +527,31 @@ async fn joins_over_the_rate_of_one_address_are_refused() {
         .await;
     assert!(snapshot.refused.join_rate > 0, "{:?}", snapshot.refused);
     assert!(snapshot.workers.len() >= crate::master::JOIN_BURST as usize);
+}
+
+#[tokio::test]
+async fn a_report_is_merged_once_and_heartbeats_say_which() {
+    let mut fleet = two_workers_running_ten().await;
+    let feeder = fleet.feeder.clone();
+    let numbered = |seq: u64| {
+        let mut report = report_of(10);
+        report.seq = Some(seq);
+        ToMaster::Stats(Box::new(report))
+    };
+    feeder.feed("w1", numbered(1)).await;
+    feeder.feed("w1", numbered(2)).await;
+    // Sent again after a reconnect: merged once.
+    feeder.feed("w1", numbered(2)).await;
+    // A Locust worker's reports carry no number: each counts.
+    feeder
+        .feed("w2", ToMaster::Stats(Box::new(report_of(5))))
+        .await;
+    let snapshot = fleet
+        .wait_for("the reports merged", |s| s.stats.total.num_requests >= 25)
+        .await;
+    assert_eq!(snapshot.stats.total.num_requests, 25);
+    assert_eq!(snapshot.refused.duplicate_stats, 1);
+    fleet
+        .expect(|to, m| to == "w1" && matches!(m, ToWorker::Heartbeat { stats_seq: Some(2) }))
+        .await;
 }

@@ -203,7 +203,12 @@ pub enum ToWorker {
         index: u64,
     },
     /// The master's reply to a worker's heartbeat: it is still there.
-    Heartbeat,
+    Heartbeat {
+        /// Our extension: the newest `stats` report (by its `seq`) the
+        /// master has merged from this worker, so the worker can let go of
+        /// its copy. `None` from a Locust master (nil data).
+        stats_seq: Option<u64>,
+    },
     /// Run this many users per class.
     Spawn(SpawnOrder),
     /// The whole swarm reached its target.
@@ -504,7 +509,11 @@ impl ToWorker {
                         .unwrap_or(0),
                 }
             }
-            "heartbeat" => ToWorker::Heartbeat,
+            "heartbeat" => ToWorker::Heartbeat {
+                stats_seq: f(&env.data, "heartbeat data")
+                    .ok()
+                    .and_then(|fields| fields.get("stats_seq").and_then(crate::stats::wire_u64)),
+            },
             "spawn" => {
                 let fields = f(&env.data, "spawn data").map_err(wire)?;
                 let timestamp = fields.f64("timestamp").map_err(wire)?;
@@ -548,7 +557,11 @@ impl ToWorker {
     pub fn to_wire(&self, node_id: &str) -> Vec<u8> {
         let (kind, data) = match self {
             ToWorker::Ack { index } => ("ack", map(vec![("index", (*index).into())])),
-            ToWorker::Heartbeat => ("heartbeat", Value::Nil),
+            ToWorker::Heartbeat { stats_seq } => (
+                "heartbeat",
+                // Locust sends nil, and its workers read no data here.
+                stats_seq.map_or(Value::Nil, |seq| map(vec![("stats_seq", seq.into())])),
+            ),
             ToWorker::Spawn(order) => (
                 "spawn",
                 map(vec![
@@ -649,7 +662,10 @@ mod tests {
         });
         for message in [
             ToWorker::Ack { index: 2 },
-            ToWorker::Heartbeat,
+            ToWorker::Heartbeat { stats_seq: None },
+            ToWorker::Heartbeat {
+                stats_seq: Some(41),
+            },
             spawn,
             ToWorker::Stop,
             ToWorker::Quit,
@@ -910,6 +926,7 @@ mod tests {
                         errors: errors.into_iter().map(|e| (e.wire_key(), e)).collect(),
                         user_classes_count: classes,
                         user_count,
+                        seq: None,
                     }
                 })
         }

@@ -25,6 +25,12 @@ pub struct StatsReport {
     pub user_classes_count: BTreeMap<String, u64>,
     /// Users running now on the worker, all classes (not a delta).
     pub user_count: u64,
+    /// Our extension (`seq`, which a Locust master ignores): the report's
+    /// number, counting from 1 per worker process. A master merges each
+    /// number once, so a report sent again after a reconnect (its first
+    /// copy may or may not have arrived) is never counted twice. `None`
+    /// from Locust workers.
+    pub seq: Option<u64>,
 }
 
 impl StatsReport {
@@ -370,7 +376,7 @@ pub(crate) fn value_text(v: &Value, max: usize) -> String {
 impl StatsReport {
     /// This report as the `data` of a Locust `stats` message.
     pub fn to_value(&self) -> Value {
-        Value::Map(vec![
+        let mut fields = vec![
             (
                 "stats".into(),
                 Value::Array(self.stats.iter().map(StatsEntry::to_value).collect()),
@@ -390,7 +396,11 @@ impl StatsReport {
                 str_map(&self.user_classes_count),
             ),
             ("user_count".into(), self.user_count.into()),
-        ])
+        ];
+        if let Some(seq) = self.seq {
+            fields.push(("seq".into(), seq.into()));
+        }
+        Value::Map(fields)
     }
 
     /// Reads the `data` of a `stats` message from a Locust or swarm worker.
@@ -415,6 +425,7 @@ impl StatsReport {
                 .collect::<Result<_, WireError>>()?,
             user_classes_count: f.counts("user_classes_count")?,
             user_count: f.u64("user_count")?,
+            seq: f.get("seq").and_then(as_u64),
         })
     }
 }
@@ -444,6 +455,7 @@ mod tests {
             errors: [(error.wire_key(), error)].into_iter().collect(),
             user_classes_count: [("WebsiteUser".to_string(), 5)].into_iter().collect(),
             user_count: 5,
+            seq: Some(3),
         };
         let back = StatsReport::from_value(&report.to_value()).expect("decodes");
         assert_eq!(back, report);

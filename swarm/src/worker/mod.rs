@@ -19,7 +19,7 @@ pub mod spot;
 mod tap;
 mod user_client;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,6 +145,20 @@ pub struct Worker {
     /// Measured but not delivered yet (the link was down, or the master had
     /// not taken us back): sent as soon as it can be.
     held: Option<StatsReport>,
+    /// The number the next report sent gets (its `seq`).
+    next_seq: u64,
+    /// Reports sent on this connection that the master has not said it
+    /// merged yet (our master's heartbeat says which it has); at most
+    /// [`IN_FLIGHT`] of them.
+    in_flight: VecDeque<StatsReport>,
+    /// Reports to send again, as they were, once joined anew: their first
+    /// copy went out on a connection that broke before the master said it
+    /// had them. The master merges a number once.
+    resend: VecDeque<StatsReport>,
+    /// Whether the master says which reports it merged: `None` until its
+    /// first heartbeat answer, `Some(false)` for a Locust master (reports
+    /// are then let go once sent, as Locust's workers do).
+    master_acks: Option<bool>,
     /// When the last `client_ready` went out, so a burst of `reconnect`s
     /// (one per heartbeat) does not make a burst of joins.
     ready_sent: Option<Instant>,
@@ -170,6 +184,10 @@ impl Worker {
             started: Instant::now(),
             joined: false,
             held: None,
+            next_seq: 1,
+            in_flight: VecDeque::new(),
+            resend: VecDeque::new(),
+            master_acks: None,
             ready_sent: None,
         })
     }
@@ -200,8 +218,10 @@ impl Worker {
                     if changed.is_err() {
                         break WorkerExit::MasterLost;
                     }
-                    // A new connection may lead to a new master: join it.
+                    // A new connection may lead to a new master: join it,
+                    // and send again what the old one did not confirm.
                     self.joined = false;
+                    self.resend_unconfirmed();
                     self.join();
                 }
                 frame = self.link.incoming.recv() => {
@@ -323,8 +343,8 @@ impl Worker {
                 self.joined = true;
                 self.deliver();
             }
-            ToWorker::Heartbeat | ToWorker::SpawningComplete { .. } | ToWorker::UpdateUserClass => {
-            }
+            ToWorker::Heartbeat { stats_seq } => self.confirmed(stats_seq),
+            ToWorker::SpawningComplete { .. } | ToWorker::UpdateUserClass => {}
             ToWorker::Spawn(order) => self.on_spawn(order).await?,
             ToWorker::Stop => {
                 let report = self.goose.stop().await?;
@@ -341,6 +361,7 @@ impl Worker {
                 // The master does not know us (it restarted, or forgot us):
                 // join again, unless a `client_ready` is already on its way.
                 self.joined = false;
+                self.resend_unconfirmed();
                 if self
                     .ready_sent
                     .is_none_or(|at| at.elapsed() > READY_PATIENCE)
@@ -464,21 +485,81 @@ impl Worker {
         }
     }
 
-    /// Sends what is held, if the master will count it now.
+    /// Sends what is held, if the master will count it now: first the
+    /// reports to send again (as they were), then a new one.
     fn deliver(&mut self) {
         if !self.joined {
             return;
+        }
+        while let Some(report) = self.resend.pop_front() {
+            if !self.send_report(&report) {
+                self.resend.push_front(report);
+                return;
+            }
+            self.track(report);
         }
         let Some(mut report) = self.held.take() else {
             return;
         };
         report.user_classes_count = self.classes.clone();
         report.user_count = self.goose.users();
-        let bytes = Bytes::from(ToMaster::Stats(Box::new(report.clone())).to_wire(&self.node_id));
-        if let Err(err) = self.link.outgoing.try_send(bytes) {
-            tracing::debug!("stats kept for later: {err}");
+        report.seq = Some(self.next_seq);
+        if self.send_report(&report) {
+            self.next_seq += 1;
+            self.track(report);
+        } else {
+            report.seq = None;
             self.held = Some(report);
         }
+    }
+
+    /// Queues one report; false (and it stays with the caller) when the
+    /// link cannot take it now.
+    fn send_report(&self, report: &StatsReport) -> bool {
+        let bytes = Bytes::from(ToMaster::Stats(Box::new(report.clone())).to_wire(&self.node_id));
+        match self.link.outgoing.try_send(bytes) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::debug!("stats kept for later: {err}");
+                false
+            }
+        }
+    }
+
+    /// Keeps a sent report until the master says it merged it, unless the
+    /// master never says so (a Locust master).
+    fn track(&mut self, report: StatsReport) {
+        if self.master_acks == Some(false) {
+            return;
+        }
+        if self.in_flight.len() == IN_FLIGHT {
+            // A minute of reports unconfirmed: the oldest is let go.
+            self.in_flight.pop_front();
+        }
+        self.in_flight.push_back(report);
+    }
+
+    /// The master's heartbeat answer: which reports it has merged.
+    fn confirmed(&mut self, stats_seq: Option<u64>) {
+        match stats_seq {
+            Some(merged) => {
+                self.master_acks = Some(true);
+                self.in_flight
+                    .retain(|report| report.seq.is_some_and(|seq| seq > merged));
+            }
+            None => {
+                self.master_acks = Some(false);
+                self.in_flight.clear();
+            }
+        }
+    }
+
+    /// The connection broke, or the master forgot us: what it did not
+    /// confirm goes out again once joined.
+    fn resend_unconfirmed(&mut self) {
+        self.resend.extend(self.in_flight.drain(..));
+        // The master there may be another, Locust's even: ask it anew.
+        self.master_acks = None;
     }
 
     /// (Re)starts the heartbeat task on the current link.
@@ -511,10 +592,15 @@ impl Worker {
             }
             Err(err) => tracing::warn!("could not read goose's last metrics: {err}"),
         }
-        if let Some(held) = self.held.as_ref().filter(|h| !h.is_empty()) {
+        let unsent: u64 = self
+            .held
+            .iter()
+            .chain(&self.resend)
+            .map(|report| report.stats_total.num_requests)
+            .sum();
+        if unsent > 0 {
             tracing::warn!(
-                "{} requests measured here never reached a master (it was not there to take them)",
-                held.stats_total.num_requests
+                "{unsent} requests measured here never reached a master (it was not there to take them)"
             );
         }
         self.send(ToMaster::Quit {
@@ -548,6 +634,9 @@ impl Worker {
 /// The most queued messages from the master read in one go: the whole
 /// queue of the connection.
 const BATCH: usize = 1024;
+
+/// Reports kept until the master confirms them: a minute of them.
+const IN_FLIGHT: usize = 20;
 
 /// How long a leaving worker waits for its last messages to go out.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
