@@ -22,7 +22,7 @@ fn msgpack(value: &Value) -> Bytes {
 /// Every kind of bad frame, from a rogue peer that speaks ZeroMQ. Returns
 /// the rogue's link: keep it until the master has read the frames.
 async fn send_hostile_frames(port: u16) -> WorkerLink {
-    let mut rogue = connect_worker("127.0.0.1", port, "rogue_0123").expect("rogue identity");
+    let mut rogue = connect_worker("127.0.0.1", port, "rogue_0123", None).expect("rogue identity");
     tokio::time::timeout(
         Duration::from_secs(10),
         rogue.connected.wait_for(|count| *count > 0),

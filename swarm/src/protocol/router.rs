@@ -21,8 +21,9 @@ use tokio::io::{AsyncRead, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use super::secret::JoinSecret;
 use super::transport::{write_loop, Frame, Out, TransportError, MAX_FRAME, QUEUE};
-use super::zmtp::{self, Incoming, ZmtpError};
+use super::zmtp::{self, Incoming, Mechanism, ZmtpError};
 
 /// How often a peer whose queue overflows is warned about.
 const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -147,8 +148,12 @@ pub struct MasterLink {
 }
 
 /// Binds `host:port` (`*` means every interface) and starts accepting
-/// workers.
-pub async fn bind_master(host: &str, port: u16) -> Result<MasterLink, TransportError> {
+/// workers: with `secret`, only those presenting it (ZMTP PLAIN).
+pub async fn bind_master(
+    host: &str,
+    port: u16,
+    secret: Option<JoinSecret>,
+) -> Result<MasterLink, TransportError> {
     let host = if host == "*" { "0.0.0.0" } else { host };
     let endpoint = format!("{host}:{port}");
     let bind_error = |source| TransportError::Bind {
@@ -159,7 +164,12 @@ pub async fn bind_master(host: &str, port: u16) -> Result<MasterLink, TransportE
     let port = listener.local_addr().map_err(bind_error)?.port();
     let routes = Arc::new(Routes::default());
     let (in_tx, incoming) = mpsc::channel(QUEUE);
-    tokio::spawn(accept_loop(listener, routes.clone(), in_tx));
+    tokio::spawn(accept_loop(
+        listener,
+        routes.clone(),
+        in_tx,
+        Arc::new(Mechanism::server(secret)),
+    ));
     Ok(MasterLink {
         incoming,
         outgoing: RouterSender {
@@ -191,13 +201,18 @@ pub fn memory_master_link(
     (link, in_tx, out_rx)
 }
 
-async fn accept_loop(listener: TcpListener, routes: Arc<Routes>, in_tx: mpsc::Sender<Frame>) {
+async fn accept_loop(
+    listener: TcpListener,
+    routes: Arc<Routes>,
+    in_tx: mpsc::Sender<Frame>,
+    mechanism: Arc<Mechanism>,
+) {
     loop {
         tokio::select! {
             _ = in_tx.closed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    tokio::spawn(serve(stream, addr, routes.clone(), in_tx.clone()));
+                    tokio::spawn(serve(stream, addr, routes.clone(), in_tx.clone(), mechanism.clone()));
                 }
                 Err(err) => {
                     // Out of file descriptors, typically: wait, do not spin.
@@ -224,12 +239,13 @@ async fn serve(
     addr: SocketAddr,
     routes: Arc<Routes>,
     in_tx: mpsc::Sender<Frame>,
+    mechanism: Arc<Mechanism>,
 ) {
     let _ = stream.set_nodelay(true);
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let ready = tokio::select! {
-        ready = zmtp::handshake(&mut r, &mut w, "ROUTER", None) => ready,
+        ready = zmtp::handshake(&mut r, &mut w, "ROUTER", None, &mechanism) => ready,
         _ = in_tx.closed() => return,
     };
     let ready = match ready {
