@@ -315,9 +315,9 @@ async fn a_master_that_never_reads_fills_the_worker_queue() {
     let port = listener.local_addr().expect("addr").port();
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.expect("accept");
+        s.write_all(&raw_greeting()).await.expect("greeting");
         let mut theirs = [0u8; 64];
         s.read_exact(&mut theirs).await.expect("greeting");
-        s.write_all(&raw_greeting()).await.expect("greeting");
         let mut ready = b"\x05READY\x0bSocket-Type\x00\x00\x00\x06ROUTER".to_vec();
         ready.splice(0..0, [0x04, ready.len() as u8]);
         s.write_all(&ready).await.expect("ready");

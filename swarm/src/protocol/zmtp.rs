@@ -10,7 +10,8 @@
 //! mechanism differs from ours is refused with
 //! [`ZmtpError::Unauthenticated`], saying which side lacks the secret;
 //! like libzmq, we close without an ERROR then (the peer learns the
-//! mismatch from our greeting).
+//! mismatch from our greeting). Greetings go in two steps, as libzmq
+//! sends them, so the peer's mechanism is read before it can hang up.
 //!
 //! Every size a peer announces is checked against a cap *before* anything is
 //! allocated for it, and a frame's body is read as it arrives (a peer that
@@ -180,6 +181,38 @@ pub(crate) fn check_greeting(g: &[u8; 64]) -> Result<Greeting, ZmtpError> {
         minor: g[11],
         mechanism: name,
     })
+}
+
+/// The greeting's first part: the signature (10 bytes) and the major
+/// version. libzmq sends the rest of its greeting only once it has read
+/// this much of ours, and reads our mechanism only after that.
+const GREETING_HEAD: usize = 11;
+
+/// Exchanges greetings in two steps, as libzmq does: our signature and
+/// major version, then theirs; then the rest of ours, then theirs. So the
+/// peer's mechanism is always read, even from a libzmq peer that hangs up
+/// as soon as it sees ours is not its own.
+async fn exchange_greetings<R, W>(
+    r: &mut R,
+    w: &mut W,
+    mechanism: &Mechanism,
+) -> Result<Greeting, ZmtpError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ours = greeting(mechanism);
+    w.write_all(&ours[..GREETING_HEAD]).await?;
+    let mut theirs = [0u8; 64];
+    r.read_exact(&mut theirs[..GREETING_HEAD]).await?;
+    if theirs[0] != 0xFF || theirs[9] & 0x01 == 0 {
+        return Err(ZmtpError::Protocol(
+            "not a ZMTP 3 greeting (bad signature)".into(),
+        ));
+    }
+    w.write_all(&ours[GREETING_HEAD..]).await?;
+    r.read_exact(&mut theirs[GREETING_HEAD..]).await?;
+    check_greeting(&theirs)
 }
 
 /// The refusal when the peer's mechanism is not ours: which side lacks the
@@ -466,8 +499,7 @@ pub(crate) struct PeerReady {
 }
 
 /// Runs the greeting and the handshake of `mechanism` (bounded by
-/// [`HANDSHAKE_TIMEOUT`]): sends our greeting whole first, then reads the
-/// peer's. A `ROUTER` end is the master in the messages of
+/// [`HANDSHAKE_TIMEOUT`]). A `ROUTER` end is the master in the messages of
 /// [`ZmtpError::Unauthenticated`].
 pub(crate) async fn handshake<R, W>(
     r: &mut R,
@@ -481,10 +513,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let exchange = async {
-        w.write_all(&greeting(mechanism)).await?;
-        let mut theirs = [0u8; 64];
-        r.read_exact(&mut theirs).await?;
-        let peer = check_greeting(&theirs)?;
+        let peer = exchange_greetings(r, w, mechanism).await?;
         if peer.mechanism.as_bytes() != mechanism.name() {
             return Err(mismatch(
                 mechanism,

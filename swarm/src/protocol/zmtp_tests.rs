@@ -297,10 +297,10 @@ async fn plain_server_facing_raw_peer(
         let (mut r, mut w) = tokio::io::split(ours);
         handshake(&mut r, &mut w, "ROUTER", None, &mechanism).await
     });
-    let mut theirs = [0u8; 64];
-    raw.read_exact(&mut theirs).await.expect("server greeting");
     let client = greeting(&Mechanism::PlainClient(secret("x")));
     raw.write_all(&client).await.expect("client greeting");
+    let mut theirs = [0u8; 64];
+    raw.read_exact(&mut theirs).await.expect("server greeting");
     (server, raw)
 }
 
@@ -387,11 +387,11 @@ async fn a_libzmq_error_after_hello_is_a_refusal() {
         let (mut r, mut w) = tokio::io::split(ours);
         handshake(&mut r, &mut w, "DEALER", Some(b"node_1"), &mechanism).await
     });
-    let mut theirs = [0u8; 64];
-    raw.read_exact(&mut theirs).await.expect("client greeting");
     raw.write_all(&greeting(&Mechanism::PlainServer(secret("other"))))
         .await
         .expect("server greeting");
+    let mut theirs = [0u8; 64];
+    raw.read_exact(&mut theirs).await.expect("client greeting");
     let Incoming::Command(hello) = read_incoming(&mut raw, 0).await.expect("hello") else {
         panic!("not a command");
     };
@@ -401,4 +401,37 @@ async fn a_libzmq_error_after_hello_is_a_refusal() {
         .expect("libzmq's ERROR");
     let why = refusal(client.await.expect("client task"));
     assert!(why.contains("\"400\""), "{why}");
+}
+
+#[tokio::test]
+async fn a_libzmq_peer_gets_our_greeting_in_two_steps_and_its_mechanism_is_read() {
+    // As libzmq (a stock Locust worker) does: its signature at once, its
+    // major version once it has our signature, the rest once it has our
+    // major version; it hangs up as soon as it reads a mechanism not its own.
+    let (ours, mut raw) = tokio::io::duplex(1 << 16);
+    let mechanism = Mechanism::server(Some(secret("s")));
+    let server = tokio::spawn(async move {
+        let (mut r, mut w) = tokio::io::split(ours);
+        handshake(&mut r, &mut w, "ROUTER", None, &mechanism).await
+    });
+    let null = greeting(&Mechanism::Null);
+    raw.write_all(&null[..10]).await.expect("signature");
+    let mut head = [0u8; 11];
+    raw.read_exact(&mut head)
+        .await
+        .expect("our signature and major");
+    assert_eq!((head[0], head[9], head[10]), (0xFF, 0x7F, 3));
+    raw.write_all(&null[10..])
+        .await
+        .expect("the rest of theirs");
+    let mut rest = [0u8; 53];
+    raw.read_exact(&mut rest).await.expect("the rest of ours");
+    assert_eq!(&rest[1..6], b"PLAIN");
+    drop(raw);
+    let why = refusal(server.await.expect("server task"));
+    assert!(
+        why.starts_with("the peer has no join secret (it speaks ZMTP NULL)")
+            && why.contains("stock Locust worker"),
+        "{why}"
+    );
 }
