@@ -60,12 +60,13 @@ impl fmt::Display for SecretOrigin {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     /// The file could not be read.
-    #[error("cannot read the join secret file {}: {source}: write the secret on one line there (e.g. `openssl rand -hex 16 > FILE && chmod 600 FILE`), or pass another --join-secret-file", path.display())]
+    #[error("cannot read the join secret file {}: {cause}: write the secret on one line there (e.g. `openssl rand -hex 16 > FILE && chmod 600 FILE`), or pass another --join-secret-file", path.display())]
     Read {
         /// The file named by `--join-secret-file`.
         path: PathBuf,
-        /// Why reading failed.
-        source: std::io::Error,
+        /// Why reading failed (in the message, so not a `source` as well:
+        /// an error chain would say it twice).
+        cause: std::io::Error,
     },
     /// Nothing in it.
     #[error("{0} is empty: put the secret there (1 to {MAX_JOIN_SECRET} visible ASCII characters, e.g. 32 hex digits)")]
@@ -100,9 +101,9 @@ impl JoinSecret {
     /// Reads the secret from `path`: one line, its trailing newline (`\n`
     /// or `\r\n`) dropped. Warns when other users may read the file.
     pub fn from_file(path: &Path) -> Result<JoinSecret, SecretError> {
-        let read = |source| SecretError::Read {
+        let read = |cause| SecretError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let meta = std::fs::metadata(path).map_err(read)?;
         // A secret file is small: a huge one is a mistake, never read whole.
