@@ -164,6 +164,11 @@ fn workers_with_a_wrong_secret_or_none_are_refused_and_say_why() {
         master.logs()
     );
     assert_eq!(api.requests().workers.len(), 1, "still only the right one");
+    // It said why once, not at every retry.
+    let told = strip_ansi(&wrong_worker.stderr())
+        .matches("the master refused this worker's join secret")
+        .count();
+    assert_eq!(told, 1, "{}", wrong_worker.stderr());
 }
 
 /// Joins a master as a pyzmq DEALER with PLAIN credentials (any username):
