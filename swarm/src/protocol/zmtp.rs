@@ -304,8 +304,11 @@ pub(crate) fn error_reason(body: &[u8]) -> Option<String> {
         .or_else(|| body.strip_prefix(b"\x5eRROR"))?;
     let reason = match take_short_string(data, "ERROR") {
         Ok((reason, _)) => reason,
-        // A reason cut short is still worth showing.
-        Err(_) => data.get(1..).unwrap_or_default(),
+        // A reason cut short is still worth showing, as a short string.
+        Err(_) => {
+            let rest = data.get(1..).unwrap_or_default();
+            &rest[..rest.len().min(255)]
+        }
     };
     Some(String::from_utf8_lossy(reason).into_owned())
 }
@@ -459,7 +462,7 @@ async fn read_metadata<R: AsyncRead + Unpin>(
     let body = read_command(r, MAX_COMMAND, expected).await?;
     if let Some(reason) = error_reason(&body) {
         return Err(ZmtpError::Protocol(format!(
-            "peer refused the handshake: {reason}"
+            "peer refused the handshake: {reason:?}"
         )));
     }
     let (name, data) = parse_command(&body)?;
