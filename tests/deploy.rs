@@ -141,6 +141,37 @@ fn workers_of(master: &str) -> Vec<String> {
         .collect()
 }
 
+/// The join secret the deploy left on `hosts`: the same on each, in
+/// `/opt/spotload/join-secret`, owned by root and readable by root only.
+fn join_secret_on(hosts: &[harness::netns::NetHost]) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = Vec::new();
+    for host in hosts {
+        let path = host.opt_dir().join("spotload/join-secret");
+        let meta = fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{} on {}: {e}", path.display(), host.hostname()));
+        assert_eq!(meta.mode() & 0o777, 0o600, "{}", host.hostname());
+        assert_eq!(meta.uid(), 0, "{}", host.hostname());
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let secret = text.trim_end().to_string();
+        assert!(
+            secret.len() == 32 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+            "32 hex digits, one line: {text:?}"
+        );
+        seen.push(secret);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "one secret for the whole fleet");
+    seen.remove(0)
+}
+
+/// A process's command line, its arguments separated by spaces.
+fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .unwrap_or_default()
+}
+
 #[test]
 fn inventory_deploy_twice_then_ramp_through_the_master() {
     let keys = Keys::new();
@@ -219,6 +250,23 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
     let count = |i: usize, word: &str| hosts[i].processes(word).len();
     let master_pid = hosts[1].processes("bin/loadtest master");
     assert_eq!(master_pid.len(), 1);
+    // The workers above joined with the deploy's join secret: a root-only
+    // file on the master and worker hosts, named on their command lines,
+    // the secret itself in no command line and no output.
+    let secret = join_secret_on(&hosts[1..]);
+    assert!(
+        !hosts[0].opt_dir().join("spotload/join-secret").exists(),
+        "the webserver has no use for it"
+    );
+    for (i, word) in [(1, "bin/loadtest master"), (2, "bin/loadtest worker")] {
+        let line = cmdline(hosts[i].processes(word)[0]);
+        assert!(
+            line.contains("--join-secret-file /opt/spotload/join-secret"),
+            "{line}"
+        );
+        assert!(!line.contains(&secret), "{line}");
+    }
+    assert!(!first.stderr.contains(&secret) && !first.stdout.contains(&secret));
     let worker_pid = hosts[2].processes("bin/loadtest worker");
 
     // Again: binaries replaced, everything restarted, nothing doubled.
@@ -234,6 +282,7 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
     assert_ne!(hosts[1].processes("bin/loadtest master"), master_pid);
     assert_ne!(hosts[2].processes("bin/loadtest worker"), worker_pid);
     assert_eq!(workers_of(&master).len(), 2);
+    assert_ne!(join_secret_on(&hosts[1..]), secret, "one secret per deploy");
 
     // A headless ramp through the master's API; nginx's log shows the load.
     let access_log = hosts[0].opt_dir().join("spotload/nginx/access.log");

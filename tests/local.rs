@@ -1,7 +1,9 @@
 //! `spotload local` as a user runs it: the whole fleet on this machine, the
-//! UI answering with its workers, load reaching the target, and Ctrl-C
-//! leaving no process behind.
+//! UI answering with its workers, load reaching the target, the run's
+//! join secret private and gone with it, and Ctrl-C leaving no process
+//! behind.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -101,6 +103,41 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
     wait_until(Duration::from_secs(20), "requests", || {
         (api.total_requests() > 500).then_some(())
     });
+    // The run's join secret: a private file every loadtest process is
+    // given by path, and the master admits only workers presenting it.
+    let secret_dir = std::env::temp_dir().join(format!("spotload-run-{}-0", local.pid()));
+    let secret_file = secret_dir.join("join-secret");
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    assert_eq!(mode(&secret_dir), 0o700);
+    assert_eq!(mode(&secret_file), 0o600);
+    let secret = std::fs::read_to_string(&secret_file).unwrap_or_default();
+    let given = format!("--join-secret-file {}", secret_file.display());
+    let loadtests: Vec<String> = descendants(local.pid())
+        .iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|line| line.contains("loadtest"))
+        .collect();
+    assert_eq!(
+        loadtests.len(),
+        3,
+        "a master and two workers: {loadtests:?}"
+    );
+    for line in &loadtests {
+        assert!(line.contains(&given), "{line}");
+        assert!(!line.contains(secret.trim()), "the secret is in no argv");
+    }
+    assert!(
+        local
+            .stderr()
+            .contains("workers must present the join secret (ZMTP PLAIN)"),
+        "{}",
+        local.stderr()
+    );
 
     // The master, two workers and nginx (with its own workers), all below spotload.
     let family = descendants(local.pid());
@@ -124,6 +161,7 @@ fn local_fleet_runs_and_ctrl_c_leaves_no_orphans() {
         "every process spotload started to be gone",
         || (!family.iter().any(|pid| alive(*pid))).then_some(()),
     );
+    assert!(!secret_dir.exists(), "the run's secret is removed with it");
     assert!(
         local.stdout().contains("Aggregated"),
         "the master's summary is printed on Ctrl-C:\n{}",

@@ -26,7 +26,7 @@ fn msgpack(value: &Value) -> Bytes {
 
 /// A rogue peer that speaks ZeroMQ, connected as `node`.
 async fn rogue(port: u16, node: &str) -> WorkerLink {
-    let mut rogue = connect_worker("127.0.0.1", port, node).expect("rogue identity");
+    let mut rogue = connect_worker("127.0.0.1", port, node, None).expect("rogue identity");
     tokio::time::timeout(
         Duration::from_secs(10),
         rogue.connected.wait_for(|count| *count > 0),

@@ -141,7 +141,7 @@ async fn send_waiting(outgoing: &DealerSender, payload: Bytes) -> Result<(), Sen
 impl FakeWorker {
     async fn join(port: u16, index: u64, stop: Arc<AtomicBool>) -> FakeWorker {
         let node_id = swarm::protocol::new_node_id();
-        let mut link = connect_worker("127.0.0.1", port, &node_id).expect("a valid node id");
+        let mut link = connect_worker("127.0.0.1", port, &node_id, None).expect("a valid node id");
         tokio::time::timeout(
             Duration::from_secs(10),
             link.connected.wait_for(|count| *count > 0),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use swarm::cli::parse::parse_positive_time;
+use swarm::protocol::JoinSecret;
 
 use super::launch::LaunchArgs;
 use crate::cloud::FleetPlan;
@@ -145,6 +146,8 @@ impl DeployArgs {
             hosts,
             loadtest,
             web_auth: web_auth.clone(),
+            // A fresh one each deploy: every worker gets it with its master.
+            join_secret: JoinSecret::generate(),
             known_hosts: KnownHosts::new(known_hosts),
             limits,
             join_timeout: self.join_timeout,

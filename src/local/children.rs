@@ -74,7 +74,12 @@ impl Children {
         stdout: std::process::Stdio,
     ) -> anyhow::Result<ChildId> {
         let mut command = tied_to_parent(program);
-        command.args(args).stdout(stdout);
+        // The run passes its own secret file; one in spotload's environment
+        // is not for these children.
+        command
+            .args(args)
+            .stdout(stdout)
+            .env_remove(swarm::protocol::JOIN_SECRET_ENV);
         let child = command
             .spawn()
             .with_context(|| format!("cannot start the {name} ({})", program.display()))?;

@@ -2,9 +2,11 @@
 //! target web server, a `loadtest master` with the UI and N `loadtest
 //! worker`s. Every process it starts is stopped when it ends (Ctrl-C or
 //! SIGTERM, a child failing, or spotload itself killed: children get
-//! SIGTERM then).
+//! SIGTERM then). Each run has a join secret of its own ([`RunSecret`]):
+//! only the workers started here can join its master.
 
 mod children;
+mod secret;
 mod target;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ use anyhow::Context;
 use swarm::shutdown::Reason;
 
 pub use children::Children;
+pub use secret::RunSecret;
+use swarm::cli::flags::JoinSecretFlags;
 pub use target::{Target, TargetKind};
 
 /// What to run locally.
@@ -58,27 +62,30 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
         Some(url) => Target::external(url),
         None => Target::start().await?,
     };
+    // Removed (with its directory) when the run ends, after the children.
+    let secret = RunSecret::create()?;
+    let secret_flags = JoinSecretFlags::file(secret.file()).to_args();
     let mut children = Children::default();
-    let master = children.spawn(
-        "master",
-        &plan.loadtest,
-        &master_args(&plan, &target.url),
-        Stdio::inherit(),
-    )?;
+    let mut args = master_args(&plan, &target.url);
+    args.extend(secret_flags.iter().cloned());
+    let master = children.spawn("master", &plan.loadtest, &args, Stdio::inherit())?;
     for i in 0..plan.workers {
         // This machine's fleet is not a spot fleet: no instance metadata to ask.
-        let args = [
+        let mut args: Vec<String> = [
             "worker",
             "--master-host",
             "127.0.0.1",
             "--master-port",
             &plan.master_port.to_string(),
             "--no-spot-watch",
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(secret_flags.iter().cloned());
         children.spawn(
             &format!("worker {}", i + 1),
             &plan.loadtest,
-            &args.map(String::from),
+            &args,
             // A worker's stdout only carries goose's "All N users launched."
             // lines, which would break up the master's tables.
             Stdio::null(),
@@ -119,6 +126,7 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
     };
     children.stop_all(own, Duration::from_secs(5)).await;
     target.stop().await;
+    drop(secret);
     Ok(code)
 }
 

@@ -454,7 +454,11 @@ impl HostJob {
                     .plan
                     .first(Role::Master)
                     .map(|m| m.private_address.clone());
-                let steps = worker_start_steps(&master.unwrap_or_default(), facts.systemd);
+                let steps = worker_start_steps(
+                    &master.unwrap_or_default(),
+                    facts.systemd,
+                    &self.plan.join_secret,
+                );
                 self.steps(session, facts, host_plan, &steps).await
             }
         }
@@ -475,6 +479,7 @@ impl HostJob {
             target_url: target,
             web_auth: self.plan.web_auth.clone(),
             digest: self.plan.loadtest.digest.clone(),
+            join_secret: self.plan.join_secret.clone(),
         }
     }
 

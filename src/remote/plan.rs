@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
+use swarm::protocol::JoinSecret;
 
 use super::expiry::ArmPlan;
 use super::inventory::Entry;
@@ -52,6 +53,9 @@ pub struct DeployPlan {
     pub loadtest: Arc<Shipment>,
     /// `USER:PASS` protecting the master's web UI.
     pub web_auth: Option<String>,
+    /// The secret workers present to join the master: one per deploy,
+    /// written on the master and worker hosts only.
+    pub join_secret: JoinSecret,
     /// The fleet's known_hosts file: host keys are learned on first contact and
     /// checked after.
     pub known_hosts: KnownHosts,

@@ -10,7 +10,8 @@
 //!
 //! Usage: simulate_workers --master HOST:PORT --web URL --master-pid PID
 //!        [--workers 1000] [--window 20] [--join-rate 1000]
-//! Each worker holds a connection: raise the open-file limit first.
+//! Each worker holds a connection: raise the open-file limit first. For a
+//! master with a join secret, set SPOTLOAD_JOIN_SECRET to it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use swarm::protocol::transport::connect_worker;
-use swarm::protocol::{Heartbeat, ToMaster, ToWorker, WorkerState, LOCUST_COMPAT_VERSION};
+use swarm::protocol::{
+    Heartbeat, JoinSecret, ToMaster, ToWorker, WorkerState, LOCUST_COMPAT_VERSION,
+};
 use swarm::stats::{now_epoch, StatsReport};
 use tokio::sync::watch;
 
@@ -31,6 +34,8 @@ struct Plan {
     workers: usize,
     window: Duration,
     join_rate: usize,
+    /// The master's join secret, from SPOTLOAD_JOIN_SECRET.
+    secret: Option<JoinSecret>,
 }
 
 fn plan() -> Result<Plan, String> {
@@ -70,6 +75,7 @@ fn plan() -> Result<Plan, String> {
         workers,
         window: Duration::from_secs(window),
         join_rate,
+        secret: JoinSecret::from_env().map_err(|err| err.to_string())?,
     })
 }
 
@@ -113,7 +119,7 @@ async fn worker(
     sent: Arc<AtomicU64>,
 ) {
     let node_id = node_id(id);
-    let Ok(mut link) = connect_worker(&plan.host, plan.port, &node_id) else {
+    let Ok(mut link) = connect_worker(&plan.host, plan.port, &node_id, plan.secret.clone()) else {
         return;
     };
     while *link.connected.borrow() == 0 {

@@ -1,7 +1,16 @@
 //! The `master` and `worker` recipes: stop what a previous deploy started,
-//! install the binary `ship` brought (checked by digest), start `loadtest
-//! master` (pointed at the webserver) or `loadtest worker` (pointed at the
-//! master), and check them.
+//! install the binary `ship` brought (checked by digest), write the
+//! deploy's join secret, start `loadtest master` (pointed at the webserver)
+//! or `loadtest worker` (pointed at the master), and check them.
+//!
+//! The join secret travels on the step's standard input into a root-only
+//! file ([`JOIN_SECRET_FILE`]) that both read with `--join-secret-file`:
+//! it is in no command line, no unit file and no printed command.
+
+use std::sync::Arc;
+
+use swarm::cli::flags::JoinSecretFlags;
+use swarm::protocol::JoinSecret;
 
 use super::service::Service;
 use super::ship::install_script;
@@ -9,6 +18,10 @@ use super::{Step, MASTER_PORT, WEB_PORT};
 use crate::remote::script::quote;
 
 const BIN: &str = "/opt/spotload/bin/loadtest";
+
+/// Where master and worker hosts keep the deploy's join secret (mode 0600,
+/// owned by root, who runs the services).
+pub const JOIN_SECRET_FILE: &str = "/opt/spotload/join-secret";
 
 /// What the master is started with.
 #[derive(Debug, Clone)]
@@ -19,6 +32,37 @@ pub struct MasterConfig {
     pub web_auth: Option<String>,
     /// SHA-256 of the binary this deploy ships: the one installed.
     pub digest: String,
+    /// The secret workers must present to join (one per deploy).
+    pub join_secret: JoinSecret,
+}
+
+/// `--join-secret-file` with the hosts' secret file, for both services.
+fn join_secret_args() -> Vec<String> {
+    JoinSecretFlags::file(JOIN_SECRET_FILE).to_args()
+}
+
+/// Writes `secret` to [`JOIN_SECRET_FILE`] from the step's standard input:
+/// created under umask 077, then moved into place, so it is never readable
+/// by others, not even for a moment.
+fn join_secret_step(secret: &JoinSecret) -> Step {
+    let file = JOIN_SECRET_FILE;
+    let script = format!(
+        "new={file}.new\n\
+         rm -f \"$new\"\n\
+         mkdir -p \"$(dirname {file})\" && (umask 077 && cat > \"$new\") && chmod 600 \"$new\" \\\n    \
+             && mv -f \"$new\" {file} || {{ echo \"cannot write {file}\" >&2; exit 1; }}\n\
+         [ -s {file} ] || {{ echo \"{file} is empty\" >&2; exit 1; }}\n\
+         echo \"join secret in {file} (mode 0600)\"\n"
+    );
+    let mut step = Step::new(
+        "write the join secret",
+        format!("write {file} (mode 0600) from standard input"),
+        script,
+    );
+    let mut line = secret.reveal().as_bytes().to_vec();
+    line.push(b'\n');
+    step.input = Some(Arc::new(line));
+    step
 }
 
 fn master_service(config: &MasterConfig) -> Service {
@@ -35,6 +79,7 @@ fn master_service(config: &MasterConfig) -> Service {
     if let Some(auth) = &config.web_auth {
         argv.extend(["--web-auth".into(), auth.clone()]);
     }
+    argv.extend(join_secret_args());
     Service {
         name: "master",
         description: "loadtest master (web UI on :8089, workers on :5557)",
@@ -47,17 +92,19 @@ fn master_service(config: &MasterConfig) -> Service {
 }
 
 fn worker_service(master_address: &str) -> Service {
+    let mut argv = vec![
+        BIN.to_string(),
+        "worker".into(),
+        "--master-host".into(),
+        master_address.to_string(),
+        "--master-port".into(),
+        MASTER_PORT.to_string(),
+    ];
+    argv.extend(join_secret_args());
     Service {
         name: "worker",
         description: "loadtest worker",
-        argv: vec![
-            BIN.to_string(),
-            "worker".into(),
-            "--master-host".into(),
-            master_address.to_string(),
-            "--master-port".into(),
-            MASTER_PORT.to_string(),
-        ],
+        argv,
         signature: "bin/loadtest worker".into(),
         // A worker quits when its master does; systemd brings it back to
         // join the next one.
@@ -67,7 +114,8 @@ fn worker_service(master_address: &str) -> Service {
     }
 }
 
-/// Stop the previous master, install the binary, start, check :8089.
+/// Stop the previous master, install the binary, write the join secret,
+/// start, check :8089.
 pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
     let service = master_service(config);
     let auth = config.web_auth.as_deref().map(quote).unwrap_or_default();
@@ -86,6 +134,7 @@ pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
                 install_script(&config.digest)
             ),
         ),
+        join_secret_step(&config.join_secret),
         Step::new(
             "start master",
             service.command_line(systemd),
@@ -110,14 +159,18 @@ pub fn worker_stop_steps(digest: &str) -> Vec<Step> {
     )]
 }
 
-/// Start the worker (once the master runs) and check it stays up.
-pub fn worker_start_steps(master_address: &str, systemd: bool) -> Vec<Step> {
+/// Write the join secret and start the worker (once the master runs),
+/// checking it stays up.
+pub fn worker_start_steps(master_address: &str, systemd: bool, secret: &JoinSecret) -> Vec<Step> {
     let service = worker_service(master_address);
-    vec![Step::new(
-        "start worker",
-        service.command_line(systemd),
-        service.start_script(systemd),
-    )]
+    vec![
+        join_secret_step(secret),
+        Step::new(
+            "start worker",
+            service.command_line(systemd),
+            service.start_script(systemd),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -130,23 +183,82 @@ mod tests {
             target_url: "http://10.0.1.5".into(),
             web_auth: Some("spotload:s3cret".into()),
             digest: "ab".repeat(32),
+            join_secret: JoinSecret::new("join-s3cret").unwrap(),
         };
         let steps = master_steps(&config, false);
-        let start = &steps[1];
+        let start = &steps[2];
         assert_eq!(
             start.command,
-            "/opt/spotload/bin/loadtest master --host http://10.0.1.5 --web-port 8089 --master-bind-port 5557 --web-auth spotload:***"
+            "/opt/spotload/bin/loadtest master --host http://10.0.1.5 --web-port 8089 --master-bind-port 5557 --web-auth spotload:*** --join-secret-file /opt/spotload/join-secret"
         );
-        assert!(steps[2].script.contains("30 spotload:s3cret"));
+        assert!(steps[3].script.contains("30 spotload:s3cret"));
         let systemd = master_steps(&config, true);
-        assert!(systemd[1].script.contains("chmod 600"));
+        assert!(systemd[2].script.contains("chmod 600"));
     }
 
     #[test]
-    fn worker_joins_the_master_address() {
-        let steps = worker_start_steps("10.0.1.6", false);
-        assert!(steps[0]
-            .command
-            .ends_with("worker --master-host 10.0.1.6 --master-port 5557"));
+    fn worker_joins_the_master_address_with_the_secret() {
+        let secret = JoinSecret::new("join-s3cret").unwrap();
+        let steps = worker_start_steps("10.0.1.6", false, &secret);
+        assert!(steps[1].command.ends_with(
+            "worker --master-host 10.0.1.6 --master-port 5557 --join-secret-file /opt/spotload/join-secret"
+        ));
+    }
+
+    /// The secret is only ever on a step's standard input: in no script,
+    /// command, unit file or Debug output.
+    #[test]
+    fn the_join_secret_travels_on_standard_input_only() {
+        let secret = JoinSecret::new("join-s3cret-value").unwrap();
+        let config = MasterConfig {
+            target_url: "http://10.0.1.5".into(),
+            web_auth: None,
+            digest: "ab".repeat(32),
+            join_secret: secret.clone(),
+        };
+        for systemd in [false, true] {
+            let mut steps = master_steps(&config, systemd);
+            steps.extend(worker_start_steps("10.0.1.6", systemd, &secret));
+            let writes: Vec<&Step> = steps
+                .iter()
+                .filter(|s| s.name == "write the join secret")
+                .collect();
+            assert_eq!(writes.len(), 2, "{steps:?}");
+            for step in &steps {
+                let shown = format!("{} {} {} {step:?}", step.name, step.command, step.script);
+                assert!(!shown.contains("join-s3cret-value"), "{shown}");
+            }
+            let input = writes[0].input.as_deref().cloned().unwrap_or_default();
+            assert_eq!(input, b"join-s3cret-value\n");
+        }
+    }
+
+    /// The write step, run by a real shell with the file under a temp dir:
+    /// the file holds the secret, mode 0600, and a rerun replaces it.
+    #[tokio::test]
+    async fn the_join_secret_step_writes_a_private_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        use crate::remote::script::Privilege;
+        use crate::remote::{Local, Shell};
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("spotload/join-secret");
+        for value in ["first-secret", "second-secret"] {
+            let step = join_secret_step(&JoinSecret::new(value).unwrap());
+            let script = step
+                .script
+                .replace(JOIN_SECRET_FILE, &file.display().to_string());
+            let out = Local
+                .run(&Privilege::Root.wrap(&script), step.input.clone())
+                .await
+                .unwrap();
+            assert!(out.success(), "{out:?}");
+            assert!(out.stdout.contains("(mode 0600)"), "{out:?}");
+            let read = JoinSecret::from_file(&file).unwrap();
+            assert_eq!(read.reveal(), value);
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

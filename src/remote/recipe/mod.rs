@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use facts::{elf_arch, Facts};
-pub use loadtest::{master_steps, worker_start_steps, worker_stop_steps, MasterConfig};
+pub use loadtest::{
+    master_steps, worker_start_steps, worker_stop_steps, MasterConfig, JOIN_SECRET_FILE,
+};
 pub use ship::{
     fetch_step, receive_step, serve_start_step, serve_stop_step, stage_step, SHIP_DIR, SHIP_PORT,
 };
@@ -41,7 +43,7 @@ pub const WEB_PORT: u16 = 8089;
 pub const MASTER_PORT: u16 = 5557;
 
 /// One named, idempotent piece of a recipe.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Step {
     /// What the step does, for progress lines: "install nginx".
     pub name: String,
@@ -69,6 +71,23 @@ impl Step {
     fn limit(mut self, limit: Duration) -> Step {
         self.limit = limit;
         self
+    }
+}
+
+/// Shows a step without its input: an upload is megabytes, and the join
+/// secret's input is the secret itself.
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("name", &self.name)
+            .field("command", &self.command)
+            .field("script", &self.script)
+            .field(
+                "input",
+                &self.input.as_ref().map(|i| format!("<{} bytes>", i.len())),
+            )
+            .field("limit", &self.limit)
+            .finish()
     }
 }
 

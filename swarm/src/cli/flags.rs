@@ -1,7 +1,8 @@
 //! The flag groups that `loadtest master`, `spotload local` and
 //! `spotload ramp` share, declared once here and flattened where needed:
 //! [`RunFlags`] (headless, users, run time), [`SpawnFlags`] (the spawn
-//! rate) and [`RampFlags`] (a headless ramp). Each is parsed once into a
+//! rate), [`RampFlags`] (a headless ramp) and [`JoinSecretFlags`] (the
+//! join secret of master and workers). Each is parsed once into a
 //! plan ([`RunPlan`], [`RampPlan`]) before anything runs; `spotload local`,
 //! which starts `loadtest master` as a child process, forwards them with
 //! [`RunFlags::to_args`] and [`RampFlags::to_args`], the one place that
@@ -13,6 +14,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::parse::{parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time};
+use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
 use crate::timespan::format_timespan;
 
@@ -94,6 +96,47 @@ impl Default for RampFlags {
             refine: false,
             report_dir: None,
         }
+    }
+}
+
+/// The join secret workers present to their master (ZMTP PLAIN): from a
+/// file named here, or from the environment. Never a value on the command
+/// line, where `ps` shows it to every user of the machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct JoinSecretFlags {
+    /// Read the join secret from FILE (its one line; keep it mode 0600): a
+    /// master admits only workers that present it, a worker presents it
+    /// (ZMTP PLAIN: authenticated, not encrypted). Or set
+    /// SPOTLOAD_JOIN_SECRET to the secret itself. With neither, any peer
+    /// that reaches the master port joins, as with Locust.
+    #[arg(long, value_name = "FILE")]
+    pub join_secret_file: Option<PathBuf>,
+}
+
+impl JoinSecretFlags {
+    /// The flags naming `path`.
+    pub fn file(path: impl Into<PathBuf>) -> JoinSecretFlags {
+        JoinSecretFlags {
+            join_secret_file: Some(path.into()),
+        }
+    }
+
+    /// The secret to use: from the file when given, else from
+    /// SPOTLOAD_JOIN_SECRET, else none.
+    pub fn load(&self) -> Result<Option<JoinSecret>, SecretError> {
+        JoinSecret::resolve(self.join_secret_file.as_deref())
+    }
+
+    /// The flags as `loadtest master` and `loadtest worker` take them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = ArgList::default();
+        args.pair(
+            "--join-secret-file",
+            self.join_secret_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
+        args.0
     }
 }
 
@@ -235,6 +278,8 @@ mod tests {
         spawn: SpawnFlags,
         #[command(flatten)]
         ramp: RampFlags,
+        #[command(flatten)]
+        secret: JoinSecretFlags,
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -246,18 +291,20 @@ mod tests {
         for line in [
             "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
             "--headless -u 50 -r 10 -t 1m30s --co-mitigation max",
-            "-t 20s",
+            "-t 20s --join-secret-file /run/secret",
             "",
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();
             let first = parse(&args).expect(line);
             let mut forwarded = first.run.to_args(&first.spawn);
             forwarded.extend(first.ramp.to_args());
+            forwarded.extend(first.secret.to_args());
             let again: Vec<&str> = forwarded.iter().map(String::as_str).collect();
             let second = parse(&again).expect("forwarded flags parse");
             assert_eq!(second.run, first.run, "{line} -> {forwarded:?}");
             assert_eq!(second.spawn, first.spawn, "{line} -> {forwarded:?}");
             assert_eq!(second.ramp, first.ramp, "{line} -> {forwarded:?}");
+            assert_eq!(second.secret, first.secret, "{line} -> {forwarded:?}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! `loadtest master`: coordinate workers; serve the web UI, or run headless.
 
-use super::flags::{RampFlags, RunFlags, RunPlan, SpawnFlags};
+use super::flags::{JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use super::{user_classes, ScenarioBuilder};
 use crate::api::Credentials;
 use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
-use crate::protocol::DEFAULT_MASTER_PORT;
+use crate::protocol::{DEFAULT_MASTER_PORT, JOIN_SECRET_ENV};
 use crate::shutdown::{Reason, Shutdown};
 use crate::web::{check_host, WebAuth};
 
@@ -27,6 +27,9 @@ pub struct MasterArgs {
     /// Port the master listens on for workers.
     #[arg(long, default_value_t = DEFAULT_MASTER_PORT)]
     pub master_bind_port: u16,
+    /// The secret workers must present to join.
+    #[command(flatten)]
+    pub join_secret: JoinSecretFlags,
     /// Target, e.g. http://10.0.0.5 (the UI's host field can change it).
     #[arg(short = 'H', long, value_parser = parse_host)]
     pub host: Option<String>,
@@ -87,7 +90,9 @@ impl MasterArgs {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
         raise_open_file_limit();
-        let link = bind_master(&self.master_bind_host, self.master_bind_port).await?;
+        let secret = self.join_secret.load()?;
+        let secured = secret.is_some();
+        let link = bind_master(&self.master_bind_host, self.master_bind_port, secret).await?;
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
         config.co_mitigation.clone_from(&self.spawn.co_mitigation);
@@ -97,6 +102,7 @@ impl MasterArgs {
         }
         let (master, handle) = Master::new(config, link);
         supervise(tokio::spawn(master.run()), shutdown.clone());
+        self.announce_join_secret(secured);
         tracing::info!(
             "master listening for workers on {}:{}",
             self.master_bind_host,
@@ -133,6 +139,26 @@ impl MasterArgs {
             );
         }
         Ok(plan)
+    }
+
+    /// Says who may join: workers with the secret, or anyone who reaches
+    /// the port (a warning unless that is only this machine).
+    fn announce_join_secret(&self, secured: bool) {
+        if secured {
+            tracing::info!("workers must present the join secret (ZMTP PLAIN)");
+            return;
+        }
+        let port = self.master_bind_port;
+        let loopback = self
+            .master_bind_host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+            || self.master_bind_host == "localhost";
+        if loopback {
+            tracing::info!("no join secret: any process on this machine can join as a worker on port {port} (as with Locust)");
+        } else {
+            tracing::warn!("no join secret: any peer that reaches port {port} can join as a worker (as with Locust): give one with --join-secret-file FILE or {JOIN_SECRET_ENV}");
+        }
     }
 
     /// How long a headless run waits for --expect-workers.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::flags::JoinSecretFlags;
 use super::{ScenarioBuilder, ScenarioOptions};
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::Shutdown;
@@ -20,6 +21,9 @@ pub struct WorkerArgs {
     /// Port of the master (its --master-bind-port).
     #[arg(long, default_value_t = DEFAULT_MASTER_PORT)]
     pub master_port: u16,
+    /// The secret this worker presents to join the master.
+    #[command(flatten)]
+    pub join_secret: JoinSecretFlags,
     /// Default target, used when the master sends no host.
     #[arg(short = 'H', long)]
     pub host: Option<String>,
@@ -67,6 +71,7 @@ impl WorkerArgs {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
         let mut config = WorkerConfig::new(&self.master_host, self.master_port);
+        config.join_secret = self.join_secret.load()?;
         config.master_timeout = Duration::from_secs(self.master_timeout.clamp(1, 86_400));
         config.driver = DriverOptions {
             host: self.host.clone(),

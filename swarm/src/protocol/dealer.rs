@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::message::ToWorker;
+use super::secret::JoinSecret;
 use super::transport::{write_loop, Out, TransportError, MAX_FRAME, QUEUE};
-use super::zmtp::{self, Incoming, ZmtpError};
+use super::zmtp::{self, Incoming, Mechanism, ZmtpError};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -106,7 +107,13 @@ impl DealerSender {
 /// Starts a task that connects to tcp `host:port` with identity `node_id`
 /// and reconnects forever until the [`WorkerLink`] is dropped. Returns at
 /// once; `Err` only for an invalid identity (empty or over 255 bytes).
-pub fn connect_worker(host: &str, port: u16, node_id: &str) -> Result<WorkerLink, TransportError> {
+/// With `secret`, it is presented to the master (ZMTP PLAIN).
+pub fn connect_worker(
+    host: &str,
+    port: u16,
+    node_id: &str,
+    secret: Option<JoinSecret>,
+) -> Result<WorkerLink, TransportError> {
     if node_id.is_empty() || node_id.len() > 255 {
         return Err(TransportError::Identity(node_id.to_string()));
     }
@@ -119,6 +126,7 @@ pub fn connect_worker(host: &str, port: u16, node_id: &str) -> Result<WorkerLink
     let dialer = Dialer {
         addr: format!("{host}:{port}"),
         identity: Bytes::from(node_id.as_bytes().to_vec()),
+        mechanism: Mechanism::client(secret),
         sender: outgoing.clone(),
         in_tx,
         up,
@@ -137,6 +145,8 @@ pub fn connect_worker(host: &str, port: u16, node_id: &str) -> Result<WorkerLink
 struct Dialer {
     addr: String,
     identity: Bytes,
+    /// NULL, or PLAIN with the join secret.
+    mechanism: Mechanism,
     sender: DealerSender,
     in_tx: mpsc::Sender<Bytes>,
     up: watch::Sender<u64>,
@@ -214,7 +224,14 @@ impl Dialer {
         super::transport::keepalive(&stream);
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::with_capacity(64 * 1024, r);
-        let ready = zmtp::handshake(&mut r, &mut w, "DEALER", Some(&self.identity)).await?;
+        let ready = zmtp::handshake(
+            &mut r,
+            &mut w,
+            "DEALER",
+            Some(&self.identity),
+            &self.mechanism,
+        )
+        .await?;
         if !PEER_TYPES.contains(&ready.socket_type.as_str()) {
             return Err(ZmtpError::Protocol(format!(
                 "a {:?} socket cannot talk to a DEALER",

@@ -6,12 +6,17 @@
 //! direction is one enum with `from_wire`/`to_wire`; a frame that does not
 //! decode is an error the receiver logs and drops, and an unknown type
 //! decodes to `Unknown` so newer peers never break older ones.
+//!
+//! With a [`JoinSecret`], workers prove they belong to the master's swarm
+//! by ZMTP PLAIN; without one, anyone reaching the master port joins, as
+//! with Locust.
 
 mod bound;
 mod caps;
 mod dealer;
 mod message;
 mod router;
+mod secret;
 pub mod transport;
 mod zmtp;
 
@@ -22,6 +27,7 @@ pub use caps::{
 pub use message::{
     Envelope, Heartbeat, ProtocolError, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
 };
+pub use secret::{JoinSecret, SecretError, SecretOrigin, JOIN_SECRET_ENV, MAX_JOIN_SECRET};
 
 /// Heartbeats (one a second) a worker may miss before its master marks it
 /// missing and moves its users; a worker that hears nothing from its master

@@ -1,7 +1,8 @@
 //! Locust's sockets as channels of frames: the master's ROUTER-like end
 //! ([`bind_master`]) and the worker's DEALER-like end ([`connect_worker`]),
-//! speaking ZMTP 3.0 with the NULL mechanism over tokio TCP (see `zmtp.rs`),
-//! so they interoperate with pyzmq/libzmq. The runners above only see `mpsc`
+//! speaking ZMTP 3.1 over tokio TCP (see `zmtp.rs`) with the NULL mechanism,
+//! or PLAIN when given a [`JoinSecret`](super::JoinSecret), so they
+//! interoperate with pyzmq/libzmq. The runners above only see `mpsc`
 //! channels and can be tested without sockets ([`memory_master_link`]).
 //!
 //! Why our own ZMTP instead of the `zeromq` 0.7 crate:

@@ -9,16 +9,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
+use crate::protocol::JoinSecret;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn master() -> MasterLink {
-    bind_master("127.0.0.1", 0).await.expect("bind")
+    bind_master("127.0.0.1", 0, None).await.expect("bind")
 }
 
 /// A worker link whose first connection is up.
 async fn worker(port: u16, id: &str) -> WorkerLink {
-    let mut link = connect_worker("127.0.0.1", port, id).expect("valid identity");
+    let mut link = connect_worker("127.0.0.1", port, id, None).expect("valid identity");
     wait_connections(&mut link, 1).await;
     link
 }
@@ -72,8 +73,13 @@ async fn round_trip(master: &mut MasterLink, worker: &mut WorkerLink, id: &str) 
 
 /// A ZMTP 3.0 NULL greeting, byte by byte.
 fn raw_greeting() -> Vec<u8> {
+    raw_greeting_with(b"NULL")
+}
+
+/// A ZMTP 3.0 client greeting with `mechanism`, byte by byte.
+fn raw_greeting_with(mechanism: &[u8]) -> Vec<u8> {
     let mut g = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
-    g.extend_from_slice(b"NULL");
+    g.extend_from_slice(mechanism);
     g.resize(64, 0);
     g
 }
@@ -182,7 +188,7 @@ async fn the_worker_reconnects_to_a_new_master_on_the_same_port() {
     ));
     assert!(!w.outgoing.flush(Duration::from_millis(100)).await);
     let mut second = loop {
-        match bind_master("127.0.0.1", port).await {
+        match bind_master("127.0.0.1", port, None).await {
             Ok(link) => break link,
             Err(err) => {
                 assert!(Instant::now() < deadline, "rebind: {err}");
@@ -316,7 +322,7 @@ async fn a_silent_identity_is_taken_back() {
         live_window: Duration::from_millis(300),
         ..RouterLimits::default()
     };
-    let mut master = bind_master_with("127.0.0.1", 0, limits)
+    let mut master = bind_master_with("127.0.0.1", 0, None, limits)
         .await
         .expect("bind");
     let mut older = raw_dealer(&mut master, "quiet").await;
@@ -335,7 +341,7 @@ async fn an_unjoined_connection_is_closed_after_the_join_timeout() {
         join_timeout: Duration::from_millis(300),
         ..RouterLimits::default()
     };
-    let mut master = bind_master_with("127.0.0.1", 0, limits)
+    let mut master = bind_master_with("127.0.0.1", 0, None, limits)
         .await
         .expect("bind");
     let (mut idle, _) = raw_dealer_on(&mut master, "idle").await;
@@ -356,7 +362,7 @@ async fn unjoined_connections_are_capped_per_source() {
         unjoined_per_source: 3,
         ..RouterLimits::default()
     };
-    let mut master = bind_master_with("127.0.0.1", 0, limits)
+    let mut master = bind_master_with("127.0.0.1", 0, None, limits)
         .await
         .expect("bind");
     let mut held = Vec::new();
@@ -393,7 +399,7 @@ async fn a_peer_over_its_byte_budget_waits_while_others_go_on() {
         total_bytes: 1_000_000,
         ..RouterLimits::default()
     };
-    let mut master = bind_master_with("127.0.0.1", 0, limits)
+    let mut master = bind_master_with("127.0.0.1", 0, None, limits)
         .await
         .expect("bind");
     let mut hog = joined_raw_dealer(&mut master, "hog").await;
@@ -429,7 +435,7 @@ async fn a_joined_3_1_peer_is_pinged_and_a_silent_one_closed() {
         silence: Duration::from_millis(600),
         ..RouterLimits::default()
     };
-    let mut master = bind_master_with("127.0.0.1", 0, limits)
+    let mut master = bind_master_with("127.0.0.1", 0, None, limits)
         .await
         .expect("bind");
     let mut greeting = raw_greeting();
@@ -485,11 +491,11 @@ async fn the_memory_link_carries_frames_both_ways() {
 #[test]
 fn identities_must_be_1_to_255_bytes() {
     assert!(matches!(
-        connect_worker("127.0.0.1", 1, ""),
+        connect_worker("127.0.0.1", 1, "", None),
         Err(TransportError::Identity(_))
     ));
     assert!(matches!(
-        connect_worker("127.0.0.1", 1, &"x".repeat(256)),
+        connect_worker("127.0.0.1", 1, &"x".repeat(256), None),
         Err(TransportError::Identity(_))
     ));
 }
@@ -519,9 +525,9 @@ async fn a_master_that_never_reads_fills_the_worker_queue() {
     let port = listener.local_addr().expect("addr").port();
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.expect("accept");
+        s.write_all(&raw_greeting()).await.expect("greeting");
         let mut theirs = [0u8; 64];
         s.read_exact(&mut theirs).await.expect("greeting");
-        s.write_all(&raw_greeting()).await.expect("greeting");
         let mut ready = b"\x05READY\x0bSocket-Type\x00\x00\x00\x06ROUTER".to_vec();
         ready.splice(0..0, [0x04, ready.len() as u8]);
         s.write_all(&ready).await.expect("ready");
@@ -552,4 +558,49 @@ async fn read_in_time(stream: &mut (impl AsyncReadExt + Unpin), buf: &mut [u8]) 
         .await
         .expect("in time")
         .expect("read");
+}
+
+#[tokio::test]
+async fn with_a_join_secret_only_workers_presenting_it_are_routed() {
+    let secret = JoinSecret::new("s3cret-for-the-swarm").expect("valid");
+    let mut master = bind_master("127.0.0.1", 0, Some(secret.clone()))
+        .await
+        .expect("bind");
+    // A hand-written PLAIN client with the wrong password: ERROR, then closed.
+    let mut wrong = TcpStream::connect(("127.0.0.1", master.port))
+        .await
+        .expect("connect");
+    wrong
+        .write_all(&raw_greeting_with(b"PLAIN"))
+        .await
+        .expect("greeting");
+    let mut theirs = [0u8; 64];
+    read_in_time(&mut wrong, &mut theirs).await;
+    assert_eq!(&theirs[10..18], b"\x03\x01PLAIN\0", "ZMTP 3.1, PLAIN");
+    assert_eq!(theirs[32], 1, "as-server");
+    wrong
+        .write_all(b"\x04\x12\x05HELLO\x03bob\x07guessed")
+        .await
+        .expect("hello");
+    let mut error = [0u8; 26];
+    read_in_time(&mut wrong, &mut error).await;
+    assert_eq!(&error, b"\x04\x18\x05ERROR\x11wrong join secret");
+    closed_by_master(&mut wrong).await;
+    // A NULL peer (a worker without the secret, or stock Locust): closed
+    // after the greetings, before any READY.
+    let mut open = TcpStream::connect(("127.0.0.1", master.port))
+        .await
+        .expect("connect");
+    open.write_all(&raw_greeting()).await.expect("greeting");
+    open.write_all(&raw_ready(b"nosecret"))
+        .await
+        .expect("ready");
+    let mut theirs = [0u8; 64];
+    read_in_time(&mut open, &mut theirs).await;
+    closed_by_master(&mut open).await;
+    // Our worker with the secret joins and is routed.
+    let mut w =
+        connect_worker("127.0.0.1", master.port, "w_plain", Some(secret)).expect("valid identity");
+    wait_connections(&mut w, 1).await;
+    round_trip(&mut master, &mut w, "w_plain").await;
 }

@@ -178,7 +178,7 @@ mod tests {
     /// The web app and the driver agree, over a real socket.
     #[tokio::test]
     async fn the_driver_reads_a_live_master() {
-        let link = crate::protocol::transport::bind_master("127.0.0.1", 0)
+        let link = crate::protocol::transport::bind_master("127.0.0.1", 0, None)
             .await
             .expect("bind");
         let classes = vec![UserClass {

@@ -35,7 +35,7 @@ pub use user_client::{user_client_builder, UserClientError};
 
 use crate::protocol::transport::{connect_worker, DealerSender, WorkerLink};
 use crate::protocol::{
-    new_node_id, Heartbeat, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
+    new_node_id, Heartbeat, JoinSecret, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
     LOCUST_COMPAT_VERSION,
 };
 use crate::shutdown::{Reason, Shutdown};
@@ -59,6 +59,9 @@ pub struct WorkerConfig {
     pub driver: DriverOptions,
     /// Instance metadata to watch for spot notices; `None`: no watch.
     pub spot_endpoint: Option<String>,
+    /// The secret to present to the master (ZMTP PLAIN); `None`: join
+    /// without one (ZMTP NULL, as Locust's workers do).
+    pub join_secret: Option<JoinSecret>,
 }
 
 impl WorkerConfig {
@@ -73,6 +76,7 @@ impl WorkerConfig {
             stats_interval: Duration::from_secs(3),
             driver: DriverOptions::default(),
             spot_endpoint: None,
+            join_secret: None,
         }
     }
 
@@ -170,7 +174,12 @@ impl Worker {
     pub async fn connect(config: WorkerConfig, scenarios: Vec<Scenario>) -> anyhow::Result<Self> {
         let node_id = new_node_id();
         let goose = GooseDriver::launch(scenarios, &config.driver, &node_id).await?;
-        let link = connect_worker(&config.master_host, config.master_port, &node_id)?;
+        let link = connect_worker(
+            &config.master_host,
+            config.master_port,
+            &node_id,
+            config.join_secret.clone(),
+        )?;
         Ok(Worker {
             config,
             node_id,

@@ -44,7 +44,7 @@ pub(super) async fn serve(
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let ready = tokio::select! {
-        ready = zmtp::handshake(&mut r, &mut w, "ROUTER", None) => ready,
+        ready = zmtp::handshake(&mut r, &mut w, "ROUTER", None, &routes.mechanism) => ready,
         _ = in_tx.closed() => return,
     };
     let ready = match ready {
@@ -52,6 +52,10 @@ pub(super) async fn serve(
         // A port probe (a health check, a test waiting for the port).
         Err(ZmtpError::Io(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
             tracing::debug!("a connection from {addr} closed before its ZMTP handshake");
+            return;
+        }
+        Err(err @ ZmtpError::Unauthenticated { .. }) => {
+            routes.refused(addr.ip(), || format!("refused a worker at {addr}: {err}"));
             return;
         }
         Err(err) => {

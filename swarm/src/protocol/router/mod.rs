@@ -39,8 +39,13 @@ mod limits;
 
 pub use limits::RouterLimits;
 
+use super::secret::JoinSecret;
 use super::transport::{Frame, Out, TransportError};
+use super::zmtp::Mechanism;
 use crate::logs::{shown_bytes, Throttle};
+
+/// How often a source refused for its join secret is warned about.
+const AUTH_WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// How often a peer whose queue overflows is warned about.
 const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -128,11 +133,16 @@ struct Routes {
     unjoined: Mutex<Unjoined>,
     /// Warnings about connections, by (kind, source).
     noise: Mutex<Throttle>,
+    /// Refusals for the join secret, by source: a worker with the wrong
+    /// one retries every two seconds, and saying so once is enough.
+    refusals: Mutex<Throttle>,
     budget: Arc<Semaphore>,
     dropped: AtomicU64,
     next_conn: AtomicU64,
     epoch: Instant,
     limits: RouterLimits,
+    /// NULL, or PLAIN with the join secret.
+    mechanism: Mechanism,
 }
 
 /// Locks `mutex`; a panic while holding it leaves the data consistent.
@@ -143,16 +153,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Routes {
-    fn new(limits: RouterLimits) -> Self {
+    fn new(limits: RouterLimits, mechanism: Mechanism) -> Self {
         Routes {
             peers: Mutex::default(),
             unjoined: Mutex::default(),
             noise: Mutex::new(Throttle::default()),
+            refusals: Mutex::new(Throttle::new(1, AUTH_WARN_EVERY)),
             budget: Arc::new(Semaphore::new(limits.total_bytes)),
             dropped: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
             epoch: Instant::now(),
             limits,
+            mechanism,
         }
     }
 
@@ -163,6 +175,15 @@ impl Routes {
     /// Logs a warning about `source`, a few per kind and source per 10 s.
     fn warn(&self, kind: &'static str, source: IpAddr, line: impl FnOnce() -> String) {
         let verdict = lock(&self.noise).check(kind, &source.to_string());
+        if verdict.allows() {
+            tracing::warn!("{}{}", line(), verdict.note());
+        }
+    }
+
+    /// Logs that a peer from `source` was refused for its join secret, once
+    /// per source per [`AUTH_WARN_EVERY`].
+    fn refused(&self, source: IpAddr, line: impl FnOnce() -> String) {
+        let verdict = lock(&self.refusals).check("secret", &source.to_string());
         if verdict.allows() {
             tracing::warn!("{}{}", line(), verdict.note());
         }
@@ -341,15 +362,21 @@ pub struct MasterLink {
 }
 
 /// Binds `host:port` (`*` means every interface) with the default
-/// [`RouterLimits`] and starts accepting workers.
-pub async fn bind_master(host: &str, port: u16) -> Result<MasterLink, TransportError> {
-    bind_master_with(host, port, RouterLimits::default()).await
+/// [`RouterLimits`] and starts accepting workers: with `secret`, only
+/// those presenting it (ZMTP PLAIN).
+pub async fn bind_master(
+    host: &str,
+    port: u16,
+    secret: Option<JoinSecret>,
+) -> Result<MasterLink, TransportError> {
+    bind_master_with(host, port, secret, RouterLimits::default()).await
 }
 
 /// [`bind_master`] with other limits (tests shorten the times).
 pub async fn bind_master_with(
     host: &str,
     port: u16,
+    secret: Option<JoinSecret>,
     limits: RouterLimits,
 ) -> Result<MasterLink, TransportError> {
     let host = if host == "*" { "0.0.0.0" } else { host };
@@ -360,7 +387,7 @@ pub async fn bind_master_with(
     };
     let listener = TcpListener::bind(&endpoint).await.map_err(bind_error)?;
     let port = listener.local_addr().map_err(bind_error)?.port();
-    let routes = Arc::new(Routes::new(limits));
+    let routes = Arc::new(Routes::new(limits, Mechanism::server(secret)));
     let (in_tx, incoming) = mpsc::channel(INCOMING_FRAMES);
     tokio::spawn(accept_loop(listener, routes.clone(), in_tx));
     Ok(MasterLink {
