@@ -137,7 +137,10 @@ fn workers_with_a_wrong_secret_or_none_are_refused_and_say_why() {
     let wrong = secret_file(&dir, "wrong", &JoinSecret::generate());
     let (master, port, web) =
         loadtest!().master_with_ui(&dir, &["--join-secret-file", text(&right)]);
-    let mut wrong_worker = loadtest!().worker(&dir, port, &["--join-secret-file", text(&wrong)]);
+    // At debug it logs every retry (at info, once): the sign it retried.
+    let mut wrong_command = loadtest!().worker_command(port, &["--join-secret-file", text(&wrong)]);
+    wrong_command.env("RUST_LOG", "info,swarm::protocol=debug,goose=error");
+    let mut wrong_worker = spawn_worker(&dir, wrong_command);
     let mut open_worker = spawn_worker(&dir, worker_without_secret(port));
     wait_for_log(&master, "the peer presented a wrong join secret");
     wait_for_log(&master, "the peer has no join secret (it speaks ZMTP NULL)");
@@ -152,21 +155,28 @@ fn workers_with_a_wrong_secret_or_none_are_refused_and_say_why() {
     wait_for_log(&open_worker, "this master requires the join secret");
     // Refused, they keep trying: a restarted master may have their secret.
     assert!(wrong_worker.is_running() && open_worker.is_running());
-    let refused = strip_ansi(&master.stderr());
+    let retries = |log: &str| log.matches("still no master at").count();
+    let refused = retries(&strip_ansi(&wrong_worker.stderr()));
     let again = try_wait_until(PATIENCE, || {
-        let now = strip_ansi(&master.stderr());
-        (now.matches("wrong join secret").count() > refused.matches("wrong join secret").count())
-            .then_some(())
+        (retries(&strip_ansi(&wrong_worker.stderr())) > refused).then_some(())
     });
     assert!(
         again.is_some(),
         "the wrong worker retried\n{}",
-        master.logs()
+        wrong_worker.logs()
     );
+    // The master said why once per reason, not at every retry.
+    let master_told = strip_ansi(&master.stderr())
+        .matches("wrong join secret")
+        .count();
+    assert_eq!(master_told, 1, "{}", master.stderr());
     assert_eq!(api.requests().workers.len(), 1, "still only the right one");
     // It said why once, not at every retry.
     let told = strip_ansi(&wrong_worker.stderr())
-        .matches("the master refused this worker's join secret")
+        .lines()
+        .filter(|line| {
+            !line.contains("DEBUG") && line.contains("the master refused this worker's join secret")
+        })
         .count();
     assert_eq!(told, 1, "{}", wrong_worker.stderr());
 }

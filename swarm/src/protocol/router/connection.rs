@@ -54,8 +54,10 @@ pub(super) async fn serve(
             tracing::debug!("a connection from {addr} closed before its ZMTP handshake");
             return;
         }
-        Err(err @ ZmtpError::Unauthenticated { .. }) => {
-            routes.refused(addr.ip(), || format!("refused a worker at {addr}: {err}"));
+        Err(ZmtpError::Unauthenticated { why }) => {
+            routes.refused(addr.ip(), &why, || {
+                format!("refused a worker at {addr}: {why}")
+            });
             return;
         }
         Err(err) => {

@@ -180,10 +180,10 @@ impl Routes {
         }
     }
 
-    /// Logs that a peer from `source` was refused for its join secret, once
-    /// per source per [`AUTH_WARN_EVERY`].
-    fn refused(&self, source: IpAddr, line: impl FnOnce() -> String) {
-        let verdict = lock(&self.refusals).check("secret", &source.to_string());
+    /// Logs that a peer from `source` was refused for its join secret
+    /// (`why`), once per source and reason per [`AUTH_WARN_EVERY`].
+    fn refused(&self, source: IpAddr, why: &str, line: impl FnOnce() -> String) {
+        let verdict = lock(&self.refusals).check("secret", &format!("{source} {why}"));
         if verdict.allows() {
             tracing::warn!("{}{}", line(), verdict.note());
         }
