@@ -10,6 +10,7 @@ mod auth;
 mod form;
 mod origin;
 mod report;
+mod script_json;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ pub use api::{exceptions_answer, stats_requests, total_answer};
 pub use auth::WebAuth;
 pub use form::{check_host, parse_swarm_form, FormError};
 pub use report::render_report;
+pub use script_json::json_for_script;
 
 use crate::master::MasterHandle;
 
