@@ -14,7 +14,7 @@ use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::{Reason, Shutdown};
-use crate::web::{check_host, WebAuth};
+use crate::web::{check_host, AllowedHosts, WebAccess, WebAuth};
 
 /// `loadtest master`'s flags: where to listen for workers and the web UI,
 /// and what to run.
@@ -58,6 +58,12 @@ pub struct MasterArgs {
     /// Protect the web UI with HTTP basic auth, USER:PASS.
     #[arg(long, value_name = "USER:PASS")]
     pub web_auth: Option<Credentials>,
+    /// A host name the UI is opened under (repeatable). Starting, stopping
+    /// or resetting a run is refused unless the browser's Host is an IP
+    /// address, localhost or one of these names (DNS rebinding); reads are
+    /// open to any name.
+    #[arg(long = "web-allowed-host", value_name = "NAME", value_parser = AllowedHosts::parse_name)]
+    pub web_allowed_hosts: Vec<String>,
     /// Seconds to wait for workers to answer a stop or quit.
     #[arg(long, default_value_t = 10.0)]
     pub stop_timeout: f64,
@@ -151,7 +157,12 @@ impl MasterArgs {
         if !self.web_host.is_loopback() && self.web_auth.is_none() {
             tracing::warn!("the web UI on {addr} is reachable beyond this machine without a password: pass --web-auth USER:PASS or --web-host 127.0.0.1");
         }
-        let app = crate::web::app(handle.clone(), self.web_auth.as_ref().map(WebAuth::new));
+        let access = WebAccess {
+            auth: self.web_auth.as_ref().map(WebAuth::new),
+            allowed_hosts: AllowedHosts::new(&self.web_allowed_hosts)
+                .map_err(|e| anyhow::anyhow!("--web-allowed-host {e}"))?,
+        };
+        let app = crate::web::app(handle.clone(), access);
         let bound = crate::web::serve(addr, app, shutdown.clone())
             .await
             .with_context(|| {

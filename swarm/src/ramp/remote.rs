@@ -186,7 +186,7 @@ mod tests {
         }];
         let (master, handle) = Master::new(MasterConfig::new("http://127.0.0.1:9", classes), link);
         tokio::spawn(master.run());
-        let app = crate::web::app(handle, None);
+        let app = crate::web::app(handle, crate::web::WebAccess::default());
         let addr = crate::web::serve(
             ([127, 0, 0, 1], 0).into(),
             app,

@@ -22,6 +22,7 @@ use axum::Router;
 pub use api::{exceptions_answer, stats_requests, total_answer};
 pub use auth::WebAuth;
 pub use form::{check_host, parse_swarm_form, FormError};
+pub use origin::AllowedHosts;
 pub use report::render_report;
 pub use script_json::json_for_script;
 
@@ -34,8 +35,18 @@ pub struct WebState {
     pub master: MasterHandle,
 }
 
-/// The router: the page, the report and Locust's API.
-pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
+/// Who may do what on the UI: the password, and the names besides IP
+/// addresses and `localhost` under which it accepts state changes.
+#[derive(Clone, Debug, Default)]
+pub struct WebAccess {
+    /// HTTP basic auth for every path (`--web-auth`); `None`: open.
+    pub auth: Option<WebAuth>,
+    /// `--web-allowed-host` names (see [`AllowedHosts`]).
+    pub allowed_hosts: AllowedHosts,
+}
+
+/// The router: the page, the report and Locust's API, behind `access`.
+pub fn app(master: MasterHandle, access: WebAccess) -> Router {
     let router = Router::new()
         .route("/", get(api::index))
         .route("/common.js", get(api::common_js))
@@ -51,8 +62,11 @@ pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
         .route("/exceptions", get(api::exceptions))
         .route("/exceptions/csv", get(api::exceptions_csv))
         .with_state(WebState { master })
-        .layer(axum::middleware::from_fn(origin::same_origin_only));
-    match auth {
+        .layer(axum::middleware::from_fn_with_state(
+            access.allowed_hosts,
+            origin::guard,
+        ));
+    match access.auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
         None => router,
     }
