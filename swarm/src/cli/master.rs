@@ -14,7 +14,7 @@ use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::{Reason, Shutdown};
-use crate::web::{check_host, AllowedHosts, WebAccess, WebAuth};
+use crate::web::{check_host, AllowedHosts, ServeOptions, WebAccess, WebAuth};
 
 /// `loadtest master`'s flags: where to listen for workers and the web UI,
 /// and what to run.
@@ -163,24 +163,21 @@ impl MasterArgs {
                 .map_err(|e| anyhow::anyhow!("--web-allowed-host {e}"))?,
         };
         let app = crate::web::app(handle.clone(), access);
-        let bound = crate::web::serve(addr, app, shutdown.clone())
+        let server = crate::web::serve(addr, app, ServeOptions::default(), shutdown.clone())
             .await
             .with_context(|| {
                 format!("cannot serve the web UI on {addr}: pick another --web-port")
             })?;
-        let shown = if bound.ip().is_unspecified() {
-            format!("http://127.0.0.1:{}", bound.port())
-        } else {
-            format!("http://{bound}")
-        };
-        println!("web UI: {shown}");
+        println!("web UI: {}", server.url());
         if let Some(run_time) = self.run.run_time {
             tracing::info!(
                 "runs started from the UI stop after {run_time:?} unless the form says otherwise"
             );
         }
         shutdown.requested().await;
+        // The server drains its requests in flight meanwhile.
         end_run(handle, shutdown).await;
+        server.stopped().await;
         let snapshot = handle.snapshot().await?;
         super::print_summary(&snapshot);
         if let Some(prefix) = &self.csv {

@@ -187,14 +187,15 @@ mod tests {
         let (master, handle) = Master::new(MasterConfig::new("http://127.0.0.1:9", classes), link);
         tokio::spawn(master.run());
         let app = crate::web::app(handle, crate::web::WebAccess::default());
-        let addr = crate::web::serve(
+        let server = crate::web::serve(
             ([127, 0, 0, 1], 0).into(),
             app,
+            crate::web::ServeOptions::default(),
             crate::shutdown::Shutdown::new(),
         )
         .await
         .expect("serve");
-        let driver = HttpDriver::new(&format!("http://{addr}/"), None, None).expect("client");
+        let driver = HttpDriver::new(&format!("{}/", server.url()), None, None).expect("client");
         let reading = driver.read().await.expect("read");
         assert_eq!(reading.state, RunState::Ready);
         assert_eq!((reading.workers, reading.total.num_requests), (0, 0));

@@ -3,18 +3,22 @@
 //! binary — no CDN.
 //!
 //! [`app`] builds the whole router in one place, so tests drive it with
-//! `oneshot` and no socket.
+//! `oneshot` and no socket; [`serve`] runs it on our own bounded server
+//! (`server.rs`, `connection.rs`), over HTTPS with a [`WebTls`].
 
 mod api;
 mod auth;
+mod connection;
 mod form;
 mod origin;
 mod report;
 mod script_json;
+mod server;
+#[cfg(test)]
+mod server_tests;
 #[cfg(test)]
 mod tests;
-
-use std::net::SocketAddr;
+mod tls;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -25,6 +29,11 @@ pub use form::{check_host, parse_swarm_form, FormError};
 pub use origin::AllowedHosts;
 pub use report::render_report;
 pub use script_json::json_for_script;
+pub use server::{
+    serve, Limits, ServeOptions, WebServer, BODY_READ_TIMEOUT, DRAIN_TIMEOUT, HEADER_READ_TIMEOUT,
+    IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES, TLS_HANDSHAKE_TIMEOUT,
+};
+pub use tls::{TlsError, WebTls};
 
 use crate::master::MasterHandle;
 
@@ -70,23 +79,4 @@ pub fn app(master: MasterHandle, access: WebAccess) -> Router {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
         None => router,
     }
-}
-
-/// Serves `app` on `addr` until `shutdown`, then finishes the requests in
-/// flight; returns the bound address.
-pub async fn serve(
-    addr: SocketAddr,
-    app: Router,
-    shutdown: crate::shutdown::Shutdown,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.requested().await });
-        if let Err(err) = served.await {
-            tracing::error!("web UI stopped: {err}");
-        }
-    });
-    Ok(bound)
 }

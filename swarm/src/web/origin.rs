@@ -80,9 +80,7 @@ impl AllowedHosts {
         match parse_host(host) {
             Some(HostKind::Ip) => true,
             Some(HostKind::Name(name)) => {
-                name == "localhost"
-                    || name.ends_with(".localhost")
-                    || self.names.contains(&name)
+                name == "localhost" || name.ends_with(".localhost") || self.names.contains(&name)
             }
             None => false,
         }
