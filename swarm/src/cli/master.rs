@@ -2,6 +2,7 @@
 
 use super::flags::{RampFlags, RunFlags, RunPlan, SpawnFlags};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::{Reason, Shutdown};
-use crate::web::{check_host, AllowedHosts, ServeOptions, WebAccess, WebAuth};
+use crate::web::{check_host, AllowedHosts, ServeOptions, WebAccess, WebAuth, WebTls};
 
 /// `loadtest master`'s flags: where to listen for workers and the web UI,
 /// and what to run.
@@ -64,6 +65,13 @@ pub struct MasterArgs {
     /// open to any name.
     #[arg(long = "web-allowed-host", value_name = "NAME", value_parser = AllowedHosts::parse_name)]
     pub web_allowed_hosts: Vec<String>,
+    /// Serve the web UI over HTTPS with this certificate (PEM, the chain
+    /// with the server's certificate first); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds to wait for workers to answer a stop or quit.
     #[arg(long, default_value_t = 10.0)]
     pub stop_timeout: f64,
@@ -88,6 +96,8 @@ impl MasterArgs {
                 return Ok(ExitCode::from(2));
             }
         };
+        // Certificate files are checked before any port opens.
+        let tls = self.web_tls()?;
         let classes = user_classes(build);
         if classes.is_empty() {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
@@ -121,7 +131,7 @@ impl MasterArgs {
                 };
                 super::headless::run(&self, &fixed, &handle, &shutdown).await?
             }
-            RunPlan::Ui { .. } => self.serve_ui(&handle, &shutdown).await?,
+            RunPlan::Ui { .. } => self.serve_ui(&handle, tls, &shutdown).await?,
         };
         if shutdown.reason() == Some(Reason::Failure) {
             anyhow::bail!("the master stopped working (see the log above); its stats are lost");
@@ -148,9 +158,18 @@ impl MasterArgs {
         }
     }
 
+    /// The UI's certificate and key, read and checked, when given.
+    fn web_tls(&self) -> anyhow::Result<Option<WebTls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(WebTls::load(cert, key)?)),
+            _ => Ok(None),
+        }
+    }
+
     async fn serve_ui(
         &self,
         handle: &MasterHandle,
+        tls: Option<WebTls>,
         shutdown: &Shutdown,
     ) -> anyhow::Result<ExitCode> {
         let addr = SocketAddr::new(self.web_host, self.web_port);
@@ -163,7 +182,11 @@ impl MasterArgs {
                 .map_err(|e| anyhow::anyhow!("--web-allowed-host {e}"))?,
         };
         let app = crate::web::app(handle.clone(), access);
-        let server = crate::web::serve(addr, app, ServeOptions::default(), shutdown.clone())
+        let options = ServeOptions {
+            tls,
+            ..ServeOptions::default()
+        };
+        let server = crate::web::serve(addr, app, options, shutdown.clone())
             .await
             .with_context(|| {
                 format!("cannot serve the web UI on {addr}: pick another --web-port")

@@ -57,11 +57,18 @@ impl HttpDriver {
         host: Option<String>,
         credentials: Option<Credentials>,
     ) -> Result<Self, DriverError> {
-        Ok(HttpDriver {
-            client: MasterClient::new(base_url, credentials)?,
+        let client = MasterClient::new(base_url, credentials)?;
+        Ok(Self::from_client(client, host))
+    }
+
+    /// Drives the master `client` reaches (e.g. one pinned to the master's
+    /// certificate), sending `host` with each swarm request when given.
+    pub fn from_client(client: MasterClient, host: Option<String>) -> Self {
+        HttpDriver {
+            client,
             host,
             co_mitigation: None,
-        })
+        }
     }
 
     /// Sends `co_mitigation` (`average`, `maximum`...) with each swarm

@@ -34,14 +34,14 @@ pub enum TlsError {
     },
     /// rustls refused the pair: a key that does not match the certificate,
     /// or a kind of key it cannot sign with.
-    #[error("--tls-cert {} with --tls-key {}: {error}; give the key the certificate was made for", cert.display(), key.display())]
+    #[error("--tls-cert {} with --tls-key {}: {reason}; give the key the certificate was made for", cert.display(), key.display())]
     Pair {
         /// The certificate file.
         cert: PathBuf,
         /// The key file.
         key: PathBuf,
-        /// rustls's reason.
-        error: rustls::Error,
+        /// Why, from rustls's error.
+        reason: String,
     },
 }
 
@@ -90,7 +90,12 @@ impl WebTls {
         let pair = |error| TlsError::Pair {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            error,
+            reason: match error {
+                rustls::Error::InconsistentKeys(_) => {
+                    "the private key is not the certificate's".to_string()
+                }
+                other => other.to_string(),
+            },
         };
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
