@@ -475,6 +475,8 @@ impl HostJob {
             target_url: target,
             web_auth: self.plan.web_auth.clone(),
             digest: self.plan.loadtest.digest.clone(),
+            tls: self.plan.web_tls.clone(),
+            allowed_hosts: self.plan.hosts[self.index].ui_host_names(),
         }
     }
 
