@@ -172,7 +172,15 @@ impl MasterClient {
         let response = request
             .send()
             .await
-            .map_err(|e| self.error(path, error_chain(&e)))?;
+            .map_err(|e| {
+                let text = error_chain(&e);
+                let hint = if text.contains("invalid peer certificate") {
+                    " (the master serves a certificate this client does not trust: give it the master's certificate)"
+                } else {
+                    ""
+                };
+                self.error(path, format!("{text}{hint}"))
+            })?;
         let status = response.status();
         let body = response.text().await.map_err(|e| self.error(path, e))?;
         if !status.is_success() {
