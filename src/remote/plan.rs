@@ -61,12 +61,15 @@ impl HostPlan {
         names
     }
 
-    /// Of [`HostPlan::ui_names`], the DNS names (not IP addresses): what
-    /// the master's UI must be told to answer to (`--web-allowed-host`).
+    /// Of [`HostPlan::ui_names`], the DNS names (not IP addresses) the
+    /// master takes as `--web-allowed-host`: what its UI must be told to
+    /// answer to. A name it would refuse (an underscore, say) is left out
+    /// rather than stopping the master.
     pub fn ui_host_names(&self) -> Vec<String> {
         self.ui_names()
             .into_iter()
             .filter(|name| name.parse::<std::net::IpAddr>().is_err())
+            .filter_map(|name| swarm::web::AllowedHosts::parse_name(&name).ok())
             .collect()
     }
 }

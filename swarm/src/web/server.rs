@@ -279,7 +279,13 @@ impl AcceptLoop {
         loop {
             tokio::select! {
                 () = self.shutdown.requested() => break,
-                Some(_) = self.connections.join_next(), if !self.connections.is_empty() => {}
+                Some(ended) = self.connections.join_next(), if !self.connections.is_empty() => {
+                    if let Err(err) = ended {
+                        if err.is_panic() {
+                            tracing::error!("web UI: a connection's task panicked: {err}");
+                        }
+                    }
+                }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => self.admit(stream, peer).await,
                     Err(err) => {
