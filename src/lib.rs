@@ -11,6 +11,8 @@
 //! - [`expiry`]: the self-destruct's expiry, arming script and installer,
 //!   shared by `cloud` (user data, tags) and `remote` (the deploy step).
 //! - [`shell`]: POSIX `sh` quoting, shared by `cloud` and `remote`.
+//! - [`web_cert`]: the master's self-signed web UI certificate, made by
+//!   `deploy`, kept in the fleet's state, trusted by `ramp`.
 //!
 //! The load engine itself lives in the `swarm` crate, which has no cloud or
 //! SSH dependencies; the `loadtest` binary is built from it.
@@ -23,6 +25,7 @@ pub mod provision;
 pub mod remote;
 pub mod role;
 pub mod shell;
+pub mod web_cert;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`
 /// (the same set-up as `loadtest`).

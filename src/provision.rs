@@ -161,6 +161,12 @@ pub fn host_entry(
                 format!("instance {id} ({role}) has no public address: run spotload inside the VPC with --connect-via private")
             })?,
         };
+    let public_names = instance
+        .public_ip
+        .map(|ip| ip.to_string())
+        .into_iter()
+        .chain(instance.public_dns.clone())
+        .collect();
     Ok(inventory::Entry {
         host: Host {
             address: address.to_string(),
@@ -170,6 +176,7 @@ pub fn host_entry(
         },
         role,
         private_address: private.to_string(),
+        public_names,
     })
 }
 
@@ -332,6 +339,7 @@ mod tests {
             state: "running".into(),
             state_reason: None,
             public_ip: Some(ip.parse().unwrap()),
+            public_dns: None,
             private_ip: Some(ip.parse().unwrap()),
             launched_at: None,
             availability_zone: None,

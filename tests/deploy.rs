@@ -17,7 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::netns::{sh, Lan};
-use harness::{http_get, Moto, Process, TempDir};
+use harness::{http_get, https_request, try_http, Moto, Process, TempDir};
+use spotload::web_cert::WebCert;
 
 const SPOTLOAD: &str = env!("CARGO_BIN_EXE_spotload");
 
@@ -130,10 +131,14 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(std::string::ToString::to_string).collect()
 }
 
-fn workers_of(master: &str) -> Vec<String> {
-    let (status, body) = http_get(&format!("{master}/stats/requests"));
-    assert_eq!(status, 200, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+/// The worker ids the master at `master` lists, read over HTTPS trusting
+/// `cert` (PEM) alone.
+fn workers_of(master: &str, cert: &[u8]) -> Vec<String> {
+    let url = format!("{master}/stats/requests");
+    let reply = https_request(cert, "GET", &url, &[], None)
+        .unwrap_or_else(|e| panic!("GET {url} with the deploy's certificate: {e}"));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
     let workers = json["workers"].as_array().cloned().unwrap_or_default();
     workers
         .iter()
@@ -170,6 +175,68 @@ fn cmdline(pid: u32) -> String {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
         .unwrap_or_default()
+}
+
+/// The master's UI answers over HTTPS to a client trusting `cert` (the one
+/// the deploy kept), refuses a client trusting another certificate and
+/// plain HTTP; the deploy printed the certificate's fingerprint, and its
+/// key is root-only on the master (host `master` of `lan`) and in no
+/// output or command line.
+fn ui_is_https_only(deploy: &Run, master: &str, cert: &[u8], lan: &Lan, master_host: usize) {
+    // With the login the deploy printed, if it made one.
+    let login = deploy.stdout.lines().find_map(|l| {
+        let rest = l.strip_prefix("web UI login: user ")?;
+        let (user, pass) = rest.split_once(", password ")?;
+        Some(format!("{user}:{pass}@"))
+    });
+    let with_login = master.replacen(
+        "https://",
+        &format!("https://{}", login.unwrap_or_default()),
+        1,
+    );
+    let stats = format!("{with_login}/stats/requests");
+    let reply = https_request(cert, "GET", &stats, &[], None)
+        .unwrap_or_else(|e| panic!("GET {stats} trusting the kept certificate: {e}"));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let host_ip = master
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .map_or("", |(ip, _)| ip);
+    let other = WebCert::generate(&[host_ip.to_string()]).expect("another certificate");
+    let refused = https_request(other.cert_pem.as_bytes(), "GET", &stats, &[], None);
+    assert!(
+        refused.is_err(),
+        "a client trusting another certificate: {refused:?}"
+    );
+    let plain = stats.replacen("https://", "http://", 1);
+    let (status, body) = try_http("GET", &plain, None).expect("plain HTTP is answered");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("use https://"), "{body}");
+
+    let fingerprint = deploy
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("web UI certificate: self-signed, SHA-256 "))
+        .unwrap_or_else(|| panic!("no fingerprint printed\n{}", deploy.stdout));
+    assert_eq!(fingerprint.len(), 95, "{fingerprint}");
+    for output in [&deploy.stdout, &deploy.stderr] {
+        assert!(
+            !output.contains("PRIVATE KEY"),
+            "the key was printed:\n{output}"
+        );
+    }
+    let host = &lan.hosts()[master_host];
+    let key = host.opt_dir().join("spotload/tls/web-ui-key.pem");
+    let mode = fs::metadata(&key)
+        .unwrap_or_else(|e| panic!("{}: {e}", key.display()))
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600,
+        "the key is root-only"
+    );
+    let pids = host.processes("--tls-key /opt/spotload/tls/web-ui-key.pem");
+    assert_eq!(pids.len(), 1, "the master serves the installed key");
 }
 
 #[test]
@@ -220,12 +287,15 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
         "--- first deploy, stderr\n{}--- stdout\n{}",
         first.stderr, first.stdout
     );
-    let master = format!("http://{}:8089", a(12));
+    let master = format!("https://{}:8089", a(12));
     assert!(
         first.stdout.contains(&format!("master web UI: {master}")),
         "{}",
         first.stdout
     );
+    let cert_file = state.join("inv/web-ui-cert.pem");
+    let cert = fs::read(&cert_file).expect("the deploy kept the UI certificate");
+    ui_is_https_only(&first, &master, &cert, &lan, 1);
     assert!(
         first.stderr.contains("nginx already installed"),
         "{}",
@@ -235,7 +305,7 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
     let known = fs::read_to_string(state.join("inv/known_hosts")).unwrap();
     assert_eq!(known.lines().count(), 4, "{known}");
 
-    let mut workers = workers_of(&master);
+    let mut workers = workers_of(&master, &cert);
     workers.sort();
     assert_eq!(workers.len(), 2, "{workers:?}");
     assert!(
@@ -281,7 +351,11 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
     }
     assert_ne!(hosts[1].processes("bin/loadtest master"), master_pid);
     assert_ne!(hosts[2].processes("bin/loadtest worker"), worker_pid);
-    assert_eq!(workers_of(&master).len(), 2);
+    // A new certificate each deploy: the kept one is the master's.
+    let second_cert = fs::read(&cert_file).expect("the UI certificate");
+    assert_ne!(second_cert, cert, "a new certificate");
+    ui_is_https_only(&second, &master, &second_cert, &lan, 1);
+    assert_eq!(workers_of(&master, &second_cert).len(), 2);
     assert_ne!(join_secret_on(&hosts[1..]), secret, "one secret per deploy");
 
     // A headless ramp through the master's API; nginx's log shows the load.
@@ -297,6 +371,11 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
             "ramp",
             "--master",
             &master,
+            // Where the deploy kept the certificate the ramp trusts.
+            "--state-dir",
+            &state.display().to_string(),
+            "--fleet",
+            "inv",
             "--ramp",
             "2:2:4",
             "--step-time",
@@ -311,6 +390,14 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
     )
     .ok();
     println!("--- ramp, stdout\n{}", ramp.stdout);
+    assert!(
+        ramp.stdout.contains(&format!(
+            "trusting only the master's certificate in {}",
+            cert_file.display()
+        )),
+        "{}",
+        ramp.stdout
+    );
     let json: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(reports.join("ramp.json")).unwrap()).unwrap();
     let steps = json["steps"].as_array().cloned().unwrap_or_default();
@@ -501,10 +588,37 @@ fn deploy_launches_a_moto_fleet_and_deploys_over_private_addresses() {
     assert!(run.stderr.contains("launching it"), "{}", run.stderr);
     assert!(
         run.stdout
-            .contains(&format!("master web UI: http://{master_ip}:8089")),
+            .contains(&format!("master web UI: https://{master_ip}:8089")),
         "{}",
         run.stdout
     );
+    let master_index = lan
+        .hosts()
+        .iter()
+        .position(|h| h.address().to_string() == master_ip)
+        .expect("the master host");
+    let cert = fs::read(state.join("motofleet/web-ui-cert.pem")).expect("the kept certificate");
+    ui_is_https_only(
+        &run,
+        &format!("https://{master_ip}:8089"),
+        &cert,
+        &lan,
+        master_index,
+    );
+    // The UI answers to the instance's public DNS name, when EC2 gave one.
+    let master_dns = fleet["instances"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["role"] == "master"))
+        .and_then(|m| m["public_dns"].as_str().map(str::to_string));
+    if let Some(name) = &master_dns {
+        let allowed = lan.hosts()[master_index].processes(&format!("--web-allowed-host {name}"));
+        assert_eq!(
+            allowed.len(),
+            1,
+            "the master is told its public name {name}"
+        );
+    }
+    println!("master public DNS name: {master_dns:?}");
     assert!(
         run.stdout
             .contains("web UI login: user spotload, password "),

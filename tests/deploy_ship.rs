@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::netns::{sh, Lan};
-use harness::{http_get, Process, TempDir};
+use harness::{https_request, Process, TempDir};
 
 const SPOTLOAD: &str = env!("CARGO_BIN_EXE_spotload");
 
@@ -98,11 +98,16 @@ impl Fleet {
             .to_string()
     }
 
+    /// The worker ids the master lists, over HTTPS trusting the
+    /// certificate the last deploy kept.
     fn master_workers(&self) -> Vec<String> {
         let master = self.lan.hosts()[1].address();
-        let (status, body) = http_get(&format!("http://{master}:8089/stats/requests"));
-        assert_eq!(status, 200, "{body}");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let cert = fs::read(self.state().join("ship/web-ui-cert.pem")).expect("the UI certificate");
+        let url = format!("https://{master}:8089/stats/requests");
+        let reply = https_request(&cert, "GET", &url, &[], None)
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
         json["workers"]
             .as_array()
             .cloned()

@@ -29,6 +29,18 @@ impl Api {
     pub fn with_credentials(base_url: &str, credentials: Option<Credentials>) -> Api {
         let client = MasterClient::new(base_url, credentials)
             .unwrap_or_else(|e| panic!("cannot make a client for {base_url}: {e}"));
+        Api::on(client)
+    }
+
+    /// The API of an `https://` master whose certificate is `cert_pem`, the
+    /// only one trusted (as `spotload ramp` trusts the one deploy made).
+    pub fn pinned(base_url: &str, cert_pem: &[u8]) -> Api {
+        let client = MasterClient::pinned(base_url, None, cert_pem)
+            .unwrap_or_else(|e| panic!("cannot make a client for {base_url}: {e}"));
+        Api::on(client)
+    }
+
+    fn on(client: MasterClient) -> Api {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

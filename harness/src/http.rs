@@ -1,7 +1,8 @@
 //! HTTP for tests, through reqwest's blocking client: [`http_get`],
 //! [`http_post_form`] and the general [`try_http`];
 //! [`try_http_with_headers`] and [`http_post_form_with_headers`] add
-//! request headers (an `Origin`, say). A master's API in its types is
+//! request headers (an `Origin`, say); [`https_request`] trusts one given
+//! certificate. A master's API in its types is
 //! [`crate::Api`]; these are for the raw status and body.
 //!
 //! Every request opens a fresh connection (no pool) and follows no
@@ -119,6 +120,39 @@ pub fn http_request(
 ) -> Result<Reply, String> {
     outside_async(|| {
         let mut request = prepare(method, url, headers)?;
+        if let Some(form) = form {
+            request = request.form(form);
+        }
+        reply(request)
+    })
+}
+
+/// One request to an HTTPS server whose certificate is `cert_pem`, the
+/// only root the client trusts (the host name in `url` is checked against
+/// the certificate's names); otherwise as [`http_request`].
+pub fn https_request(
+    cert_pem: &[u8],
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    form: Option<&[(&str, &str)]>,
+) -> Result<Reply, String> {
+    outside_async(|| {
+        let certs = reqwest::Certificate::from_pem_bundle(cert_pem)
+            .map_err(|e| format!("not a PEM certificate: {}", describe(&e)))?;
+        let client = Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .redirect(Policy::none())
+            .tls_certs_only(certs)
+            .build()
+            .map_err(|e| describe(&e))?;
+        let verb = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| format!("bad method {method:?}: {e}"))?;
+        let mut request = client.request(verb, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(form) = form {
             request = request.form(form);
         }

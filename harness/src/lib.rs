@@ -58,8 +58,8 @@ pub use self::{
     },
     check::{assert_close, csv_row, epoch_now, num},
     http::{
-        http_get, http_post_form, http_post_form_with_headers, http_request, try_http,
-        try_http_with_headers, Reply,
+        http_get, http_post_form, http_post_form_with_headers, http_request, https_request,
+        try_http, try_http_with_headers, Reply,
     },
     imds::ImdsStub,
     loadtest::{exit_code, node_id, spawn_worker, strip_ansi, unique_name, Loadtest},

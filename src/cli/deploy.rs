@@ -1,7 +1,7 @@
 //! `spotload deploy`: launch (or reuse) the fleet, or read an inventory of
 //! existing hosts, then set every host up over SSH and print the UI address.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +14,17 @@ use swarm::protocol::JoinSecret;
 use super::launch::LaunchArgs;
 use crate::cloud::FleetPlan;
 use crate::provision::{self, FleetAccess};
-use crate::remote::{self, inventory, ConnectLimits, DeployPlan, KnownHosts};
+use crate::remote::recipe::UiTls;
+use crate::remote::{self, inventory, ConnectLimits, DeployPlan, HostPlan, KnownHosts};
 use crate::role::Role;
+use crate::web_cert::WebCert;
 
 /// Deploy nginx (webserver), `loadtest master` and `loadtest worker` over
 /// SSH, check that every worker joined, and print the web UI address.
+///
+/// The UI is served over HTTPS with a self-signed certificate made for
+/// this deploy; its fingerprint is printed, and the certificate is kept
+/// in the fleet's state directory, where `spotload ramp` trusts it.
 ///
 /// Without --inventory: uses the fleet's running instances, launching the
 /// fleet first when none exists (the launch options apply then). With
@@ -91,6 +97,22 @@ pub struct DeployArgs {
 
 pub use crate::provision::ConnectVia;
 
+/// A new certificate for the master's UI, named for every address and
+/// name it is opened under, saved (without its key) in the fleet's state
+/// directory for `spotload ramp`. A deploy that fails before the master's
+/// step leaves the saved one ahead of the master's: deploy again.
+fn ui_certificate(
+    hosts: &[HostPlan],
+    fleet_dir: &Path,
+) -> anyhow::Result<Option<(WebCert, PathBuf)>> {
+    let Some(master) = hosts.iter().find(|h| h.has(Role::Master)) else {
+        return Ok(None);
+    };
+    let cert = WebCert::generate(&master.ui_names())?;
+    let saved = cert.save(fleet_dir)?;
+    Ok(Some((cert, saved)))
+}
+
 /// `--ssh-wait` defaults: a fresh fleet needs a minute or two for cloud-init.
 const FLEET_SSH_WAIT: Duration = Duration::from_secs(5 * 60);
 const INVENTORY_SSH_WAIT: Duration = Duration::from_secs(30);
@@ -142,12 +164,18 @@ impl DeployArgs {
             Some(path) => path.clone(),
             None => fleet_dir.join("known_hosts"),
         };
+        let web_cert = ui_certificate(&hosts, &fleet_dir)?;
+        let web_tls = web_cert.as_ref().map(|(cert, _)| UiTls {
+            cert_pem: Arc::new(cert.cert_pem.clone().into_bytes()),
+            key_pem: Arc::new(cert.key_pem().as_bytes().to_vec()),
+        });
         let plan = DeployPlan {
             hosts,
             loadtest,
             web_auth: web_auth.clone(),
             // A fresh one each deploy: every worker gets it with its master.
             join_secret: JoinSecret::generate(),
+            web_tls,
             known_hosts: KnownHosts::new(known_hosts),
             limits,
             join_timeout: self.join_timeout,
@@ -173,8 +201,19 @@ impl DeployArgs {
                 master.address
             };
             println!(
-                "master web UI: http://{address}:{}",
+                "master web UI: https://{address}:{}",
                 remote::recipe::WEB_PORT
+            );
+        }
+        if let Some((cert, saved)) = &web_cert {
+            println!(
+                "web UI certificate: self-signed, SHA-256 {}",
+                cert.fingerprint
+            );
+            println!(
+                "  valid for {}; kept in {}, which spotload ramp trusts (a browser warns: accept it if it shows this fingerprint)",
+                cert.names.join(", "),
+                saved.display()
             );
         }
         if let Some(auth) = web_auth {

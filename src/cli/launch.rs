@@ -147,7 +147,7 @@ fn print_fleet(fleet: &Fleet, ttl: Duration) {
     }
     if let Some(master) = fleet.with_role(Role::Master).next() {
         if let Some(ip) = master.public_ip {
-            println!("master web UI (after deploy): http://{ip}:8089");
+            println!("master web UI (after deploy): https://{ip}:8089");
         }
     }
     println!(

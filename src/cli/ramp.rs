@@ -13,12 +13,14 @@ use swarm::cli::Expect;
 use anyhow::{bail, Context};
 use clap::Args;
 use swarm::api::Credentials;
+use swarm::client::MasterClient;
 use swarm::ramp::{HttpDriver, RampDriver};
 
 use super::aws::AwsArgs;
 use super::deploy::ConnectVia;
 use crate::remote::{inventory, recipe::WEB_PORT};
 use crate::role::Role;
+use crate::web_cert;
 
 /// Exit codes, shown at the end of `spotload ramp --help`.
 const AFTER_HELP: &str = "\
@@ -35,6 +37,8 @@ Exit codes:
 ///
 /// The master is --master URL, else the master of --inventory FILE, else
 /// the fleet's master instance (found by tags, like `spotload status`).
+/// Its UI certificate, kept by `spotload deploy` in the fleet's state
+/// directory (or --web-cert), is the only one trusted.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct RampArgs {
@@ -44,9 +48,14 @@ pub struct RampArgs {
     /// How fast users start at each step.
     #[command(flatten)]
     pub spawn: SpawnFlags,
-    /// The master's web API, e.g. http://203.0.113.7:8089.
+    /// The master's web API, e.g. https://203.0.113.7:8089.
     #[arg(long, value_name = "URL", help_heading = "Master")]
     pub master: Option<String>,
+    /// The certificate the master's UI serves, trusted alone (PEM)
+    /// [default: the one `spotload deploy` kept in the fleet's state
+    /// directory, web-ui-cert.pem].
+    #[arg(long, value_name = "PEM", help_heading = "Master")]
+    pub web_cert: Option<PathBuf>,
     /// Use the master listed in this inventory file (see `spotload deploy`).
     #[arg(
         long,
@@ -99,8 +108,19 @@ impl RampArgs {
         if let Err(code) = swarm::cli::prepare_report_dir(self.ramp.report_dir.as_deref()) {
             return Ok(code);
         }
-        let master = self.master_url().await?;
-        let driver = HttpDriver::new(&master, self.host.clone(), self.web_auth.clone())?
+        let cert = self.web_cert()?;
+        let master = self.master_url(cert.is_some()).await?;
+        let client = match (&cert, master.starts_with("https://")) {
+            (Some((pem, _)), true) => MasterClient::pinned(&master, self.web_auth.clone(), pem)?,
+            _ => MasterClient::new(&master, self.web_auth.clone())?,
+        };
+        if let (Some((_, from)), true) = (&cert, master.starts_with("https://")) {
+            println!(
+                "trusting only the master's certificate in {}",
+                from.display()
+            );
+        }
+        let driver = HttpDriver::from_client(client, self.host.clone())
             .with_co_mitigation(self.spawn.co_mitigation.clone());
         println!("ramp {} on the master at {master}", plan.spec);
         let expect = Expect {
@@ -121,11 +141,29 @@ impl RampArgs {
         swarm::cli::conclude_ramp(self.ramp.report_dir.as_deref(), &plan, &report)
     }
 
-    /// The master's base URL from --master, the inventory or the fleet.
-    async fn master_url(&self) -> anyhow::Result<String> {
+    /// The master's certificate and where it came from: --web-cert, else
+    /// the one the fleet's last deploy kept, if any.
+    fn web_cert(&self) -> anyhow::Result<Option<(Vec<u8>, PathBuf)>> {
+        if let Some(path) = &self.web_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("--web-cert {}: cannot read it", path.display()))?;
+            return Ok(Some((pem, path.clone())));
+        }
+        // Without a state directory (no HOME) there is simply no kept one.
+        let Ok(state) = self.aws.state() else {
+            return Ok(None);
+        };
+        let fleet_dir = state.fleet_dir(&self.aws.fleet_name()?);
+        let kept = web_cert::load(&fleet_dir)?;
+        Ok(kept.map(|pem| (pem, fleet_dir.join(web_cert::CERT_FILE))))
+    }
+
+    /// The master's base URL from --master, the inventory or the fleet;
+    /// `https` when the master's certificate is known.
+    async fn master_url(&self, https: bool) -> anyhow::Result<String> {
         if let Some(url) = &self.master {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("--master {url:?}: give a URL like http://203.0.113.7:{WEB_PORT}");
+                bail!("--master {url:?}: give a URL like https://203.0.113.7:{WEB_PORT}");
             }
             return Ok(url.trim_end_matches('/').to_string());
         }
@@ -137,10 +175,11 @@ impl RampArgs {
                 .with_context(|| format!("{}: no host has the master role", file.display()))?,
             None => self.fleet_master().await?,
         };
+        let scheme = if https { "https" } else { "http" };
         Ok(if address.contains(':') {
-            format!("http://[{address}]:{WEB_PORT}")
+            format!("{scheme}://[{address}]:{WEB_PORT}")
         } else {
-            format!("http://{address}:{WEB_PORT}")
+            format!("{scheme}://{address}:{WEB_PORT}")
         })
     }
 

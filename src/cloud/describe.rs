@@ -307,6 +307,11 @@ pub(crate) fn instance_from_sdk(instance: &types::Instance) -> Instance {
             .filter(|reason| !reason.is_empty())
             .map(str::to_string),
         public_ip: instance.public_ip_address().and_then(|a| a.parse().ok()),
+        // EC2 answers "" for an instance without one.
+        public_dns: instance
+            .public_dns_name()
+            .filter(|name| !name.is_empty())
+            .map(str::to_string),
         private_ip: instance.private_ip_address().and_then(|a| a.parse().ok()),
         launched_at: instance.launch_time().map(aws_smithy_types::DateTime::secs),
         availability_zone: instance

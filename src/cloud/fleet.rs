@@ -86,6 +86,10 @@ pub struct Instance {
     /// What this machine connects to; `None` until running, or in a subnet
     /// that gives no public addresses.
     pub public_ip: Option<IpAddr>,
+    /// Its public DNS name (`ec2-203-0-113-7.compute-1.amazonaws.com`),
+    /// when the VPC gives one: the master's UI is opened under it.
+    #[serde(default)]
+    pub public_dns: Option<String>,
     /// What the other hosts use inside the VPC (workers reach nginx and the master
     /// there).
     pub private_ip: Option<IpAddr>,
@@ -113,6 +117,7 @@ impl Instance {
             state: "running".into(),
             state_reason: None,
             public_ip: None,
+            public_dns: None,
             private_ip: None,
             launched_at: Some(0),
             availability_zone: Some("us-east-1a".into()),

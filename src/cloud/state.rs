@@ -14,7 +14,7 @@ use super::{CloudError, Fleet, FleetName};
 const FLEET_FILE: &str = "fleet.json";
 /// Files spotload may leave in a fleet directory; `forget` removes only these,
 /// never a whole directory, so a mistaken `--state-dir` can't delete user data.
-const KNOWN_FILES: &[&str] = &[FLEET_FILE, "known_hosts"];
+const KNOWN_FILES: &[&str] = &[FLEET_FILE, "known_hosts", crate::web_cert::CERT_FILE];
 
 /// The root under which each fleet has its own directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +192,7 @@ mod tests {
                 state: "running".into(),
                 state_reason: None,
                 public_ip: Some("54.0.0.1".parse().unwrap()),
+                public_dns: None,
                 private_ip: Some("10.0.0.1".parse().unwrap()),
                 launched_at: Some(1_700_000_000),
                 availability_zone: Some("us-east-1a".into()),

@@ -138,6 +138,7 @@ mod tests {
             state: state.into(),
             state_reason: Some("Server.SpotInstanceTermination".into()),
             public_ip: None,
+            public_dns: None,
             private_ip: private.map(|p| p.parse().unwrap()),
             launched_at: None,
             availability_zone: None,

@@ -480,6 +480,8 @@ impl HostJob {
             web_auth: self.plan.web_auth.clone(),
             digest: self.plan.loadtest.digest.clone(),
             join_secret: self.plan.join_secret.clone(),
+            tls: self.plan.web_tls.clone(),
+            allowed_hosts: self.plan.hosts[self.index].ui_host_names(),
         }
     }
 

@@ -31,6 +31,10 @@ pub struct Entry {
     pub role: Role,
     /// How the other hosts reach this one.
     pub private_address: String,
+    /// Other names and addresses the host is reached under from outside
+    /// (a fleet instance's public IP and DNS name); the master's UI
+    /// certificate names them and its UI answers to them.
+    pub public_names: Vec<String>,
 }
 
 /// A line that is not an inventory entry, with its line number.
@@ -107,6 +111,7 @@ pub fn parse(
             },
             role,
             private_address,
+            public_names: Vec::new(),
         };
         let duplicate = entries.iter().any(|e: &Entry| {
             e.host.address == entry.host.address && e.host.port == entry.host.port && e.role == role

@@ -11,6 +11,7 @@ use swarm::protocol::JoinSecret;
 use super::expiry::ArmPlan;
 use super::inventory::Entry;
 use super::known_hosts::KnownHosts;
+use super::recipe::UiTls;
 use super::ship::Shipment;
 use super::ssh::ConnectLimits;
 use super::Host;
@@ -25,6 +26,9 @@ pub struct HostPlan {
     pub roles: Vec<Role>,
     /// How the other hosts reach this one.
     pub private_address: String,
+    /// Other names and addresses it is reached under from outside (see
+    /// [`Entry::public_names`]).
+    pub public_names: Vec<String>,
     /// The self-destruct to arm on this host: set for a fleet's instances
     /// (by `provision::fleet_hosts`), `None` for hosts from an inventory.
     pub arm: Option<ArmPlan>,
@@ -41,6 +45,34 @@ impl HostPlan {
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+
+    /// Every name and address a web UI on this host may be opened under,
+    /// once each: where spotload connects, the public names, the private
+    /// address and 127.0.0.1 (the deploy's own checks, on the host).
+    pub fn ui_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let all = std::iter::once(&self.host.address)
+            .chain(&self.public_names)
+            .chain(std::iter::once(&self.private_address));
+        for name in all.map(String::as_str).chain(["127.0.0.1"]) {
+            if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name.to_string());
+            }
+        }
+        names
+    }
+
+    /// Of [`HostPlan::ui_names`], the DNS names (not IP addresses) the
+    /// master takes as `--web-allowed-host`: what its UI must be told to
+    /// answer to. A name it would refuse (an underscore, say) is left out
+    /// rather than stopping the master.
+    pub fn ui_host_names(&self) -> Vec<String> {
+        self.ui_names()
+            .into_iter()
+            .filter(|name| name.parse::<std::net::IpAddr>().is_err())
+            .filter_map(|name| swarm::web::AllowedHosts::parse_name(&name).ok())
+            .collect()
+    }
 }
 
 /// Everything a deploy needs, checked.
@@ -56,6 +88,9 @@ pub struct DeployPlan {
     /// The secret workers present to join the master: one per deploy,
     /// written on the master and worker hosts only.
     pub join_secret: JoinSecret,
+    /// The master's UI certificate and key: the UI is served over HTTPS
+    /// and checked with that certificate; `None`: plain HTTP.
+    pub web_tls: Option<UiTls>,
     /// The fleet's known_hosts file: host keys are learned on first contact and
     /// checked after.
     pub known_hosts: KnownHosts,
@@ -89,6 +124,7 @@ impl DeployPlan {
                     host: entry.host,
                     roles: vec![entry.role],
                     private_address: entry.private_address,
+                    public_names: entry.public_names,
                     arm: None,
                 }),
             }
@@ -140,6 +176,38 @@ mod tests {
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[0].role_names(), "master+worker");
         assert!(hosts.iter().all(|h| h.arm.is_none()));
+    }
+
+    #[test]
+    fn a_hosts_ui_names_are_its_addresses_public_names_and_loopback() {
+        let mut hosts = group(
+            "203.0.113.7 root key master\n10.0.0.2 root key webserver\n10.0.0.3 root key worker\n",
+        )
+        .unwrap();
+        let master = &mut hosts[0];
+        master.private_address = "10.0.0.1".into();
+        master.public_names = vec![
+            "ec2-203-0-113-7.compute-1.amazonaws.com".into(),
+            "203.0.113.7".into(),
+        ];
+        assert_eq!(
+            master.ui_names(),
+            [
+                "203.0.113.7",
+                "ec2-203-0-113-7.compute-1.amazonaws.com",
+                "10.0.0.1",
+                "127.0.0.1"
+            ]
+        );
+        assert_eq!(
+            master.ui_host_names(),
+            ["ec2-203-0-113-7.compute-1.amazonaws.com"]
+        );
+        let by_name = group(
+            "ui.example root key master\nui.example root key webserver\nui.example root key worker\n",
+        )
+        .unwrap();
+        assert_eq!(by_name[0].ui_host_names(), ["ui.example"]);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use swarm::api::{NodeState, StatsRequests};
 
 use super::plan::{DeployPlan, HostPlan};
-use super::recipe::{tail, StepFailure, WEB_PORT};
-use super::script::{quote, Privilege};
+use super::recipe::{master_api, tail, StepFailure};
+use super::script::Privilege;
 use super::Shell;
 use crate::role::Role;
 
@@ -159,8 +159,12 @@ pub async fn check_joined(
         "checking that {} worker(s) joined",
         expected.len()
     ));
-    let auth = plan.web_auth.as_deref().map(quote).unwrap_or_default();
-    let script = format!("fetch http://127.0.0.1:{WEB_PORT}/stats/requests {auth}");
+    let (url, args) = master_api(
+        "/stats/requests",
+        plan.web_auth.as_deref(),
+        plan.web_tls.is_some(),
+    );
+    let script = format!("fetch {url} {args}");
     let command = Privilege::Root.wrap(&script);
     let deadline = Instant::now() + plan.join_timeout;
     loop {

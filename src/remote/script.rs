@@ -31,24 +31,30 @@ impl Privilege {
 
 /// Defined at the top of every step script.
 ///
-/// - `fetch URL [USER:PASS]`: the body of URL on stdout (curl, else wget).
+/// - `fetch URL [USER:PASS [CAFILE]]`: the body of URL on stdout (curl, else
+///   wget); an `https://` URL's certificate checked against CAFILE alone.
 /// - `running PIDFILE WORD`: the pid in PIDFILE if that process runs and its
 ///   command line has WORD (a recycled pid does not count).
 /// - `alive PID`: the process exists and is not a zombie (an unreaped
 ///   detached process still has its `/proc` entry).
 /// - `stop_pidfile PIDFILE WORD`: TERM, wait up to 10 s, then KILL.
-/// - `wait_http URL SECONDS [USER:PASS]`: until URL answers, or fail.
+/// - `wait_http URL SECONDS [USER:PASS [CAFILE]]`: until URL answers, or fail.
 const PRELUDE: &str = r#"set -u
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 umask 022
 fetch() {
+    url=$1; auth=${2:-}; ca=${3:-}
     if command -v curl >/dev/null 2>&1; then
-        if [ -n "${2:-}" ]; then curl -fsS --max-time 5 -u "$2" "$1"; else curl -fsS --max-time 5 "$1"; fi
+        set -- -fsS --max-time 5
+        if [ -n "$auth" ]; then set -- "$@" -u "$auth"; fi
+        if [ -n "$ca" ]; then set -- "$@" --cacert "$ca"; fi
+        curl "$@" "$url"
     elif command -v wget >/dev/null 2>&1; then
-        if [ -n "${2:-}" ]; then
-            wget -q -T 5 -O - --auth-no-challenge --user="${2%%:*}" --password="${2#*:}" "$1"
-        else wget -q -T 5 -O - "$1"; fi
+        set -- -q -T 5 -O -
+        if [ -n "$auth" ]; then set -- "$@" --auth-no-challenge --user="${auth%%:*}" --password="${auth#*:}"; fi
+        if [ -n "$ca" ]; then set -- "$@" --ca-certificate="$ca"; fi
+        wget "$@" "$url"
     else
         echo "neither curl nor wget is installed" >&2; return 127
     fi
@@ -79,11 +85,11 @@ stop_pidfile() {
 wait_http() {
     i=0
     while [ $i -lt $(($2 * 4)) ]; do
-        if fetch "$1" "${3:-}" >/dev/null 2>&1; then return 0; fi
+        if fetch "$1" "${3:-}" "${4:-}" >/dev/null 2>&1; then return 0; fi
         sleep 0.25; i=$((i + 1))
     done
     echo "$1 did not answer within $2 s:" >&2
-    fetch "$1" "${3:-}" >/dev/null
+    fetch "$1" "${3:-}" "${4:-}" >/dev/null
     return 1
 }"#;
 

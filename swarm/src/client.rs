@@ -12,6 +12,11 @@ use crate::api::{
 /// How long one API call may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a kept-alive connection waits in the pool: less than our
+/// master's [`crate::web::IDLE_TIMEOUT`], so the client lets go of a
+/// connection before the master closes it under a request.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// A call that failed: which URL, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("master at {url}: {message}")]
@@ -33,16 +38,50 @@ pub struct MasterClient {
 
 impl MasterClient {
     /// A client for the master at `base_url`, sending `credentials` as basic
-    /// auth when given; fails only if no HTTP client can be built.
+    /// auth when given; an `https://` master must have a certificate the
+    /// system trusts. Fails only if no HTTP client can be built.
     pub fn new(base_url: &str, credentials: Option<Credentials>) -> Result<Self, ClientError> {
+        Self::build(base_url, credentials, None)
+    }
+
+    /// A client for an `https://` master whose certificate is `cert_pem`
+    /// (PEM, e.g. the self-signed one `spotload deploy` made): the only
+    /// root trusted, the host name in `base_url` checked against its
+    /// names. Fails when `cert_pem` holds no certificate.
+    pub fn pinned(
+        base_url: &str,
+        credentials: Option<Credentials>,
+        cert_pem: &[u8],
+    ) -> Result<Self, ClientError> {
+        Self::build(base_url, credentials, Some(cert_pem))
+    }
+
+    fn build(
+        base_url: &str,
+        credentials: Option<Credentials>,
+        cert_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder()
+        let error = |message: String| ClientError {
+            url: base.clone(),
+            message,
+        };
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE);
+        if let Some(pem) = cert_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| error(format!("the master's certificate is not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(error(
+                    "the master's certificate file holds no certificate".into(),
+                ));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder
             .build()
-            .map_err(|e| ClientError {
-                url: base.clone(),
-                message: format!("cannot build an HTTP client: {e}"),
-            })?;
+            .map_err(|e| error(format!("cannot build an HTTP client: {e}")))?;
         Ok(MasterClient {
             http,
             base,
@@ -130,7 +169,18 @@ impl MasterClient {
             Some(c) => request.basic_auth(&c.user, Some(&c.pass)),
             None => request,
         };
-        let response = request.send().await.map_err(|e| self.error(path, e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| {
+                let text = error_chain(&e);
+                let hint = if text.contains("invalid peer certificate") {
+                    " (the master serves a certificate this client does not trust: give it the master's certificate)"
+                } else {
+                    ""
+                };
+                self.error(path, format!("{text}{hint}"))
+            })?;
         let status = response.status();
         let body = response.text().await.map_err(|e| self.error(path, e))?;
         if !status.is_success() {
@@ -144,4 +194,17 @@ impl MasterClient {
         }
         Ok(body)
     }
+}
+
+/// An error with its causes on one line: reqwest hides why a TLS
+/// handshake failed ("invalid peer certificate: ...") in its sources.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -1,11 +1,14 @@
 //! The `master` and `worker` recipes: stop what a previous deploy started,
-//! install the binary `ship` brought (checked by digest), write the
-//! deploy's join secret, start `loadtest master` (pointed at the webserver)
-//! or `loadtest worker` (pointed at the master), and check them.
+//! install the binary `ship` brought (checked by digest), the UI's
+//! certificate and key, and the deploy's join secret, start `loadtest
+//! master` (pointed at the webserver, serving HTTPS, told the names its UI
+//! is opened under) or `loadtest worker` (pointed at the master), and check
+//! them.
 //!
-//! The join secret travels on the step's standard input into a root-only
-//! file ([`JOIN_SECRET_FILE`]) that both read with `--join-secret-file`:
-//! it is in no command line, no unit file and no printed command.
+//! The key and the join secret travel on a step's standard input into
+//! root-only files: they are in no command line, no unit file and no
+//! printed command. Both services read the secret with
+//! `--join-secret-file` ([`JOIN_SECRET_FILE`]).
 
 use std::sync::Arc;
 
@@ -14,10 +17,29 @@ use swarm::protocol::JoinSecret;
 
 use super::service::Service;
 use super::ship::install_script;
-use super::{Step, MASTER_PORT, WEB_PORT};
+use super::{Step, BASE, MASTER_PORT, WEB_PORT};
 use crate::remote::script::quote;
 
 const BIN: &str = "/opt/spotload/bin/loadtest";
+/// The master's UI certificate on its host (world-readable).
+pub const UI_CERT: &str = "/opt/spotload/tls/web-ui-cert.pem";
+/// Its private key: root only.
+const UI_KEY: &str = "/opt/spotload/tls/web-ui-key.pem";
+
+/// The master UI's certificate and key, PEM, as the deploy installs them.
+#[derive(Clone)]
+pub struct UiTls {
+    /// The certificate.
+    pub cert_pem: Arc<Vec<u8>>,
+    /// Its private key: travels on a step's standard input only.
+    pub key_pem: Arc<Vec<u8>>,
+}
+
+impl std::fmt::Debug for UiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UiTls")
+    }
+}
 
 /// Where master and worker hosts keep the deploy's join secret (mode 0600,
 /// owned by root, who runs the services).
@@ -34,6 +56,10 @@ pub struct MasterConfig {
     pub digest: String,
     /// The secret workers must present to join (one per deploy).
     pub join_secret: JoinSecret,
+    /// Serve the UI over HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<UiTls>,
+    /// DNS names the UI is opened under (`--web-allowed-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `--join-secret-file` with the hosts' secret file, for both services.
@@ -65,6 +91,52 @@ fn join_secret_step(secret: &JoinSecret) -> Step {
     step
 }
 
+/// The master's own API on its host, as the deploy's checks read it: the
+/// URL (`https://127.0.0.1:8089PATH` with TLS: the certificate names
+/// 127.0.0.1) and the words `fetch` and `wait_http` take after it (the
+/// credentials, the certificate to trust).
+pub fn master_api(path: &str, web_auth: Option<&str>, tls: bool) -> (String, String) {
+    let auth = web_auth.map_or_else(|| "''".to_string(), quote);
+    if tls {
+        (
+            format!("https://127.0.0.1:{WEB_PORT}{path}"),
+            format!("{auth} {UI_CERT}"),
+        )
+    } else {
+        (format!("http://127.0.0.1:{WEB_PORT}{path}"), auth)
+    }
+}
+
+/// Writes standard input to `path` with `mode`, atomically; fails on
+/// empty input. The content never appears in the script.
+fn install_from_stdin(path: &str, mode: &str) -> String {
+    format!(
+        "mkdir -p {BASE}/tls && chmod 700 {BASE}/tls\n\
+         umask 077\n\
+         cat > {path}.partial\n\
+         if [ ! -s {path}.partial ]; then echo \"nothing arrived for {path}\" >&2; rm -f {path}.partial; exit 1; fi\n\
+         chmod {mode} {path}.partial && mv -f {path}.partial {path}\n\
+         echo \"installed {path} (mode {mode})\"\n"
+    )
+}
+
+/// Install the UI's certificate and key from standard input.
+fn tls_steps(tls: &UiTls) -> Vec<Step> {
+    let mut cert = Step::new(
+        "install web UI certificate",
+        format!("cat > {UI_CERT} (from standard input)"),
+        install_from_stdin(UI_CERT, "644"),
+    );
+    cert.input = Some(tls.cert_pem.clone());
+    let mut key = Step::new(
+        "install web UI key",
+        format!("cat > {UI_KEY} (root only, from standard input)"),
+        install_from_stdin(UI_KEY, "600"),
+    );
+    key.input = Some(tls.key_pem.clone());
+    vec![cert, key]
+}
+
 fn master_service(config: &MasterConfig) -> Service {
     let mut argv = vec![
         BIN.to_string(),
@@ -78,6 +150,17 @@ fn master_service(config: &MasterConfig) -> Service {
     ];
     if let Some(auth) = &config.web_auth {
         argv.extend(["--web-auth".into(), auth.clone()]);
+    }
+    if config.tls.is_some() {
+        argv.extend([
+            "--tls-cert".into(),
+            UI_CERT.into(),
+            "--tls-key".into(),
+            UI_KEY.into(),
+        ]);
+    }
+    for name in &config.allowed_hosts {
+        argv.extend(["--web-allowed-host".into(), name.clone()]);
     }
     argv.extend(join_secret_args());
     Service {
@@ -114,27 +197,31 @@ fn worker_service(master_address: &str) -> Service {
     }
 }
 
-/// Stop the previous master, install the binary, write the join secret,
-/// start, check :8089.
+/// Stop the previous master, install the binary (and the UI's
+/// certificate), write the join secret, start, check :8089.
 pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
     let service = master_service(config);
-    let auth = config.web_auth.as_deref().map(quote).unwrap_or_default();
+    let tls = config.tls.is_some();
+    let scheme = if tls { "https" } else { "http" };
+    let (url, args) = master_api("/stats/requests", config.web_auth.as_deref(), tls);
     let check = format!(
-        "wait_http http://127.0.0.1:{WEB_PORT}/stats/requests 30 {auth} || {{ tail -n 30 {log} >&2; exit 1; }}\n\
-         echo \"master answers on :{WEB_PORT}\"",
+        "wait_http {url} 30 {args} || {{ tail -n 30 {log} >&2; exit 1; }}\n\
+         echo \"master answers on :{WEB_PORT} ({scheme})\"",
         log = service.log_file(),
     );
-    vec![
-        Step::new(
-            "stop previous master",
-            "systemctl stop spotload-master / kill $(cat master.pid)",
-            format!(
-                "{}{}",
-                service.stop_script(),
-                install_script(&config.digest)
-            ),
+    let install_tls = config.tls.as_ref().map(tls_steps).unwrap_or_default();
+    let mut steps = vec![Step::new(
+        "stop previous master",
+        "systemctl stop spotload-master / kill $(cat master.pid)",
+        format!(
+            "{}{}",
+            service.stop_script(),
+            install_script(&config.digest)
         ),
-        join_secret_step(&config.join_secret),
+    )];
+    steps.extend(install_tls);
+    steps.push(join_secret_step(&config.join_secret));
+    steps.extend([
         Step::new(
             "start master",
             service.command_line(systemd),
@@ -142,10 +229,15 @@ pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
         ),
         Step::new(
             format!("check master answers on :{WEB_PORT}"),
-            format!("curl http://127.0.0.1:{WEB_PORT}/stats/requests"),
+            if tls {
+                format!("curl --cacert {UI_CERT} {url}")
+            } else {
+                format!("curl {url}")
+            },
             check,
         ),
-    ]
+    ]);
+    steps
 }
 
 /// Stop the previous worker and install the binary with `digest`: safe
@@ -184,6 +276,8 @@ mod tests {
             web_auth: Some("spotload:s3cret".into()),
             digest: "ab".repeat(32),
             join_secret: JoinSecret::new("join-s3cret").unwrap(),
+            tls: None,
+            allowed_hosts: Vec::new(),
         };
         let steps = master_steps(&config, false);
         let start = &steps[2];
@@ -215,6 +309,8 @@ mod tests {
             web_auth: None,
             digest: "ab".repeat(32),
             join_secret: secret.clone(),
+            tls: None,
+            allowed_hosts: Vec::new(),
         };
         for systemd in [false, true] {
             let mut steps = master_steps(&config, systemd);
@@ -260,5 +356,65 @@ mod tests {
             let mode = std::fs::metadata(&file).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn with_tls_the_key_travels_on_stdin_and_the_check_trusts_the_certificate() {
+        const KEY: &str = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
+        let config = MasterConfig {
+            target_url: "http://10.0.1.5".into(),
+            web_auth: None,
+            digest: "ab".repeat(32),
+            join_secret: JoinSecret::new("join-s3cret").unwrap(),
+            tls: Some(UiTls {
+                cert_pem: Arc::new(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+                key_pem: Arc::new(KEY.as_bytes().to_vec()),
+            }),
+            allowed_hosts: vec!["ec2-203-0-113-7.compute-1.amazonaws.com".into()],
+        };
+        let steps = master_steps(&config, false);
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "stop previous master",
+                "install web UI certificate",
+                "install web UI key",
+                "write the join secret",
+                "start master",
+                "check master answers on :8089"
+            ]
+        );
+        let key_step = &steps[2];
+        assert_eq!(
+            key_step.input.as_deref().map(Vec::as_slice),
+            Some(KEY.as_bytes())
+        );
+        assert!(key_step
+            .script
+            .contains("chmod 600 /opt/spotload/tls/web-ui-key.pem"));
+        for step in &steps {
+            assert!(
+                !step.script.contains("c2VjcmV0"),
+                "{}: key in the script",
+                step.name
+            );
+            assert!(
+                !step.command.contains("c2VjcmV0"),
+                "{}: key in the command",
+                step.name
+            );
+        }
+        assert!(steps[4].command.ends_with(
+            "--tls-cert /opt/spotload/tls/web-ui-cert.pem --tls-key /opt/spotload/tls/web-ui-key.pem \
+             --web-allowed-host ec2-203-0-113-7.compute-1.amazonaws.com \
+             --join-secret-file /opt/spotload/join-secret"
+        ), "{}", steps[4].command);
+        assert!(steps[5].script.contains(
+            "wait_http https://127.0.0.1:8089/stats/requests 30 '' /opt/spotload/tls/web-ui-cert.pem"
+        ));
+        assert!(steps[5]
+            .command
+            .contains("--cacert /opt/spotload/tls/web-ui-cert.pem"));
     }
 }

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 pub use facts::{elf_arch, Facts};
 pub use loadtest::{
-    master_steps, worker_start_steps, worker_stop_steps, MasterConfig, JOIN_SECRET_FILE,
+    master_api, master_steps, worker_start_steps, worker_stop_steps, MasterConfig, UiTls,
+    JOIN_SECRET_FILE, UI_CERT,
 };
 pub use ship::{
     fetch_step, receive_step, serve_start_step, serve_stop_step, stage_step, SHIP_DIR, SHIP_PORT,

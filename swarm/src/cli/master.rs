@@ -2,6 +2,7 @@
 
 use super::flags::{JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::{DEFAULT_MASTER_PORT, JOIN_SECRET_ENV};
 use crate::shutdown::{Reason, Shutdown};
-use crate::web::{check_host, WebAuth};
+use crate::web::{check_host, AllowedHosts, ServeOptions, WebAccess, WebAuth, WebTls};
 
 /// `loadtest master`'s flags: where to listen for workers and the web UI,
 /// and what to run.
@@ -61,6 +62,19 @@ pub struct MasterArgs {
     /// Protect the web UI with HTTP basic auth, USER:PASS.
     #[arg(long, value_name = "USER:PASS")]
     pub web_auth: Option<Credentials>,
+    /// A host name the UI is opened under (repeatable). Starting, stopping
+    /// or resetting a run is refused unless the browser's Host is an IP
+    /// address, localhost or one of these names (DNS rebinding); reads are
+    /// open to any name.
+    #[arg(long = "web-allowed-host", value_name = "NAME", value_parser = AllowedHosts::parse_name)]
+    pub web_allowed_hosts: Vec<String>,
+    /// Serve the web UI over HTTPS with this certificate (PEM, the chain
+    /// with the server's certificate first); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds to wait for workers to answer a stop or quit.
     #[arg(long, default_value_t = 10.0)]
     pub stop_timeout: f64,
@@ -85,6 +99,8 @@ impl MasterArgs {
                 return Ok(ExitCode::from(2));
             }
         };
+        // Certificate files are checked before any port opens.
+        let tls = self.web_tls()?;
         let classes = user_classes(build);
         if classes.is_empty() {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
@@ -122,7 +138,7 @@ impl MasterArgs {
                 };
                 super::headless::run(&self, &fixed, &handle, &shutdown).await?
             }
-            RunPlan::Ui { .. } => self.serve_ui(&handle, &shutdown).await?,
+            RunPlan::Ui { .. } => self.serve_ui(&handle, tls, &shutdown).await?,
         };
         if shutdown.reason() == Some(Reason::Failure) {
             anyhow::bail!("the master stopped working (see the log above); its stats are lost");
@@ -169,34 +185,49 @@ impl MasterArgs {
         }
     }
 
+    /// The UI's certificate and key, read and checked, when given.
+    fn web_tls(&self) -> anyhow::Result<Option<WebTls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(WebTls::load(cert, key)?)),
+            _ => Ok(None),
+        }
+    }
+
     async fn serve_ui(
         &self,
         handle: &MasterHandle,
+        tls: Option<WebTls>,
         shutdown: &Shutdown,
     ) -> anyhow::Result<ExitCode> {
         let addr = SocketAddr::new(self.web_host, self.web_port);
         if !self.web_host.is_loopback() && self.web_auth.is_none() {
             tracing::warn!("the web UI on {addr} is reachable beyond this machine without a password: pass --web-auth USER:PASS or --web-host 127.0.0.1");
         }
-        let app = crate::web::app(handle.clone(), self.web_auth.as_ref().map(WebAuth::new));
-        let bound = crate::web::serve(addr, app, shutdown.clone())
+        let access = WebAccess {
+            auth: self.web_auth.as_ref().map(WebAuth::new),
+            allowed_hosts: AllowedHosts::new(&self.web_allowed_hosts)
+                .map_err(|e| anyhow::anyhow!("--web-allowed-host {e}"))?,
+        };
+        let app = crate::web::app(handle.clone(), access);
+        let options = ServeOptions {
+            tls,
+            ..ServeOptions::default()
+        };
+        let server = crate::web::serve(addr, app, options, shutdown.clone())
             .await
             .with_context(|| {
                 format!("cannot serve the web UI on {addr}: pick another --web-port")
             })?;
-        let shown = if bound.ip().is_unspecified() {
-            format!("http://127.0.0.1:{}", bound.port())
-        } else {
-            format!("http://{bound}")
-        };
-        println!("web UI: {shown}");
+        println!("web UI: {}", server.url());
         if let Some(run_time) = self.run.run_time {
             tracing::info!(
                 "runs started from the UI stop after {run_time:?} unless the form says otherwise"
             );
         }
         shutdown.requested().await;
+        // The server drains its requests in flight meanwhile.
         end_run(handle, shutdown).await;
+        server.stopped().await;
         let snapshot = handle.snapshot().await?;
         super::print_summary(&snapshot);
         if let Some(prefix) = &self.csv {

@@ -9,11 +9,17 @@
 //! Plain HTTP/1.1, one request per connection, files streamed from disk
 //! (constant memory however many hosts fetch at once). The fetching host
 //! checks the digest itself, so nothing here has to be trusted.
+//!
+//! A downloader cannot hold the server: a connection that takes no byte
+//! for [`WRITE_TIMEOUT`] is closed, and one source address holds at most
+//! [`MAX_PER_SOURCE`] of the [`MAX_CONNECTIONS`] slots.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,6 +37,34 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many connections are served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 256;
+/// A connection whose client has taken no byte of its answer for this
+/// long is closed: fleet hosts fetch over the VPC at tens of MB/s, so a
+/// client this still has gone or never meant to read, and its slot and
+/// its open file are wanted by the others.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections one source address may hold at once. A fleet host fetches
+/// once (curl, one connection, retried one at a time); the deploy's ready
+/// check is one more. A host opening more is refused at once, so one
+/// cannot take the slots of the rest.
+const MAX_PER_SOURCE: usize = 4;
+/// Bytes read from the file and written per step of a download.
+const CHUNK: usize = 64 * 1024;
+
+/// The bounds the server applies; the constants above, shortened by tests.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    head_timeout: Duration,
+    write_timeout: Duration,
+    max_connections: usize,
+    max_per_source: usize,
+}
+
+const LIMITS: Limits = Limits {
+    head_timeout: HEAD_TIMEOUT,
+    write_timeout: WRITE_TIMEOUT,
+    max_connections: MAX_CONNECTIONS,
+    max_per_source: MAX_PER_SOURCE,
+};
 
 /// `loadtest serve-file`'s flags.
 #[derive(Debug, Args)]
@@ -65,37 +99,125 @@ impl ServeFileArgs {
             dir.display(),
             self.lifetime
         );
-        let dir = Arc::new(dir);
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let server = Arc::new(FileServer::new(dir, LIMITS));
         let deadline = tokio::time::sleep(self.lifetime);
-        tokio::pin!(deadline);
-        loop {
-            let permit = tokio::select! {
-                () = &mut deadline => break,
-                () = shutdown.requested() => break,
-                permit = slots.clone().acquire_owned() => permit?,
-            };
-            let (stream, peer) = tokio::select! {
-                () = &mut deadline => break,
-                () = shutdown.requested() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        eprintln!("accept failed: {err}");
-                        continue;
-                    }
-                },
-            };
-            let dir = dir.clone();
-            tokio::spawn(async move {
-                if let Err(err) = serve(stream, &dir).await {
-                    eprintln!("{peer}: {err}");
-                }
-                drop(permit);
-            });
+        tokio::select! {
+            () = deadline => {}
+            () = shutdown.requested() => {}
+            () = server.clone().accept_loop(listener) => {}
+        }
+        let stalled = server.stalled.load(Ordering::Relaxed);
+        if stalled > 0 {
+            eprintln!(
+                "{stalled} download(s) closed after their client took nothing for {:?}",
+                LIMITS.write_timeout
+            );
         }
         eprintln!("file server ends");
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The directory served and what the server keeps count of.
+struct FileServer {
+    dir: PathBuf,
+    limits: Limits,
+    /// Open connections per source address.
+    sources: Mutex<HashMap<IpAddr, usize>>,
+    /// Downloads closed because their client stopped taking bytes.
+    stalled: AtomicUsize,
+}
+
+impl FileServer {
+    fn new(dir: PathBuf, limits: Limits) -> FileServer {
+        FileServer {
+            dir,
+            limits,
+            sources: Mutex::new(HashMap::new()),
+            stalled: AtomicUsize::new(0),
+        }
+    }
+
+    /// Accepts until the caller stops polling: at most `max_connections`
+    /// at once (more wait in the backlog), `max_per_source` per address
+    /// (more are refused at once).
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    eprintln!("accept failed: {err}");
+                    // Out of descriptors, say: do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Some(source) = SourceSlot::take(&self, peer.ip()) else {
+                eprintln!(
+                    "{peer}: refused, {} connections from it already",
+                    self.limits.max_per_source
+                );
+                let _ = stream.try_write(TOO_MANY.as_bytes());
+                continue;
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = server.serve(stream).await {
+                    if err.kind() == std::io::ErrorKind::TimedOut {
+                        server.stalled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    eprintln!("{peer}: {err}");
+                }
+                drop((source, permit));
+            });
+        }
+    }
+}
+
+/// The answer to a source over its connection limit.
+const TOO_MANY: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 36\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\ntoo many connections from your host\n";
+
+/// One connection counted against its source address, until dropped.
+struct SourceSlot {
+    server: Arc<FileServer>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(server: &Arc<FileServer>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut sources = server
+            .sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = sources.entry(ip).or_insert(0);
+        if *open >= server.limits.max_per_source {
+            return None;
+        }
+        *open += 1;
+        Some(SourceSlot {
+            server: server.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut sources = self
+            .server
+            .sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = sources.get_mut(&self.ip) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                sources.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -147,45 +269,85 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-async fn answer(
+/// Writes all of `bytes`, failing with `TimedOut` when the client takes
+/// none of them for `limit`.
+async fn write_within(
     stream: &mut TcpStream,
-    status: u16,
-    reason: &str,
-    body: &str,
+    mut bytes: &[u8],
+    limit: Duration,
 ) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.shutdown().await
+    while !bytes.is_empty() {
+        let written = tokio::time::timeout(limit, stream.write(bytes))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the client took no byte for {limit:?}: closed"),
+                )
+            })??;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
 }
 
-/// One connection: one request, one answer.
-async fn serve(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
-    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream))
-        .await
-        .map_err(|_| std::io::Error::other("no request within 10 s"))??;
-    let name = match parse_head(&head) {
-        Ok(Request::Ready) => return answer(&mut stream, 200, "OK", "ok\n").await,
-        Ok(Request::File(name)) => name,
-        Err((status, reason)) => return answer(&mut stream, status, reason, reason).await,
-    };
-    let Ok(mut file) = tokio::fs::File::open(dir.join(&name)).await else {
-        return answer(&mut stream, 404, "Not Found", "no such file\n").await;
-    };
-    let size = file.metadata().await?.len();
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await?;
-    let sent = tokio::io::copy(&mut file, &mut stream).await?;
-    stream.shutdown().await?;
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string());
-    eprintln!("sent {name} ({sent} bytes) to {peer}");
-    Ok(())
+impl FileServer {
+    async fn answer(
+        &self,
+        stream: &mut TcpStream,
+        status: u16,
+        reason: &str,
+        body: &str,
+    ) -> std::io::Result<()> {
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        write_within(stream, head.as_bytes(), self.limits.write_timeout).await?;
+        stream.shutdown().await
+    }
+
+    /// One connection: one request, one answer.
+    async fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        let limit = self.limits.head_timeout;
+        let head = tokio::time::timeout(limit, read_head(&mut stream))
+            .await
+            .map_err(|_| std::io::Error::other(format!("no request within {limit:?}")))??;
+        let name = match parse_head(&head) {
+            Ok(Request::Ready) => return self.answer(&mut stream, 200, "OK", "ok\n").await,
+            Ok(Request::File(name)) => name,
+            Err((status, reason)) => return self.answer(&mut stream, status, reason, reason).await,
+        };
+        let Ok(mut file) = tokio::fs::File::open(self.dir.join(&name)).await else {
+            return self
+                .answer(&mut stream, 404, "Not Found", "no such file\n")
+                .await;
+        };
+        let size = file.metadata().await?.len();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+        );
+        let write_timeout = self.limits.write_timeout;
+        write_within(&mut stream, head.as_bytes(), write_timeout).await?;
+        let mut sent: u64 = 0;
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = file.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            write_within(&mut stream, &chunk[..n], write_timeout).await?;
+            sent = sent.saturating_add(n as u64);
+        }
+        stream.shutdown().await?;
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string());
+        eprintln!("sent {name} ({sent} bytes) to {peer}");
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -256,5 +418,125 @@ mod tests {
             .unwrap();
         assert_eq!(code, ExitCode::SUCCESS);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A server on a free loopback port with `limits`, serving a
+    /// `size`-byte file named [`DIGEST`]; returns it, its address and the
+    /// directory (removed on drop).
+    async fn server_with(
+        limits: Limits,
+        size: usize,
+    ) -> (Arc<FileServer>, SocketAddr, tempdir::Dir) {
+        let dir = tempdir::Dir::new();
+        std::fs::write(dir.0.join(DIGEST), vec![7u8; size]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = Arc::new(FileServer::new(dir.0.clone(), limits));
+        tokio::spawn(server.clone().accept_loop(listener));
+        (server, address, dir)
+    }
+
+    mod tempdir {
+        /// A directory under the system temp dir, removed on drop.
+        pub struct Dir(pub std::path::PathBuf);
+
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let path =
+                    std::env::temp_dir().join(format!("serve-file-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&path).unwrap();
+                Dir(path)
+            }
+        }
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    async fn request(stream: &mut TcpStream, path: &str) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+    }
+
+    /// A client that asks for the file and never reads is dropped after
+    /// the write timeout, while another client downloads it whole.
+    #[tokio::test]
+    async fn a_client_that_never_reads_is_dropped_while_another_downloads() {
+        // Far more than loopback's socket buffers on both sides hold.
+        const SIZE: usize = 48 * 1024 * 1024;
+        let limits = Limits {
+            write_timeout: Duration::from_millis(800),
+            ..LIMITS
+        };
+        let (server, address, _dir) = server_with(limits, SIZE).await;
+        let mut stalled = TcpStream::connect(address).await.unwrap();
+        request(&mut stalled, &format!("/{DIGEST}")).await;
+
+        let mut reader = TcpStream::connect(address).await.unwrap();
+        request(&mut reader, &format!("/{DIGEST}")).await;
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).await.unwrap();
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        let body = got.len() - (got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4);
+        assert_eq!(body, SIZE, "the reading client got the whole file");
+
+        // The server counts the stalled download once it has cut it.
+        let cut = tokio::time::timeout(Duration::from_secs(10), async {
+            while server.stalled.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(cut.is_ok(), "the stalled download was not cut");
+        // What it gets now is what sat in the socket buffers, then the end.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest))
+            .await
+            .expect("the stalled connection was closed");
+        assert!(
+            rest.len() < SIZE,
+            "the stalled client got only what was buffered ({} of {SIZE} bytes)",
+            rest.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn one_source_holds_at_most_its_share_of_connections() {
+        let limits = Limits {
+            max_per_source: 2,
+            ..LIMITS
+        };
+        let (_server, address, _dir) = server_with(limits, 10).await;
+        // Two held connections from 127.0.0.1, each waiting for its head.
+        let _held = [
+            TcpStream::connect(address).await.unwrap(),
+            TcpStream::connect(address).await.unwrap(),
+        ];
+        let mut third = TcpStream::connect(address).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer))
+            .await
+            .expect("refused at once")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{answer}"
+        );
+        // Another source is still served.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = socket.connect(address).await.unwrap();
+        request(&mut other, "/ready").await;
+        let mut answer = String::new();
+        other.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     }
 }

@@ -57,11 +57,18 @@ impl HttpDriver {
         host: Option<String>,
         credentials: Option<Credentials>,
     ) -> Result<Self, DriverError> {
-        Ok(HttpDriver {
-            client: MasterClient::new(base_url, credentials)?,
+        let client = MasterClient::new(base_url, credentials)?;
+        Ok(Self::from_client(client, host))
+    }
+
+    /// Drives the master `client` reaches (e.g. one pinned to the master's
+    /// certificate), sending `host` with each swarm request when given.
+    pub fn from_client(client: MasterClient, host: Option<String>) -> Self {
+        HttpDriver {
+            client,
             host,
             co_mitigation: None,
-        })
+        }
     }
 
     /// Sends `co_mitigation` (`average`, `maximum`...) with each swarm
@@ -187,15 +194,16 @@ mod tests {
         }];
         let (master, handle) = Master::new(MasterConfig::new("http://127.0.0.1:9", classes), link);
         tokio::spawn(master.run());
-        let app = crate::web::app(handle, None);
-        let addr = crate::web::serve(
+        let app = crate::web::app(handle, crate::web::WebAccess::default());
+        let server = crate::web::serve(
             ([127, 0, 0, 1], 0).into(),
             app,
+            crate::web::ServeOptions::default(),
             crate::shutdown::Shutdown::new(),
         )
         .await
         .expect("serve");
-        let driver = HttpDriver::new(&format!("http://{addr}/"), None, None).expect("client");
+        let driver = HttpDriver::new(&format!("{}/", server.url()), None, None).expect("client");
         let reading = driver.read().await.expect("read");
         assert_eq!(reading.state, RunState::Ready);
         assert_eq!((reading.workers, reading.total.num_requests), (0, 0));

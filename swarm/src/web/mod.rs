@@ -3,17 +3,22 @@
 //! binary — no CDN.
 //!
 //! [`app`] builds the whole router in one place, so tests drive it with
-//! `oneshot` and no socket.
+//! `oneshot` and no socket; [`serve`] runs it on our own bounded server
+//! (`server.rs`, `connection.rs`), over HTTPS with a [`WebTls`].
 
 mod api;
 mod auth;
+mod connection;
 mod form;
 mod origin;
 mod report;
+mod script_json;
+mod server;
+#[cfg(test)]
+mod server_tests;
 #[cfg(test)]
 mod tests;
-
-use std::net::SocketAddr;
+mod tls;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,7 +26,14 @@ use axum::Router;
 pub use api::{exceptions_answer, stats_requests, total_answer};
 pub use auth::WebAuth;
 pub use form::{check_host, parse_swarm_form, FormError};
+pub use origin::AllowedHosts;
 pub use report::render_report;
+pub use script_json::json_for_script;
+pub use server::{
+    serve, Limits, ServeOptions, WebServer, BODY_READ_TIMEOUT, DRAIN_TIMEOUT, HEADER_READ_TIMEOUT,
+    IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES, TLS_HANDSHAKE_TIMEOUT,
+};
+pub use tls::{TlsError, WebTls};
 
 use crate::master::MasterHandle;
 
@@ -32,8 +44,18 @@ pub struct WebState {
     pub master: MasterHandle,
 }
 
-/// The router: the page, the report and Locust's API.
-pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
+/// Who may do what on the UI: the password, and the names besides IP
+/// addresses and `localhost` under which it accepts state changes.
+#[derive(Clone, Debug, Default)]
+pub struct WebAccess {
+    /// HTTP basic auth for every path (`--web-auth`); `None`: open.
+    pub auth: Option<WebAuth>,
+    /// `--web-allowed-host` names (see [`AllowedHosts`]).
+    pub allowed_hosts: AllowedHosts,
+}
+
+/// The router: the page, the report and Locust's API, behind `access`.
+pub fn app(master: MasterHandle, access: WebAccess) -> Router {
     let router = Router::new()
         .route("/", get(api::index))
         .route("/common.js", get(api::common_js))
@@ -49,28 +71,12 @@ pub fn app(master: MasterHandle, auth: Option<WebAuth>) -> Router {
         .route("/exceptions", get(api::exceptions))
         .route("/exceptions/csv", get(api::exceptions_csv))
         .with_state(WebState { master })
-        .layer(axum::middleware::from_fn(origin::same_origin_only));
-    match auth {
+        .layer(axum::middleware::from_fn_with_state(
+            access.allowed_hosts,
+            origin::guard,
+        ));
+    match access.auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
         None => router,
     }
-}
-
-/// Serves `app` on `addr` until `shutdown`, then finishes the requests in
-/// flight; returns the bound address.
-pub async fn serve(
-    addr: SocketAddr,
-    app: Router,
-    shutdown: crate::shutdown::Shutdown,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.requested().await });
-        if let Err(err) = served.await {
-            tracing::error!("web UI stopped: {err}");
-        }
-    });
-    Ok(bound)
 }

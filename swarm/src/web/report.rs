@@ -33,8 +33,7 @@ pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample], now: 
         "exceptions": snapshot.exceptions,
         "history": history,
     });
-    // JSON inside <script>: "</" must not end the element early.
-    let data = data.to_string().replace("</", "<\\/");
+    let data = super::json_for_script(&data.to_string());
     // The shared script goes in first: the data must not be searched for
     // the script's placeholder.
     super::api::with_shared_parts(TEMPLATE)

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-use super::{app, WebAuth};
+use super::{app, AllowedHosts, WebAccess, WebAuth};
 use crate::master::{Master, MasterConfig, MasterHandle, UserClass};
 use crate::protocol::transport::{memory_master_link, Frame, Inbound};
 use crate::protocol::ToMaster;
@@ -78,7 +78,7 @@ fn json(body: &str) -> Value {
 async fn swarm_names_the_bad_field_and_starts_nothing() {
     let master = start_master();
     master.join_worker("w1").await;
-    let router = app(master.handle.clone(), None);
+    let router = app(master.handle.clone(), WebAccess::default());
     for (form, field) in [
         ("user_count=abc&spawn_rate=1", "user_count"),
         ("user_count=5&spawn_rate=0", "spawn_rate"),
@@ -99,7 +99,7 @@ async fn swarm_names_the_bad_field_and_starts_nothing() {
 async fn swarm_answers_like_locust() {
     let master = start_master();
     master.join_worker("w1").await;
-    let router = app(master.handle.clone(), None);
+    let router = app(master.handle.clone(), WebAccess::default());
     let (_, body) = send(
         router.clone(),
         post_form("/swarm", "user_count=3&spawn_rate=3&run_time=1m"),
@@ -139,7 +139,7 @@ async fn exceptions_list_nodes_as_one_string() {
         let frame = Inbound::memory(id, exception.to_wire(id));
         master.frames.send(frame).await.expect("the master runs");
     }
-    let router = app(master.handle.clone(), None);
+    let router = app(master.handle.clone(), WebAccess::default());
     // Frames and commands race in the master's loop: ask until both count.
     let mut rows = Value::Null;
     for _ in 0..100 {
@@ -164,7 +164,11 @@ async fn exceptions_list_nodes_as_one_string() {
 async fn basic_auth_guards_every_path() {
     let master = start_master();
     let auth = WebAuth::parse("user:pass").expect("valid");
-    let router = app(master.handle.clone(), Some(auth));
+    let access = WebAccess {
+        auth: Some(auth),
+        ..WebAccess::default()
+    };
+    let router = app(master.handle.clone(), access);
     for path in ["/", "/stats/requests", "/exceptions/csv"] {
         let request = |credentials: Option<&str>| {
             let mut builder = Request::get(path);
@@ -206,7 +210,7 @@ async fn state_of(router: &axum::Router) -> Value {
 async fn absurd_swarm_values_are_refused_and_the_master_keeps_answering() {
     let master = start_master();
     master.join_worker("w1").await;
-    let router = app(master.handle.clone(), None);
+    let router = app(master.handle.clone(), WebAccess::default());
     for (form, field) in [
         (
             "user_count=5&spawn_rate=5&run_time=18446744073709551615",
@@ -238,7 +242,7 @@ async fn absurd_swarm_values_are_refused_and_the_master_keeps_answering() {
 async fn cross_site_requests_are_refused() {
     let master = start_master();
     master.join_worker("w1").await;
-    let router = app(master.handle.clone(), None);
+    let router = app(master.handle.clone(), WebAccess::default());
     let swarm_from = |headers: &[(&str, &str)]| {
         let mut builder = Request::post("/swarm")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -293,7 +297,7 @@ async fn cross_site_requests_are_refused() {
 #[tokio::test]
 async fn the_page_and_the_report_carry_the_shared_tables() {
     let master = start_master();
-    let router = app(master.handle.clone(), None);
+    let router = app(master.handle.clone(), WebAccess::default());
     for path in ["/", "/stats/report"] {
         let (status, body) = send(router.clone(), get(path)).await;
         assert_eq!(status, StatusCode::OK, "{path}");
@@ -309,4 +313,88 @@ async fn the_page_and_the_report_carry_the_shared_tables() {
         );
         assert!(!body.contains("<!--__"), "{path} has no placeholder left");
     }
+}
+
+/// `POST /swarm` with `Host` and `Origin` both naming `host`, as a DNS
+/// rebinding page's request looks.
+fn swarm_as(host: &str) -> Request<Body> {
+    Request::post("/swarm")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::HOST, host)
+        .header(header::ORIGIN, format!("http://{host}"))
+        .body(Body::from("user_count=2&spawn_rate=2"))
+        .expect("a request")
+}
+
+#[tokio::test]
+async fn state_changes_under_a_foreign_host_name_are_refused_reads_are_not() {
+    let master = start_master();
+    master.join_worker("w1").await;
+    let router = app(master.handle.clone(), WebAccess::default());
+
+    for host in [
+        "rebind.example",
+        "rebind.example:8089",
+        "localhost.evil.example",
+    ] {
+        let (status, body) = send(router.clone(), swarm_as(host)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{host}: {body}");
+        assert!(
+            body.contains(&format!("{host:?}")),
+            "names the Host: {body}"
+        );
+        assert!(
+            body.contains("--web-allowed-host"),
+            "says what to do: {body}"
+        );
+        assert_eq!(state_of(&router).await, "ready", "{host}: nothing started");
+    }
+    for (method, path) in [("POST", "/stop"), ("GET", "/stop"), ("GET", "/stats/reset")] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "rebind.example:8089")
+            .body(Body::empty())
+            .expect("a request");
+        let (status, body) = send(router.clone(), request).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+    }
+    // Locust's reads answer whatever the name.
+    for path in ["/stats/requests", "/", "/stats/requests/csv", "/exceptions"] {
+        let read = Request::get(path)
+            .header(header::HOST, "rebind.example:8089")
+            .body(Body::empty())
+            .expect("a request");
+        let (status, _) = send(router.clone(), read).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}");
+    }
+    for host in [
+        "127.0.0.1:8089",
+        "[::1]:8089",
+        "localhost:8089",
+        "ui.localhost",
+    ] {
+        let (status, body) = send(router.clone(), swarm_as(host)).await;
+        assert_eq!(status, StatusCode::OK, "{host}: {body}");
+        assert_eq!(json(&body)["success"], true, "{host}: {body}");
+    }
+    assert_eq!(state_of(&router).await, "running");
+}
+
+#[tokio::test]
+async fn an_allowed_host_name_may_change_state() {
+    let master = start_master();
+    master.join_worker("w1").await;
+    let access = WebAccess {
+        allowed_hosts: AllowedHosts::new(&["ui.example"]).expect("a name"),
+        ..WebAccess::default()
+    };
+    let router = app(master.handle.clone(), access);
+    let (status, body) = send(router.clone(), swarm_as("other.example:8089")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(state_of(&router).await, "ready");
+    let (status, body) = send(router.clone(), swarm_as("UI.example:8089")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["success"], true, "{body}");
+    assert_eq!(state_of(&router).await, "running");
 }
