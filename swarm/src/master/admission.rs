@@ -105,6 +105,10 @@ pub struct Refusals {
     pub join_rate: u64,
     /// `stats` reports among `not_joined`: never merged.
     pub stats_not_joined: u64,
+    /// Frames a peer sent while more than a thousand of its frames waited
+    /// behind one of its own still decoding (`decoding.rs`).
+    #[serde(default)]
+    pub behind_slow_frame: u64,
 }
 
 impl Refusals {
@@ -114,6 +118,7 @@ impl Refusals {
             .saturating_add(self.wrong_node_id)
             .saturating_add(self.not_joined)
             .saturating_add(self.join_rate)
+            .saturating_add(self.behind_slow_frame)
     }
 }
 
