@@ -15,14 +15,18 @@
 //!   passes the binary's path);
 //! - [`Process`]: any other program;
 //! - [`spotload_cli::SpotloadCli`]: the `spotload` binary in a scratch
-//!   HOME and state directory, against moto or the fault proxy.
+//!   HOME and state directory, against moto or the fault proxy;
+//! - [`zmtp::RawPeer`]: a hand-written ZeroMQ peer, for tests that attack
+//!   a master's port the way no real worker would.
 //!
 //! Every process is stopped when its handle drops, so a panicking test
 //! leaves no orphans; on a panic the handle also prints the tail of the
 //! process's logs and keeps its temp dir (`$TMPDIR/spotload-*`).
 //!
 //! Tests read HTTP through reqwest ([`http_get`], [`http_post_form`], ...)
-//! and a master's API in `swarm::api` types through [`Api`]. They wait
+//! and a master's API in `swarm::api` types through [`Api`]; a
+//! [`Watcher`] samples a master (answer times, workers, memory and
+//! descriptors from [`procfs`]) all through an attack. They wait
 //! with [`wait_until`], the one polling loop, and never assert that
 //! something did not happen after a fixed sleep.
 //!
@@ -40,8 +44,11 @@ mod locust;
 mod moto;
 mod nginx;
 mod process;
+pub mod procfs;
 mod serve;
 mod wait;
+mod watch;
+pub mod zmtp;
 
 #[cfg(feature = "aws")]
 pub mod faultproxy;
@@ -68,6 +75,7 @@ pub use self::{
     nginx::{AccessLine, Nginx, NginxOptions, ANY_PATH_BODY},
     process::{free_port, loopback, wait_for_port, Process, TempDir},
     wait::{try_wait_until, wait_until, POLL_INTERVAL},
+    watch::{Watched, Watcher, SAMPLE_EVERY},
 };
 
 /// The `loadtest` binary of the calling test's package build:

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use harness::zmtp::{frame, RawPeer};
 use harness::*;
 use harness::{try_http, Nginx, NginxOptions, TempDir};
 use swarm::api::NodeState;
@@ -34,57 +35,10 @@ const MAX_FRAME: u64 = 8 << 20;
 const USERS: u32 = 10;
 const WORKER_WAIT: &[&str] = &["--wait", "0.02:0.08"];
 
-// ---------------------------------------------------------------------------
-// ZMTP 3.0 by hand
-// ---------------------------------------------------------------------------
-
-/// A ZMTP 3.0 greeting, NULL mechanism, as a client.
-fn greeting() -> [u8; 64] {
-    let mut g = [0u8; 64];
-    g[0] = 0xFF;
-    g[9] = 0x7F;
-    g[10] = 3; // major
-    g[11] = 0; // minor
-    g[12..16].copy_from_slice(b"NULL");
-    // g[32] = 0: as-server false; the rest is filler.
-    g
-}
-
-/// The READY command of a DEALER with identity `node_id`.
-fn ready(node_id: &str) -> Vec<u8> {
-    let mut body = vec![5u8];
-    body.extend_from_slice(b"READY");
-    for (name, value) in [("Socket-Type", "DEALER"), ("Identity", node_id)] {
-        body.push(name.len() as u8);
-        body.extend_from_slice(name.as_bytes());
-        body.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        body.extend_from_slice(value.as_bytes());
-    }
-    frame(0x04, &body)
-}
-
-/// A frame with `flags` (0x00 message, 0x04 command); the long-size bit is
-/// added for bodies above 255 bytes.
-fn frame(flags: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 9);
-    if body.len() <= 255 {
-        out.push(flags);
-        out.push(body.len() as u8);
-    } else {
-        out.push(flags | 0x02);
-        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A raw peer: connected, greeted, READY sent. Reads nothing.
+/// A raw peer (harness::zmtp): connected, greeted, READY sent. Reads
+/// nothing.
 fn raw_peer(port: u16, node_id: &str) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(loopback(port))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(&greeting())?;
-    stream.write_all(&ready(node_id))?;
-    Ok(stream)
+    RawPeer::connect(port, node_id.as_bytes()).map(RawPeer::into_stream)
 }
 
 fn flood_node_id(tag: &str) -> String {

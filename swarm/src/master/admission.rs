@@ -110,6 +110,10 @@ pub struct Refusals {
     /// hostile about them).
     #[serde(default)]
     pub duplicate_stats: u64,
+    /// Frames a peer sent while more than a thousand of its frames waited
+    /// behind one of its own still decoding (`decoding.rs`).
+    #[serde(default)]
+    pub behind_slow_frame: u64,
 }
 
 impl Refusals {
@@ -119,6 +123,7 @@ impl Refusals {
             .saturating_add(self.wrong_node_id)
             .saturating_add(self.not_joined)
             .saturating_add(self.join_rate)
+            .saturating_add(self.behind_slow_frame)
     }
 }
 

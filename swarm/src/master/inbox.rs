@@ -17,15 +17,33 @@ use super::runner::{Master, CPU_WARNING};
 use super::WorkerEventKind;
 use crate::logs::{shown, shown_bytes};
 use crate::protocol::transport::Inbound;
-use crate::protocol::{QuitReason, ToMaster, ToWorker};
+use crate::protocol::{ProtocolError, QuitReason, ToMaster, ToWorker};
 use crate::stats::{now_epoch, ExceptionRow};
 
 /// Exception rows keep at most this many node ids each.
 const EXCEPTION_NODES: usize = 100;
 
+/// A frame and what it decoded to: decoding is the one step of a frame
+/// that can take long (a million msgpack values), so it may run off the
+/// master's task (see `decoding.rs`).
+pub(super) struct Decoded {
+    frame: Inbound,
+    message: Result<(ToMaster, String), ProtocolError>,
+}
+
+impl Decoded {
+    /// Decodes `frame`'s payload; the frame keeps its bytes and its byte
+    /// budget until the master has dealt with what it said.
+    pub(super) fn from(frame: Inbound) -> Decoded {
+        let message = ToMaster::from_wire(&frame.payload);
+        Decoded { frame, message }
+    }
+}
+
 impl Master {
-    pub(super) fn on_frame(&mut self, frame: Inbound) {
-        let (message, node_id) = match ToMaster::from_wire(&frame.payload) {
+    pub(super) fn on_frame(&mut self, decoded: Decoded) {
+        let Decoded { frame, message } = decoded;
+        let (message, node_id) = match message {
             Ok(decoded) => decoded,
             Err(err) => {
                 self.refused.malformed += 1;
@@ -211,6 +229,20 @@ impl Master {
         if asks_back && self.reconnects.take(now) {
             self.send(id, ToWorker::Reconnect);
         }
+    }
+
+    /// A frame its peer sent while too many of its frames waited behind
+    /// its own slow one: dropped, counted.
+    pub(super) fn refuse_behind_slow_frame(&mut self, frame: &Inbound) {
+        self.refused.behind_slow_frame += 1;
+        let peer = shown_bytes(&frame.peer);
+        self.warn("behind slow frame", &peer, || {
+            format!(
+                "ignored a frame from {peer} at {}: more than {} of its frames wait behind one still decoding",
+                frame.source,
+                super::decoding::HELD_PER_PEER
+            )
+        });
     }
 
     fn on_exception(&mut self, id: &str, msg: String, traceback: String, count: u64) {

@@ -6,6 +6,7 @@
 //! (commands with replies) and read its state as [`MasterSnapshot`]s.
 
 mod admission;
+mod decoding;
 mod dispatch;
 mod events;
 mod handle;
@@ -18,6 +19,7 @@ mod state;
 mod tests;
 
 pub use admission::{Refusals, JOIN_BURST, JOIN_RATE, RECONNECT_RATE};
+pub use decoding::{DECODE_INLINE, HELD_PER_PEER};
 pub use dispatch::{dispatch, split_by_weight, UserClass};
 pub use events::{WorkerEvent, WorkerEventKind};
 pub use handle::{parse_co_mitigation, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admission::{Bucket, Joins, Refusals, RECONNECT_RATE};
+use super::decoding::{Decoder, Taken};
 use super::dispatch::dispatch;
 use super::events::{EventLog, WorkerEventKind};
 use super::handle::{Command, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
@@ -25,6 +26,10 @@ use crate::stats::{now_epoch, RequestStats};
 /// order, so a thousand joins in a burst cost one round of orders, not a
 /// thousand.
 pub const REDISPATCH_COALESCE: Duration = Duration::from_millis(200);
+
+/// The most commands answered between two frames: the channel's size, so
+/// a stream of them cannot keep the workers' frames waiting either.
+const COMMANDS_BETWEEN_FRAMES: usize = 64;
 
 /// A ramp toward a user count, a step each second.
 #[derive(Debug)]
@@ -80,6 +85,9 @@ pub struct Master {
     pub(super) reconnects: Bucket,
     /// When the re-dispatch that joins and leaves asked for is due.
     redispatch_at: Option<tokio::time::Instant>,
+    /// Big frames decoded off the master's task, and the frames of their
+    /// connections waiting behind them.
+    decoder: Decoder,
     pub(super) state: RunState,
     host: String,
     /// Users currently asked of the workers, all classes together.
@@ -95,7 +103,7 @@ pub struct Master {
 impl Master {
     /// Builds the master over a bound link and returns it with its handle.
     pub fn new(config: MasterConfig, link: MasterLink) -> (Master, MasterHandle) {
-        let (commands_tx, commands) = mpsc::channel(64);
+        let (commands_tx, commands) = mpsc::channel(COMMANDS_BETWEEN_FRAMES);
         let (status, status_rx) = watch::channel((RunState::Ready, 0));
         let host = config.host.clone();
         let master = Master {
@@ -114,6 +122,7 @@ impl Master {
             joins: Joins::default(),
             reconnects: Bucket::new(RECONNECT_RATE, RECONNECT_RATE),
             redispatch_at: None,
+            decoder: Decoder::default(),
             state: RunState::Ready,
             host,
             dispatched: 0,
@@ -142,9 +151,26 @@ impl Master {
         loop {
             tokio::select! {
                 frame = self.link.incoming.recv() => match frame {
-                    Some(frame) => self.on_frame(frame),
+                    Some(frame) => {
+                        match self.decoder.take(frame) {
+                            Taken::Now(decoded) => self.on_frame(decoded),
+                            Taken::Later => {}
+                            Taken::Dropped(frame) => self.refuse_behind_slow_frame(&frame),
+                        }
+                        self.answer_waiting_commands();
+                    }
                     None => return Ended::LinkLost,
                 },
+                decoded = self.decoder.decoded() => {
+                    match decoded {
+                        Some(decoded) => self.on_frame(decoded),
+                        None => tracing::error!("a frame was lost: its decoding did not finish"),
+                    }
+                    for decoded in self.decoder.release() {
+                        self.on_frame(decoded);
+                    }
+                    self.answer_waiting_commands();
+                }
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => return Ended::Released,
@@ -162,6 +188,18 @@ impl Master {
                     self.stats.trim(now);
                     self.history.sample(&self.stats.total, self.dispatched, now);
                 }
+            }
+        }
+    }
+
+    /// Answers the commands (web UI, ramp) that came while a frame was
+    /// dealt with: with frames always waiting, the loop would otherwise
+    /// pick a command only by chance, one frame at a time.
+    fn answer_waiting_commands(&mut self) {
+        for _ in 0..COMMANDS_BETWEEN_FRAMES {
+            match self.commands.try_recv() {
+                Ok(command) => self.on_command(command),
+                Err(_) => break,
             }
         }
     }

@@ -229,7 +229,12 @@ fn state_of(snapshot: &MasterSnapshot, id: &str) -> Option<NodeState> {
 
 /// Two workers joined and running 10 users, 5 each.
 async fn two_workers_running_ten() -> Fleet {
-    let mut fleet = Fleet::start(config());
+    two_workers_running_ten_with(config()).await
+}
+
+/// [`two_workers_running_ten`] with another config.
+async fn two_workers_running_ten_with(config: MasterConfig) -> Fleet {
+    let mut fleet = Fleet::start(config);
     fleet.join("w1").await;
     fleet.join("w2").await;
     fleet.swarm(10, None).await;
@@ -554,4 +559,90 @@ async fn a_report_is_merged_once_and_heartbeats_say_which() {
     fleet
         .expect(|to, m| to == "w1" && matches!(m, ToWorker::Heartbeat { stats_seq: Some(2) }))
         .await;
+}
+
+/// A frame from `id` the master decodes whole before finding it is no
+/// report: a `stats` message whose data is just under a million short
+/// strings, the slowest frame it still decodes.
+fn slow_frame(id: &str) -> Vec<u8> {
+    const VALUES: u32 = 999_990;
+    let mut frame = vec![0x93, 0xa5];
+    frame.extend_from_slice(b"stats");
+    frame.push(0xdd);
+    frame.extend_from_slice(&VALUES.to_be_bytes());
+    for i in 0..VALUES {
+        frame.push(0xa7);
+        frame.extend_from_slice(format!("{:07}", i % 10_000_000).as_bytes());
+    }
+    frame.push(0xa0 | u8::try_from(id.len()).expect("a short id"));
+    frame.extend_from_slice(id.as_bytes());
+    frame
+}
+
+/// Queues `frames` slow frames from a joined `flooder` in a task of its
+/// own, as a flood of them waits on a socket.
+async fn flood_slow_frames(fleet: &mut Fleet, frames: u64) -> tokio::task::JoinHandle<()> {
+    fleet.join("flooder").await;
+    let frame = slow_frame("flooder");
+    let flood = fleet.feeder.frames.clone();
+    tokio::spawn(async move {
+        for _ in 0..frames {
+            let inbound = Inbound::memory("flooder", frame.clone());
+            flood.send(inbound).await.expect("the master runs");
+        }
+    })
+}
+
+// Two threads, as the master has: heartbeats arrive while it decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_heard_behind_slow_frames_are_not_missing() {
+    const FRAMES: u64 = 12;
+    // Liveness 1.5 s (the workers beat every 50 ms): room for a test
+    // process busy with other tests, well below the seconds the flood
+    // takes the master to read.
+    let mut config = config();
+    config.heartbeat_interval = Duration::from_millis(500);
+    let mut fleet = two_workers_running_ten_with(config).await;
+    // The workers' heartbeats come while the flood is read. (The
+    // flooder's own wait behind its frames: it may go missing.)
+    let feeding = flood_slow_frames(&mut fleet, FRAMES).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let snapshot = fleet.feeder.snapshot().await;
+        let missing: Vec<_> = snapshot
+            .events
+            .iter()
+            .filter(|e| e.event == WorkerEventKind::Missing && e.worker != "flooder")
+            .collect();
+        assert!(missing.is_empty(), "went missing: {missing:?}");
+        if snapshot.refused.malformed == FRAMES {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the flood was not read in time");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    feeding.await.expect("the feeder");
+}
+
+// Two threads, as the master has: the UI asks while the master decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_is_answered_while_slow_frames_decode() {
+    const FRAMES: u64 = 12;
+    let mut fleet = two_workers_running_ten().await;
+    let feeding = flood_slow_frames(&mut fleet, FRAMES).await;
+    // A snapshot asked while slow frames wait is answered at once (at
+    // worst after the frame in hand), not after the queue.
+    let mut seen = fleet.feeder.snapshot().await.refused.malformed;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen < FRAMES {
+        assert!(Instant::now() < deadline, "the flood was not read in time");
+        let now = fleet.feeder.snapshot().await.refused.malformed;
+        assert!(
+            now <= seen + 1,
+            "a snapshot waited for {} slow frames",
+            now - seen
+        );
+        seen = now;
+    }
+    feeding.await.expect("the feeder");
 }

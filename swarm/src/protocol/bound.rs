@@ -6,7 +6,10 @@
 
 /// The most values one frame may hold: a `stats` message of a few
 /// thousand names with their response-time buckets and histograms stays
-/// well below; decoding this many costs tens of megabytes at most.
+/// well below. Decoding this many takes up to about 100 MiB for a moment
+/// (48 bytes a value as the decoder builds them, in a vector that doubles
+/// as it grows) and most of a second in a debug build, so the master
+/// decodes such frames off its task, one at a time.
 pub const MAX_VALUES: usize = 1_000_000;
 
 /// Why a frame's msgpack was refused unread.

@@ -107,13 +107,16 @@ pub(crate) enum Out {
 }
 
 /// Writes what arrives on `rx` until the channel closes (`Ok`) or the socket
-/// fails. Whatever is waiting is batched into one write of up to ~64 KiB.
+/// fails. Whatever is waiting is batched into one write of up to ~64 KiB;
+/// the buffer grows to what is waiting, and a quiet connection (most of a
+/// master's: a heartbeat a second) keeps no more than a small one.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     w: &mut W,
     mut rx: mpsc::Receiver<Out>,
 ) -> io::Result<()> {
     const BATCH: usize = 64 * 1024;
-    let mut buf = BytesMut::with_capacity(BATCH);
+    const KEPT: usize = 4 * 1024;
+    let mut buf = BytesMut::new();
     let mut acks = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -130,8 +133,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         if !buf.is_empty() {
             w.write_all(&buf).await?;
             buf.clear();
-            if buf.capacity() > 16 * BATCH {
-                buf = BytesMut::with_capacity(BATCH);
+            if buf.capacity() > KEPT {
+                buf = BytesMut::new();
             }
         }
         for ack in acks.drain(..) {

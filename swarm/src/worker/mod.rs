@@ -15,12 +15,12 @@
 pub mod controller;
 mod gate;
 mod goose_driver;
+mod heartbeat;
 pub mod spot;
 mod tap;
 mod user_client;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,14 +33,15 @@ pub use spot::SpotNotice;
 pub use tap::read_body;
 pub use user_client::{user_client_builder, UserClientError};
 
-use crate::protocol::transport::{connect_worker, DealerSender, WorkerLink};
+use crate::protocol::transport::{connect_worker, WorkerLink};
 use crate::protocol::{
-    new_node_id, Heartbeat, JoinSecret, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
+    new_node_id, JoinSecret, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
     LOCUST_COMPAT_VERSION,
 };
 use crate::shutdown::{Reason, Shutdown};
 use crate::stats::StatsReport;
 use controller::ControllerError;
+use heartbeat::{HeartbeatTask, ReadyOn, StateCell};
 
 /// Where the master is and how patient to be with it.
 #[derive(Debug, Clone)]
@@ -166,6 +167,9 @@ pub struct Worker {
     /// When the last `client_ready` went out, so a burst of `reconnect`s
     /// (one per heartbeat) does not make a burst of joins.
     ready_sent: Option<Instant>,
+    /// The connection that `client_ready` went out on: the heartbeat task
+    /// beats only there.
+    ready_on: ReadyOn,
 }
 
 impl Worker {
@@ -198,6 +202,7 @@ impl Worker {
             resend: VecDeque::new(),
             master_acks: None,
             ready_sent: None,
+            ready_on: ReadyOn::default(),
         })
     }
 
@@ -576,6 +581,8 @@ impl Worker {
         self.heartbeats.abort();
         let beat = HeartbeatTask {
             outgoing: self.link.outgoing.clone(),
+            connected: self.link.connected.clone(),
+            ready_on: self.ready_on.clone(),
             node_id: self.node_id.clone(),
             state: self.state.clone(),
             interval: self.config.heartbeat_interval,
@@ -624,9 +631,13 @@ impl Worker {
     /// Asks the master to take this worker (Locust's `client_ready`).
     fn join(&mut self) {
         self.ready_sent = Some(Instant::now());
+        // The connection is read first: if a newer one comes up meanwhile,
+        // heartbeats wait for the join the loop makes on it.
+        let connection = *self.link.connected.borrow();
         self.send(ToMaster::ClientReady {
             version: LOCUST_COMPAT_VERSION.into(),
         });
+        self.ready_on.set(connection);
     }
 
     /// Queues a message; one that cannot go now (no connection) is dropped:
@@ -653,80 +664,3 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 /// How long a `client_ready` may wait for its `ack` before a `reconnect`
 /// makes the worker send another.
 const READY_PATIENCE: Duration = Duration::from_secs(2);
-
-/// The worker's state, shared with its heartbeat task.
-#[derive(Debug, Default)]
-struct StateCell(AtomicU8);
-
-impl StateCell {
-    fn set(&self, state: WorkerState) {
-        self.0.store(state as u8, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> WorkerState {
-        match self.0.load(Ordering::Relaxed) {
-            x if x == WorkerState::Spawning as u8 => WorkerState::Spawning,
-            x if x == WorkerState::Running as u8 => WorkerState::Running,
-            x if x == WorkerState::Stopped as u8 => WorkerState::Stopped,
-            _ => WorkerState::Ready,
-        }
-    }
-}
-
-/// Sends a heartbeat every interval, whatever the worker's loop is doing.
-struct HeartbeatTask {
-    outgoing: DealerSender,
-    node_id: String,
-    state: Arc<StateCell>,
-    interval: Duration,
-}
-
-impl HeartbeatTask {
-    async fn run(self) {
-        let mut probe = ResourceProbe::new();
-        let mut tick = interval(self.interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let (cpu_usage, memory_usage) = probe.sample();
-            let beat = ToMaster::Heartbeat(Heartbeat {
-                state: self.state.get(),
-                cpu_usage,
-                memory_usage,
-                // The cores this process may run on (its affinity, e.g. a
-                // taskset), so the master can tell a saturated generator.
-                cpu_cores: std::thread::available_parallelism()
-                    .ok()
-                    .and_then(|n| u32::try_from(n.get()).ok()),
-            });
-            // Not connected: the beat is skipped; the next one may go.
-            let _ = self
-                .outgoing
-                .try_send(Bytes::from(beat.to_wire(&self.node_id)));
-        }
-    }
-}
-
-/// This process's CPU (percent of one core) and resident memory.
-struct ResourceProbe {
-    system: sysinfo::System,
-    pid: Option<sysinfo::Pid>,
-}
-
-impl ResourceProbe {
-    fn new() -> Self {
-        Self {
-            system: sysinfo::System::new(),
-            pid: sysinfo::get_current_pid().ok(),
-        }
-    }
-
-    fn sample(&mut self) -> (f64, u64) {
-        let Some(pid) = self.pid else { return (0.0, 0) };
-        self.system
-            .refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
-        self.system
-            .process(pid)
-            .map_or((0.0, 0), |p| (f64::from(p.cpu_usage()), p.memory()))
-    }
-}

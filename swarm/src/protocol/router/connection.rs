@@ -18,6 +18,12 @@ use crate::logs::shown_bytes;
 use crate::protocol::transport::{keepalive, write_loop, Out, MAX_FRAME, QUEUE};
 use crate::protocol::zmtp::{self, ZmtpError};
 
+/// The read buffer of a connection: frame headers and small frames (a
+/// heartbeat is about 100 bytes) go through it, bigger bodies are read
+/// straight into their own buffer. Every connection, joined or not, holds
+/// one, so it stays small.
+const READ_BUFFER: usize = 8 * 1024;
+
 /// Socket types a ROUTER talks to (as libzmq checks).
 const PEER_TYPES: [&str; 3] = ["DEALER", "REQ", "ROUTER"];
 
@@ -42,7 +48,7 @@ pub(super) async fn serve(
     let _ = stream.set_nodelay(true);
     keepalive(&stream);
     let (r, mut w) = stream.into_split();
-    let mut r = BufReader::with_capacity(64 * 1024, r);
+    let mut r = BufReader::with_capacity(READ_BUFFER, r);
     let ready = tokio::select! {
         ready = zmtp::handshake(&mut r, &mut w, "ROUTER", None, &routes.mechanism) => ready,
         _ = in_tx.closed() => return,
