@@ -56,15 +56,19 @@ pub enum SendError {
     Full,
 }
 
+/// The connection that is up: its number (as [`WorkerLink::connected`]
+/// counts them) and its send queue.
+type Current = Option<(u64, mpsc::Sender<Out>)>;
+
 /// Sending side of the worker: clonable, never waits.
 #[derive(Clone)]
 pub struct DealerSender {
-    /// The queue of the connection that is up, if any.
-    current: Arc<Mutex<Option<mpsc::Sender<Out>>>>,
+    /// The connection that is up, if any.
+    current: Arc<Mutex<Current>>,
 }
 
 impl DealerSender {
-    fn current(&self) -> MutexGuard<'_, Option<mpsc::Sender<Out>>> {
+    fn current(&self) -> MutexGuard<'_, Current> {
         self.current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -76,7 +80,23 @@ impl DealerSender {
     /// when the queue (capacity 1024) is full.
     pub fn try_send(&self, payload: Bytes) -> Result<(), SendError> {
         let current = self.current();
-        let queue = current.as_ref().ok_or(SendError::NotConnected)?;
+        let (_, queue) = current.as_ref().ok_or(SendError::NotConnected)?;
+        Self::queue(queue, payload)
+    }
+
+    /// [`DealerSender::try_send`], only while `connection` (a number of
+    /// [`WorkerLink::connected`]) is the one up: what belongs after a join
+    /// never goes out first on a newer connection, where the master would
+    /// refuse it.
+    pub fn try_send_on(&self, connection: u64, payload: Bytes) -> Result<(), SendError> {
+        let current = self.current();
+        match current.as_ref() {
+            Some((up, queue)) if *up == connection => Self::queue(queue, payload),
+            _ => Err(SendError::NotConnected),
+        }
+    }
+
+    fn queue(queue: &mpsc::Sender<Out>, payload: Bytes) -> Result<(), SendError> {
         queue.try_send(Out::Data(payload)).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => SendError::Full,
             mpsc::error::TrySendError::Closed(_) => SendError::NotConnected,
@@ -87,14 +107,14 @@ impl DealerSender {
     pub fn is_connected(&self) -> bool {
         self.current()
             .as_ref()
-            .is_some_and(|queue| !queue.is_closed())
+            .is_some_and(|(_, queue)| !queue.is_closed())
     }
 
     /// Waits (bounded by `limit`) until everything queued so far was written
     /// to the socket (used before a worker exits so its last stats and
     /// `quit` leave). Returns false on timeout or disconnect.
     pub async fn flush(&self, limit: Duration) -> bool {
-        let Some(queue) = self.current().clone() else {
+        let Some((_, queue)) = self.current().clone() else {
             return false;
         };
         let (ack, done) = oneshot::channel();
@@ -169,8 +189,8 @@ impl Dialer {
                 Ok((mut r, mut w)) => {
                     backoff = MIN_BACKOFF;
                     let (queue, rx) = mpsc::channel(QUEUE);
-                    *self.sender.current() = Some(queue.clone());
                     connections += 1;
+                    *self.sender.current() = Some((connections, queue.clone()));
                     self.up.send_replace(connections);
                     tracing::info!("connected to the master at {}", self.addr);
                     let mut said_quit = false;

@@ -50,7 +50,7 @@ impl ReadyOn {
         self.0.store(connection, Ordering::Relaxed);
     }
 
-    fn get(&self) -> u64 {
+    pub(super) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -89,10 +89,12 @@ impl HeartbeatTask {
                     .ok()
                     .and_then(|n| u32::try_from(n.get()).ok()),
             });
-            // Not connected: the beat is skipped; the next one may go.
-            let _ = self
-                .outgoing
-                .try_send(Bytes::from(beat.to_wire(&self.node_id)));
+            // Not connected, or a newer connection came up since the check
+            // above: the beat is skipped; the next one may go.
+            let _ = self.outgoing.try_send_on(
+                self.ready_on.get(),
+                Bytes::from(beat.to_wire(&self.node_id)),
+            );
         }
     }
 }

@@ -531,7 +531,9 @@ impl Worker {
     /// link cannot take it now.
     fn send_report(&self, report: &StatsReport) -> bool {
         let bytes = Bytes::from(ToMaster::Stats(Box::new(report.clone())).to_wire(&self.node_id));
-        match self.link.outgoing.try_send(bytes) {
+        // Only on the connection it joined on: on a newer one the master
+        // would refuse it until the worker joins there too.
+        match self.link.outgoing.try_send_on(self.ready_on.get(), bytes) {
             Ok(()) => true,
             Err(err) => {
                 tracing::debug!("stats kept for later: {err}");
