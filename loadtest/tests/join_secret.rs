@@ -347,3 +347,77 @@ fn a_worker_with_a_secret_does_not_join_a_stock_locust_master() {
         "only the worker without a secret"
     );
 }
+
+/// A NULL pyzmq DEALER that joins, then says nothing of its own for
+/// longer than the master's silence limit (libzmq still answers the
+/// master's ZMTP 3.1 PINGs with PONGs by itself), then sends a heartbeat
+/// and prints the kind of the answer: `heartbeat` on the connection it
+/// joined on, `reconnect` had the master closed it.
+const PYZMQ_SILENT_DEALER: &str = r#"
+import sys, time
+import msgpack, zmq
+
+port, node_id, silent_for = sys.argv[1], sys.argv[2], float(sys.argv[3])
+ctx = zmq.Context()
+dealer = ctx.socket(zmq.DEALER)
+dealer.setsockopt(zmq.IDENTITY, node_id.encode())
+dealer.setsockopt(zmq.LINGER, 0)
+dealer.connect(f"tcp://127.0.0.1:{port}")
+dealer.send(msgpack.packb(["client_ready", "2.47.0", node_id]))
+if not dealer.poll(20000):
+    print("no ack", flush=True)
+    sys.exit(1)
+print("joined", flush=True)
+# Drain whatever comes (spawn orders, nothing here) while silent.
+deadline = time.monotonic() + silent_for
+while time.monotonic() < deadline:
+    if dealer.poll(100):
+        dealer.recv()
+beat = {"state": "ready", "current_cpu_usage": 0.0, "current_memory_usage": 0}
+dealer.send(msgpack.packb(["heartbeat", beat, node_id]))
+while dealer.poll(10000):
+    kind, _, _ = msgpack.unpackb(dealer.recv(), raw=False)
+    if kind in ("heartbeat", "reconnect"):
+        print(f"answer {kind}", flush=True)
+        sys.exit(0)
+print("no answer", flush=True)
+sys.exit(1)
+"#;
+
+/// The master PINGs a joined ZMTP 3.1 peer (RFC 37) and keeps it while it
+/// answers: a stock libzmq peer silent at the application level for 20 s,
+/// past the 15 s after which a connection that answers nothing is closed,
+/// is still joined on the same connection. (A peer that does not answer
+/// PINGs is closed: `a_joined_3_1_peer_is_pinged_and_a_silent_one_closed`
+/// in the transport's tests.) No join secret: NULL.
+#[test]
+fn a_silent_pyzmq_peer_answers_our_pings_and_stays() {
+    let dir = TempDir::new("ping-pyzmq");
+    let (master, port, _web) = loadtest!().master_with_ui(&dir, &[]);
+    let node = "pinged-host_0123456789abcdef0123456789abcdef";
+    let mut dealer = python(
+        &dir,
+        "pyzmq-silent-dealer",
+        PYZMQ_SILENT_DEALER,
+        &[&port.to_string(), node, "20"],
+        "",
+    );
+    let status = dealer.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}\n{}",
+        dealer.logs(),
+        master.logs()
+    );
+    assert!(
+        dealer.stdout().contains("answer heartbeat"),
+        "the connection it joined on was kept\n{}\n{}",
+        dealer.stdout(),
+        master.logs()
+    );
+    assert!(
+        !strip_ansi(&master.stderr()).contains("nothing heard"),
+        "{}",
+        master.logs()
+    );
+}

@@ -35,9 +35,10 @@ const BASIC_USER_PASS: &str = "Basic dXNlcjpwYXNz";
 
 /// Keys our `/stats/requests` has beyond Locust's, on purpose: `host` is
 /// the current target, which the page shows in its header; `worker_events`
-/// the fleet's joins, losses and spot reclaims (the Workers tab). A client
-/// of Locust's API reads the keys it knows and never sees them.
-const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 2] = ["host", "worker_events"];
+/// the fleet's joins, losses and spot reclaims (the Workers tab);
+/// `refused_frames` what peers sent that the master dropped unread. A
+/// client of Locust's API reads the keys it knows and never sees them.
+const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 3] = ["host", "worker_events", "refused_frames"];
 
 /// Keys our rows have beyond Locust's: in `stats`, `precise` (the times to
 /// the microsecond from the merged histograms); in `workers`, `cpu_share`
