@@ -65,7 +65,7 @@ pub(super) async fn run(
                 snapshot.active_workers(),
                 total.num_requests,
                 total.num_failures,
-                total.current_rps(now_epoch())
+                total.current_rps(total)
             );
         }
         if snapshot.active_workers() == 0 {

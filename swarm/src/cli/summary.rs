@@ -38,8 +38,8 @@ pub fn print_summary(snapshot: &MasterSnapshot) {
             ms(e.min_response_time.unwrap_or(0.0)),
             ms(e.max_response_time),
             ms(e.percentile_ms(0.5)),
-            e.total_rps(),
-            e.total_fail_per_sec()
+            e.total_rps(&stats.total),
+            e.total_fail_per_sec(&stats.total)
         );
     }
     println!();

@@ -52,8 +52,8 @@ impl History {
         self.samples.push(HistorySample {
             time: now,
             user_count: users,
-            current_rps: total.current_rps(now),
-            current_fail_per_sec: total.current_fail_per_sec(now),
+            current_rps: total.current_rps(total),
+            current_fail_per_sec: total.current_fail_per_sec(total),
             p50,
             p95,
         });

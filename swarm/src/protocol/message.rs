@@ -945,8 +945,8 @@ mod tests {
                     e.avg_response_time(),
                     e.avg_content_length(),
                     e.fail_ratio(),
-                    e.total_rps(),
-                    e.current_rps(now),
+                    e.total_rps(&stats.total),
+                    e.current_rps(&stats.total),
                 );
             }
             let _ = crate::stats::stats_csv(&stats);

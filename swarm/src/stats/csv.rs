@@ -74,12 +74,14 @@ fn count_cells(entry: &StatsEntry) -> [String; 7] {
     ]
 }
 
-fn stats_row(entry: &StatsEntry) -> String {
+/// One row of the stats CSV; `run` is the run's total, over whose span
+/// Locust gives every row's rates.
+fn stats_row(entry: &StatsEntry, run: &StatsEntry) -> String {
     let mut cells = vec![entry.method.clone(), entry.name.clone()];
     cells.extend(count_cells(entry));
     cells.extend([
-        py_float(entry.total_rps()),
-        py_float(entry.total_fail_per_sec()),
+        py_float(entry.total_rps(run)),
+        py_float(entry.total_fail_per_sec(run)),
     ]);
     cells.extend(percentile_cells(entry));
     line(cells)
@@ -109,9 +111,9 @@ pub fn stats_csv(stats: &RequestStats) -> String {
         "Failures/s",
     ]));
     for entry in stats.sorted_entries() {
-        out.push_str(&stats_row(entry));
+        out.push_str(&stats_row(entry, &stats.total));
     }
-    out.push_str(&stats_row(&stats.total));
+    out.push_str(&stats_row(&stats.total, &stats.total));
     out
 }
 
@@ -149,8 +151,8 @@ pub fn stats_history_csv_row(stats: &RequestStats, user_count: u64, now: f64) ->
         user_count.to_string(),
         String::new(),
         total.name.clone(),
-        format!("{:.6}", total.current_rps(now)),
-        format!("{:.6}", total.current_fail_per_sec(now)),
+        format!("{:.6}", total.current_rps(total)),
+        format!("{:.6}", total.current_fail_per_sec(total)),
     ];
     cells.extend(percentile_cells(total));
     cells.extend(count_cells(total));

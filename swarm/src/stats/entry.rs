@@ -337,37 +337,43 @@ impl StatsEntry {
         }
     }
 
-    /// Requests per second over the whole run.
-    pub fn total_rps(&self) -> f64 {
-        self.per_sec_over_run(self.num_requests)
+    /// Requests per second over the whole run, `run` being the run's
+    /// `Aggregated` total (or this entry, when it is the total): as Locust,
+    /// every row is divided by the run's span, from its start to its last
+    /// request, so a name requested only at the start shows a low rate.
+    pub fn total_rps(&self, run: &StatsEntry) -> f64 {
+        per_sec_over_run(self.num_requests, run)
     }
 
-    /// Failures per second over the whole run.
-    pub fn total_fail_per_sec(&self) -> f64 {
-        self.per_sec_over_run(self.num_failures)
+    /// Failures per second over the whole run (see [`StatsEntry::total_rps`]).
+    pub fn total_fail_per_sec(&self, run: &StatsEntry) -> f64 {
+        per_sec_over_run(self.num_failures, run)
     }
 
-    fn per_sec_over_run(&self, count: u64) -> f64 {
-        let Some(last) = self.last_request_timestamp else {
-            return 0.0;
-        };
-        let span = last - self.start_time;
-        if span <= 0.0 {
-            0.0
-        } else {
-            count as f64 / span
-        }
-    }
-
-    /// Requests per second over the last complete seconds before `now`
-    /// (Locust's 10 s window, shortened when the run is younger).
-    pub fn current_rps(&self, now: f64) -> f64 {
-        current_rate(&self.num_reqs_per_sec, self.start_time, now)
+    /// Requests per second over Locust's recent window: the ten whole
+    /// seconds that end two seconds before the run's last request (the
+    /// newest seconds are still being reported), no earlier than the run's
+    /// start; `run` as for [`StatsEntry::total_rps`].
+    pub fn current_rps(&self, run: &StatsEntry) -> f64 {
+        current_rate(&self.num_reqs_per_sec, run)
     }
 
     /// Failures per second over the same recent window as `current_rps`.
-    pub fn current_fail_per_sec(&self, now: f64) -> f64 {
-        current_rate(&self.num_fail_per_sec, self.start_time, now)
+    pub fn current_fail_per_sec(&self, run: &StatsEntry) -> f64 {
+        current_rate(&self.num_fail_per_sec, run)
+    }
+}
+
+/// `count` per second over `run`'s span, from its start to its last request.
+fn per_sec_over_run(count: u64, run: &StatsEntry) -> f64 {
+    let Some(last) = run.last_request_timestamp else {
+        return 0.0;
+    };
+    let span = last - run.start_time;
+    if span > 0.0 {
+        count as f64 / span
+    } else {
+        0.0
     }
 }
 
@@ -404,11 +410,17 @@ pub fn percentile_of(buckets: &BTreeMap<u64, u64>, n: u64, percent: f64) -> u64 
     0
 }
 
-fn current_rate(per_sec: &BTreeMap<i64, u64>, start_time: f64, now: f64) -> f64 {
+fn current_rate(per_sec: &BTreeMap<i64, u64>, run: &StatsEntry) -> f64 {
+    let Some(last) = run.last_request_timestamp else {
+        return 0.0;
+    };
     // The second in progress is incomplete, and workers report every 3 s, so
     // leave out the last two seconds as Locust does.
-    let end = now as i64 - 2;
-    let start = (end - super::CURRENT_WINDOW_SECS).max(start_time as i64);
+    // Saturating: the timestamps are a peer's word.
+    let end = (last as i64).saturating_sub(2);
+    let start = end
+        .saturating_sub(super::CURRENT_WINDOW_SECS)
+        .max(run.start_time as i64);
     if end <= start {
         return 0.0;
     }

@@ -133,22 +133,19 @@ pub fn total_answer(snapshot: &MasterSnapshot) -> TotalAnswer {
 }
 
 pub(super) async fn requests(State(state): State<WebState>) -> ApiResult<Json<StatsRequests>> {
-    Ok(Json(stats_requests(
-        &state.master.snapshot().await?,
-        now_epoch(),
-    )))
+    Ok(Json(stats_requests(&state.master.snapshot().await?)))
 }
 
 /// `GET /stats/requests`, as Locust's master answers it.
-pub fn stats_requests(snapshot: &MasterSnapshot, now: f64) -> StatsRequests {
+pub fn stats_requests(snapshot: &MasterSnapshot) -> StatsRequests {
     let stats = &snapshot.stats;
     let mut rows: Vec<StatsRow> = stats
         .sorted_entries()
         .into_iter()
         .take(500)
-        .map(|e| stats_row(e, now))
+        .map(|e| stats_row(e, &stats.total))
         .collect();
-    rows.push(stats_row(&stats.total, now));
+    rows.push(stats_row(&stats.total, &stats.total));
     let errors = stats
         .errors
         .values()
@@ -179,10 +176,10 @@ pub fn stats_requests(snapshot: &MasterSnapshot, now: f64) -> StatsRequests {
     StatsRequests {
         stats: rows,
         errors,
-        current_rps: total.current_rps(now),
-        current_fail_per_sec: total.current_fail_per_sec(now),
-        total_rps: total.total_rps(),
-        total_fail_per_sec: total.total_fail_per_sec(),
+        current_rps: total.current_rps(total),
+        current_fail_per_sec: total.current_fail_per_sec(total),
+        total_rps: total.total_rps(total),
+        total_fail_per_sec: total.total_fail_per_sec(total),
         fail_ratio: total.fail_ratio(),
         current_response_time_percentiles: CurrentPercentiles {
             p50: snapshot.current_percentiles.0,
@@ -198,7 +195,9 @@ pub fn stats_requests(snapshot: &MasterSnapshot, now: f64) -> StatsRequests {
     }
 }
 
-fn stats_row(e: &StatsEntry, now: f64) -> StatsRow {
+/// One row of `/stats/requests`; `run` is the run's `Aggregated` total,
+/// over whose span Locust gives every row's rates.
+fn stats_row(e: &StatsEntry, run: &StatsEntry) -> StatsRow {
     StatsRow {
         method: e.method.clone(),
         name: e.name.clone(),
@@ -206,12 +205,12 @@ fn stats_row(e: &StatsEntry, now: f64) -> StatsRow {
         num_failures: e.num_failures,
         min_response_time: e.min_response_time.map_or(0, |m| m.round() as u64),
         max_response_time: e.max_response_time.round() as u64,
-        current_rps: e.current_rps(now),
-        current_fail_per_sec: e.current_fail_per_sec(now),
+        current_rps: e.current_rps(run),
+        current_fail_per_sec: e.current_fail_per_sec(run),
         avg_response_time: e.avg_response_time(),
         median_response_time: e.median_response_time(),
-        total_rps: e.total_rps(),
-        total_fail_per_sec: e.total_fail_per_sec(),
+        total_rps: e.total_rps(run),
+        total_fail_per_sec: e.total_fail_per_sec(run),
         p95: e.percentile(0.95),
         p99: e.percentile(0.99),
         avg_content_length: e.avg_content_length(),
@@ -291,5 +290,5 @@ pub(super) async fn exceptions_csv(State(state): State<WebState>) -> ApiResult<R
 pub(super) async fn report(State(state): State<WebState>) -> ApiResult<Html<String>> {
     let snapshot = state.master.snapshot().await?;
     let history = state.master.history().await?;
-    Ok(Html(super::render_report(&snapshot, &history, now_epoch())))
+    Ok(Html(super::render_report(&snapshot, &history)))
 }

@@ -21,8 +21,8 @@ pub fn iso8601(ts: f64) -> String {
 }
 
 /// Fills the template with the snapshot's numbers.
-pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample], now: f64) -> String {
-    let api = super::api::stats_requests(snapshot, now);
+pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample]) -> String {
+    let api = super::api::stats_requests(snapshot);
     let data = json!({
         "title": "spotload test report",
         "host": snapshot.host,

@@ -30,7 +30,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 
 pub use goose_driver::{DriverError, DriverOptions, GooseDriver, Spawned, MAX_USERS_PER_WORKER};
 pub use spot::SpotNotice;
-pub use tap::read_body;
+pub use tap::{read_body, read_response, ReadResponse};
 pub use user_client::{user_client_builder, UserClientError};
 
 use crate::protocol::transport::{connect_worker, WorkerLink};

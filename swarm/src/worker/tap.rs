@@ -10,8 +10,21 @@
 //! a report is ready at once (goose's main loop answers commands only twice
 //! a second, too late for a Locust master's 0.5 s quit window), holds every
 //! request that finished before it, and keeps each time to the microsecond.
-//! Goose's own aggregation is switched off for these users (their
-//! `metrics_channel` is cleared), so the worker pays for one tally, not two.
+//! Goose's metrics channel goes to the tap too, for one kind of message
+//! only: a verdict a scenario gave after the fact (see **Verdicts**); the
+//! batches goose aggregates on it are dropped unread.
+//!
+//! **Verdicts, as goose and Locust give them.** `user.set_success(&mut
+//! request)` (Locust's `response.success()` in a `catch_response` block)
+//! and `user.set_failure(tag, &mut request, ..)` (`response.failure(..)`)
+//! send the corrected request down goose's metrics channel. The tap matches
+//! it to the request's record (user, time into the run, method, name) and
+//! changes what is counted: a failure made a success is no failure and no
+//! error row; a success made a failure is one more failure, with the tag as
+//! its error. So that a request marked a success is never counted as a
+//! failure first (Locust's protocol carries no negative counts), a failed
+//! request waits, like one waiting for its body, until its user's next
+//! record, its verdict, or a second report.
 //!
 //! **Bodies, as Locust counts them.** Goose times a request until its
 //! headers arrive and never sees the body. A scenario that reads the body
@@ -49,7 +62,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use goose::goose::{GooseDebug, GooseMethod, GooseResponse};
 use goose::logger::GooseLog;
-use goose::metrics::{GooseCoordinatedOmissionMitigation, GooseRequestMetric};
+use goose::metrics::{GooseCoordinatedOmissionMitigation, GooseMetric, GooseRequestMetric};
 use goose::prelude::GooseUser;
 
 use crate::stats::{now_epoch, StatsEntry, StatsError, StatsReport, AGGREGATED};
@@ -58,8 +71,13 @@ use crate::stats::{now_epoch, StatsEntry, StatsError, StatsReport, AGGREGATED};
 /// the records; nothing is written anywhere.
 const IN_PROCESS: &str = "in-process";
 
-/// The tag of the note [`read_body`] sends after goose's own record.
+/// The tag of the note [`read_body`] sends after goose's own record: its
+/// body is the body's size.
 const BODY_NOTE: &str = "swarm:body";
+
+/// The tag of the note [`read_body`] sends when the body did not arrive:
+/// its body is why.
+const BODY_FAILED_NOTE: &str = "swarm:body-failed";
 
 /// The tag of the note [`note_parked`] sends when the gate parks a user.
 const PARK_NOTE: &str = "swarm:parked";
@@ -73,8 +91,9 @@ type LogSender = flume::Sender<Option<GooseLog>>;
 
 /// Reads a response's body in full, as Locust's `HttpUser` does, and tells
 /// the worker its size and the request's time to the last byte; returns the
-/// body, or `None` when the request failed (goose counted it) or the body
-/// did not arrive (counted as a failure, with the error).
+/// body, or `None` when no response came (goose counted the failure) or the
+/// body did not arrive (counted as a failure, with the error). To look at
+/// the response and then mark the request, use [`read_response`].
 ///
 /// Use it in a transaction instead of reading `goose.response` yourself:
 ///
@@ -87,26 +106,91 @@ type LogSender = flume::Sender<Option<GooseLog>>;
 /// }
 /// ```
 pub async fn read_body(user: &GooseUser, goose: GooseResponse) -> Option<Bytes> {
+    read_response(user, goose).await.body
+}
+
+/// A response read in full by [`read_response`].
+#[derive(Debug)]
+pub struct ReadResponse {
+    /// The request's record, its time running to the body's last byte.
+    /// Mark the request with it as goose does, and the worker counts the
+    /// verdict: `user.set_success(&mut read.request)` (Locust's
+    /// `response.success()`), `user.set_failure("why", &mut read.request,
+    /// None, None)` (`response.failure("why")`).
+    pub request: GooseRequestMetric,
+    /// The response's status; `None` when no response came.
+    pub status: Option<u16>,
+    /// The response's headers (empty when no response came).
+    pub headers: reqwest::header::HeaderMap,
+    /// The body; `None` when no response came or the body did not arrive.
+    pub body: Option<Bytes>,
+}
+
+impl ReadResponse {
+    /// The body as text (lossy UTF-8; empty without a body).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.body.as_deref().unwrap_or_default())
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self.body.as_deref().unwrap_or_default())
+    }
+}
+
+/// Reads a response in full, as [`read_body`] does (the worker counts its
+/// size and its time to the last byte), and hands back its status,
+/// headers, body and request record, so a transaction can look at the
+/// response and then mark the request, as Locust's `catch_response` does:
+///
+/// ```no_run
+/// # use goose::prelude::*;
+/// async fn item(user: &mut GooseUser) -> TransactionResult {
+///     let goose = user.get("/items/42").await?;
+///     let mut read = swarm::worker::read_response(user, goose).await;
+///     if read.status == Some(404) {
+///         // An item that is gone is no failure here.
+///         return user.set_success(&mut read.request);
+///     }
+///     if !read.text().contains("price") {
+///         return user.set_failure("no price on the page", &mut read.request, None, None);
+///     }
+///     Ok(())
+/// }
+/// ```
+pub async fn read_response(user: &GooseUser, goose: GooseResponse) -> ReadResponse {
     let GooseResponse {
         mut request,
         response,
     } = goose;
-    let response = response.ok()?;
+    let Ok(response) = response else {
+        return ReadResponse {
+            request,
+            status: None,
+            headers: reqwest::header::HeaderMap::new(),
+            body: None,
+        };
+    };
+    let status = Some(response.status().as_u16());
+    let headers = response.headers().clone();
     let started = Instant::now();
     let read = response.bytes().await;
     let body_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let total = request.response_time_micros().saturating_add(body_us);
     request.response_time = total / 1000;
     request.response_time_fraction_us = (total % 1000) as u16;
-    let (body, size) = match read {
+    // The note: the request as goose recorded it, timed to the body's last
+    // byte; its size, or why the body did not arrive.
+    let timed = request.clone();
+    let (body, tag, note) = match read {
         Ok(body) => {
-            let size = body.len();
-            (Some(body), size)
+            let size = body.len().to_string();
+            (Some(body), BODY_NOTE, size)
         }
         Err(err) => {
             request.success = false;
             request.error = format!("reading the body: {err}: {}", request.name);
-            (None, 0)
+            (None, BODY_FAILED_NOTE, request.error.clone())
         }
     };
     // Only a user attached to a worker's tap: elsewhere (a plain goose run)
@@ -114,14 +198,19 @@ pub async fn read_body(user: &GooseUser, goose: GooseResponse) -> Option<Bytes> 
     if user.config.error_log.as_deref() == Some(IN_PROCESS) {
         if let Some(logger) = &user.logger {
             let _ = logger.send(Some(GooseLog::Debug(GooseDebug {
-                tag: BODY_NOTE.to_string(),
-                request: Some(request),
+                tag: tag.to_string(),
+                request: Some(timed),
                 header: None,
-                body: Some(size.to_string()),
+                body: Some(note),
             })));
         }
     }
-    body
+    ReadResponse {
+        request,
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Tells the tap that the gate parked `user`, when goose's coordinated
@@ -150,6 +239,10 @@ pub(crate) fn note_parked(user: &GooseUser) {
 pub struct Tap {
     sender: LogSender,
     receiver: flume::Receiver<Option<GooseLog>>,
+    /// Goose's metrics channel, for each user: the verdicts a scenario
+    /// gives after the fact come this way (batches are dropped).
+    verdicts_sender: flume::Sender<GooseMetric>,
+    verdicts: flume::Receiver<GooseMetric>,
     tally: Arc<Mutex<Tally>>,
     /// Goose's own request log (`--request-log`), when the worker writes
     /// one: each record is passed on to it.
@@ -164,15 +257,19 @@ impl Tap {
     /// every sender, the users' included, is gone).
     pub fn start() -> Tap {
         let (sender, receiver) = flume::unbounded();
+        let (verdicts_sender, verdicts) = flume::unbounded();
         let tap = Tap {
             sender,
             receiver,
+            verdicts_sender,
+            verdicts,
             tally: Arc::new(Mutex::new(Tally::new(now_epoch()))),
             file_log: Arc::new(OnceLock::new()),
             co_mitigation: Arc::default(),
         };
         let folder = Tap {
             sender: flume::unbounded().0,
+            verdicts_sender: flume::unbounded().0,
             ..tap.clone()
         };
         tokio::spawn(async move {
@@ -183,7 +280,10 @@ impl Tap {
                 if let Ok(mut tally) = folder.tally.lock() {
                     folder.drain(&mut tally, now_epoch());
                 }
-                if folder.receiver.is_disconnected() && folder.receiver.is_empty() {
+                if folder.receiver.is_disconnected()
+                    && folder.receiver.is_empty()
+                    && folder.verdicts.is_disconnected()
+                {
                     break;
                 }
             }
@@ -211,6 +311,19 @@ impl Tap {
             tally.record(&record, now);
             if let (Some(file_log), true) = (file_log, pass_on) {
                 let _ = file_log.send(Some(record));
+            }
+        }
+        // After the records: a verdict follows its request's record.
+        while let Ok(metric) = self.verdicts.try_recv() {
+            let GooseMetric::Request(request) = metric else {
+                continue;
+            };
+            if !request.update {
+                continue;
+            }
+            tally.correct(&request, now);
+            if let Some(file_log) = file_log {
+                let _ = file_log.send(Some(GooseLog::Request(*request)));
             }
         }
         self.log_counted(tally);
@@ -255,7 +368,7 @@ impl Tap {
         // own) come the same way, when an error log is named.
         user.config.error_log = Some(IN_PROCESS.to_string());
         user.logger = Some(self.sender.clone());
-        user.metrics_channel = None;
+        user.metrics_channel = Some(self.verdicts_sender.clone());
         // Goose reads the mode from the user's own configuration, on every
         // pass through its transactions and with every request.
         if let Some(mode) = self.co_mitigation.lock().ok().and_then(|m| m.clone()) {
@@ -294,7 +407,22 @@ impl Tap {
         // two; a length kept longer could only drop a real stall's.
         next.parked = std::mem::take(&mut tally.parked);
         next.parked.retain(|_, copies| copies.is_none());
+        // A verdict whose request has not come waits one report more.
+        for (key, mut early) in std::mem::take(&mut tally.early) {
+            if early.waited {
+                tally.late_verdicts = tally.late_verdicts.saturating_add(1);
+            } else {
+                early.waited = true;
+                next.early.insert(key, early);
+            }
+        }
         let taken = std::mem::replace(&mut *tally, next);
+        if taken.late_verdicts > 0 {
+            tracing::debug!(
+                "{} verdicts came after their requests were reported; counted as they were",
+                taken.late_verdicts
+            );
+        }
         taken.into_report(now)
     }
 
@@ -315,7 +443,44 @@ fn method_name(request: &GooseRequestMetric) -> String {
     }
 }
 
-/// A request waiting for its body's note.
+/// The verdicts kept waiting for their requests' records, at most: a few
+/// per user between two folds of the tally.
+const MAX_EARLY: usize = 4096;
+
+/// What tells a request's record, note and verdict apart from another's:
+/// its user, when it was made (ms into the run), its method and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RequestKey(usize, u64, GooseMethod, Arc<str>);
+
+impl RequestKey {
+    fn of(request: &GooseRequestMetric) -> RequestKey {
+        RequestKey(
+            request.user,
+            request.elapsed,
+            request.raw.method,
+            request.name.clone(),
+        )
+    }
+}
+
+/// A verdict that came before its request's record.
+#[derive(Debug)]
+struct Early {
+    verdict: GooseRequestMetric,
+    /// A report was taken while it waited: the next one drops it.
+    waited: bool,
+}
+
+/// A failure counted in this report, to take back on a verdict of success.
+#[derive(Debug)]
+struct CountedFailure {
+    /// The second it counted in.
+    second: i64,
+    /// Its error row's key.
+    error: String,
+}
+
+/// A request waiting for its body's note, or (failed) for a verdict.
 #[derive(Debug)]
 struct Pending {
     request: GooseRequestMetric,
@@ -344,6 +509,15 @@ pub struct Tally {
     /// measure the park, not a stall. `None` until the first such copy,
     /// then the length it carries (every copy of that pass carries it).
     parked: HashMap<usize, Option<u64>>,
+    /// Failures counted since the last report, by request: a verdict of
+    /// success after one was counted takes it back.
+    failed: HashMap<RequestKey, CountedFailure>,
+    /// Verdicts read before their request's record (the two come down two
+    /// channels): applied when it comes, or counted late after a report.
+    early: HashMap<RequestKey, Early>,
+    /// Verdicts that came after their request was reported: counted as
+    /// they were (a report cannot take a failure back).
+    pub(crate) late_verdicts: u64,
     /// Requests as counted (time to the body's last byte), kept for goose's
     /// request log file while the worker writes one.
     counted: Vec<GooseRequestMetric>,
@@ -361,6 +535,9 @@ impl Tally {
             pending: HashMap::new(),
             noting: HashSet::new(),
             parked: HashMap::new(),
+            failed: HashMap::new(),
+            early: HashMap::new(),
+            late_verdicts: 0,
             counted: Vec::new(),
             keep_counted: false,
         }
@@ -384,14 +561,32 @@ impl Tally {
                     self.parked.remove(&request.user);
                 }
                 self.settle_user(request.user, now);
+                // Its verdict may have been read first.
+                let decided;
+                let early = if self.early.is_empty() {
+                    None
+                } else {
+                    self.early.remove(&RequestKey::of(request))
+                };
+                let request = match early {
+                    Some(early) => {
+                        let mut request = request.clone();
+                        request.success = early.verdict.success;
+                        request.error = early.verdict.error;
+                        decided = request;
+                        &decided
+                    }
+                    None => request,
+                };
+                let noting = self
+                    .noting
+                    .contains(&(request.scenario_index, request.transaction_index));
                 if request.update {
                     self.update(request, now);
-                } else if !self
-                    .noting
-                    .contains(&(request.scenario_index, request.transaction_index))
-                {
+                } else if request.success && !noting {
                     self.finish(request, 0, now);
                 } else {
+                    // Waits for its body's note, or (failed) for a verdict.
                     self.pending.insert(
                         request.user,
                         Pending {
@@ -406,34 +601,56 @@ impl Tally {
                     self.parked.insert(user, None);
                 }
             }
-            GooseLog::Debug(note) if note.tag == BODY_NOTE => {
-                let Some(request) = note.request.as_ref() else {
+            GooseLog::Debug(note) if note.tag == BODY_NOTE || note.tag == BODY_FAILED_NOTE => {
+                let Some(timed) = note.request.as_ref() else {
                     return;
                 };
                 self.noting
-                    .insert((request.scenario_index, request.transaction_index));
-                let size = note
-                    .body
-                    .as_deref()
-                    .and_then(|b| b.parse().ok())
-                    .unwrap_or(0);
-                let waiting = self.pending.get(&request.user).is_some_and(|p| {
-                    p.request.elapsed == request.elapsed
-                        && p.request.raw.method == request.raw.method
-                        && p.request.name == request.name
-                });
-                if waiting {
-                    self.pending.remove(&request.user);
-                    self.finish(request, size, now);
+                    .insert((timed.scenario_index, timed.transaction_index));
+                let (size, body_error) = if note.tag == BODY_FAILED_NOTE {
+                    (0, Some(note.body.clone().unwrap_or_default()))
                 } else {
-                    // Its request was counted already (the body took longer
-                    // than a report, or it came before its transaction's
-                    // first note): its size still counts, and so does a body
-                    // that did not arrive, as a failure.
-                    let entry = self.entry(request);
-                    entry.total_content_length = entry.total_content_length.saturating_add(size);
-                    if !request.success {
-                        self.update(request, now);
+                    let size = note.body.as_deref().and_then(|b| b.parse().ok());
+                    (size.unwrap_or(0), None)
+                };
+                let key = RequestKey::of(timed);
+                let waiting = self
+                    .pending
+                    .get(&timed.user)
+                    .is_some_and(|p| RequestKey::of(&p.request) == key);
+                let pending = if waiting {
+                    self.pending.remove(&timed.user)
+                } else {
+                    None
+                };
+                match pending {
+                    Some(pending) => {
+                        // As recorded, with any verdict given meanwhile, to
+                        // the body's last byte.
+                        let mut counted = pending.request;
+                        counted.response_time = timed.response_time;
+                        counted.response_time_fraction_us = timed.response_time_fraction_us;
+                        if let Some(error) = body_error {
+                            counted.success = false;
+                            counted.error = error;
+                        }
+                        self.finish(&counted, size, now);
+                    }
+                    None => {
+                        // Its request was counted already (the body took
+                        // longer than a report, or it came before its
+                        // transaction's first note): its size still counts,
+                        // and so does a body that did not arrive, as a
+                        // failure.
+                        let entry = self.entry(timed);
+                        entry.total_content_length =
+                            entry.total_content_length.saturating_add(size);
+                        if let Some(error) = body_error {
+                            let mut failed = timed.clone();
+                            failed.success = false;
+                            failed.error = error;
+                            self.update(&failed, now);
+                        }
                     }
                 }
             }
@@ -502,7 +719,78 @@ impl Tally {
         entry.log(ms, 1, !request.success, now);
         entry.total_content_length = entry.total_content_length.saturating_add(size);
         if !request.success {
-            self.error(request, now);
+            let error = self.error(request, now);
+            self.failed.insert(
+                RequestKey::of(request),
+                CountedFailure {
+                    second: now as i64,
+                    error,
+                },
+            );
+        }
+    }
+
+    /// A verdict a scenario gave after the request (goose's `set_success`
+    /// or `set_failure`): the request waiting counts as the verdict says;
+    /// one counted already has its failure added or taken back.
+    pub fn correct(&mut self, verdict: &GooseRequestMetric, now: f64) {
+        let same = |r: &GooseRequestMetric| {
+            r.elapsed == verdict.elapsed
+                && r.raw.method == verdict.raw.method
+                && r.name == verdict.name
+        };
+        if let Some(pending) = self
+            .pending
+            .get_mut(&verdict.user)
+            .filter(|p| same(&p.request))
+        {
+            pending.request.success = verdict.success;
+            pending.request.error.clone_from(&verdict.error);
+            // Decided: it waits no longer, unless for its body's note.
+            let noting = self.noting.contains(&(
+                pending.request.scenario_index,
+                pending.request.transaction_index,
+            ));
+            if !noting {
+                self.settle_user(verdict.user, now);
+            }
+            return;
+        }
+        if !verdict.success {
+            self.update(verdict, now);
+            return;
+        }
+        if let Some(counted) = self.failed.remove(&RequestKey::of(verdict)) {
+            self.unfail(verdict, &counted);
+        } else if self.early.len() < MAX_EARLY {
+            // Its record may not have come yet: it follows on the other channel.
+            self.early.insert(
+                RequestKey::of(verdict),
+                Early {
+                    verdict: verdict.clone(),
+                    waited: false,
+                },
+            );
+        } else {
+            self.late_verdicts = self.late_verdicts.saturating_add(1);
+        }
+    }
+
+    /// Takes back a failure counted in this report.
+    fn unfail(&mut self, request: &GooseRequestMetric, counted: &CountedFailure) {
+        let entry = self.entry(request);
+        entry.num_failures = entry.num_failures.saturating_sub(1);
+        if let Some(n) = entry.num_fail_per_sec.get_mut(&counted.second) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                entry.num_fail_per_sec.remove(&counted.second);
+            }
+        }
+        if let Some(error) = self.errors.get_mut(&counted.error) {
+            error.occurrences = error.occurrences.saturating_sub(1);
+            if error.occurrences == 0 {
+                self.errors.remove(&counted.error);
+            }
         }
     }
 
@@ -516,10 +804,18 @@ impl Tally {
         entry.num_failures = entry.num_failures.saturating_add(1);
         let second = entry.num_fail_per_sec.entry(now as i64).or_default();
         *second = second.saturating_add(1);
-        self.error(request, now);
+        let error = self.error(request, now);
+        self.failed.insert(
+            RequestKey::of(request),
+            CountedFailure {
+                second: now as i64,
+                error,
+            },
+        );
     }
 
-    fn error(&mut self, request: &GooseRequestMetric, now: f64) {
+    /// Counts one occurrence of `request`'s error; returns its row's key.
+    fn error(&mut self, request: &GooseRequestMetric, now: f64) -> String {
         let error = StatsError {
             method: method_name(request),
             name: request.name.to_string(),
@@ -528,12 +824,14 @@ impl Tally {
             first_seen: Some(now),
             last_seen: Some(now),
         };
-        match self.errors.get_mut(&error.wire_key()) {
+        let key = error.wire_key();
+        match self.errors.get_mut(&key) {
             Some(known) => known.extend(&error),
             None => {
-                self.errors.insert(error.wire_key(), error);
+                self.errors.insert(key.clone(), error);
             }
         }
+        key
     }
 
     /// The requests a stalled user would have made, from the copy of the
@@ -697,10 +995,12 @@ pub(crate) mod tests {
         let mut tally = Tally::new(1.0);
         let first = request(0, 10, 400);
         tally.record(&GooseLog::Request(first.clone()), 1.5);
-        let mut failed = first;
-        failed.success = false;
-        failed.error = "reading the body: connection reset: /".into();
-        tally.record(&note(failed, 1_400, 0), 1.6);
+        let mut failed = note(first, 1_400, 0);
+        if let GooseLog::Debug(debug) = &mut failed {
+            debug.tag = BODY_FAILED_NOTE.to_string();
+            debug.body = Some("reading the body: connection reset: /".into());
+        }
+        tally.record(&failed, 1.6);
         let report = report_of(tally, true);
         assert_eq!(report.stats_total.num_requests, 1);
         assert_eq!(report.stats_total.num_failures, 1);
@@ -776,5 +1076,160 @@ pub(crate) mod tests {
         assert_eq!(total.precise().map(crate::stats::Hdr::count), Some(9));
         assert_eq!(total.percentile_source(), "hdr+co");
         assert!(total.co_corrected());
+    }
+
+    /// `request` as goose's `set_success` or `set_failure(tag)` sends it.
+    fn verdict(mut request: GooseRequestMetric, success: bool, tag: &str) -> GooseRequestMetric {
+        request.success = success;
+        request.update = true;
+        if !success {
+            request.error = tag.to_string();
+        }
+        request
+    }
+
+    fn failed(user: usize, elapsed: u64) -> GooseRequestMetric {
+        let mut request = request(user, elapsed, 700);
+        request.success = false;
+        request.status_code = 404;
+        request.error = "404 Not Found: /".to_string();
+        request
+    }
+
+    #[test]
+    fn an_expected_failure_marked_a_success_is_no_failure() {
+        let mut tally = Tally::new(1.0);
+        let missing = failed(0, 10);
+        tally.record(&GooseLog::Request(missing.clone()), 1.5);
+        tally.correct(&verdict(missing, true, ""), 1.5);
+        let report = report_of(tally, false);
+        assert_eq!(report.stats_total.num_requests, 1);
+        assert_eq!(report.stats_total.num_failures, 0);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+    }
+
+    #[test]
+    fn a_success_marked_a_failure_counts_with_its_reason() {
+        let mut tally = Tally::new(1.0);
+        let wrong = request(0, 10, 400);
+        tally.record(&GooseLog::Request(wrong.clone()), 1.5);
+        tally.correct(&verdict(wrong, false, "no price on the page"), 1.5);
+        let report = report_of(tally, false);
+        assert_eq!(report.stats_total.num_requests, 1);
+        assert_eq!(report.stats_total.num_failures, 1);
+        let errors: Vec<&str> = report.errors.values().map(|e| e.error.as_str()).collect();
+        assert_eq!(errors, ["no price on the page"]);
+    }
+
+    #[test]
+    fn a_failure_counted_before_its_verdict_is_taken_back() {
+        let mut tally = Tally::new(1.0);
+        let missing = failed(0, 10);
+        tally.record(&GooseLog::Request(missing.clone()), 1.5);
+        // The user's next request came before the verdict was read.
+        tally.record(&GooseLog::Request(request(0, 11, 300)), 1.5);
+        tally.correct(&verdict(missing, true, ""), 1.5);
+        let report = report_of(tally, false);
+        assert_eq!(report.stats_total.num_requests, 2);
+        assert_eq!(report.stats_total.num_failures, 0);
+        assert!(report.stats_total.num_fail_per_sec.is_empty());
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+    }
+
+    #[test]
+    fn a_failure_waits_through_a_report_for_its_verdict() {
+        let mut tally = Tally::new(1.0);
+        let missing = failed(0, 10);
+        tally.record(&GooseLog::Request(missing.clone()), 1.5);
+        tally.settle_pending(false, 2.0);
+        assert_eq!(
+            tally.entries.values().map(|e| e.num_requests).sum::<u64>(),
+            0
+        );
+        tally.correct(&verdict(missing, true, ""), 2.5);
+        let report = report_of(tally, false);
+        assert_eq!(report.stats_total.num_requests, 1);
+        assert_eq!(report.stats_total.num_failures, 0);
+    }
+
+    #[test]
+    fn a_read_failure_waits_for_its_body_then_its_verdict() {
+        let mut tally = Tally::new(1.0);
+        // The first request of a transaction that reads bodies: a 404.
+        let missing = failed(0, 10);
+        tally.record(&GooseLog::Request(missing.clone()), 1.5);
+        tally.record(&note(missing.clone(), 1_200, 512), 1.5);
+        tally.correct(&verdict(missing, true, ""), 1.5);
+        let report = report_of(tally, false);
+        let total = &report.stats_total;
+        assert_eq!((total.num_requests, total.num_failures), (1, 0));
+        assert_eq!(total.total_content_length, 512);
+        assert!(
+            (total.total_response_time - 1.2).abs() < 1e-9,
+            "{}",
+            total.total_response_time
+        );
+        assert!(report.errors.is_empty());
+    }
+
+    /// Failures and error rows agree, whatever order records, verdicts
+    /// and reports come in.
+    #[test]
+    fn failures_and_error_rows_always_agree() {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % n
+        };
+        let mut tally = Tally::new(1.0);
+        let (mut failures, mut errors) = (0u64, 0u64);
+        let mut elapsed = 0;
+        for _ in 0..2_000 {
+            let user = next(4) as usize;
+            elapsed += next(2);
+            let missing = failed(user, elapsed);
+            tally.record(&GooseLog::Request(missing.clone()), 1.5);
+            if next(3) == 0 {
+                let report = tally_take(&mut tally);
+                failures += report.stats_total.num_failures;
+                errors += report.errors.values().map(|e| e.occurrences).sum::<u64>();
+            }
+            let mut page = request(user, elapsed, 300);
+            page.name = "/page".into();
+            if next(2) == 0 {
+                tally.correct(&verdict(missing, true, ""), 1.5);
+                tally.record(&GooseLog::Request(page.clone()), 1.5);
+            } else {
+                tally.record(&GooseLog::Request(page.clone()), 1.5);
+                tally.correct(&verdict(missing, true, ""), 1.5);
+            }
+            tally.correct(&verdict(page, false, "no price"), 1.5);
+        }
+        tally.settle_pending(true, 2.0);
+        let report = tally_take(&mut tally);
+        failures += report.stats_total.num_failures;
+        errors += report.errors.values().map(|e| e.occurrences).sum::<u64>();
+        assert_eq!(failures, errors);
+    }
+
+    /// A report, as `Tap::take` takes one: what waits stays.
+    fn tally_take(tally: &mut Tally) -> StatsReport {
+        tally.settle_pending(false, 2.0);
+        let mut next = Tally::new(2.0);
+        next.pending = std::mem::take(&mut tally.pending);
+        next.noting = std::mem::take(&mut tally.noting);
+        std::mem::replace(tally, next).into_report(2.0)
+    }
+
+    #[test]
+    fn a_verdict_read_before_its_record_still_counts() {
+        let mut tally = Tally::new(1.0);
+        let missing = failed(0, 10);
+        tally.correct(&verdict(missing.clone(), true, ""), 1.5);
+        tally.record(&GooseLog::Request(missing), 1.5);
+        let report = report_of(tally, true);
+        assert_eq!(report.stats_total.num_requests, 1);
+        assert_eq!(report.stats_total.num_failures, 0);
+        assert!(report.errors.is_empty());
     }
 }
