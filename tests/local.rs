@@ -207,3 +207,58 @@ fn a_headless_local_run_ends_quietly() {
         );
     }
 }
+
+/// `spotload local --wait` reaches every worker: two users waiting 0.1 to
+/// 0.2 s between requests make about 13 requests a second against nginx
+/// (without a wait, thousands), and the master's count is nginx's.
+#[test]
+fn the_workers_options_reach_every_worker() {
+    let loadtest = std::path::Path::new(SPOTLOAD).with_file_name("loadtest");
+    let nginx = harness::Nginx::start(harness::NginxOptions::default());
+    let dir = TempDir::new("local-wait");
+    let run = |wait: Option<&str>| {
+        nginx.clear_access_log();
+        let mut cmd = Command::new(SPOTLOAD);
+        cmd.args(["local", "--workers", "2", "--master-port"])
+            .arg(free_port().to_string())
+            .args(["--web-port", &free_port().to_string()])
+            .arg("--loadtest-bin")
+            .arg(&loadtest)
+            .args(["--target", &nginx.url()])
+            .args(["--headless", "-u", "2", "-r", "2", "-t", "4s"]);
+        if let Some(wait) = wait {
+            cmd.args(["--wait", wait]);
+        }
+        let mut local = Process::spawn("spotload-local", cmd, dir.path());
+        let status = local
+            .wait_exit(Duration::from_secs(60))
+            .expect("a headless local run ends by itself");
+        assert!(status.success(), "exit status {status:?}\n{}", local.logs());
+        nginx.wait_log_quiet();
+        nginx.count_requests()
+    };
+    let paced = run(Some("0.1:0.2"));
+    let unpaced = run(None);
+    println!("4 s of 2 users: {paced} requests with --wait 0.1:0.2, {unpaced} without");
+    // About 2 users × 4 s / 0.15 s ≈ 53, give or take the spawn and the
+    // time each request takes.
+    assert!((20..=110).contains(&paced), "{paced} requests with --wait");
+    assert!(unpaced > 10 * paced, "{unpaced} without --wait");
+}
+
+/// An option of the workers given after `--` (for the master) is refused
+/// before anything starts, saying where it goes.
+#[test]
+fn a_workers_option_after_the_double_dash_is_refused_with_its_place() {
+    let output = Command::new(SPOTLOAD)
+        .args(["local", "--", "--wait", "0.5:1"])
+        .output()
+        .expect("spotload runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--wait is an option of the workers")
+            && stderr.contains("give it to spotload itself"),
+        "{stderr}"
+    );
+}

@@ -93,6 +93,9 @@ pub struct DeployArgs {
         help_heading = "Deploy"
     )]
     pub join_timeout: Duration,
+    /// How each worker's users behave, passed on to every worker.
+    #[command(flatten)]
+    pub users: swarm::cli::flags::UserFlags,
 }
 
 pub use crate::provision::ConnectVia;
@@ -179,6 +182,7 @@ impl DeployArgs {
             known_hosts: KnownHosts::new(known_hosts),
             limits,
             join_timeout: self.join_timeout,
+            worker_args: self.users.to_args(),
         };
         let master = plan.first(Role::Master).map(|m| m.host.clone());
         let report = remote::deploy(plan).await;

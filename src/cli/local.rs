@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use swarm::cli::flags::{RampFlags, RunFlags, SpawnFlags};
+use swarm::cli::flags::{worker_flag_hint, RampFlags, RunFlags, SpawnFlags, UserFlags};
 
 use crate::local::{self, LocalPlan};
 
@@ -25,8 +25,9 @@ See `loadtest master --help` for how steps are measured and judged.";
 
 /// Run a target web server, a master with the web UI and N workers here.
 ///
-/// Anything after `--` goes to `loadtest master`, e.g.
-/// `spotload local -- --headless -u 50 -r 10 -t 1m`. A headless ramp:
+/// The workers' options (`--wait`, `--shared-client`) go to every worker;
+/// anything after `--` goes to `loadtest master`, e.g.
+/// `spotload local -- --csv out/run`. A headless ramp:
 /// `spotload local --headless --ramp 10:10:100 --step-time 30s -r 10
 /// --report-dir out`; spotload then exits with the master's code (0 an
 /// answer, 1 could not measure, 2 bad arguments).
@@ -57,6 +58,9 @@ pub struct LocalArgs {
     /// A headless step ramp, passed on to the master.
     #[command(flatten)]
     pub ramp: RampFlags,
+    /// How each worker's users behave, passed on to every worker.
+    #[command(flatten)]
+    pub users: UserFlags,
     /// Arguments for `loadtest master`, after `--`.
     #[arg(last = true)]
     pub master_args: Vec<String>,
@@ -71,6 +75,9 @@ impl LocalArgs {
     /// the master's own rules (bad ones exit 2 before anything starts),
     /// then anything after `--`.
     pub fn master_args(&self) -> Result<Vec<String>, String> {
+        if let Some(hint) = self.master_args.iter().find_map(|a| worker_flag_hint(a)) {
+            return Err(format!("after `--`, for the master: {hint}"));
+        }
         if !self.master_args.iter().any(|a| a == "--headless") {
             self.run.plan(&self.spawn, &self.ramp)?;
         }
@@ -110,6 +117,7 @@ impl LocalArgs {
             master_port: self.master_port,
             loadtest,
             master_args,
+            worker_args: self.users.to_args(),
         };
         let code = local::run(plan).await?;
         Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -36,6 +36,8 @@ pub struct LocalPlan {
     pub loadtest: PathBuf,
     /// Extra arguments for `loadtest master` (e.g. `--headless -u 10 -t 30s`).
     pub master_args: Vec<String>,
+    /// Extra arguments for every `loadtest worker` (e.g. `--wait 0.5:1`).
+    pub worker_args: Vec<String>,
 }
 
 /// Finds the `loadtest` binary: next to this executable (a cargo build puts
@@ -82,6 +84,7 @@ pub async fn run(plan: LocalPlan) -> anyhow::Result<i32> {
         .map(String::from)
         .to_vec();
         args.extend(secret_flags.iter().cloned());
+        args.extend(plan.worker_args.iter().cloned());
         children.spawn(
             &format!("worker {}", i + 1),
             &plan.loadtest,

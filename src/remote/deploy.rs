@@ -458,6 +458,7 @@ impl HostJob {
                     &master.unwrap_or_default(),
                     facts.systemd,
                     &self.plan.join_secret,
+                    &self.plan.worker_args,
                 );
                 self.steps(session, facts, host_plan, &steps).await
             }

@@ -98,6 +98,8 @@ pub struct DeployPlan {
     pub limits: ConnectLimits,
     /// How long the workers get to show up in the master's API.
     pub join_timeout: Duration,
+    /// Extra arguments for every `loadtest worker` (how its users behave).
+    pub worker_args: Vec<String>,
 }
 
 impl DeployPlan {

@@ -174,7 +174,9 @@ fn master_service(config: &MasterConfig) -> Service {
     }
 }
 
-fn worker_service(master_address: &str) -> Service {
+/// `loadtest worker` joining the master at `master_address`, with `extra`
+/// arguments (how its users behave).
+fn worker_service(master_address: &str, extra: &[String]) -> Service {
     let mut argv = vec![
         BIN.to_string(),
         "worker".into(),
@@ -184,6 +186,7 @@ fn worker_service(master_address: &str) -> Service {
         MASTER_PORT.to_string(),
     ];
     argv.extend(join_secret_args());
+    argv.extend(extra.iter().cloned());
     Service {
         name: "worker",
         description: "loadtest worker",
@@ -243,7 +246,7 @@ pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
 /// Stop the previous worker and install the binary with `digest`: safe
 /// before the master is up.
 pub fn worker_stop_steps(digest: &str) -> Vec<Step> {
-    let service = worker_service("");
+    let service = worker_service("", &[]);
     vec![Step::new(
         "stop previous worker",
         "systemctl stop spotload-worker / kill $(cat worker.pid)",
@@ -253,8 +256,13 @@ pub fn worker_stop_steps(digest: &str) -> Vec<Step> {
 
 /// Write the join secret and start the worker (once the master runs),
 /// checking it stays up.
-pub fn worker_start_steps(master_address: &str, systemd: bool, secret: &JoinSecret) -> Vec<Step> {
-    let service = worker_service(master_address);
+pub fn worker_start_steps(
+    master_address: &str,
+    systemd: bool,
+    secret: &JoinSecret,
+    extra: &[String],
+) -> Vec<Step> {
+    let service = worker_service(master_address, extra);
     vec![
         join_secret_step(secret),
         Step::new(
@@ -293,9 +301,10 @@ mod tests {
     #[test]
     fn worker_joins_the_master_address_with_the_secret() {
         let secret = JoinSecret::new("join-s3cret").unwrap();
-        let steps = worker_start_steps("10.0.1.6", false, &secret);
+        let extra = ["--wait".to_string(), "0.5:1".to_string()];
+        let steps = worker_start_steps("10.0.1.6", false, &secret, &extra);
         assert!(steps[1].command.ends_with(
-            "worker --master-host 10.0.1.6 --master-port 5557 --join-secret-file /opt/spotload/join-secret"
+            "worker --master-host 10.0.1.6 --master-port 5557 --join-secret-file /opt/spotload/join-secret --wait 0.5:1"
         ));
     }
 
@@ -314,7 +323,7 @@ mod tests {
         };
         for systemd in [false, true] {
             let mut steps = master_steps(&config, systemd);
-            steps.extend(worker_start_steps("10.0.1.6", systemd, &secret));
+            steps.extend(worker_start_steps("10.0.1.6", systemd, &secret, &[]));
             let writes: Vec<&Step> = steps
                 .iter()
                 .filter(|s| s.name == "write the join secret")

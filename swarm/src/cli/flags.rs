@@ -1,12 +1,14 @@
 //! The flag groups that `loadtest master`, `spotload local` and
 //! `spotload ramp` share, declared once here and flattened where needed:
 //! [`RunFlags`] (headless, users, run time), [`SpawnFlags`] (the spawn
-//! rate), [`RampFlags`] (a headless ramp) and [`JoinSecretFlags`] (the
-//! join secret of master and workers). Each is parsed once into a
-//! plan ([`RunPlan`], [`RampPlan`]) before anything runs; `spotload local`,
-//! which starts `loadtest master` as a child process, forwards them with
-//! [`RunFlags::to_args`] and [`RampFlags::to_args`], the one place that
-//! writes their names back (a round-trip test keeps the two in step).
+//! rate), [`RampFlags`] (a headless ramp), [`JoinSecretFlags`] (the
+//! join secret of master and workers) and [`UserFlags`] (how each worker's
+//! users behave, which `spotload local` and `spotload deploy` hand to every
+//! worker). Each is parsed once into a plan ([`RunPlan`], [`RampPlan`])
+//! before anything runs; `spotload local`, which starts `loadtest master`
+//! and the workers as child processes, forwards them with their `to_args`,
+//! the one place that writes their names back (a round-trip test keeps the
+//! two in step).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +19,80 @@ use super::parse::{parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step
 use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
 use crate::timespan::format_timespan;
+
+/// How each worker's users behave: `loadtest worker`'s own flags, which
+/// `spotload local` and `spotload deploy` take too and pass to every
+/// worker they start. (Goose's coordinated omission mitigation is the
+/// master's `--co-mitigation`: it reaches every worker with each spawn.)
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct UserFlags {
+    /// Pause between a user's requests, MIN:MAX seconds (e.g. 0.5:2), for
+    /// the user classes that take it from the command line (see
+    /// `ScenarioOptions`); none by default. Per-class waits stay in the
+    /// load test's code, as Locust's `wait_time` is per class.
+    #[arg(long, value_name = "MIN:MAX", value_parser = parse_wait, help_heading = "Workers' users")]
+    pub wait: Option<(Duration, Duration)>,
+    /// Share one HTTP client (one connection pool, no cookies) among all
+    /// of a worker's users: less CPU and memory per user, for targets that
+    /// need no session. By default each user has its own client and cookie
+    /// jar, as Locust's users do.
+    #[arg(long, help_heading = "Workers' users")]
+    pub shared_client: bool,
+}
+
+impl UserFlags {
+    /// The flags as `loadtest worker` takes them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = ArgList::default();
+        args.pair(
+            "--wait",
+            self.wait
+                .map(|(min, max)| format!("{}:{}", min.as_secs_f64(), max.as_secs_f64())),
+        );
+        args.flag("--shared-client", self.shared_client);
+        args.0
+    }
+}
+
+/// `MIN:MAX` in seconds, MIN ≤ MAX, each below a day.
+pub fn parse_wait(text: &str) -> Result<(Duration, Duration), String> {
+    let bad = || format!("expected MIN:MAX in seconds with MIN <= MAX, e.g. 0.5:2 (got {text:?})");
+    let (min, max) = text.split_once(':').ok_or_else(bad)?;
+    let secs = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 86_400.0)
+            .map(Duration::from_secs_f64)
+    };
+    match (secs(min), secs(max)) {
+        (Some(min), Some(max)) if min <= max => Ok((min, max)),
+        _ => Err(bad()),
+    }
+}
+
+/// Flags only `loadtest worker` takes, which a `loadtest master` given
+/// them names the place of; `spotload local` says the same of its `--`.
+pub const WORKER_ONLY_FLAGS: [&str; 7] = [
+    "--wait",
+    "--shared-client",
+    "--request-log",
+    "--master-host",
+    "--master-port",
+    "--master-timeout",
+    "--no-spot-watch",
+];
+
+/// Where an option a command refused belongs, when it is a worker's.
+pub fn worker_flag_hint(arg: &str) -> Option<String> {
+    let name = arg.split('=').next().unwrap_or(arg);
+    WORKER_ONLY_FLAGS.contains(&name).then(|| {
+        format!(
+            "{name} is an option of the workers (`loadtest worker {name} ...`), not of the master; \
+             with spotload local or spotload deploy give it to spotload itself, before any `--`"
+        )
+    })
+}
 
 /// How the master runs: with the web UI, or headless.
 #[derive(Debug, Clone, Default, PartialEq, Args)]
@@ -339,5 +415,30 @@ mod tests {
         assert_eq!(bad.exit_code(), 2);
         let bad = parse(&["--co-mitigation", "sometimes"]).unwrap_err();
         assert!(bad.to_string().contains("average, maximum"), "{bad}");
+    }
+
+    #[derive(Parser, Debug)]
+    struct WorkerCli {
+        #[command(flatten)]
+        users: UserFlags,
+    }
+
+    #[test]
+    fn the_users_flags_round_trip_and_a_master_says_where_they_go() {
+        for line in ["--wait 0.5:2 --shared-client", "--wait 0:0", ""] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let first = WorkerCli::try_parse_from(std::iter::once("w").chain(args.iter().copied()))
+                .expect(line);
+            let forwarded = first.users.to_args();
+            let again = WorkerCli::try_parse_from(
+                std::iter::once("w").chain(forwarded.iter().map(String::as_str)),
+            )
+            .expect("forwarded flags parse");
+            assert_eq!(again.users, first.users, "{line} -> {forwarded:?}");
+        }
+        assert!(parse_wait("2:1").is_err());
+        assert!(worker_flag_hint("--wait=1:2")
+            .is_some_and(|h| h.contains("--wait is an option of the workers")));
+        assert!(worker_flag_hint("--csv").is_none());
     }
 }

@@ -65,7 +65,10 @@ enum Command {
 
 /// Runs the `loadtest` command line with the given scenarios.
 pub fn main(build: ScenarioBuilder) -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return refused(&err),
+    };
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -96,6 +99,25 @@ pub fn main(build: ScenarioBuilder) -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints clap's answer to a command line it refused (or `--help`), with
+/// where a worker's option goes when the master was given one, and says
+/// how the process exits (2 for a refused line).
+fn refused(err: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let _ = err.print();
+    if err.kind() == ErrorKind::UnknownArgument {
+        if let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) {
+            if let Some(hint) = flags::worker_flag_hint(arg) {
+                eprintln!("\nnote: {hint}");
+            }
+        }
+    }
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
     }
 }
 

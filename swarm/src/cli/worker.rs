@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::flags::JoinSecretFlags;
+use super::flags::{JoinSecretFlags, UserFlags};
 use super::{ScenarioBuilder, ScenarioOptions};
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::Shutdown;
@@ -27,9 +27,9 @@ pub struct WorkerArgs {
     /// Default target, used when the master sends no host.
     #[arg(short = 'H', long)]
     pub host: Option<String>,
-    /// Pause between a user's requests, MIN:MAX seconds (e.g. 0.5:2); none by default.
-    #[arg(long, value_parser = parse_wait)]
-    pub wait: Option<(Duration, Duration)>,
+    /// How the users behave.
+    #[command(flatten)]
+    pub users: UserFlags,
     /// Write goose's request log (one line per request) to this file.
     #[arg(long)]
     pub request_log: Option<String>,
@@ -41,12 +41,6 @@ pub struct WorkerArgs {
     /// (watched by default; AWS_EC2_METADATA_DISABLED=true also turns it off).
     #[arg(long)]
     pub no_spot_watch: bool,
-    /// Share one HTTP client (one connection pool, no cookies) among all
-    /// users: less CPU and memory per user, for targets that need no
-    /// session. By default each user has its own client and cookie jar, as
-    /// Locust's users do.
-    #[arg(long)]
-    pub shared_client: bool,
     /// Back-fill the requests a user stalled by the target would have made
     /// (goose's coordinated omission mitigation), from the user's average,
     /// maximum or minimum cadence; the percentiles the master shows are then
@@ -66,7 +60,9 @@ impl WorkerArgs {
                 .map_err(anyhow::Error::msg)
                 .context("--host")?;
         }
-        let scenarios = build(&ScenarioOptions { wait: self.wait });
+        let scenarios = build(&ScenarioOptions {
+            wait: self.users.wait,
+        });
         if scenarios.is_empty() {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
@@ -76,7 +72,7 @@ impl WorkerArgs {
         config.driver = DriverOptions {
             host: self.host.clone(),
             request_log: self.request_log.clone(),
-            shared_client: self.shared_client,
+            shared_client: self.users.shared_client,
             co_mitigation: self
                 .co_mitigation
                 .as_deref()
@@ -103,22 +99,5 @@ impl WorkerArgs {
         } else {
             ExitCode::FAILURE
         })
-    }
-}
-
-/// `MIN:MAX` in seconds, MIN ≤ MAX.
-fn parse_wait(text: &str) -> Result<(Duration, Duration), String> {
-    let bad = || format!("expected MIN:MAX in seconds with MIN <= MAX, e.g. 0.5:2 (got {text:?})");
-    let (min, max) = text.split_once(':').ok_or_else(bad)?;
-    let secs = |s: &str| {
-        s.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 86_400.0)
-            .map(Duration::from_secs_f64)
-    };
-    match (secs(min), secs(max)) {
-        (Some(min), Some(max)) if min <= max => Ok((min, max)),
-        _ => Err(bad()),
     }
 }
