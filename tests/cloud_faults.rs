@@ -5,7 +5,7 @@
 //! After each fault the test checks, through the SDK straight at moto, that
 //! nothing tagged with the fleet is left (instances not terminated, security
 //! groups, key pairs, launch templates, EC2 Fleets), and that the one error
-//! line names the fix. The last test checks the README's IAM policy against
+//! line names the fix. The last test checks the IAM policy (docs/iam-policy.json) against
 //! every call the proxy saw and every SDK call in the code.
 //!
 //! One moto and one proxy per test; all traffic stays on 127.0.0.1.
@@ -478,7 +478,7 @@ fn overrides(body: &str) -> BTreeMap<u32, BTreeMap<String, String>> {
 /// A full launch, status and destroy with a worker list: the fleet gets one
 /// override per (type, default subnet) whose zone offers the type, its EC2
 /// Fleet is deleted, and every call the proxy saw, and every SDK call in
-/// the code, is allowed by the README's IAM policy.
+/// the code, is allowed by docs/iam-policy.json.
 #[tokio::test]
 async fn fleets_span_zones_and_the_iam_policy_covers_every_call() {
     let moto = Moto::start();
@@ -562,7 +562,7 @@ async fn fleets_span_zones_and_the_iam_policy_covers_every_call() {
         "in the code but not in the policy: {denied:?}"
     );
     assert!(policy.limits_service_linked_role_to_spot());
-    policy.check_readme_copy();
+    policy.check_linked();
 }
 
 /// The IAM policy from `docs/iam-policy.json`.
@@ -619,19 +619,21 @@ impl Policy {
             .all(|s| s["Condition"]["StringEquals"]["iam:AWSServiceName"] == "spot.amazonaws.com")
     }
 
-    /// The README's `### IAM policy` section shows the file verbatim.
-    fn check_readme_copy(&self) {
-        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-        let readme = std::fs::read_to_string(readme).expect("README.md");
-        let (_, section) = readme
-            .split_once("\n### IAM policy\n")
-            .expect("README has an IAM policy section");
-        let (_, block) = section.split_once("```json\n").expect("a json block");
-        let (block, _) = block.split_once("```").expect("the block ends");
-        assert_eq!(
-            block, self.text,
-            "README's policy differs from docs/iam-policy.json"
-        );
+    /// The docs point users at the file, which holds no other copy: the
+    /// README and docs/aws.md link it.
+    fn check_linked(&self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (doc, link) in [
+            ("README.md", "](docs/iam-policy.json)"),
+            ("docs/aws.md", "](iam-policy.json)"),
+        ] {
+            let text = std::fs::read_to_string(root.join(doc)).expect(doc);
+            assert!(text.contains(link), "{doc} links the IAM policy ({link})");
+            assert!(
+                !text.contains("\"Statement\""),
+                "{doc} copies the policy instead of linking it"
+            );
+        }
     }
 }
 

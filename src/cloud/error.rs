@@ -384,7 +384,7 @@ pub(crate) fn remedy(code: &str, message: &str, action: &str) -> Option<Remedy> 
                 .into(),
             fix: "create it once for the account with `aws iam create-service-linked-role \
                   --aws-service-name spot.amazonaws.com` (or allow iam:CreateServiceLinkedRole \
-                  for spot.amazonaws.com, see the README's IAM policy), then launch again"
+                  for spot.amazonaws.com, see docs/iam-policy.json), then launch again"
                 .into(),
         }),
         "MaxSpotInstanceCountExceeded" | "VcpuLimitExceeded" | "InstanceLimitExceeded" => {
@@ -432,7 +432,7 @@ pub(crate) fn remedy(code: &str, message: &str, action: &str) -> Option<Remedy> 
             Some(Remedy {
                 what: format!("these credentials are not allowed to call {api}"),
                 fix: format!(
-                    "attach the IAM policy from the README (docs/iam-policy.json) to this \
+                    "attach the IAM policy in docs/iam-policy.json to this \
                      user or role{decode}"
                 ),
             })

@@ -495,7 +495,7 @@ impl HostJob {
                 "check architecture",
                 &format!(
                     "the loadtest binary is built for {}, but this host is {}: build it for \
-                     the host's target (see the README, \"arm64 instances\") and pass --loadtest-bin",
+                     the host's target (see docs/aws.md, \"arm64 instances\") and pass --loadtest-bin",
                     built.unwrap_or("an unknown CPU or is not a Linux executable"),
                     facts.arch
                 ),
