@@ -567,7 +567,6 @@ async fn fleets_span_zones_and_the_iam_policy_covers_every_call() {
 
 /// The IAM policy from `docs/iam-policy.json`.
 struct Policy {
-    text: String,
     allowed: Vec<String>,
     document: serde_json::Value,
 }
@@ -592,11 +591,7 @@ impl Policy {
                 other => panic!("Action {other}"),
             }
         }
-        Policy {
-            text,
-            allowed,
-            document,
-        }
+        Policy { allowed, document }
     }
 
     /// Exact names, or a trailing `*` wildcard as IAM matches it.
