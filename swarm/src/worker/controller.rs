@@ -165,6 +165,15 @@ impl Controller {
         })
     }
 
+    /// Closes the connection to goose's controller, so every later command
+    /// fails (tests of what the worker does when goose cannot be steered).
+    #[cfg(test)]
+    pub(crate) async fn close(&mut self) {
+        // Goose may never answer the close: do not wait for it.
+        let close = self.socket.close(None);
+        let _ = tokio::time::timeout(Duration::from_millis(200), close).await;
+    }
+
     /// Sends one command and returns goose's reply text (its `response`)
     /// when goose answers `success: true`; `Refused` otherwise.
     pub async fn command(&mut self, command: &str) -> Result<String, ControllerError> {

@@ -190,6 +190,10 @@ pub struct GooseDriver {
     classes: Classes,
     /// Every request the users make, tallied for the next report.
     tap: Tap,
+    /// Tests of the worker's error paths: the controller breaks once a
+    /// spawn has its users running.
+    #[cfg(test)]
+    pub(crate) break_after_spawn: bool,
 }
 
 impl GooseDriver {
@@ -304,6 +308,8 @@ impl GooseDriver {
             goose_users: 0,
             classes,
             tap,
+            #[cfg(test)]
+            break_after_spawn: false,
         };
         let rate = driver
             .controller
@@ -445,6 +451,10 @@ impl GooseDriver {
             }
         }
         self.users = spawned.classes.values().sum();
+        #[cfg(test)]
+        if self.break_after_spawn {
+            self.break_controller().await;
+        }
         Ok(spawned)
     }
 
@@ -541,6 +551,13 @@ impl GooseDriver {
     /// Transaction errors since the last call: (message, occurrences).
     pub fn take_exceptions(&self) -> Vec<(String, u64)> {
         self.tap.take_exceptions()
+    }
+
+    /// Makes every later controller command fail, as a goose that cannot be
+    /// steered would (tests of the worker's error paths).
+    #[cfg(test)]
+    pub(crate) async fn break_controller(&mut self) {
+        self.controller.close().await;
     }
 
     /// Stops goose for good.

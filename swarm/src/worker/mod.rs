@@ -101,6 +101,20 @@ pub enum WorkerExit {
     Reclaimed(SpotNotice),
     /// Goose's attack ended by itself.
     GooseEnded,
+    /// Goose could not be steered (its controller failed): the worker
+    /// still sent what was measured and said `quit` (see [`Worker::run`]).
+    Failed(String),
+}
+
+/// Why a worker could not start, or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Goose could not start, or could not be steered.
+    #[error(transparent)]
+    Goose(#[from] DriverError),
+    /// The link to the master could not start.
+    #[error(transparent)]
+    Link(#[from] crate::protocol::transport::TransportError),
 }
 
 impl WorkerExit {
@@ -123,6 +137,7 @@ impl WorkerExit {
             WorkerExit::MasterLost => "lost the master".to_string(),
             WorkerExit::Shutdown(reason) => reason.describe().to_string(),
             WorkerExit::GooseEnded => "goose ended".to_string(),
+            WorkerExit::Failed(why) => format!("failed: {why}"),
         };
         QuitReason::Shutdown { detail }
     }
@@ -137,7 +152,7 @@ pub struct Worker {
     /// Read by the heartbeat task, which runs on its own so a slow goose
     /// command never delays a heartbeat.
     state: Arc<StateCell>,
-    heartbeats: tokio::task::JoinHandle<()>,
+    heartbeats: Beating,
     /// Per-class targets of the last accepted spawn.
     classes: BTreeMap<String, u64>,
     last_spawn: f64,
@@ -175,7 +190,10 @@ pub struct Worker {
 impl Worker {
     /// Starts goose idle and starts connecting to the master (the link
     /// keeps reconnecting on its own).
-    pub async fn connect(config: WorkerConfig, scenarios: Vec<Scenario>) -> anyhow::Result<Self> {
+    pub async fn connect(
+        config: WorkerConfig,
+        scenarios: Vec<Scenario>,
+    ) -> Result<Self, WorkerError> {
         let node_id = new_node_id();
         let goose = GooseDriver::launch(scenarios, &config.driver, &node_id).await?;
         let link = connect_worker(
@@ -190,7 +208,7 @@ impl Worker {
             link,
             goose,
             state: Arc::new(StateCell::default()),
-            heartbeats: tokio::spawn(async {}),
+            heartbeats: Beating(tokio::spawn(async {})),
             classes: BTreeMap::new(),
             last_spawn: f64::MIN,
             last_heard: None,
@@ -213,8 +231,10 @@ impl Worker {
     }
 
     /// Serves the master until it quits, goes silent for good, a spot
-    /// notice comes, or `shutdown`; always ends with the last stats and `quit`.
-    pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<WorkerExit> {
+    /// notice comes, or `shutdown`; always ends with the last stats and
+    /// `quit`, whatever ended it: an error too goes through that end before
+    /// it is returned, and the heartbeat task ends with the worker.
+    pub async fn run(mut self, shutdown: Shutdown) -> Result<WorkerExit, WorkerError> {
         self.start_heartbeats();
         let mut watchdog = interval(self.config.heartbeat_interval);
         let mut stats = interval(self.config.stats_interval);
@@ -226,11 +246,11 @@ impl Worker {
                 Some(endpoint) => Box::pin(spot::next_notice(endpoint)),
                 None => Box::pin(std::future::pending()),
             };
-        let exit = loop {
+        let ended: Result<WorkerExit, WorkerError> = loop {
             tokio::select! {
                 changed = connected.changed() => {
                     if changed.is_err() {
-                        break WorkerExit::MasterLost;
+                        break Ok(WorkerExit::MasterLost);
                     }
                     // A new connection may lead to a new master: join it,
                     // and send again what the old one did not confirm.
@@ -239,7 +259,7 @@ impl Worker {
                     self.join();
                 }
                 frame = self.link.incoming.recv() => {
-                    let Some(frame) = frame else { break WorkerExit::MasterLost };
+                    let Some(frame) = frame else { break Ok(WorkerExit::MasterLost) };
                     // Whatever else is queued is read with it, so stale
                     // orders are skipped rather than obeyed in turn.
                     let mut frames = vec![frame];
@@ -249,32 +269,47 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    if let Some(exit) = self.on_frames(&frames).await? {
-                        break exit;
+                    match self.on_frames(&frames).await {
+                        Ok(None) => {}
+                        Ok(Some(exit)) => break Ok(exit),
+                        Err(err) => break Err(err),
                     }
                 }
-                _ = watchdog.tick() => {
-                    if let Some(exit) = self.check_master().await? {
-                        break exit;
+                _ = watchdog.tick() => match self.check_master().await {
+                    Ok(None) => {}
+                    Ok(Some(exit)) => break Ok(exit),
+                    Err(err) => break Err(err),
+                },
+                _ = stats.tick() => {
+                    if let Err(err) = self.report_stats().await {
+                        break Err(err);
                     }
                 }
-                _ = stats.tick() => self.report_stats().await?,
                 notice = &mut notice => {
                     tracing::warn!("spot interruption notice ({notice}): draining — final stats, then quit");
-                    break WorkerExit::Reclaimed(notice);
+                    break Ok(WorkerExit::Reclaimed(notice));
                 }
                 () = shutdown.requested() => {
-                    break WorkerExit::Shutdown(shutdown.reason().unwrap_or(Reason::Interrupt));
+                    break Ok(WorkerExit::Shutdown(shutdown.reason().unwrap_or(Reason::Interrupt)));
                 }
             }
         };
+        let exit = match &ended {
+            Ok(exit) => exit.clone(),
+            Err(err) => {
+                tracing::error!(
+                    "the worker cannot go on: {err}; sending what it measured and quitting"
+                );
+                WorkerExit::Failed(err.to_string())
+            }
+        };
         self.finish(&exit).await;
-        Ok(exit)
+        ended
     }
 
     /// The watchdog: a master silent for its liveness has moved our users,
     /// so stop them (keeping their stats); silent for `master_timeout`, give up.
-    async fn check_master(&mut self) -> anyhow::Result<Option<WorkerExit>> {
+    async fn check_master(&mut self) -> Result<Option<WorkerExit>, WorkerError> {
         let silent = self.last_heard.unwrap_or(self.started).elapsed();
         let (host, port) = (&self.config.master_host, self.config.master_port);
         if silent > self.config.master_timeout {
@@ -305,7 +340,7 @@ impl Worker {
     /// latest orders count: a `quit` ends the worker whatever came before
     /// it; of several `stop`s the last is obeyed, and spawns before it are
     /// skipped; of the spawns after it only the newest is applied.
-    async fn on_frames(&mut self, frames: &[Bytes]) -> anyhow::Result<Option<WorkerExit>> {
+    async fn on_frames(&mut self, frames: &[Bytes]) -> Result<Option<WorkerExit>, WorkerError> {
         let mut messages = Vec::with_capacity(frames.len());
         for frame in frames {
             match ToWorker::from_wire(frame) {
@@ -350,7 +385,7 @@ impl Worker {
         Ok(None)
     }
 
-    async fn on_message(&mut self, message: ToWorker) -> anyhow::Result<()> {
+    async fn on_message(&mut self, message: ToWorker) -> Result<(), WorkerError> {
         match message {
             ToWorker::Ack { index } => {
                 tracing::info!("joined the master as worker {index} ({})", self.node_id);
@@ -394,7 +429,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn on_spawn(&mut self, order: SpawnOrder) -> anyhow::Result<()> {
+    async fn on_spawn(&mut self, order: SpawnOrder) -> Result<(), WorkerError> {
         if order.timestamp <= self.last_spawn {
             tracing::debug!("ignored a spawn no newer than the last one");
             return Ok(());
@@ -472,7 +507,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn report_stats(&mut self) -> anyhow::Result<()> {
+    async fn report_stats(&mut self) -> Result<(), WorkerError> {
         let report = self.goose.take_delta().await?;
         self.hold(report);
         self.deliver();
@@ -580,7 +615,7 @@ impl Worker {
 
     /// (Re)starts the heartbeat task on the current link.
     fn start_heartbeats(&mut self) {
-        self.heartbeats.abort();
+        self.heartbeats.0.abort();
         let beat = HeartbeatTask {
             outgoing: self.link.outgoing.clone(),
             connected: self.link.connected.clone(),
@@ -589,14 +624,16 @@ impl Worker {
             state: self.state.clone(),
             interval: self.config.heartbeat_interval,
         };
-        self.heartbeats = tokio::spawn(beat.run());
+        self.heartbeats = Beating(tokio::spawn(beat.run()));
     }
 
     /// Stops the users and delivers what they measured — at once what is
     /// counted so far, then the rest once goose has stopped — then says
     /// goodbye and waits (bounded) until that has left.
     async fn finish(mut self, exit: &WorkerExit) {
-        self.heartbeats.abort();
+        // Ended, not only told to end: a heartbeat being built right now
+        // would otherwise go out after the `quit`.
+        self.heartbeats.end().await;
         // No new requests from here on; once those in flight are done, one
         // read of goose's metrics has them all.
         self.goose.halt().await;
@@ -660,9 +697,29 @@ const BATCH: usize = 1024;
 /// Reports kept until the master confirms them: a minute of them.
 const IN_FLIGHT: usize = 20;
 
+/// The heartbeat task, aborted when its worker goes, however it goes.
+struct Beating(tokio::task::JoinHandle<()>);
+
+impl Beating {
+    /// Aborts the task and waits until it has stopped running.
+    async fn end(&mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for Beating {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a leaving worker waits for its last messages to go out.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// How long a `client_ready` may wait for its `ack` before a `reconnect`
 /// makes the worker send another.
 const READY_PATIENCE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests;
