@@ -21,6 +21,13 @@
 //! transactions (a log-in) wait for the seat too, so a parked user has sent
 //! nothing. The driver gives goose at least as many users per class as
 //! there are seats (see `GooseDriver::set_classes`).
+//!
+//! **Stopping as Locust stops.** Each user the gate sees carries a
+//! lifeline (a sender of a channel nobody sends on, in goose's public
+//! `shutdown_channel` field, which goose uses only under `--iterations`,
+//! never set here): it drops when goose's user ends, after its on-stop
+//! transactions. So once goose is told to stop, [`Gate::wait_users_ended`]
+//! knows when every user has logged out.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -53,7 +60,7 @@ struct Seats {
 }
 
 /// Shared by every wrapped transaction.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     closed: AtomicBool,
     in_flight: AtomicUsize,
@@ -61,6 +68,27 @@ struct State {
     classes: Mutex<Vec<Seats>>,
     /// Woken when the gate closes or the seats change.
     changed: Notify,
+    /// Cloned into each user the gate sees; the gate's own copy is the one
+    /// sender left once every user has ended.
+    lifeline: flume::Sender<usize>,
+    /// Never read: it counts the lifelines still held.
+    lives: flume::Receiver<usize>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        // Unbounded: goose sends on it only under `--iterations` (never
+        // set by the worker), and a send must never block a user.
+        let (lifeline, lives) = flume::unbounded();
+        State {
+            closed: AtomicBool::default(),
+            in_flight: AtomicUsize::default(),
+            classes: Mutex::default(),
+            changed: Notify::default(),
+            lifeline,
+            lives,
+        }
+    }
 }
 
 /// What a user may do now.
@@ -157,6 +185,25 @@ impl Gate {
     /// Transactions running now.
     pub fn in_flight(&self) -> usize {
         self.0.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Goose users the gate has seen that have not ended yet.
+    pub fn users_alive(&self) -> usize {
+        self.0.lives.sender_count().saturating_sub(1)
+    }
+
+    /// Waits (at most `limit`) until every user the gate has seen has
+    /// ended, its on-stop transactions done; returns whether all have.
+    /// Goose ends its users after its `stop`.
+    pub async fn wait_users_ended(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.users_alive() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Seats per class, in the order the scenarios were guarded; `None`
@@ -300,6 +347,7 @@ impl State {
     /// among its class's users.
     fn arrive(&self, tap: &Tap, class: usize, user: &mut GooseUser) {
         if tap.attach(user) {
+            user.shutdown_channel = Some(self.lifeline.clone());
             if let Ok(mut classes) = self.classes.lock() {
                 if let Some(seats) = classes.get_mut(class) {
                     seats.users = seats.users.saturating_add(1);
@@ -363,6 +411,31 @@ mod tests {
             report.stats_total.backfilled, 9,
             "only the seated user's stall is back-filled (89, 79 ... 9 ms)"
         );
+    }
+
+    /// A user's lifeline is held from its first transaction until goose
+    /// drops the user: then the gate knows it has ended.
+    #[tokio::test]
+    async fn the_gate_knows_when_its_users_have_ended() {
+        use goose::config::GooseConfiguration;
+        use goose::prelude::{scenario, transaction, Transaction};
+
+        let tap = Tap::start();
+        let gate = Gate::default();
+        let scenario = gate.guard(
+            scenario!("S").register_transaction(transaction!(noop)),
+            &tap,
+        );
+        let function = scenario.transactions[0].function.clone();
+        let base = reqwest::Url::parse("http://127.0.0.1/").expect("a URL");
+        let mut user = GooseUser::single(base, &GooseConfiguration::default()).expect("a user");
+        assert_eq!(gate.users_alive(), 0, "not seen yet");
+        function(&mut user).await.expect("runs");
+        function(&mut user).await.expect("runs again");
+        assert_eq!(gate.users_alive(), 1);
+        assert!(!gate.wait_users_ended(Duration::from_millis(20)).await);
+        drop(user);
+        assert!(gate.wait_users_ended(Duration::from_secs(5)).await);
     }
 
     #[test]

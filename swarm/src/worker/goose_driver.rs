@@ -30,6 +30,12 @@ const FOLLOW_RATE: u32 = 10_000;
 /// How long a halt waits for the requests in flight to finish.
 const DRAIN_LIMIT: Duration = Duration::from_millis(300);
 
+/// How long a stop waits for goose to end its users: a user notices the
+/// stop within half a second (goose wakes a waiting user that often), then
+/// runs its on-stop transactions. Within a master's default 10 s patience
+/// for the stop's answer.
+const USERS_END_LIMIT: Duration = Duration::from_secs(5);
+
 pub use crate::protocol::MAX_USERS_PER_WORKER;
 
 /// How long a spawn waits for goose's users to take their classes' seats.
@@ -511,15 +517,17 @@ impl GooseDriver {
         }
     }
 
-    /// Stops every user; goose goes idle. Returns the last requests made.
+    /// Stops every user, and waits (bounded) until goose has ended them,
+    /// their on-stop transactions run; goose goes idle. Returns the last
+    /// requests made, the on-stop ones included.
     pub async fn stop(&mut self) -> Result<StatsReport, DriverError> {
         if self.goose_users == 0 {
             return Ok(self.tap.take(true));
         }
         self.halt().await;
-        // Every request that finished is tallied already; goose's own stop
-        // (it answers within half a second) only ends the idle users.
-        let last = self.tap.take(true);
+        // No transaction makes a request any more; goose's own stop ends
+        // the users, each after its on-stop transactions (a log-out), as
+        // Locust's users do when stopped. Their requests belong here.
         match self.controller.command("stop").await {
             Ok(_) => {}
             // Goose ended the run by itself.
@@ -528,6 +536,13 @@ impl GooseDriver {
             }
             Err(err) => return Err(err.into()),
         }
+        if !self.gate.wait_users_ended(USERS_END_LIMIT).await {
+            tracing::warn!(
+                "{} users had not ended {USERS_END_LIMIT:?} after the stop (an on_stop transaction still running?): what they send comes in a later report",
+                self.gate.users_alive()
+            );
+        }
+        let last = self.tap.take(true);
         self.users = 0;
         self.goose_users = 0;
         Ok(last)

@@ -1,0 +1,132 @@
+//! A user's on-stop transactions (goose's `set_on_stop`, Locust's
+//! `on_stop`) run when the user stops, and the master counts what they
+//! send, as Locust's do: when the swarm is stopped from the master, and
+//! when the worker quits (SIGTERM, as a spot reclaim or a deploy ends it).
+//! The `lifecycle` load test logs each user in on start and out on stop
+//! (`loadtest/src/bin/lifecycle.rs`); nginx's log tells users and steps
+//! apart, and the master's rows must be nginx's counts.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harness::*;
+use swarm::api::{StatsRequests, SwarmForm};
+
+const USERS: u64 = 4;
+
+fn lifecycle() -> Loadtest {
+    Loadtest::new(env!("CARGO_BIN_EXE_lifecycle"))
+}
+
+/// nginx's requests for `/session/STEP/...`, and the distinct users.
+fn served(log: &[AccessLine], step: &str) -> (u64, usize) {
+    let prefix = format!("/session/{step}/");
+    let users: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.path.strip_prefix(&prefix))
+        .collect();
+    let distinct: BTreeSet<&str> = users.iter().copied().collect();
+    (users.len() as u64, distinct.len())
+}
+
+/// The master's request count for `name`.
+fn counted(stats: &StatsRequests, name: &str) -> u64 {
+    stats
+        .stats
+        .iter()
+        .filter(|row| row.name == name)
+        .map(|row| row.num_requests)
+        .sum()
+}
+
+/// Starts `USERS` users and waits until each has logged in and they
+/// browse.
+fn swarm_until_browsing(api: &Api, nginx: &Nginx) {
+    let answer = api.swarm_form(&SwarmForm {
+        user_count: USERS,
+        spawn_rate: USERS as f64,
+        host: Some(nginx.url()),
+        run_time: None,
+        co_mitigation: None,
+    });
+    assert!(answer.success, "{answer:?}");
+    wait_until(
+        Duration::from_secs(30),
+        "every user to log in and browse",
+        || {
+            let log = nginx.access_log_now();
+            let pages = served(&log, "page").0;
+            (served(&log, "login").0 == USERS && pages >= 10 * USERS).then_some(())
+        },
+    );
+}
+
+/// The master's rows are nginx's counts, step by step, and every user
+/// that logged in logged out. (A new swarm after a stop starts the
+/// master's stats afresh, as Locust's does: nginx's log is cleared too.)
+fn check(api: &Api, nginx: &Nginx, when: &str) {
+    settled_requests(api.url(), Duration::from_secs(30));
+    let stats = api.requests();
+    let log = nginx.access_log();
+    for step in ["login", "page", "logout"] {
+        let (n, _) = served(&log, step);
+        let name = format!("/session/{step}");
+        println!(
+            "{when}: {name}: nginx {n}, master {}",
+            counted(&stats, &name)
+        );
+    }
+    for step in ["login", "page", "logout"] {
+        let name = format!("/session/{step}");
+        let n = served(&log, step).0;
+        assert_eq!(counted(&stats, &name), n, "{when}: {name}, master vs nginx");
+    }
+    assert_eq!(
+        served(&log, "login"),
+        (USERS, USERS as usize),
+        "{when}: one log-in per user"
+    );
+    assert_eq!(
+        served(&log, "logout"),
+        (USERS, USERS as usize),
+        "{when}: one log-out per user"
+    );
+    nginx.clear_access_log();
+}
+
+#[test]
+fn users_log_out_when_the_swarm_stops_and_when_the_worker_quits() {
+    let nginx = Nginx::start(NginxOptions {
+        any_path: Some("/session/".into()),
+        ..NginxOptions::default()
+    });
+    let dir = TempDir::new("on-stop");
+    let (mut master, port, api) = lifecycle().master_with_ui(&dir, &["--host", &nginx.url()]);
+    let mut worker = lifecycle().worker(&dir, port, &["--wait", "0.01:0.02"]);
+    let api = Api::new(&api);
+    wait_until(Duration::from_secs(30), "the worker to join", || {
+        (api.requests().worker_count == 1).then_some(())
+    });
+
+    swarm_until_browsing(&api, &nginx);
+    api.stop();
+    // Informative: whether the stop's own report carried the log-outs.
+    println!(
+        "log-outs counted when the stop was answered: {}",
+        counted(&api.requests(), "/session/logout")
+    );
+    check(&api, &nginx, "after the swarm's stop");
+
+    swarm_until_browsing(&api, &nginx);
+    worker.signal("TERM");
+    assert_eq!(
+        exit_code(&mut worker, Duration::from_secs(30)),
+        0,
+        "{}",
+        worker.logs()
+    );
+    check(&api, &nginx, "after the worker quit");
+
+    master.signal("INT");
+    exit_code(&mut master, Duration::from_secs(20));
+}
