@@ -55,8 +55,8 @@ enum Command {
 
 /// Runs the `loadtest` command line with the load test's scenarios
 /// function: `fn scenarios(options: &ScenarioOptions) -> Vec<Scenario>`,
-/// or one returning a `Result` that uses `?` on goose's builders (see
-/// [`IntoScenarios`]); its error ends the process before any port opens,
+/// or one returning a `Result` that uses `?` on goose's and
+/// [`crate::locust`]'s builders (see [`IntoScenarios`]); its error ends the process before any port opens,
 /// printed with what to fix.
 pub fn main<R: IntoScenarios + 'static>(scenarios: fn(&ScenarioOptions) -> R) -> ExitCode {
     let build = ScenarioBuilder::new(scenarios);

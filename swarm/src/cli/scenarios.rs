@@ -3,7 +3,8 @@
 //! fail.
 //!
 //! goose's builders check what they are given (`Scenario::set_weight`,
-//! `set_wait_time`, `Transaction::set_weight` return a `Result`). A scenarios function that returns a `Result` uses
+//! `set_wait_time`, `Transaction::set_weight` return a `Result`), and so do
+//! [`crate::locust`]'s. A scenarios function that returns a `Result` uses
 //! `?` on them; the first error ends `loadtest master` or `loadtest worker`
 //! before any port opens, with the error and what to fix, through the same
 //! path as any other startup error. A function that returns a plain `Vec`
@@ -16,12 +17,26 @@ use std::time::Duration;
 use anyhow::Context;
 use goose::prelude::Scenario;
 
+use crate::locust::{between, WaitTime};
+
 /// Options the scenarios are built with (from the worker's command line).
 #[derive(Debug, Clone, Default)]
 pub struct ScenarioOptions {
     /// Pause between a user's requests, drawn from this range (`--wait
     /// MIN:MAX`, MIN ≤ MAX).
     pub wait: Option<(Duration, Duration)>,
+}
+
+impl ScenarioOptions {
+    /// The wait the command line asked for (`--wait MIN:MAX`, as Locust's
+    /// `between(MIN, MAX)`), else `default`: a user class's own
+    /// `wait_time`, which the command line overrides.
+    pub fn wait_time_or(&self, default: WaitTime) -> WaitTime {
+        match self.wait {
+            Some((min, max)) => between(min, max),
+            None => default,
+        }
+    }
 }
 
 /// What a scenarios function may return: the scenarios, or why they could
@@ -37,7 +52,7 @@ impl IntoScenarios for Vec<Scenario> {
     }
 }
 
-/// `GooseError`, `anyhow::Error`, a
+/// `GooseError`, [`crate::locust::LocustError`], `anyhow::Error`, a
 /// `Box<dyn Error>` or a `String`: whatever `?` gathered.
 impl<E> IntoScenarios for Result<Vec<Scenario>, E>
 where
@@ -130,5 +145,18 @@ mod tests {
     fn no_scenario_is_an_error() {
         let err = ScenarioBuilder::new(none).build(&ScenarioOptions::default());
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn the_command_line_wait_overrides_a_class_s_own() {
+        let own = crate::locust::constant(Duration::from_secs(3));
+        assert_eq!(ScenarioOptions::default().wait_time_or(own.clone()), own);
+        let asked = ScenarioOptions {
+            wait: Some((Duration::from_millis(10), Duration::from_millis(20))),
+        };
+        assert_eq!(
+            asked.wait_time_or(own),
+            between(Duration::from_millis(10), Duration::from_millis(20))
+        );
     }
 }

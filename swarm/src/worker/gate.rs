@@ -22,7 +22,10 @@
 //! nothing. The driver gives goose at least as many users per class as
 //! there are seats (see `GooseDriver::set_classes`).
 //!
-//! **Stopping as Locust stops.** Each user the gate sees carries a
+//! **Stopping as Locust stops.** A user's wait inside a transaction
+//! ([`pause`], e.g. `constant_pacing`'s) ends as soon as the gate closes or
+//! the user loses its seat, as Locust ends a waiting user's sleep at once.
+//! And each user the gate sees carries a
 //! lifeline (a sender of a channel nobody sends on, in goose's public
 //! `shutdown_channel` field, which goose uses only under `--iterations`,
 //! never set here): it drops when goose's user ends, after its on-stop
@@ -135,6 +138,45 @@ impl State {
     async fn park(&self) {
         let changed = self.changed.notified();
         let _ = tokio::time::timeout(PARK_LIMIT, changed).await;
+    }
+}
+
+tokio::task_local! {
+    /// The seat of the user whose regular transaction runs in this task,
+    /// for [`pause`].
+    static SEAT: Seat;
+}
+
+/// A user's seat, as [`pause`] watches it.
+#[derive(Debug, Clone)]
+struct Seat {
+    state: Arc<State>,
+    class: usize,
+    user: usize,
+}
+
+/// Sleeps for `duration`, or less in a worker: the pause ends as soon as
+/// the worker halts its users (a stop, a quit) or takes this user's seat
+/// away (fewer users), as Locust ends a waiting user's sleep at once.
+/// Outside a worker's transaction (a plain goose run) it is a plain sleep.
+pub(crate) async fn pause(duration: Duration) {
+    let Ok(seat) = SEAT.try_with(Seat::clone) else {
+        tokio::time::sleep(duration).await;
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + duration;
+    loop {
+        // Registered before the checks, so a change between them wakes us.
+        let changed = seat.state.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if seat.state.closed.load(Ordering::SeqCst) || !seat.state.seated(seat.class, seat.user) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            () = &mut changed => {}
+        }
     }
 }
 
@@ -322,7 +364,14 @@ impl Gate {
                     state.in_flight.fetch_add(1, Ordering::SeqCst);
                     let counted = InFlight(state.clone());
                     match state.admit(class, user.weighted_users_index) {
-                        Admission::Run => inner(user).await,
+                        Admission::Run => {
+                            let seat = Seat {
+                                state: state.clone(),
+                                class,
+                                user: user.weighted_users_index,
+                            };
+                            SEAT.scope(seat, inner(user)).await
+                        }
                         Admission::Closed => {
                             drop(counted);
                             tokio::time::sleep(CLOSED_PAUSE).await;
@@ -436,6 +485,52 @@ mod tests {
         assert!(!gate.wait_users_ended(Duration::from_millis(20)).await);
         drop(user);
         assert!(gate.wait_users_ended(Duration::from_secs(5)).await);
+    }
+
+    async fn long_pause(_user: &mut GooseUser) -> TransactionResult {
+        pause(Duration::from_secs(60)).await;
+        Ok(())
+    }
+
+    /// A pause inside a transaction (pacing's) ends as soon as the user
+    /// loses its seat, or the gate closes: a drain does not wait it out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pause_ends_when_the_seat_goes_or_the_gate_closes() {
+        use goose::config::GooseConfiguration;
+        use goose::prelude::{scenario, transaction, Transaction};
+
+        let tap = Tap::start();
+        let gate = Gate::default();
+        let scenario = gate.guard(
+            scenario!("S").register_transaction(transaction!(long_pause)),
+            &tap,
+        );
+        let function = scenario.transactions[0].function.clone();
+        let base = reqwest::Url::parse("http://127.0.0.1/").expect("a URL");
+        let started = tokio::time::Instant::now();
+        for end in ["seat", "gate"] {
+            gate.open();
+            gate.set_targets(Some(&[1]));
+            let mut user =
+                GooseUser::single(base.clone(), &GooseConfiguration::default()).expect("a user");
+            let function = function.clone();
+            let paused = tokio::spawn(async move { function(&mut user).await.is_ok() });
+            // The user is in its pause once it is counted in flight.
+            while gate.in_flight() == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if end == "seat" {
+                gate.set_targets(Some(&[0]));
+            } else {
+                assert!(gate.close_and_drain(Duration::from_secs(10)).await);
+            }
+            assert!(paused.await.expect("the transaction ended"), "{end}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the pauses ended early: {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
