@@ -842,6 +842,59 @@ mod tests {
         driver.shutdown().await;
     }
 
+    /// `/` read in full: its 5-byte body counts.
+    async fn read_front_page(user: &mut GooseUser) -> TransactionResult {
+        let goose = user.get_named("/", "read").await?;
+        let _ = crate::worker::read_body(user, goose).await;
+        Ok(())
+    }
+
+    /// `/` without reading the body.
+    async fn unread_front_page(user: &mut GooseUser) -> TransactionResult {
+        let _ = user.get_named("/", "unread").await?;
+        Ok(())
+    }
+
+    /// Tasks picked by weight (`swarm::locust`) are one goose transaction:
+    /// their requests all carry the picker's transaction index, which the
+    /// tap keys its body notes by. A task that reads its bodies and one
+    /// that does not are both counted, each request once, under its own
+    /// name, and only the read bodies' sizes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn picked_tasks_are_counted_whether_they_read_bodies_or_not() {
+        let (url, ok, _) = counting_target().await;
+        let tasks = crate::locust::pick_by_weight([
+            (1, transaction!(read_front_page)),
+            (1, transaction!(unread_front_page)),
+        ])
+        .unwrap();
+        let scenarios = vec![scenario!("WebsiteUser").register_transaction(tasks)];
+        let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
+            .await
+            .unwrap();
+        driver
+            .set_classes(&url, &users(4), &tokio::sync::watch::channel(0).1)
+            .await
+            .unwrap();
+        wait_for_count(&ok, 400, 20, "no load reached the target").await;
+        let mut report = driver.take_delta().await.unwrap();
+        report.absorb(driver.stop().await.unwrap());
+        driver.shutdown().await;
+        let row = |name: &str| {
+            report
+                .stats
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| (e.num_requests, e.total_content_length))
+                .unwrap_or_default()
+        };
+        let ((read, read_bytes), (unread, unread_bytes)) = (row("read"), row("unread"));
+        assert_eq!(read + unread, ok.load(Ordering::SeqCst) as u64);
+        assert!(read > 100 && unread > 100, "{read} read, {unread} unread");
+        assert_eq!(read_bytes, 5 * read, "\"hello\" per read request");
+        assert_eq!(unread_bytes, 0);
+    }
+
     async fn log_in(user: &mut GooseUser) -> TransactionResult {
         let _ = user.get("/login").await?;
         Ok(())
