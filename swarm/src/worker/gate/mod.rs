@@ -22,24 +22,30 @@
 //! nothing. The driver gives goose at least as many users per class as
 //! there are seats (see `GooseDriver::set_classes`).
 //!
+//! **A seat is a Locust user's life.** When a class has fewer seats (the
+//! master stops some of its users), a user that loses its seat stops as a
+//! Locust user does: at its next transaction it runs its class's on-stop
+//! transactions (a log-out), then parks. If it gets a seat back, it starts
+//! as a new Locust user would: its class's on-start transactions first (a
+//! fresh HTTP client and cookie jar, a log-in), then its tasks. A user whose
+//! seat went but who had not yet reached its next transaction when the
+//! swarm stops runs them at goose's stop instead (see `wrap`).
+//!
 //! **Stopping as Locust stops.** A user's wait inside a transaction
 //! ([`pause`], e.g. `constant_pacing`'s) ends as soon as the gate closes or
 //! the user loses its seat, as Locust ends a waiting user's sleep at once.
-//! And each user the gate sees carries a
-//! lifeline (a sender of a channel nobody sends on, in goose's public
-//! `shutdown_channel` field, which goose uses only under `--iterations`,
-//! never set here): it drops when goose's user ends, after its on-stop
-//! transactions. So once goose is told to stop, [`Gate::wait_users_ended`]
-//! knows when every user has logged out.
+//! And each user the gate sees carries a lifeline (a sender of a channel
+//! nobody sends on, in goose's public `shutdown_channel` field, which goose
+//! uses only under `--iterations`, never set here): it drops when goose's
+//! user ends, after its on-stop transactions. So once goose is told to
+//! stop, [`Gate::wait_users_ended`] knows when every user has logged out.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goose::prelude::{GooseUser, Scenario, TransactionResult};
+use goose::prelude::{GooseUser, Scenario};
 use tokio::sync::Notify;
 
 use super::tap::{note_parked, Tap};
@@ -60,6 +66,12 @@ struct Seats {
     seated: HashSet<usize>,
     /// Goose users of this class seen since the last reset.
     users: usize,
+    /// Users that lost their seat and have not run their on-stop
+    /// transactions yet: at their next transaction, or at goose's stop.
+    retiring: HashSet<usize>,
+    /// Users that ran their on-stop transactions after losing their seat:
+    /// a seat given back starts them anew, on-start transactions first.
+    retired: HashSet<usize>,
 }
 
 /// Shared by every wrapped transaction.
@@ -97,8 +109,15 @@ impl Default for State {
 /// What a user may do now.
 #[derive(Debug, PartialEq)]
 enum Admission {
+    /// Run: it holds a seat.
     Run,
+    /// Start anew, then run: it had stopped, and has a seat again.
+    Rejoin,
+    /// Wait for a seat.
     Park,
+    /// Stop (its on-stop transactions), then wait: its seat went.
+    Retire,
+    /// Make no request: the worker is halting its users.
     Closed,
 }
 
@@ -121,7 +140,17 @@ impl State {
         }
         if seats.seated.len() < target {
             seats.seated.insert(user);
-            Admission::Run
+            // A seat back before the user noticed it had gone: it never
+            // stopped, so it runs on.
+            seats.retiring.remove(&user);
+            if seats.retired.remove(&user) {
+                Admission::Rejoin
+            } else {
+                Admission::Run
+            }
+        } else if seats.retiring.remove(&user) {
+            seats.retired.insert(user);
+            Admission::Retire
         } else {
             Admission::Park
         }
@@ -132,6 +161,16 @@ impl State {
             classes
                 .get(class)
                 .is_none_or(|s| s.target.is_none() || s.seated.contains(&user))
+        })
+    }
+
+    /// Whether goose's stop should run `user`'s on-stop transactions: it
+    /// holds a seat, or lost one and has not stopped yet.
+    fn owes_on_stop(&self, class: usize, user: usize) -> bool {
+        self.classes.lock().is_ok_and(|classes| {
+            classes.get(class).is_none_or(|s| {
+                s.target.is_none() || s.seated.contains(&user) || s.retiring.contains(&user)
+            })
         })
     }
 
@@ -193,16 +232,6 @@ impl Drop for InFlight {
     }
 }
 
-type TransactionFuture<'r> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
-
-/// Pins down the closure's higher-ranked signature for the compiler.
-fn transaction_fn<F>(f: F) -> F
-where
-    F: for<'r> Fn(&'r mut GooseUser) -> TransactionFuture<'r> + Send + Sync + 'static,
-{
-    f
-}
-
 impl Gate {
     /// Lets users through.
     pub fn open(&self) {
@@ -251,8 +280,9 @@ impl Gate {
     /// Seats per class, in the order the scenarios were guarded; `None`
     /// lifts the limits (every user runs). Classes beyond `targets` get no
     /// seat. Fewer seats than seated users unseat the newest users at once
-    /// (as Locust stops its newest): they park after the transaction they
-    /// are in, so the class runs its new count from now on.
+    /// (as Locust stops its newest): after the transaction they are in,
+    /// they run their on-stop transactions and park, so the class runs its
+    /// new count from now on.
     pub fn set_targets(&self, targets: Option<&[usize]>) {
         if let Ok(mut classes) = self.0.classes.lock() {
             for (i, seats) in classes.iter_mut().enumerate() {
@@ -264,6 +294,7 @@ impl Gate {
                         let excess = newest_first.len() - target;
                         for user in newest_first.into_iter().take(excess) {
                             seats.seated.remove(&user);
+                            seats.retiring.insert(user);
                         }
                     }
                 }
@@ -277,6 +308,8 @@ impl Gate {
         if let Ok(mut classes) = self.0.classes.lock() {
             for seats in classes.iter_mut() {
                 seats.seated.clear();
+                seats.retiring.clear();
+                seats.retired.clear();
                 seats.users = 0;
             }
         }
@@ -306,7 +339,8 @@ impl Gate {
     /// The scenario with every transaction reporting to `tap`, and passing
     /// through this gate and its class's seats: the regular transactions
     /// run only through an open gate and with a seat; the on-start ones (a
-    /// log-in) wait for the seat; the on-stop ones run for a seated user.
+    /// log-in) wait for the seat; the on-stop ones run for a user that held
+    /// one (see [`wrap`]).
     pub fn guard(&self, mut scenario: Scenario, tap: &Tap) -> Scenario {
         let class = match self.0.classes.lock() {
             Ok(mut classes) => {
@@ -315,77 +349,21 @@ impl Gate {
             }
             Err(_) => usize::MAX,
         };
+        let lifecycle = Arc::new(wrap::Lifecycle::of(&scenario));
         for transaction in &mut scenario.transactions {
-            let inner = transaction.function.clone();
-            let (tap, state) = (tap.clone(), self.0.clone());
-            let on_start = transaction.on_start;
-            if transaction.on_stop {
-                transaction.function = Arc::new(transaction_fn(move |user| {
-                    state.arrive(&tap, class, user);
-                    let inner = inner.clone();
-                    let state = state.clone();
-                    Box::pin(async move {
-                        if state.seated(class, user.weighted_users_index) {
-                            inner(user).await
-                        } else {
-                            Ok(())
-                        }
-                    })
-                }));
-                continue;
-            }
-            transaction.function = Arc::new(transaction_fn(move |user| {
-                state.arrive(&tap, class, user);
-                let inner = inner.clone();
-                let state = state.clone();
-                Box::pin(async move {
-                    if on_start {
-                        // In flight only while it runs (a log-in makes
-                        // requests a drain must wait for); a user waiting
-                        // here for a seat makes none and must not hold up
-                        // a drain.
-                        loop {
-                            state.in_flight.fetch_add(1, Ordering::SeqCst);
-                            let counted = InFlight(state.clone());
-                            match state.admit(class, user.weighted_users_index) {
-                                Admission::Run => return inner(user).await,
-                                Admission::Closed => return Ok(()),
-                                Admission::Park => {
-                                    drop(counted);
-                                    note_parked(user);
-                                    state.park().await;
-                                }
-                            }
-                        }
-                    }
-                    // Counted before the gate is read (both SeqCst), so a
-                    // drain that sees no transaction in flight has not
-                    // missed one that is about to send a request.
-                    state.in_flight.fetch_add(1, Ordering::SeqCst);
-                    let counted = InFlight(state.clone());
-                    match state.admit(class, user.weighted_users_index) {
-                        Admission::Run => {
-                            let seat = Seat {
-                                state: state.clone(),
-                                class,
-                                user: user.weighted_users_index,
-                            };
-                            SEAT.scope(seat, inner(user)).await
-                        }
-                        Admission::Closed => {
-                            drop(counted);
-                            tokio::time::sleep(CLOSED_PAUSE).await;
-                            Ok(())
-                        }
-                        Admission::Park => {
-                            drop(counted);
-                            note_parked(user);
-                            state.park().await;
-                            Ok(())
-                        }
-                    }
-                })
-            }));
+            let guarded = wrap::Guarded {
+                inner: transaction.function.clone(),
+                state: self.0.clone(),
+                tap: tap.clone(),
+                class,
+            };
+            transaction.function = if transaction.on_stop {
+                guarded.on_stop()
+            } else if transaction.on_start {
+                guarded.on_start()
+            } else {
+                guarded.regular(lifecycle.clone())
+            };
         }
         scenario
     }
@@ -408,3 +386,4 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+mod wrap;
