@@ -58,8 +58,11 @@ const PACING_CLOCK: &str = "swarm: pacing clock";
 /// given (goose's `set_on_start`; the worker holds them until the user has
 /// a seat, so a user that never runs logs nothing in); then, over and over,
 /// one task picked at random by weight ([`super::pick_by_weight`]) and the
-/// wait; and when the user stops (the swarm's stop, the worker's quit), its
-/// on-stop transactions, in the order given (goose's `set_on_stop`).
+/// wait; and when the user stops (the swarm's stop, the worker's quit, the
+/// master asking for fewer users), its on-stop transactions, in the order
+/// given (goose's `set_on_stop`); a user started again after that runs its
+/// on-start transactions anew.
+///
 /// `between` and `constant` are goose's own wait after each task;
 /// `constant_pacing` is waited by the picker, on a clock per user that
 /// starts when the user does (first among its on-start transactions), as
