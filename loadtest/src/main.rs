@@ -1,6 +1,8 @@
 //! The load test shipped to master and worker hosts — spotload's
 //! equivalent of a locustfile. Edit `scenarios` to describe your users;
 //! each goose scenario is one Locust user class, named by the scenario.
+//! Porting a locustfile: `docs/locust.md`, and `examples/locustfile_port.rs`
+//! (`swarm::locust` gives Locust's user classes, `@task` picks and waits).
 
 use goose::prelude::*;
 use swarm::cli::ScenarioOptions;

@@ -16,7 +16,7 @@ use super::wait::Pacer;
 use super::LocustError;
 
 /// The name goose gives the picker in its transaction figures.
-pub(crate) const PICKER_NAME: &str = "tasks (picked by weight)";
+const PICKER_NAME: &str = "tasks (picked by weight)";
 
 /// Validated tasks: their functions and running weight totals.
 pub(crate) struct Tasks {
