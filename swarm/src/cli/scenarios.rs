@@ -141,6 +141,35 @@ mod tests {
         assert!(err.to_lowercase().contains("weight"), "{err}");
     }
 
+    async fn noop(_user: &mut GooseUser) -> TransactionResult {
+        Ok(())
+    }
+
+    fn weightless_class(_: &ScenarioOptions) -> Result<Vec<Scenario>, crate::locust::LocustError> {
+        let admin = crate::locust::User::new("AdminUser")
+            .weight(0)
+            .task(1, transaction!(noop));
+        Ok(vec![admin.build()?])
+    }
+
+    /// The message docs/locust.md shows, word for word.
+    #[test]
+    fn a_class_s_error_names_the_class_and_what_to_do() {
+        let err = ScenarioBuilder::new(weightless_class)
+            .build(&ScenarioOptions::default())
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "the load test's scenarios could not be built: fix the scenarios function \
+                 the load test hands to swarm::cli::main (loadtest/src/main.rs): \
+                 user class AdminUser: a weight of 0 would never start a user of it: \
+                 give it 1 or more"
+            )
+        );
+    }
+
     #[test]
     fn no_scenario_is_an_error() {
         let err = ScenarioBuilder::new(none).build(&ScenarioOptions::default());
