@@ -1,6 +1,8 @@
 //! The load test shipped to master and worker hosts — spotload's
 //! equivalent of a locustfile. Edit `scenarios` to describe your users;
 //! each goose scenario is one Locust user class, named by the scenario.
+//! Porting a locustfile: `docs/locust.md`, and `examples/locustfile_port.rs`
+//! (`swarm::locust` gives Locust's user classes, `@task` picks and waits).
 
 use goose::prelude::*;
 use swarm::cli::ScenarioOptions;
@@ -18,15 +20,15 @@ async fn index(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
-/// The user classes of this load test.
-fn scenarios(options: &ScenarioOptions) -> Vec<Scenario> {
+/// The user classes of this load test. A builder that goose (or
+/// `swarm::locust`) refuses is reported by `swarm::cli::main`, with what to
+/// fix, before any port opens: `?` instead of `expect`.
+fn scenarios(options: &ScenarioOptions) -> Result<Vec<Scenario>, GooseError> {
     let mut website_user = scenario!("WebsiteUser").register_transaction(transaction!(index));
     if let Some((min, max)) = options.wait {
-        website_user = website_user
-            .set_wait_time(min, max)
-            .expect("MIN <= MAX is checked when parsing --wait");
+        website_user = website_user.set_wait_time(min, max)?;
     }
-    vec![website_user]
+    Ok(vec![website_user])
 }
 
 fn main() -> std::process::ExitCode {

@@ -4,6 +4,7 @@
 //! - [`api`]: the master's HTTP API as types (Locust's bodies and ours).
 //! - [`client`]: [`client::MasterClient`], that API from the other side.
 //! - [`logs`]: log lines that input from the wire cannot break or flood.
+//! - [`locust`]: Locust's idioms on goose (user classes, `@task` picks, waits).
 //! - [`cli`]: the `loadtest` command line (`master`, `worker`), headless runs.
 //! - [`master`]: worker registry, heartbeats, user dispatch, runner states, aggregation.
 //! - [`protocol`]: Locust's master/worker messages, msgpack codec, ZeroMQ transport.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod locust;
 pub mod logs;
 pub mod master;
 pub mod protocol;

@@ -15,14 +15,12 @@ async fn visit(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
-fn scenarios(options: &ScenarioOptions) -> Vec<Scenario> {
+fn scenarios(options: &ScenarioOptions) -> Result<Vec<Scenario>, GooseError> {
     let mut user = scenario!("MarkupUser").register_transaction(transaction!(visit));
     if let Some((min, max)) = options.wait {
-        user = user
-            .set_wait_time(min, max)
-            .expect("MIN <= MAX is checked when parsing --wait");
+        user = user.set_wait_time(min, max)?;
     }
-    vec![user]
+    Ok(vec![user])
 }
 
 fn main() -> std::process::ExitCode {

@@ -25,7 +25,7 @@ async fn browser(user: &mut GooseUser) -> TransactionResult {
 }
 
 /// `Reader` (weight 3) and `Browser` (weight 1).
-fn scenarios(options: &ScenarioOptions) -> Vec<Scenario> {
+fn scenarios(options: &ScenarioOptions) -> Result<Vec<Scenario>, GooseError> {
     let classes = [
         ("Reader", 3, transaction!(reader)),
         ("Browser", 1, transaction!(browser)),
@@ -34,15 +34,12 @@ fn scenarios(options: &ScenarioOptions) -> Vec<Scenario> {
         .into_iter()
         .map(|(name, weight, transaction)| {
             let mut scenario = Scenario::new(name)
-                .set_weight(weight)
-                .expect("a weight above 0")
+                .set_weight(weight)?
                 .register_transaction(transaction);
             if let Some((min, max)) = options.wait {
-                scenario = scenario
-                    .set_wait_time(min, max)
-                    .expect("MIN <= MAX is checked when parsing --wait");
+                scenario = scenario.set_wait_time(min, max)?;
             }
-            scenario
+            Ok(scenario)
         })
         .collect()
 }

@@ -61,18 +61,16 @@ async fn wrong_content_read(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
-fn scenarios(options: &ScenarioOptions) -> Vec<Scenario> {
+fn scenarios(options: &ScenarioOptions) -> Result<Vec<Scenario>, GooseError> {
     let mut user = scenario!("WebsiteUser")
         .register_transaction(transaction!(expected_404))
         .register_transaction(transaction!(wrong_content))
         .register_transaction(transaction!(expected_404_read))
         .register_transaction(transaction!(wrong_content_read));
     if let Some((min, max)) = options.wait {
-        user = user
-            .set_wait_time(min, max)
-            .expect("MIN <= MAX is checked when parsing --wait");
+        user = user.set_wait_time(min, max)?;
     }
-    vec![user]
+    Ok(vec![user])
 }
 
 fn main() -> std::process::ExitCode {

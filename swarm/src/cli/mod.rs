@@ -9,6 +9,7 @@ mod headless;
 mod master;
 pub mod parse;
 mod ramp;
+mod scenarios;
 mod serve_file;
 mod summary;
 mod worker;
@@ -18,7 +19,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use goose::prelude::Scenario;
 
 use crate::shutdown::Shutdown;
 
@@ -26,19 +26,9 @@ pub use master::MasterArgs;
 pub use ramp::{
     conclude as conclude_ramp, drive as drive_ramp, prepare_report_dir, Expect, RAMP_AFTER_HELP,
 };
+pub use scenarios::{IntoScenarios, ScenarioBuilder, ScenarioOptions};
 pub use summary::print_summary;
 pub use worker::WorkerArgs;
-
-/// Options the scenarios are built with (from the worker's command line).
-#[derive(Debug, Clone, Default)]
-pub struct ScenarioOptions {
-    /// Pause between a user's requests, drawn from this range.
-    pub wait: Option<(Duration, Duration)>,
-}
-
-/// Builds the load test's goose scenarios; each scenario is a Locust user
-/// class, named by the scenario's name.
-pub type ScenarioBuilder = fn(&ScenarioOptions) -> Vec<Scenario>;
 
 /// A distributed goose load test, driven like Locust: a master with a web UI
 /// (or headless) and workers that generate the load.
@@ -63,8 +53,13 @@ enum Command {
     ServeFile(serve_file::ServeFileArgs),
 }
 
-/// Runs the `loadtest` command line with the given scenarios.
-pub fn main(build: ScenarioBuilder) -> ExitCode {
+/// Runs the `loadtest` command line with the load test's scenarios
+/// function: `fn scenarios(options: &ScenarioOptions) -> Vec<Scenario>`,
+/// or one returning a `Result` that uses `?` on goose's and
+/// [`crate::locust`]'s builders (see [`IntoScenarios`]); its error ends the process before any port opens,
+/// printed with what to fix.
+pub fn main<R: IntoScenarios + 'static>(scenarios: fn(&ScenarioOptions) -> R) -> ExitCode {
+    let build = ScenarioBuilder::new(scenarios);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return refused(&err),
@@ -86,8 +81,8 @@ pub fn main(build: ScenarioBuilder) -> ExitCode {
             .watch_signals()
             .context("cannot watch for SIGINT and SIGTERM")?;
         match cli.command {
-            Command::Master(args) => args.run(build, shutdown).await,
-            Command::Worker(args) => args.run(build, shutdown).await,
+            Command::Master(args) => args.run(&build, shutdown).await,
+            Command::Worker(args) => args.run(&build, shutdown).await,
             Command::ServeFile(args) => args.run(shutdown).await,
         }
     });
@@ -138,12 +133,13 @@ pub fn init_logging(verbose: u8) {
 }
 
 /// The user classes the master dispatches: the scenarios' names and weights.
-pub fn user_classes(build: ScenarioBuilder) -> Vec<crate::master::UserClass> {
-    build(&ScenarioOptions::default())
+pub fn user_classes(build: &ScenarioBuilder) -> anyhow::Result<Vec<crate::master::UserClass>> {
+    Ok(build
+        .build(&ScenarioOptions::default())?
         .iter()
         .map(|s| crate::master::UserClass {
             name: s.name.to_string(),
             weight: s.weight.max(1) as u64,
         })
-        .collect()
+        .collect())
 }

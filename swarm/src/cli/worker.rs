@@ -54,18 +54,19 @@ impl WorkerArgs {
     /// Joins the master and generates load until it says quit, it stays
     /// silent past `--master-timeout`, or `shutdown` fires; exits 0 after a
     /// clean end, 1 otherwise.
-    pub async fn run(self, build: ScenarioBuilder, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    pub async fn run(
+        self,
+        build: &ScenarioBuilder,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<ExitCode> {
         if let Some(host) = &self.host {
             crate::web::check_host(host)
                 .map_err(anyhow::Error::msg)
                 .context("--host")?;
         }
-        let scenarios = build(&ScenarioOptions {
+        let scenarios = build.build(&ScenarioOptions {
             wait: self.users.wait,
-        });
-        if scenarios.is_empty() {
-            anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
-        }
+        })?;
         let mut config = WorkerConfig::new(&self.master_host, self.master_port);
         config.join_secret = self.join_secret.load()?;
         config.master_timeout = Duration::from_secs(self.master_timeout.clamp(1, 86_400));

@@ -30,6 +30,12 @@ const FOLLOW_RATE: u32 = 10_000;
 /// How long a halt waits for the requests in flight to finish.
 const DRAIN_LIMIT: Duration = Duration::from_millis(300);
 
+/// How long a stop waits for goose to end its users: a user notices the
+/// stop within half a second (goose wakes a waiting user that often), then
+/// runs its on-stop transactions. Within a master's default 10 s patience
+/// for the stop's answer.
+const USERS_END_LIMIT: Duration = Duration::from_secs(5);
+
 pub use crate::protocol::MAX_USERS_PER_WORKER;
 
 /// How long a spawn waits for goose's users to take their classes' seats.
@@ -521,15 +527,17 @@ impl GooseDriver {
         }
     }
 
-    /// Stops every user; goose goes idle. Returns the last requests made.
+    /// Stops every user, and waits (bounded) until goose has ended them,
+    /// their on-stop transactions run; goose goes idle. Returns the last
+    /// requests made, the on-stop ones included.
     pub async fn stop(&mut self) -> Result<StatsReport, DriverError> {
         if self.goose_users == 0 {
             return Ok(self.tap.take(true));
         }
         self.halt().await;
-        // Every request that finished is tallied already; goose's own stop
-        // (it answers within half a second) only ends the idle users.
-        let last = self.tap.take(true);
+        // No transaction makes a request any more; goose's own stop ends
+        // the users, each after its on-stop transactions (a log-out), as
+        // Locust's users do when stopped. Their requests belong here.
         match self.controller.command("stop").await {
             Ok(_) => {}
             // Goose ended the run by itself.
@@ -538,6 +546,13 @@ impl GooseDriver {
             }
             Err(err) => return Err(err.into()),
         }
+        if !self.gate.wait_users_ended(USERS_END_LIMIT).await {
+            tracing::warn!(
+                "{} users had not ended {USERS_END_LIMIT:?} after the stop (an on_stop transaction still running?): what they send comes in a later report",
+                self.gate.users_alive()
+            );
+        }
+        let last = self.tap.take(true);
         self.users = 0;
         self.goose_users = 0;
         Ok(last)
@@ -842,6 +857,59 @@ mod tests {
         assert!(msg.contains("no basket to check out"), "{msg}");
         assert!(*count > 0);
         driver.shutdown().await;
+    }
+
+    /// `/` read in full: its 5-byte body counts.
+    async fn read_front_page(user: &mut GooseUser) -> TransactionResult {
+        let goose = user.get_named("/", "read").await?;
+        let _ = crate::worker::read_body(user, goose).await;
+        Ok(())
+    }
+
+    /// `/` without reading the body.
+    async fn unread_front_page(user: &mut GooseUser) -> TransactionResult {
+        let _ = user.get_named("/", "unread").await?;
+        Ok(())
+    }
+
+    /// Tasks picked by weight (`swarm::locust`) are one goose transaction:
+    /// their requests all carry the picker's transaction index, which the
+    /// tap keys its body notes by. A task that reads its bodies and one
+    /// that does not are both counted, each request once, under its own
+    /// name, and only the read bodies' sizes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn picked_tasks_are_counted_whether_they_read_bodies_or_not() {
+        let (url, ok, _) = counting_target().await;
+        let tasks = crate::locust::pick_by_weight([
+            (1, transaction!(read_front_page)),
+            (1, transaction!(unread_front_page)),
+        ])
+        .unwrap();
+        let scenarios = vec![scenario!("WebsiteUser").register_transaction(tasks)];
+        let mut driver = GooseDriver::launch(scenarios, &options(), "test-node")
+            .await
+            .unwrap();
+        driver
+            .set_classes(&url, &users(4), &tokio::sync::watch::channel(0).1)
+            .await
+            .unwrap();
+        wait_for_count(&ok, 400, 20, "no load reached the target").await;
+        let mut report = driver.take_delta().await.unwrap();
+        report.absorb(driver.stop().await.unwrap());
+        driver.shutdown().await;
+        let row = |name: &str| {
+            report
+                .stats
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| (e.num_requests, e.total_content_length))
+                .unwrap_or_default()
+        };
+        let ((read, read_bytes), (unread, unread_bytes)) = (row("read"), row("unread"));
+        assert_eq!(read + unread, ok.load(Ordering::SeqCst) as u64);
+        assert!(read > 100 && unread > 100, "{read} read, {unread} unread");
+        assert_eq!(read_bytes, 5 * read, "\"hello\" per read request");
+        assert_eq!(unread_bytes, 0);
     }
 
     async fn log_in(user: &mut GooseUser) -> TransactionResult {

@@ -28,6 +28,7 @@ use bytes::Bytes;
 use goose::prelude::Scenario;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
+pub(crate) use gate::pause;
 pub use goose_driver::{DriverError, DriverOptions, GooseDriver, Spawned, MAX_USERS_PER_WORKER};
 pub use spot::SpotNotice;
 pub use tap::{read_body, read_response, ReadResponse};

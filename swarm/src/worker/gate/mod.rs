@@ -21,15 +21,31 @@
 //! transactions (a log-in) wait for the seat too, so a parked user has sent
 //! nothing. The driver gives goose at least as many users per class as
 //! there are seats (see `GooseDriver::set_classes`).
+//!
+//! **A seat is a Locust user's life.** When a class has fewer seats (the
+//! master stops some of its users), a user that loses its seat stops as a
+//! Locust user does: at its next transaction it runs its class's on-stop
+//! transactions (a log-out), then parks. If it gets a seat back, it starts
+//! as a new Locust user would: its class's on-start transactions first (a
+//! fresh HTTP client and cookie jar, a log-in), then its tasks. A user whose
+//! seat went but who had not yet reached its next transaction when the
+//! swarm stops runs them at goose's stop instead (see `wrap`).
+//!
+//! **Stopping as Locust stops.** A user's wait inside a transaction
+//! ([`pause`], e.g. `constant_pacing`'s) ends as soon as the gate closes or
+//! the user loses its seat, as Locust ends a waiting user's sleep at once.
+//! And each user the gate sees carries a lifeline (a sender of a channel
+//! nobody sends on, in goose's public `shutdown_channel` field, which goose
+//! uses only under `--iterations`, never set here): it drops when goose's
+//! user ends, after its on-stop transactions. So once goose is told to
+//! stop, [`Gate::wait_users_ended`] knows when every user has logged out.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goose::prelude::{GooseUser, Scenario, TransactionResult};
+use goose::prelude::{GooseUser, Scenario};
 use tokio::sync::Notify;
 
 use super::tap::{note_parked, Tap};
@@ -50,10 +66,16 @@ struct Seats {
     seated: HashSet<usize>,
     /// Goose users of this class seen since the last reset.
     users: usize,
+    /// Users that lost their seat and have not run their on-stop
+    /// transactions yet: at their next transaction, or at goose's stop.
+    retiring: HashSet<usize>,
+    /// Users that ran their on-stop transactions after losing their seat:
+    /// a seat given back starts them anew, on-start transactions first.
+    retired: HashSet<usize>,
 }
 
 /// Shared by every wrapped transaction.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     closed: AtomicBool,
     in_flight: AtomicUsize,
@@ -61,13 +83,41 @@ struct State {
     classes: Mutex<Vec<Seats>>,
     /// Woken when the gate closes or the seats change.
     changed: Notify,
+    /// Cloned into each user the gate sees; the gate's own copy is the one
+    /// sender left once every user has ended.
+    lifeline: flume::Sender<usize>,
+    /// Never read: it counts the lifelines still held.
+    lives: flume::Receiver<usize>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        // Unbounded: goose sends on it only under `--iterations` (never
+        // set by the worker), and a send must never block a user.
+        let (lifeline, lives) = flume::unbounded();
+        State {
+            closed: AtomicBool::default(),
+            in_flight: AtomicUsize::default(),
+            classes: Mutex::default(),
+            changed: Notify::default(),
+            lifeline,
+            lives,
+        }
+    }
 }
 
 /// What a user may do now.
 #[derive(Debug, PartialEq)]
 enum Admission {
+    /// Run: it holds a seat.
     Run,
+    /// Start anew, then run: it had stopped, and has a seat again.
+    Rejoin,
+    /// Wait for a seat.
     Park,
+    /// Stop (its on-stop transactions), then wait: its seat went.
+    Retire,
+    /// Make no request: the worker is halting its users.
     Closed,
 }
 
@@ -90,7 +140,17 @@ impl State {
         }
         if seats.seated.len() < target {
             seats.seated.insert(user);
-            Admission::Run
+            // A seat back before the user noticed it had gone: it never
+            // stopped, so it runs on.
+            seats.retiring.remove(&user);
+            if seats.retired.remove(&user) {
+                Admission::Rejoin
+            } else {
+                Admission::Run
+            }
+        } else if seats.retiring.remove(&user) {
+            seats.retired.insert(user);
+            Admission::Retire
         } else {
             Admission::Park
         }
@@ -104,9 +164,58 @@ impl State {
         })
     }
 
+    /// Whether goose's stop should run `user`'s on-stop transactions: it
+    /// holds a seat, or lost one and has not stopped yet.
+    fn owes_on_stop(&self, class: usize, user: usize) -> bool {
+        self.classes.lock().is_ok_and(|classes| {
+            classes.get(class).is_none_or(|s| {
+                s.target.is_none() || s.seated.contains(&user) || s.retiring.contains(&user)
+            })
+        })
+    }
+
     async fn park(&self) {
         let changed = self.changed.notified();
         let _ = tokio::time::timeout(PARK_LIMIT, changed).await;
+    }
+}
+
+tokio::task_local! {
+    /// The seat of the user whose regular transaction runs in this task,
+    /// for [`pause`].
+    static SEAT: Seat;
+}
+
+/// A user's seat, as [`pause`] watches it.
+#[derive(Debug, Clone)]
+struct Seat {
+    state: Arc<State>,
+    class: usize,
+    user: usize,
+}
+
+/// Sleeps for `duration`, or less in a worker: the pause ends as soon as
+/// the worker halts its users (a stop, a quit) or takes this user's seat
+/// away (fewer users), as Locust ends a waiting user's sleep at once.
+/// Outside a worker's transaction (a plain goose run) it is a plain sleep.
+pub(crate) async fn pause(duration: Duration) {
+    let Ok(seat) = SEAT.try_with(Seat::clone) else {
+        tokio::time::sleep(duration).await;
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + duration;
+    loop {
+        // Registered before the checks, so a change between them wakes us.
+        let changed = seat.state.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if seat.state.closed.load(Ordering::SeqCst) || !seat.state.seated(seat.class, seat.user) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            () = &mut changed => {}
+        }
     }
 }
 
@@ -121,16 +230,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-type TransactionFuture<'r> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
-
-/// Pins down the closure's higher-ranked signature for the compiler.
-fn transaction_fn<F>(f: F) -> F
-where
-    F: for<'r> Fn(&'r mut GooseUser) -> TransactionFuture<'r> + Send + Sync + 'static,
-{
-    f
 }
 
 impl Gate {
@@ -159,11 +258,31 @@ impl Gate {
         self.0.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Goose users the gate has seen that have not ended yet.
+    pub fn users_alive(&self) -> usize {
+        self.0.lives.sender_count().saturating_sub(1)
+    }
+
+    /// Waits (at most `limit`) until every user the gate has seen has
+    /// ended, its on-stop transactions done; returns whether all have.
+    /// Goose ends its users after its `stop`.
+    pub async fn wait_users_ended(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.users_alive() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Seats per class, in the order the scenarios were guarded; `None`
     /// lifts the limits (every user runs). Classes beyond `targets` get no
     /// seat. Fewer seats than seated users unseat the newest users at once
-    /// (as Locust stops its newest): they park after the transaction they
-    /// are in, so the class runs its new count from now on.
+    /// (as Locust stops its newest): after the transaction they are in,
+    /// they run their on-stop transactions and park, so the class runs its
+    /// new count from now on.
     pub fn set_targets(&self, targets: Option<&[usize]>) {
         if let Ok(mut classes) = self.0.classes.lock() {
             for (i, seats) in classes.iter_mut().enumerate() {
@@ -175,6 +294,7 @@ impl Gate {
                         let excess = newest_first.len() - target;
                         for user in newest_first.into_iter().take(excess) {
                             seats.seated.remove(&user);
+                            seats.retiring.insert(user);
                         }
                     }
                 }
@@ -188,6 +308,8 @@ impl Gate {
         if let Ok(mut classes) = self.0.classes.lock() {
             for seats in classes.iter_mut() {
                 seats.seated.clear();
+                seats.retiring.clear();
+                seats.retired.clear();
                 seats.users = 0;
             }
         }
@@ -217,7 +339,8 @@ impl Gate {
     /// The scenario with every transaction reporting to `tap`, and passing
     /// through this gate and its class's seats: the regular transactions
     /// run only through an open gate and with a seat; the on-start ones (a
-    /// log-in) wait for the seat; the on-stop ones run for a seated user.
+    /// log-in) wait for the seat; the on-stop ones run for a user that held
+    /// one (see [`wrap`]).
     pub fn guard(&self, mut scenario: Scenario, tap: &Tap) -> Scenario {
         let class = match self.0.classes.lock() {
             Ok(mut classes) => {
@@ -226,70 +349,21 @@ impl Gate {
             }
             Err(_) => usize::MAX,
         };
+        let lifecycle = Arc::new(wrap::Lifecycle::of(&scenario));
         for transaction in &mut scenario.transactions {
-            let inner = transaction.function.clone();
-            let (tap, state) = (tap.clone(), self.0.clone());
-            let on_start = transaction.on_start;
-            if transaction.on_stop {
-                transaction.function = Arc::new(transaction_fn(move |user| {
-                    state.arrive(&tap, class, user);
-                    let inner = inner.clone();
-                    let state = state.clone();
-                    Box::pin(async move {
-                        if state.seated(class, user.weighted_users_index) {
-                            inner(user).await
-                        } else {
-                            Ok(())
-                        }
-                    })
-                }));
-                continue;
-            }
-            transaction.function = Arc::new(transaction_fn(move |user| {
-                state.arrive(&tap, class, user);
-                let inner = inner.clone();
-                let state = state.clone();
-                Box::pin(async move {
-                    if on_start {
-                        // In flight only while it runs (a log-in makes
-                        // requests a drain must wait for); a user waiting
-                        // here for a seat makes none and must not hold up
-                        // a drain.
-                        loop {
-                            state.in_flight.fetch_add(1, Ordering::SeqCst);
-                            let counted = InFlight(state.clone());
-                            match state.admit(class, user.weighted_users_index) {
-                                Admission::Run => return inner(user).await,
-                                Admission::Closed => return Ok(()),
-                                Admission::Park => {
-                                    drop(counted);
-                                    note_parked(user);
-                                    state.park().await;
-                                }
-                            }
-                        }
-                    }
-                    // Counted before the gate is read (both SeqCst), so a
-                    // drain that sees no transaction in flight has not
-                    // missed one that is about to send a request.
-                    state.in_flight.fetch_add(1, Ordering::SeqCst);
-                    let counted = InFlight(state.clone());
-                    match state.admit(class, user.weighted_users_index) {
-                        Admission::Run => inner(user).await,
-                        Admission::Closed => {
-                            drop(counted);
-                            tokio::time::sleep(CLOSED_PAUSE).await;
-                            Ok(())
-                        }
-                        Admission::Park => {
-                            drop(counted);
-                            note_parked(user);
-                            state.park().await;
-                            Ok(())
-                        }
-                    }
-                })
-            }));
+            let guarded = wrap::Guarded {
+                inner: transaction.function.clone(),
+                state: self.0.clone(),
+                tap: tap.clone(),
+                class,
+            };
+            transaction.function = if transaction.on_stop {
+                guarded.on_stop()
+            } else if transaction.on_start {
+                guarded.on_start()
+            } else {
+                guarded.regular(lifecycle.clone())
+            };
         }
         scenario
     }
@@ -300,6 +374,7 @@ impl State {
     /// among its class's users.
     fn arrive(&self, tap: &Tap, class: usize, user: &mut GooseUser) {
         if tap.attach(user) {
+            user.shutdown_channel = Some(self.lifeline.clone());
             if let Ok(mut classes) = self.classes.lock() {
                 if let Some(seats) = classes.get_mut(class) {
                     seats.users = seats.users.saturating_add(1);
@@ -310,87 +385,5 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn gate_of(classes: usize) -> Gate {
-        let gate = Gate::default();
-        if let Ok(mut seats) = gate.0.classes.lock() {
-            seats.extend((0..classes).map(|_| Seats::default()));
-        }
-        gate
-    }
-
-    async fn noop(_user: &mut GooseUser) -> TransactionResult {
-        Ok(())
-    }
-
-    /// The gate tells the tap when it parks a user, so goose's copies for
-    /// the user's next pass (the park counts into its cadence) are not
-    /// back-filled as a stall of the target; a user never parked is.
-    #[tokio::test]
-    async fn a_parked_user_s_next_pass_is_not_back_filled() {
-        use goose::config::GooseConfiguration;
-        use goose::logger::GooseLog;
-        use goose::metrics::GooseCoordinatedOmissionMitigation;
-        use goose::prelude::{scenario, transaction, Transaction};
-
-        let tap = Tap::start();
-        let gate = Gate::default();
-        let scenario = gate.guard(
-            scenario!("S").register_transaction(transaction!(noop)),
-            &tap,
-        );
-        let function = scenario.transactions[0].function.clone();
-        let mut config = GooseConfiguration::default();
-        config.co_mitigation = Some(GooseCoordinatedOmissionMitigation::Average);
-        let base = reqwest::Url::parse("http://127.0.0.1/").expect("a URL");
-        let mut parked = GooseUser::single(base.clone(), &config).expect("a user");
-        let mut seated = GooseUser::single(base, &config).expect("a user");
-        seated.weighted_users_index = 1;
-        gate.set_targets(Some(&[1]));
-        function(&mut seated).await.expect("runs");
-        function(&mut parked).await.expect("parks, then returns");
-        for user in [&parked, &seated] {
-            let mut copy = crate::worker::tap::tests::request(user.weighted_users_index, 10, 1_000);
-            copy.coordinated_omission_elapsed = 100;
-            copy.user_cadence = 10;
-            let logger = user.logger.as_ref().expect("attached to the tap");
-            logger.send(Some(GooseLog::Request(copy))).expect("sent");
-        }
-        let report = tap.take(true);
-        assert_eq!(
-            report.stats_total.backfilled, 9,
-            "only the seated user's stall is back-filled (89, 79 ... 9 ms)"
-        );
-    }
-
-    #[test]
-    fn users_take_their_class_s_seats_and_give_them_up() {
-        let gate = gate_of(2);
-        // No seats: everyone runs.
-        assert_eq!(gate.0.admit(0, 7), Admission::Run);
-        gate.set_targets(Some(&[2, 1]));
-        let admitted: Vec<Admission> = (0..4).map(|u| gate.0.admit(0, u)).collect();
-        assert_eq!(
-            admitted,
-            [
-                Admission::Run,
-                Admission::Run,
-                Admission::Park,
-                Admission::Park
-            ]
-        );
-        assert_eq!(gate.0.admit(1, 10), Admission::Run);
-        assert_eq!(gate.0.admit(1, 11), Admission::Park);
-        // Fewer seats: the newest seated user loses its seat at once, and
-        // no other user of the class can take it.
-        gate.set_targets(Some(&[1, 1]));
-        assert_eq!(gate.occupancy()[0].1, 1, "one seat left, taken");
-        assert_eq!(gate.0.admit(0, 1), Admission::Park);
-        assert_eq!(gate.0.admit(0, 2), Admission::Park);
-        assert_eq!(gate.0.admit(0, 0), Admission::Run);
-        gate.0.closed.store(true, Ordering::SeqCst);
-        assert_eq!(gate.0.admit(0, 1), Admission::Closed);
-    }
-}
+mod tests;
+mod wrap;

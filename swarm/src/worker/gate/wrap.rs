@@ -1,0 +1,195 @@
+//! The functions the gate puts in place of a scenario's transaction
+//! functions, one kind per goose flag:
+//!
+//! - a regular transaction runs through an open gate and with a seat; a
+//!   user without one parks; a user whose seat went runs its class's
+//!   on-stop transactions once, then parks; a user given a seat back runs
+//!   its class's on-start transactions first ([`Lifecycle`]);
+//! - an on-start transaction (a log-in) waits for the user's seat;
+//! - an on-stop transaction, which goose runs when its stop ends the
+//!   user, runs for a user that held a seat and has not stopped yet.
+//!
+//! Every one attaches the user to the tap (and its lifeline) first.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use goose::goose::TransactionFunction;
+use goose::prelude::{GooseUser, Scenario, TransactionResult};
+
+use super::{note_parked, Admission, InFlight, Seat, State, Tap, CLOSED_PAUSE, SEAT};
+
+type TransactionFuture<'r> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
+
+/// Pins down the closure's higher-ranked signature for the compiler.
+fn transaction_fn<F>(f: F) -> F
+where
+    F: for<'r> Fn(&'r mut GooseUser) -> TransactionFuture<'r> + Send + Sync + 'static,
+{
+    f
+}
+
+/// A class's own on-start and on-stop transaction functions (as written,
+/// not the gate's), in goose's order: those with a sequence first, by
+/// sequence, then the rest as registered; each once (goose would repeat a
+/// weighted one). The gate runs them itself for a user whose seat goes
+/// (on-stop) or comes back (on-start).
+pub(super) struct Lifecycle {
+    on_start: Vec<TransactionFunction>,
+    on_stop: Vec<TransactionFunction>,
+}
+
+impl Lifecycle {
+    pub(super) fn of(scenario: &Scenario) -> Lifecycle {
+        let mut ordered: Vec<_> = scenario.transactions.iter().collect();
+        // Stable: equals keep their registration order.
+        ordered.sort_by_key(|t| (t.sequence == 0, t.sequence));
+        let functions = |pick: fn(&goose::prelude::Transaction) -> bool| {
+            ordered
+                .iter()
+                .filter(|t| pick(t))
+                .map(|t| t.function.clone())
+                .collect()
+        };
+        Lifecycle {
+            on_start: functions(|t| t.on_start),
+            on_stop: functions(|t| t.on_stop),
+        }
+    }
+}
+
+/// Runs every function in turn, as goose runs a user's on-start or
+/// on-stop transactions; the first error, if any.
+async fn run_all(functions: &[TransactionFunction], user: &mut GooseUser) -> TransactionResult {
+    let mut result = Ok(());
+    for function in functions {
+        let ran = function(user).await;
+        if result.is_ok() {
+            result = ran;
+        }
+    }
+    result
+}
+
+/// One transaction function of one class, and what its wrapper needs.
+pub(super) struct Guarded {
+    pub(super) inner: TransactionFunction,
+    pub(super) state: Arc<State>,
+    pub(super) tap: Tap,
+    pub(super) class: usize,
+}
+
+impl Guarded {
+    /// Runs for a user that holds a seat, or lost one and has not run its
+    /// on-stop transactions yet (goose's stop came first).
+    pub(super) fn on_stop(self) -> TransactionFunction {
+        let Guarded {
+            inner,
+            state,
+            tap,
+            class,
+        } = self;
+        Arc::new(transaction_fn(move |user| {
+            state.arrive(&tap, class, user);
+            let inner = inner.clone();
+            let state = state.clone();
+            Box::pin(async move {
+                if state.owes_on_stop(class, user.weighted_users_index) {
+                    inner(user).await
+                } else {
+                    Ok(())
+                }
+            })
+        }))
+    }
+
+    /// Waits for the user's seat, then runs. In flight only while it runs
+    /// (a log-in makes requests a drain must wait for); a user waiting
+    /// here for a seat makes none and must not hold up a drain.
+    pub(super) fn on_start(self) -> TransactionFunction {
+        let Guarded {
+            inner,
+            state,
+            tap,
+            class,
+        } = self;
+        Arc::new(transaction_fn(move |user| {
+            state.arrive(&tap, class, user);
+            let inner = inner.clone();
+            let state = state.clone();
+            Box::pin(async move {
+                loop {
+                    state.in_flight.fetch_add(1, Ordering::SeqCst);
+                    let counted = InFlight(state.clone());
+                    match state.admit(class, user.weighted_users_index) {
+                        Admission::Run | Admission::Rejoin => return inner(user).await,
+                        Admission::Closed => return Ok(()),
+                        Admission::Park | Admission::Retire => {
+                            drop(counted);
+                            note_parked(user);
+                            state.park().await;
+                        }
+                    }
+                }
+            })
+        }))
+    }
+
+    /// Runs with a seat; stops or starts the user anew as its seat goes or
+    /// comes back; parks without one; makes no request once closed.
+    pub(super) fn regular(self, lifecycle: Arc<Lifecycle>) -> TransactionFunction {
+        let Guarded {
+            inner,
+            state,
+            tap,
+            class,
+        } = self;
+        Arc::new(transaction_fn(move |user| {
+            state.arrive(&tap, class, user);
+            let inner = inner.clone();
+            let state = state.clone();
+            let lifecycle = lifecycle.clone();
+            Box::pin(async move {
+                // Counted before the gate is read (both SeqCst), so a
+                // drain that sees no transaction in flight has not missed
+                // one that is about to send a request.
+                state.in_flight.fetch_add(1, Ordering::SeqCst);
+                let counted = InFlight(state.clone());
+                let seat = Seat {
+                    state: state.clone(),
+                    class,
+                    user: user.weighted_users_index,
+                };
+                match state.admit(class, user.weighted_users_index) {
+                    Admission::Run => SEAT.scope(seat, inner(user)).await,
+                    Admission::Rejoin => {
+                        // A new Locust user: its on-start transactions first.
+                        run_all(&lifecycle.on_start, user).await?;
+                        SEAT.scope(seat, inner(user)).await
+                    }
+                    Admission::Closed => {
+                        drop(counted);
+                        tokio::time::sleep(CLOSED_PAUSE).await;
+                        Ok(())
+                    }
+                    Admission::Retire => {
+                        // Stopped as Locust stops a user in a ramp-down.
+                        let stopped = run_all(&lifecycle.on_stop, user).await;
+                        drop(counted);
+                        note_parked(user);
+                        state.park().await;
+                        stopped
+                    }
+                    Admission::Park => {
+                        drop(counted);
+                        note_parked(user);
+                        state.park().await;
+                        Ok(())
+                    }
+                }
+            })
+        }))
+    }
+}
