@@ -13,6 +13,7 @@
 //! moved this worker's users, so the worker stops them itself.
 
 pub mod controller;
+mod failure_log;
 mod gate;
 mod goose_driver;
 mod heartbeat;
@@ -28,6 +29,7 @@ use bytes::Bytes;
 use goose::prelude::Scenario;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
+pub use failure_log::FAILURE_LOG_WINDOW;
 pub use goose_driver::{DriverError, DriverOptions, GooseDriver, Spawned, MAX_USERS_PER_WORKER};
 pub use spot::SpotNotice;
 pub use tap::{read_body, read_response, ReadResponse};
