@@ -102,6 +102,24 @@ impl TestCa {
     }
 }
 
+/// A self-signed server certificate for [`LEAF_NAMES`] with `CA:TRUE`, as
+/// `openssl req -x509` makes one by default: what a quick HTTPS setup
+/// serves. Its certificate is its own issuer (give it as `--ca-cert`).
+pub fn self_signed_leaf() -> Leaf {
+    let key = KeyPair::generate().expect("rcgen makes a key");
+    let names: Vec<String> = LEAF_NAMES.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).expect("valid names");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "spotload self-signed target");
+    let cert = params.self_signed(&key).expect("rcgen signs it");
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
 /// The protocol `addr` chose by ALPN from `offer` (e.g. `["h2",
 /// "http/1.1"]`) in one TLS handshake trusting only `ca_pem`; `None` when
 /// it chose none. Panics when the handshake fails.
