@@ -84,7 +84,7 @@ impl TestCa {
     /// A server certificate for [`LEAF_NAMES`], issued by this CA.
     pub fn issue_leaf(&self) -> Leaf {
         let key = KeyPair::generate().expect("rcgen makes a key");
-        let names: Vec<String> = LEAF_NAMES.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = LEAF_NAMES.map(String::from).to_vec();
         let mut params = CertificateParams::new(names).expect("valid names");
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -107,7 +107,7 @@ impl TestCa {
 /// serves. Its certificate is its own issuer (give it as `--ca-cert`).
 pub fn self_signed_leaf() -> Leaf {
     let key = KeyPair::generate().expect("rcgen makes a key");
-    let names: Vec<String> = LEAF_NAMES.iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = LEAF_NAMES.map(String::from).to_vec();
     let mut params = CertificateParams::new(names).expect("valid names");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params
