@@ -47,7 +47,7 @@ pub const MAX_CA_PEM_BYTES: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     /// The file could not be read.
-    #[error("cannot read it: {0}")]
+    #[error("cannot read it ({0}): give the path of a PEM file with the CA's certificate")]
     Read(std::io::Error),
     /// Too big to be a CA file.
     #[error("it is larger than {MAX_CA_FILE_BYTES} bytes: give the file with the CA's certificates only (PEM)")]

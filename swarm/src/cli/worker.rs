@@ -72,6 +72,14 @@ impl WorkerArgs {
             anyhow::bail!("the load test defines no scenarios: add one in loadtest/src");
         }
         let target_tls = self.target_tls.load()?.unwrap_or_default();
+        if target_tls.accept_invalid_certs {
+            tracing::warn!("users' HTTPS accepts {} unless the master sends otherwise: for staging servers only", target_tls.describe());
+        } else if target_tls.ca.is_some() {
+            tracing::info!(
+                "users' HTTPS trusts {} unless the master sends otherwise",
+                target_tls.describe()
+            );
+        }
         let mut config = WorkerConfig::new(&self.master_host, self.master_port);
         config.join_secret = self.join_secret.load()?;
         config.master_timeout = Duration::from_secs(self.master_timeout.clamp(1, 86_400));
