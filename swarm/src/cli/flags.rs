@@ -233,14 +233,15 @@ impl JoinSecretFlags {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct TargetTlsFlags {
     /// Trust the CA certificates in FILE (PEM) for HTTPS targets, besides
-    /// the system's roots: an internal CA. Read when the command starts
-    /// (a missing file, or one without a certificate, stops it) and sent to
-    /// the workers with every spawn.
+    /// the system's roots: an internal CA, or a self-signed server
+    /// certificate itself. Read when the command starts (a missing file, or
+    /// one without a certificate, stops it); a master sends the
+    /// certificates to every worker with each spawn.
     #[arg(long, value_name = "FILE", help_heading = "Target HTTPS")]
     pub ca_cert: Option<PathBuf>,
     /// Accept any certificate an HTTPS target presents (goose's flag): no
-    /// check of its issuer, names or dates. For staging servers only.
-    /// Sent to the workers with every spawn, as --ca-cert is.
+    /// check of its issuer, names or dates. For staging servers only. A
+    /// master sends it to every worker with each spawn, as --ca-cert.
     #[arg(long, conflicts_with = "ca_cert", help_heading = "Target HTTPS")]
     pub accept_invalid_certs: bool,
 }
