@@ -7,7 +7,8 @@
 //! trusted too, for the names it holds: a self-signed server certificate
 //! (as `openssl req -x509` makes, `CA:TRUE`), which no chain of trust can
 //! accept (webpki refuses a CA certificate as a server's), is trusted
-//! exactly as given — what `curl --cacert` does with it.
+//! exactly as given, as `curl --cacert` trusts it; its names are checked,
+//! its dates are not (the user handed that very certificate over).
 //!
 //! The master reads the CA file once, before anything starts, and sends its
 //! certificates (PEM, re-encoded without anything else the file held, at
