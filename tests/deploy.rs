@@ -339,8 +339,13 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
     assert!(!first.stderr.contains(&secret) && !first.stdout.contains(&secret));
     let worker_pid = hosts[2].processes("bin/loadtest worker");
 
-    // Again: binaries replaced, everything restarted, nothing doubled.
-    let second = spotload(None, &args, Duration::from_secs(300), &[]).ok();
+    // Again: binaries replaced, everything restarted, nothing doubled;
+    // this time the users trust an internal CA (for an HTTPS target).
+    let ca = harness::TestCa::new("internal CA");
+    let ca_file = ca.write_cert(work.path());
+    let mut with_ca = args.clone();
+    with_ca.extend(strings(&["--ca-cert", &ca_file.display().to_string()]));
+    let second = spotload(None, &with_ca, Duration::from_secs(300), &[]).ok();
     assert!(second.stderr.contains("stopped pid"), "{}", second.stderr);
     assert_eq!(count(0, "nginx: master process"), 1);
     assert_eq!(count(1, "bin/loadtest master"), 1);
@@ -414,6 +419,38 @@ fn inventory_deploy_twice_then_ramp_through_the_master() {
         "nginx logged {served} requests, the ramp measured {measured}"
     );
     assert!(json["threshold_users"].is_null(), "{json}");
+
+    // The CA went to the master's host only; the master sent it to both
+    // workers with the ramp's spawns.
+    let installed = hosts[1].opt_dir().join("spotload/tls/target-ca.pem");
+    let squeeze = |pem: &str| pem.split_whitespace().collect::<String>();
+    assert_eq!(
+        squeeze(&fs::read_to_string(&installed).unwrap_or_default()),
+        squeeze(ca.cert_pem()),
+        "{}",
+        installed.display()
+    );
+    let master_line = cmdline(hosts[1].processes("bin/loadtest master")[0]);
+    assert!(
+        master_line.contains("--ca-cert /opt/spotload/tls/target-ca.pem"),
+        "{master_line}"
+    );
+    for worker in [2, 3] {
+        assert!(!hosts[worker]
+            .opt_dir()
+            .join("spotload/tls/target-ca.pem")
+            .exists());
+        let line = cmdline(hosts[worker].processes("bin/loadtest worker")[0]);
+        assert!(!line.contains("--ca-cert"), "{line}");
+        let log = fs::read_to_string(hosts[worker].opt_dir().join("spotload/log/worker.log"))
+            .unwrap_or_default();
+        assert!(
+            log.contains(
+                "users' HTTPS now trusts the system's root certificates and 1 CA certificate"
+            ),
+            "worker {worker} got the CA with a spawn:\n{log}"
+        );
+    }
 }
 
 #[test]

@@ -262,3 +262,83 @@ fn a_workers_option_after_the_double_dash_is_refused_with_its_place() {
         "{stderr}"
     );
 }
+
+/// An HTTPS target from an internal CA: `spotload local --ca-cert` hands
+/// the CA to its master, which sends it to both workers with every spawn;
+/// every request succeeds and the master's count is nginx's, exactly.
+#[test]
+fn an_https_target_is_trusted_through_spotload_local_and_counted_exactly() {
+    let loadtest = std::path::Path::new(SPOTLOAD).with_file_name("loadtest");
+    let dir = TempDir::new("local-https");
+    let ca = harness::TestCa::new("internal CA");
+    let ca_file = ca.write_cert(dir.path());
+    let nginx = harness::Nginx::start(harness::NginxOptions {
+        tls: Some(harness::NginxTls {
+            leaf: ca.issue_leaf(),
+            http2: false,
+        }),
+        ..harness::NginxOptions::default()
+    });
+    let (web_port, master_port) = (free_port(), free_port());
+    let mut cmd = Command::new(SPOTLOAD);
+    cmd.args(["local", "--workers", "2", "--web-port"])
+        .arg(web_port.to_string())
+        .arg("--master-port")
+        .arg(master_port.to_string())
+        .arg("--loadtest-bin")
+        .arg(&loadtest)
+        .args([
+            "--target",
+            &nginx.url(),
+            "--wait",
+            "0.002:0.005",
+            "--ca-cert",
+        ])
+        .arg(&ca_file);
+    let mut local = Process::spawn("spotload-local", cmd, dir.path());
+    let web = format!("http://127.0.0.1:{web_port}");
+    local
+        .wait_for_port(harness::loopback(web_port), Duration::from_secs(30))
+        .expect("the UI answers");
+    let api = Api::new(&web);
+    wait_until(Duration::from_secs(30), "two workers", || {
+        (api.requests().worker_count == 2).then_some(())
+    });
+    api.swarm(4, 4.0);
+    wait_until(
+        Duration::from_secs(60),
+        "1,000 requests in nginx's log",
+        || (nginx.access_log_now().len() >= 1_000).then_some(()),
+    );
+    api.stop();
+    let counted = harness::settled_requests(&web, Duration::from_secs(30));
+    let failures = harness::aggregated(&api.requests()).map_or(0, |r| r.num_failures);
+    let logged = nginx.count_requests() as u64;
+    println!("spotload local over HTTPS: master {counted}, nginx {logged}, {failures} failures");
+    assert_eq!(failures, 0, "{:?}\n{}", api.requests().errors, local.logs());
+    assert_eq!(counted, logged, "the master's total is nginx's log");
+    local.signal("INT");
+    local
+        .wait_exit(Duration::from_secs(30))
+        .expect("spotload local exits after Ctrl-C");
+}
+
+/// A CA file that is missing stops `spotload local` before anything
+/// starts (exit 2), naming the flag and the file.
+#[test]
+fn a_missing_ca_file_stops_spotload_local_before_anything_starts() {
+    let output = Command::new(SPOTLOAD)
+        .args(["local", "--ca-cert", "/nonexistent/internal-ca.pem"])
+        .output()
+        .expect("spotload runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--ca-cert /nonexistent/internal-ca.pem: cannot read it"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).is_empty(),
+        "nothing started, no address printed"
+    );
+}

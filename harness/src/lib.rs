@@ -4,7 +4,8 @@
 //! What it starts, each on a free loopback port (or in a network namespace
 //! of its own) with its config and logs in a temp dir:
 //!
-//! - [`Nginx`]: Debian's nginx, the system under test;
+//! - [`Nginx`]: Debian's nginx, the system under test, over HTTP or
+//!   HTTPS ([`NginxTls`], with a certificate from a [`TestCa`]);
 //! - [`Locust`]: stock Locust master or worker from the project's venv;
 //! - [`Moto`]: moto's EC2/SSM API from the venv (its SDK clients, with the
 //!   `aws` feature, in [`moto_sdk`]);
@@ -46,6 +47,7 @@ mod nginx;
 mod process;
 pub mod procfs;
 mod serve;
+pub mod tls;
 mod wait;
 mod watch;
 pub mod zmtp;
@@ -72,8 +74,9 @@ pub use self::{
     loadtest::{exit_code, node_id, spawn_worker, strip_ansi, unique_name, Loadtest},
     locust::{venv_bin, venv_dir, write_locustfile, Locust},
     moto::Moto,
-    nginx::{AccessLine, Nginx, NginxOptions, ANY_PATH_BODY},
+    nginx::{AccessLine, Nginx, NginxOptions, NginxTls, TlsLine, ANY_PATH_BODY},
     process::{free_port, loopback, wait_for_port, Process, TempDir},
+    tls::{Leaf, TestCa},
     wait::{try_wait_until, wait_until, POLL_INTERVAL},
     watch::{Watched, Watcher, SAMPLE_EVERY},
 };

@@ -1,7 +1,10 @@
 //! Debian's nginx as the system under test: [`Nginx`] runs it on a free
 //! loopback port from a config generated out of [`NginxOptions`] (slow,
-//! failing, rate- or connection-limited locations), and reads its access
-//! log back as [`AccessLine`]s.
+//! failing, rate- or connection-limited locations; HTTPS with a test CA's
+//! certificate, [`NginxTls`]), and reads its access log back as
+//! [`AccessLine`]s. With HTTPS, a second log says per request which
+//! connection carried it and whether its TLS session was resumed
+//! ([`TlsLine`]): the access log keeps its format.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -12,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::process::{loopback, read_lossy, start_on_free_port, Process, TempDir, START_TIMEOUT};
+use crate::tls::Leaf;
 use crate::wait::try_wait_until;
 
 /// How long the nginx access log must stay unchanged to count as complete.
@@ -55,6 +59,43 @@ pub struct NginxOptions {
     /// [`ANY_PATH_BODY`], so a load test can name who sent a request in
     /// its path (`/users/reader/3`) and the access log can count them.
     pub any_path: Option<String>,
+    /// Serve HTTPS (only) on the port, with this certificate.
+    pub tls: Option<NginxTls>,
+    /// nginx's `keepalive_requests`: it closes a connection after this many
+    /// requests (default: a million, so a load generator keeps its
+    /// connections). A few dozen make clients reconnect during a run, and
+    /// with HTTPS resume their TLS sessions.
+    pub keepalive_requests: Option<u32>,
+}
+
+/// HTTPS on nginx's port: TLS 1.2 and 1.3, session tickets and a session
+/// cache (a client that reconnects can resume), HTTP/1.1 or, with `http2`,
+/// HTTP/2 as well.
+#[derive(Debug, Clone)]
+pub struct NginxTls {
+    /// The certificate nginx serves, and its key (see [`crate::TestCa`]).
+    pub leaf: Leaf,
+    /// Offer `h2` by ALPN too (`listen ... ssl http2`): a client offering
+    /// `h2` gets HTTP/2, one offering only `http/1.1` gets HTTP/1.1.
+    pub http2: bool,
+}
+
+/// One line of the HTTPS log, per request: which connection carried it,
+/// and how that connection's TLS was set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsLine {
+    /// nginx's `$connection`: the connection's serial number.
+    pub connection: u64,
+    /// `$connection_requests`: this request's place on its connection (1
+    /// for the first).
+    pub request_on_connection: u64,
+    /// `$ssl_session_reused`: the connection resumed a TLS session (an
+    /// abbreviated handshake) instead of a full handshake.
+    pub session_reused: bool,
+    /// `$ssl_protocol`, e.g. `TLSv1.3`.
+    pub tls_version: String,
+    /// `$server_protocol`, e.g. `HTTP/1.1` or `HTTP/2.0`.
+    pub http_version: String,
 }
 
 /// The body every path under [`NginxOptions::any_path`] answers with.
@@ -70,6 +111,8 @@ impl Default for NginxOptions {
             fail_percent: None,
             root_rate: None,
             any_path: None,
+            tls: None,
+            keepalive_requests: None,
         }
     }
 }
@@ -106,6 +149,7 @@ pub struct Nginx {
     process: Process,
     dir: TempDir,
     port: u16,
+    https: bool,
 }
 
 impl Nginx {
@@ -129,12 +173,19 @@ impl Nginx {
             let _ = fs::remove_file(dir.path().join("error.log"));
             spawn_nginx(dir.path())
         });
-        Nginx { process, dir, port }
+        Nginx {
+            process,
+            dir,
+            port,
+            https: opts.tls.is_some(),
+        }
     }
 
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://` with [`NginxOptions::tls`]),
+    /// without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The loopback TCP port nginx listens on.
@@ -185,6 +236,16 @@ impl Nginx {
             .count()
     }
 
+    /// The HTTPS log (one line per request, as the access log), once the
+    /// access log went quiet; empty without [`NginxOptions::tls`].
+    pub fn tls_log(&self) -> Vec<TlsLine> {
+        self.wait_log_quiet();
+        read_lossy(&self.dir.path().join(TLS_LOG))
+            .lines()
+            .filter_map(parse_tls_line)
+            .collect()
+    }
+
     /// Waits until the access log stops growing for [`LOG_QUIET`], at most
     /// [`LOG_QUIET_MAX`] (then the caller gets what is there).
     pub fn wait_log_quiet(&self) {
@@ -205,6 +266,9 @@ impl Nginx {
     /// appends with O_APPEND, so it keeps writing at the new end.
     pub fn clear_access_log(&self) {
         File::create(self.access_log_path()).expect("cannot truncate nginx access.log");
+        if self.https {
+            File::create(self.dir.path().join(TLS_LOG)).expect("cannot truncate nginx tls.log");
+        }
     }
 
     /// nginx's `error.log` as it is now (lossy UTF-8), for failure messages.
@@ -251,6 +315,10 @@ fn write_nginx_content(dir: &Path, opts: &NginxOptions) {
     fs::create_dir_all(&html).expect("cannot create nginx html dir");
     fs::create_dir_all(dir.join("temp")).expect("cannot create nginx temp dir");
     fs::write(html.join("index.html"), INDEX_HTML).expect("cannot write index.html");
+    if let Some(tls) = &opts.tls {
+        fs::write(dir.join("leaf-cert.pem"), &tls.leaf.cert_pem).expect("cannot write the leaf");
+        fs::write(dir.join("leaf-key.pem"), &tls.leaf.key_pem).expect("cannot write its key");
+    }
     if let Some((_, bytes, _)) = &opts.slow_path {
         let body = vec![b'x'; usize::try_from(*bytes).expect("slow_path body too large")];
         fs::write(dir.join("slow.bin"), body).expect("cannot write the slow path body");
@@ -286,10 +354,17 @@ http {{
     uwsgi_temp_path {d}/temp/uwsgi;
     scgi_temp_path {d}/temp/scgi;
     # A load generator reuses its connections far beyond the default 1000.
-    keepalive_requests 1000000;
+    keepalive_requests {keepalive};
 "#,
         workers = opts.worker_processes.max(1),
+        keepalive = opts.keepalive_requests.unwrap_or(1_000_000).max(1),
     );
+    if opts.tls.is_some() {
+        let _ = write!(
+            conf,
+            "    log_format spotload_tls '$connection $connection_requests $ssl_session_reused $ssl_protocol $server_protocol';\n    access_log {d}/{TLS_LOG} spotload_tls;\n    ssl_session_cache shared:spotload_tls:1m;\n    ssl_session_tickets on;\n    ssl_protocols TLSv1.2 TLSv1.3;\n"
+        );
+    }
     if opts.limit_conn.is_some() {
         conf.push_str("    limit_conn_zone $server_name zone=spotload_conn:1m;\n");
     }
@@ -305,10 +380,21 @@ http {{
             "    limit_req_zone $server_name zone=spotload_rate:1m rate={rate}r/s;"
         );
     }
+    let listen = match &opts.tls {
+        Some(NginxTls { http2: true, .. }) => " ssl http2",
+        Some(_) => " ssl",
+        None => "",
+    };
     let _ = write!(
         conf,
-        "    server {{\n        listen 127.0.0.1:{port};\n        server_name spotload;\n        root {d}/html;\n"
+        "    server {{\n        listen 127.0.0.1:{port}{listen};\n        server_name spotload;\n        root {d}/html;\n"
     );
+    if opts.tls.is_some() {
+        let _ = writeln!(
+            conf,
+            "        ssl_certificate {d}/leaf-cert.pem;\n        ssl_certificate_key {d}/leaf-key.pem;"
+        );
+    }
     if let Some(n) = opts.limit_conn {
         let _ = writeln!(
             conf,
@@ -364,6 +450,21 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The HTTPS log's file, beside `access.log`.
+const TLS_LOG: &str = "tls.log";
+
+/// `17 3 r TLSv1.3 HTTP/1.1` → TlsLine (`.` for a full handshake).
+fn parse_tls_line(line: &str) -> Option<TlsLine> {
+    let mut fields = line.split_whitespace();
+    Some(TlsLine {
+        connection: fields.next()?.parse().ok()?,
+        request_on_connection: fields.next()?.parse().ok()?,
+        session_reused: fields.next()? == "r",
+        tls_version: fields.next()?.to_string(),
+        http_version: fields.next()?.to_string(),
+    })
+}
+
 /// `200 GET /path?q 0.001 1767225600.123 125 "agent/1.0 (x)"` → AccessLine.
 /// The first four fields are required; a line without the rest (an older
 /// format) gets time 0, no body bytes and an empty user agent.
@@ -406,7 +507,24 @@ fn parse_access_line(line: &str) -> Option<AccessLine> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_access_line;
+    use super::{parse_access_line, parse_tls_line, TlsLine};
+
+    #[test]
+    fn parses_a_tls_line() {
+        assert_eq!(
+            parse_tls_line("17 3 r TLSv1.3 HTTP/1.1"),
+            Some(TlsLine {
+                connection: 17,
+                request_on_connection: 3,
+                session_reused: true,
+                tls_version: "TLSv1.3".into(),
+                http_version: "HTTP/1.1".into(),
+            })
+        );
+        let full = parse_tls_line("2 1 . TLSv1.2 HTTP/2.0").expect("a line");
+        assert!(!full.session_reused);
+        assert!(parse_tls_line("2 1 .").is_none());
+    }
 
     #[test]
     fn parses_time_and_a_user_agent_with_spaces() {

@@ -14,7 +14,7 @@ use swarm::protocol::JoinSecret;
 use super::launch::LaunchArgs;
 use crate::cloud::FleetPlan;
 use crate::provision::{self, FleetAccess};
-use crate::remote::recipe::UiTls;
+use crate::remote::recipe::{TargetTrust, UiTls};
 use crate::remote::{self, inventory, ConnectLimits, DeployPlan, HostPlan, KnownHosts};
 use crate::role::Role;
 use crate::web_cert::WebCert;
@@ -96,6 +96,10 @@ pub struct DeployArgs {
     /// How each worker's users behave, passed on to every worker.
     #[command(flatten)]
     pub users: swarm::cli::flags::UserFlags,
+    /// How the users trust an HTTPS target: the CA file is installed on
+    /// the master's host, and the master sends it to every worker.
+    #[command(flatten)]
+    pub target_tls: swarm::cli::flags::TargetTlsFlags,
 }
 
 pub use crate::provision::ConnectVia;
@@ -133,6 +137,14 @@ impl DeployArgs {
         let limits = ConnectLimits {
             attempt: self.connect_timeout,
             wait: self.ssh_wait.unwrap_or(wait_default),
+        };
+        // The CA file is read and checked before anything is built or launched.
+        let target_trust = match self.target_tls.load()? {
+            Some(trust) => TargetTrust {
+                ca_pem: trust.ca.map(|ca| Arc::new(ca.pem().as_bytes().to_vec())),
+                accept_invalid_certs: trust.accept_invalid_certs,
+            },
+            None => TargetTrust::default(),
         };
         let web_auth = match (&self.web_auth, self.no_web_auth) {
             (_, true) => None,
@@ -183,6 +195,7 @@ impl DeployArgs {
             limits,
             join_timeout: self.join_timeout,
             worker_args: self.users.to_args(),
+            target_trust,
         };
         let master = plan.first(Role::Master).map(|m| m.host.clone());
         let report = remote::deploy(plan).await;

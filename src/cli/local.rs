@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use swarm::cli::flags::{worker_flag_hint, RampFlags, RunFlags, SpawnFlags, UserFlags};
+use swarm::cli::flags::{
+    worker_flag_hint, RampFlags, RunFlags, SpawnFlags, TargetTlsFlags, UserFlags,
+};
 
 use crate::local::{self, LocalPlan};
 
@@ -26,7 +28,9 @@ See `loadtest master --help` for how steps are measured and judged.";
 /// Run a target web server, a master with the web UI and N workers here.
 ///
 /// The workers' options (`--wait`, `--shared-client`) go to every worker;
-/// anything after `--` goes to `loadtest master`, e.g.
+/// `--ca-cert` and `--accept-invalid-certs` (an HTTPS --target) go to the
+/// master, which sends them to every worker; anything after `--` goes to
+/// `loadtest master`, e.g.
 /// `spotload local -- --csv out/run`. A headless ramp:
 /// `spotload local --headless --ramp 10:10:100 --step-time 30s -r 10
 /// --report-dir out`; spotload then exits with the master's code (0 an
@@ -58,6 +62,10 @@ pub struct LocalArgs {
     /// A headless step ramp, passed on to the master.
     #[command(flatten)]
     pub ramp: RampFlags,
+    /// How the users trust an HTTPS target, passed on to the master (which
+    /// sends it to every worker); the CA file is checked first.
+    #[command(flatten)]
+    pub target_tls: TargetTlsFlags,
     /// How each worker's users behave, passed on to every worker.
     #[command(flatten)]
     pub users: UserFlags,
@@ -81,8 +89,10 @@ impl LocalArgs {
         if !self.master_args.iter().any(|a| a == "--headless") {
             self.run.plan(&self.spawn, &self.ramp)?;
         }
+        self.target_tls.load().map_err(|e| e.to_string())?;
         let mut args = self.run.to_args(&self.spawn);
         args.extend(self.ramp.to_args());
+        args.extend(self.target_tls.to_args());
         let waits = self
             .master_args
             .iter()
@@ -188,6 +198,21 @@ mod tests {
         let err =
             master_args(&["--ramp", "1:1:2", "--step-time", "3s"]).expect_err("no --headless");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn the_https_trust_goes_to_the_master_once_its_file_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing-ca.pem");
+        let missing = missing.to_str().unwrap();
+        let err = master_args(&["--ca-cert", missing]).expect_err("no such file");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("--ca-cert") && err.to_string().contains("missing-ca.pem"),
+            "{err}"
+        );
+        let args = master_args(&["--accept-invalid-certs"]).expect("parses");
+        assert_eq!(args, vec!["--accept-invalid-certs".to_string()]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole fleet on this machine: a target web server, a master
     /// with the web UI and N workers. Ctrl-C stops everything it started.
-    Local(local::LocalArgs),
+    Local(Box<local::LocalArgs>),
     /// Launch a spot fleet: 1 webserver, 1 master and N workers, each role its
     /// own size, in one security group, with a self-destruct timer. A failed
     /// launch removes whatever it created.

@@ -483,6 +483,7 @@ impl HostJob {
             join_secret: self.plan.join_secret.clone(),
             tls: self.plan.web_tls.clone(),
             allowed_hosts: self.plan.hosts[self.index].ui_host_names(),
+            target_trust: self.plan.target_trust.clone(),
         }
     }
 

@@ -11,7 +11,7 @@ use swarm::protocol::JoinSecret;
 use super::expiry::ArmPlan;
 use super::inventory::Entry;
 use super::known_hosts::KnownHosts;
-use super::recipe::UiTls;
+use super::recipe::{TargetTrust, UiTls};
 use super::ship::Shipment;
 use super::ssh::ConnectLimits;
 use super::Host;
@@ -100,6 +100,9 @@ pub struct DeployPlan {
     pub join_timeout: Duration,
     /// Extra arguments for every `loadtest worker` (how its users behave).
     pub worker_args: Vec<String>,
+    /// How the users' HTTPS trusts the target: given to the master, which
+    /// sends it to every worker with each spawn.
+    pub target_trust: TargetTrust,
 }
 
 impl DeployPlan {

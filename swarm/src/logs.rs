@@ -142,6 +142,21 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// The lines of `kind` left out since each peer's last line, taken (so
+    /// the caller can say how many, at the end of something): (peer, count).
+    pub fn take_left_out(&mut self, kind: &'static str) -> Vec<(String, u64)> {
+        let mut taken: Vec<(String, u64)> = self
+            .seen
+            .iter_mut()
+            .filter(|((k, _), tally)| *k == kind && tally.left_out > 0)
+            .map(|((_, peer), tally)| (peer.clone(), std::mem::take(&mut tally.left_out)))
+            .collect();
+        taken.sort();
+        taken
+    }
+}
+
 impl Default for Throttle {
     /// Five lines per (kind, peer) per ten seconds.
     fn default() -> Self {
@@ -183,6 +198,28 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(throttle.check("bad", "p"), Verdict::LogAfter(2));
         assert_eq!(throttle.check("bad", "p").note(), "");
+    }
+
+    #[test]
+    fn what_a_throttle_left_out_can_be_taken_once() {
+        let mut throttle = Throttle::new(1, Duration::from_secs(60));
+        for _ in 0..4 {
+            throttle.check("refused", "p");
+        }
+        throttle.check("refused", "q");
+        throttle.check("other", "p");
+        throttle.check("other", "p");
+        assert_eq!(
+            throttle.take_left_out("refused"),
+            vec![("p".to_string(), 3)]
+        );
+        assert!(throttle.take_left_out("refused").is_empty(), "taken");
+        assert_eq!(
+            throttle.check("refused", "p"),
+            Verdict::Quiet,
+            "same window"
+        );
+        assert_eq!(throttle.take_left_out("other"), vec![("p".to_string(), 1)]);
     }
 
     #[test]

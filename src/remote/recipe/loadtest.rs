@@ -5,6 +5,11 @@
 //! is opened under) or `loadtest worker` (pointed at the master), and check
 //! them.
 //!
+//! With `spotload deploy --ca-cert FILE` the target's CA goes to the
+//! master's host too ([`TARGET_CA`]), and the master, started with
+//! `--ca-cert` there, sends its certificates to every worker with each
+//! spawn; `--accept-invalid-certs` is passed on to the master the same way.
+//!
 //! The key and the join secret travel on a step's standard input into
 //! root-only files: they are in no command line, no unit file and no
 //! printed command. Both services read the secret with
@@ -25,6 +30,21 @@ const BIN: &str = "/opt/spotload/bin/loadtest";
 pub const UI_CERT: &str = "/opt/spotload/tls/web-ui-cert.pem";
 /// Its private key: root only.
 const UI_KEY: &str = "/opt/spotload/tls/web-ui-key.pem";
+
+/// The CA the users' HTTPS trusts (`--ca-cert`), on the master's host
+/// (world-readable: certificates only).
+pub const TARGET_CA: &str = "/opt/spotload/tls/target-ca.pem";
+
+/// How the users' HTTPS trusts the target, as the deploy hands it to the
+/// master (who sends it to every worker).
+#[derive(Debug, Clone, Default)]
+pub struct TargetTrust {
+    /// The CA certificates of `--ca-cert` (PEM, checked), installed as
+    /// [`TARGET_CA`].
+    pub ca_pem: Option<Arc<Vec<u8>>>,
+    /// `--accept-invalid-certs`.
+    pub accept_invalid_certs: bool,
+}
 
 /// The master UI's certificate and key, PEM, as the deploy installs them.
 #[derive(Clone)]
@@ -60,6 +80,8 @@ pub struct MasterConfig {
     pub tls: Option<UiTls>,
     /// DNS names the UI is opened under (`--web-allowed-host`).
     pub allowed_hosts: Vec<String>,
+    /// How the users' HTTPS trusts the target.
+    pub target_trust: TargetTrust,
 }
 
 /// `--join-secret-file` with the hosts' secret file, for both services.
@@ -162,6 +184,12 @@ fn master_service(config: &MasterConfig) -> Service {
     for name in &config.allowed_hosts {
         argv.extend(["--web-allowed-host".into(), name.clone()]);
     }
+    if config.target_trust.ca_pem.is_some() {
+        argv.extend(["--ca-cert".into(), TARGET_CA.into()]);
+    }
+    if config.target_trust.accept_invalid_certs {
+        argv.push("--accept-invalid-certs".into());
+    }
     argv.extend(join_secret_args());
     Service {
         name: "master",
@@ -212,7 +240,16 @@ pub fn master_steps(config: &MasterConfig, systemd: bool) -> Vec<Step> {
          echo \"master answers on :{WEB_PORT} ({scheme})\"",
         log = service.log_file(),
     );
-    let install_tls = config.tls.as_ref().map(tls_steps).unwrap_or_default();
+    let mut install_tls = config.tls.as_ref().map(tls_steps).unwrap_or_default();
+    if let Some(ca) = &config.target_trust.ca_pem {
+        let mut step = Step::new(
+            "install the target's CA",
+            format!("cat > {TARGET_CA} (from standard input)"),
+            install_from_stdin(TARGET_CA, "644"),
+        );
+        step.input = Some(ca.clone());
+        install_tls.push(step);
+    }
     let mut steps = vec![Step::new(
         "stop previous master",
         "systemctl stop spotload-master / kill $(cat master.pid)",
@@ -286,6 +323,7 @@ mod tests {
             join_secret: JoinSecret::new("join-s3cret").unwrap(),
             tls: None,
             allowed_hosts: Vec::new(),
+            target_trust: TargetTrust::default(),
         };
         let steps = master_steps(&config, false);
         let start = &steps[2];
@@ -296,6 +334,59 @@ mod tests {
         assert!(steps[3].script.contains("30 spotload:s3cret"));
         let systemd = master_steps(&config, true);
         assert!(systemd[2].script.contains("chmod 600"));
+    }
+
+    #[test]
+    fn the_targets_ca_goes_to_the_master_who_sends_it_to_the_workers() {
+        const CA: &[u8] = b"-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n";
+        let config = MasterConfig {
+            target_url: "https://staging.internal".into(),
+            web_auth: None,
+            digest: "ab".repeat(32),
+            join_secret: JoinSecret::new("join-s3cret").unwrap(),
+            tls: None,
+            allowed_hosts: Vec::new(),
+            target_trust: TargetTrust {
+                ca_pem: Some(Arc::new(CA.to_vec())),
+                accept_invalid_certs: false,
+            },
+        };
+        let steps = master_steps(&config, false);
+        let install = steps
+            .iter()
+            .find(|s| s.name == "install the target's CA")
+            .expect("a step installs the CA");
+        assert_eq!(install.input.as_deref().map(Vec::as_slice), Some(CA));
+        assert!(install
+            .script
+            .contains("chmod 644 /opt/spotload/tls/target-ca.pem"));
+        let start = steps.iter().find(|s| s.name == "start master").unwrap();
+        assert!(
+            start
+                .command
+                .contains("--ca-cert /opt/spotload/tls/target-ca.pem"),
+            "{}",
+            start.command
+        );
+        // The workers get nothing of it on their command line: it comes
+        // with every spawn.
+        let worker = worker_start_steps("10.0.1.6", false, &config.join_secret, &[]);
+        assert!(!worker[1].command.contains("--ca-cert"));
+        let accepting = MasterConfig {
+            target_trust: TargetTrust {
+                ca_pem: None,
+                accept_invalid_certs: true,
+            },
+            ..config
+        };
+        let steps = master_steps(&accepting, false);
+        assert!(steps.iter().all(|s| s.name != "install the target's CA"));
+        let start = steps.iter().find(|s| s.name == "start master").unwrap();
+        assert!(
+            start.command.contains(" --accept-invalid-certs"),
+            "{}",
+            start.command
+        );
     }
 
     #[test]
@@ -320,6 +411,7 @@ mod tests {
             join_secret: secret.clone(),
             tls: None,
             allowed_hosts: Vec::new(),
+            target_trust: TargetTrust::default(),
         };
         for systemd in [false, true] {
             let mut steps = master_steps(&config, systemd);
@@ -380,6 +472,7 @@ mod tests {
                 key_pem: Arc::new(KEY.as_bytes().to_vec()),
             }),
             allowed_hosts: vec!["ec2-203-0-113-7.compute-1.amazonaws.com".into()],
+            target_trust: TargetTrust::default(),
         };
         let steps = master_steps(&config, false);
         let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 pub use facts::{elf_arch, Facts};
 pub use loadtest::{
-    master_api, master_steps, worker_start_steps, worker_stop_steps, MasterConfig, UiTls,
-    JOIN_SECRET_FILE, UI_CERT,
+    master_api, master_steps, worker_start_steps, worker_stop_steps, MasterConfig, TargetTrust,
+    UiTls, JOIN_SECRET_FILE, UI_CERT,
 };
 pub use ship::{
     fetch_step, receive_step, serve_start_step, serve_stop_step, stage_step, SHIP_DIR, SHIP_PORT,

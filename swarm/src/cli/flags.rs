@@ -2,9 +2,10 @@
 //! `spotload ramp` share, declared once here and flattened where needed:
 //! [`RunFlags`] (headless, users, run time), [`SpawnFlags`] (the spawn
 //! rate), [`RampFlags`] (a headless ramp), [`JoinSecretFlags`] (the
-//! join secret of master and workers) and [`UserFlags`] (how each worker's
+//! join secret of master and workers), [`UserFlags`] (how each worker's
 //! users behave, which `spotload local` and `spotload deploy` hand to every
-//! worker). Each is parsed once into a plan ([`RunPlan`], [`RampPlan`])
+//! worker) and [`TargetTlsFlags`] (how the users' HTTPS trusts the target,
+//! which the master sends to every worker). Each is parsed once into a plan ([`RunPlan`], [`RampPlan`])
 //! before anything runs; `spotload local`, which starts `loadtest master`
 //! and the workers as child processes, forwards them with their `to_args`,
 //! the one place that writes their names back (a round-trip test keeps the
@@ -18,6 +19,7 @@ use clap::Args;
 use super::parse::{parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time};
 use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
+use crate::target_tls::{CaCerts, CaFileError, TargetTls};
 use crate::timespan::format_timespan;
 
 /// How each worker's users behave: `loadtest worker`'s own flags, which
@@ -216,6 +218,63 @@ impl JoinSecretFlags {
     }
 }
 
+/// How the users' HTTPS requests trust the target: a group of its own,
+/// because it belongs to the master and reaches the workers through it.
+/// `loadtest master` reads the CA file and sends its certificates (not its
+/// path, which means nothing on a worker's host) with every spawn, as it
+/// sends `--co-mitigation`; `spotload local` hands the flags to its master,
+/// and `spotload deploy` installs the CA file on the master's host and
+/// starts the master with them. `loadtest worker` takes them too, for a
+/// master that sends none (a Locust master): a spawn that carries them
+/// replaces the worker's own. Not in [`SpawnFlags`]: `spotload ramp`
+/// drives a running master over its web API and cannot change them; not in
+/// [`UserFlags`]: a file on the operator's machine would have to be on
+/// every worker host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct TargetTlsFlags {
+    /// Trust the CA certificates in FILE (PEM) for HTTPS targets, besides
+    /// the system's roots: an internal CA, or a self-signed server
+    /// certificate itself. Read when the command starts (a missing file, or
+    /// one without a certificate, stops it); a master sends the
+    /// certificates to every worker with each spawn.
+    #[arg(long, value_name = "FILE", help_heading = "Target HTTPS")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any certificate an HTTPS target presents (goose's flag): no
+    /// check of its issuer, names or dates. For staging servers only. A
+    /// master sends it to every worker with each spawn, as --ca-cert.
+    #[arg(long, conflicts_with = "ca_cert", help_heading = "Target HTTPS")]
+    pub accept_invalid_certs: bool,
+}
+
+impl TargetTlsFlags {
+    /// The trust the flags ask for, the CA file read and checked; `None`
+    /// without either flag.
+    pub fn load(&self) -> Result<Option<TargetTls>, CaFileError> {
+        let ca = match &self.ca_cert {
+            Some(path) => Some(CaCerts::from_file(path)?),
+            None => None,
+        };
+        if ca.is_none() && !self.accept_invalid_certs {
+            return Ok(None);
+        }
+        Ok(Some(TargetTls {
+            ca,
+            accept_invalid_certs: self.accept_invalid_certs,
+        }))
+    }
+
+    /// The flags as `loadtest master` and `loadtest worker` take them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = ArgList::default();
+        args.pair(
+            "--ca-cert",
+            self.ca_cert.as_ref().map(|p| p.display().to_string()),
+        );
+        args.flag("--accept-invalid-certs", self.accept_invalid_certs);
+        args.0
+    }
+}
+
 /// What a `loadtest master` will do, checked before it binds a port.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunPlan {
@@ -356,6 +415,8 @@ mod tests {
         ramp: RampFlags,
         #[command(flatten)]
         secret: JoinSecretFlags,
+        #[command(flatten)]
+        tls: TargetTlsFlags,
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -368,6 +429,8 @@ mod tests {
             "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
             "--headless -u 50 -r 10 -t 1m30s --co-mitigation max",
             "-t 20s --join-secret-file /run/secret",
+            "--ca-cert /etc/ssl/internal-ca.pem",
+            "--accept-invalid-certs",
             "",
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();
@@ -375,12 +438,14 @@ mod tests {
             let mut forwarded = first.run.to_args(&first.spawn);
             forwarded.extend(first.ramp.to_args());
             forwarded.extend(first.secret.to_args());
+            forwarded.extend(first.tls.to_args());
             let again: Vec<&str> = forwarded.iter().map(String::as_str).collect();
             let second = parse(&again).expect("forwarded flags parse");
             assert_eq!(second.run, first.run, "{line} -> {forwarded:?}");
             assert_eq!(second.spawn, first.spawn, "{line} -> {forwarded:?}");
             assert_eq!(second.ramp, first.ramp, "{line} -> {forwarded:?}");
             assert_eq!(second.secret, first.secret, "{line} -> {forwarded:?}");
+            assert_eq!(second.tls, first.tls, "{line} -> {forwarded:?}");
         }
     }
 
@@ -415,6 +480,8 @@ mod tests {
         assert_eq!(bad.exit_code(), 2);
         let bad = parse(&["--co-mitigation", "sometimes"]).unwrap_err();
         assert!(bad.to_string().contains("average, maximum"), "{bad}");
+        let both = parse(&["--ca-cert", "ca.pem", "--accept-invalid-certs"]).unwrap_err();
+        assert_eq!(both.exit_code(), 2, "one trust or the other: {both}");
     }
 
     #[derive(Parser, Debug)]

@@ -1,6 +1,6 @@
 //! `loadtest master`: coordinate workers; serve the web UI, or run headless.
 
-use super::flags::{JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags};
+use super::flags::{JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags, TargetTlsFlags};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +46,9 @@ pub struct MasterArgs {
     /// How fast users start or stop.
     #[command(flatten)]
     pub spawn: SpawnFlags,
+    /// How the workers' users trust HTTPS targets (sent with every spawn).
+    #[command(flatten)]
+    pub target_tls: TargetTlsFlags,
     /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv
     /// and PREFIX_exceptions.csv (at the end of a UI run too).
     #[arg(long, value_name = "PREFIX")]
@@ -105,6 +108,7 @@ impl MasterArgs {
         };
         // Certificate files are checked before any port opens.
         let tls = self.web_tls()?;
+        let target_tls = self.target_tls.load()?;
         let classes = user_classes(build)?;
         raise_open_file_limit();
         let secret = self.join_secret.load()?;
@@ -113,6 +117,15 @@ impl MasterArgs {
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
         config.co_mitigation.clone_from(&self.spawn.co_mitigation);
+        if let Some(trust) = &target_tls {
+            let how = trust.describe();
+            if trust.accept_invalid_certs {
+                tracing::warn!("the workers' users will accept {how}: for staging servers only");
+            } else {
+                tracing::info!("the workers' users will trust {how} for HTTPS targets");
+            }
+            config.target_tls = Some(trust.to_spawn());
+        }
         if let RunPlan::Ui { run_time } = plan {
             // As in Locust: -t with the web UI limits the runs started there.
             config.default_run_time = run_time;

@@ -116,6 +116,9 @@ fn refused(err: &clap::Error) -> ExitCode {
     }
 }
 
+/// The log target of the certificate verifier the users' HTTPS uses.
+const CERT_VERIFIER_TARGET: &str = "rustls_platform_verifier";
+
 /// Logs go to stderr; `RUST_LOG` overrides the level chosen by `-v`.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -124,8 +127,18 @@ pub fn init_logging(verbose: u8) {
         1 => "debug,goose=info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The platform verifier logs an ERROR for every certificate it refuses:
+    // one per request against an untrusted target. The worker says it once
+    // with a count instead (worker/failure_log), unless RUST_LOG asks for
+    // the verifier's own lines by name.
+    let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains(CERT_VERIFIER_TARGET));
+    if !named {
+        if let Ok(off) = format!("{CERT_VERIFIER_TARGET}=off").parse() {
+            filter = filter.add_directive(off);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::flags::{JoinSecretFlags, UserFlags};
+use super::flags::{JoinSecretFlags, TargetTlsFlags, UserFlags};
 use super::{ScenarioBuilder, ScenarioOptions};
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::Shutdown;
@@ -48,6 +48,11 @@ pub struct WorkerArgs {
     /// overrides it. Off by default.
     #[arg(long, value_name = "CADENCE", value_parser = super::flags::parse_co_mitigation)]
     pub co_mitigation: Option<String>,
+    /// How the users trust HTTPS targets when the master sends nothing
+    /// about it (a Locust master); a spawn from a master given these flags
+    /// replaces them.
+    #[command(flatten)]
+    pub target_tls: TargetTlsFlags,
 }
 
 impl WorkerArgs {
@@ -67,6 +72,15 @@ impl WorkerArgs {
         let scenarios = build.build(&ScenarioOptions {
             wait: self.users.wait,
         })?;
+        let target_tls = self.target_tls.load()?.unwrap_or_default();
+        if target_tls.accept_invalid_certs {
+            tracing::warn!("users' HTTPS accepts {} unless the master sends otherwise: for staging servers only", target_tls.describe());
+        } else if target_tls.ca.is_some() {
+            tracing::info!(
+                "users' HTTPS trusts {} unless the master sends otherwise",
+                target_tls.describe()
+            );
+        }
         let mut config = WorkerConfig::new(&self.master_host, self.master_port);
         config.join_secret = self.join_secret.load()?;
         config.master_timeout = Duration::from_secs(self.master_timeout.clamp(1, 86_400));
@@ -78,6 +92,7 @@ impl WorkerArgs {
                 .co_mitigation
                 .as_deref()
                 .and_then(|mode| mode.parse().ok()),
+            target_tls,
         };
         if !self.no_spot_watch {
             config.spot_endpoint = crate::worker::spot::endpoint_from_env();

@@ -55,6 +55,10 @@ pub struct MasterConfig {
     /// (`average`, `maximum`, `minimum`, `disabled`), sent with every spawn;
     /// `None`: each worker's own.
     pub co_mitigation: Option<String>,
+    /// How the workers' users trust HTTPS targets (`--ca-cert`,
+    /// `--accept-invalid-certs`, the CA's certificates themselves), sent
+    /// with every spawn; `None`: each worker's own.
+    pub target_tls: Option<crate::protocol::SpawnTls>,
 }
 
 impl MasterConfig {
@@ -68,6 +72,7 @@ impl MasterConfig {
             heartbeat_interval: Duration::from_secs(1),
             stop_timeout: Duration::from_secs(10),
             co_mitigation: None,
+            target_tls: None,
         }
     }
 }

@@ -380,6 +380,7 @@ impl Master {
                 host: self.host.clone(),
                 stop_timeout: None,
                 co_mitigation: self.config.co_mitigation.clone(),
+                target_tls: self.config.target_tls.clone(),
             };
             self.send(&id, ToWorker::Spawn(order));
         }

@@ -419,6 +419,29 @@ async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
     assert_eq!(next.co_mitigation.as_deref(), Some("average"));
 }
 
+#[tokio::test]
+async fn the_masters_https_trust_reaches_every_workers_spawn() {
+    let tls = crate::protocol::SpawnTls {
+        ca_cert_pem: Some("-----BEGIN CERTIFICATE-----\n".into()),
+        accept_invalid_certs: false,
+    };
+    let mut config = config();
+    config.target_tls = Some(tls.clone());
+    let mut fleet = Fleet::start(config);
+    fleet.join("w1").await;
+    fleet.join("w2").await;
+    fleet.swarm(2, None).await;
+    let mut missing = vec!["w1", "w2"];
+    while !missing.is_empty() {
+        let (to, spawn) = fleet.expect(|_, m| spawned(m).is_some()).await;
+        let ToWorker::Spawn(spawn) = spawn else {
+            unreachable!("expect returned a spawn")
+        };
+        assert_eq!(spawn.target_tls.as_ref(), Some(&tls), "{to}");
+        missing.retain(|w| *w != to);
+    }
+}
+
 /// A stats report of `requests` to `/`, at the current second.
 fn report_of(requests: u64) -> StatsReport {
     let now = crate::stats::now_epoch();

@@ -94,6 +94,53 @@ pub struct SpawnOrder {
     /// reads it, and a Locust master sends it when its locustfile adds a
     /// `--co-mitigation` argument.
     pub co_mitigation: Option<String>,
+    /// How the users' HTTPS trusts the target, from the master's
+    /// `--ca-cert` and `--accept-invalid-certs`; `None` keeps the worker's
+    /// own. In `parsed_options` too (`ca_cert_pem`, `accept_invalid_certs`),
+    /// which a Locust worker never reads.
+    pub target_tls: Option<SpawnTls>,
+}
+
+/// The users' HTTPS trust as a spawn carries it (checked by the worker
+/// with `target_tls::TargetTls::from_spawn`). Present as a whole: it
+/// replaces the worker's own `--ca-cert` and `--accept-invalid-certs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpawnTls {
+    /// CA certificates to trust besides the system's (PEM): the content of
+    /// the master's `--ca-cert` file, which the worker's host does not have.
+    pub ca_cert_pem: Option<String>,
+    /// Accept any certificate (goose's `--accept-invalid-certs`).
+    pub accept_invalid_certs: bool,
+}
+
+impl SpawnTls {
+    /// From a spawn's `parsed_options`: `None` when it names neither key.
+    fn from_options(options: &crate::stats::Fields<'_>) -> Option<SpawnTls> {
+        let ca_cert_pem = options
+            .get("ca_cert_pem")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let accept = options.get("accept_invalid_certs").and_then(Value::as_bool);
+        if ca_cert_pem.is_none() && accept.is_none() {
+            return None;
+        }
+        Some(SpawnTls {
+            ca_cert_pem,
+            accept_invalid_certs: accept.unwrap_or(false),
+        })
+    }
+
+    /// Its `parsed_options` entries.
+    fn options(&self) -> Vec<(Value, Value)> {
+        let mut options = vec![(
+            "accept_invalid_certs".into(),
+            self.accept_invalid_certs.into(),
+        )];
+        if let Some(pem) = &self.ca_cert_pem {
+            options.push(("ca_cert_pem".into(), pem.as_str().into()));
+        }
+        options
+    }
 }
 
 impl SpawnOrder {
@@ -520,6 +567,9 @@ impl ToWorker {
                 if !timestamp.is_finite() {
                     return Err(env.bad("timestamp is not a finite number"));
                 }
+                let options = fields
+                    .get("parsed_options")
+                    .and_then(|o| f(o, "parsed_options").ok());
                 ToWorker::Spawn(SpawnOrder {
                     timestamp,
                     user_classes_count: fields.counts("user_classes_count").map_err(wire)?,
@@ -529,13 +579,13 @@ impl ToWorker {
                         .unwrap_or_default()
                         .to_string(),
                     stop_timeout: fields.opt_f64("stop_timeout").map_err(wire)?,
-                    co_mitigation: fields
-                        .get("parsed_options")
-                        .and_then(|o| f(o, "parsed_options").ok())
+                    co_mitigation: options
+                        .as_ref()
                         .and_then(|o| o.get("co_mitigation"))
                         .and_then(|m| m.as_str())
                         .filter(|m| !m.is_empty())
                         .map(str::to_string),
+                    target_tls: options.as_ref().and_then(SpawnTls::from_options),
                 })
             }
             "spawning_complete" => {
@@ -590,6 +640,7 @@ impl ToWorker {
                                 .co_mitigation
                                 .iter()
                                 .map(|m| ("co_mitigation".into(), m.as_str().into()))
+                                .chain(order.target_tls.iter().flat_map(SpawnTls::options))
                                 .collect(),
                         ),
                     ),
@@ -659,8 +710,24 @@ mod tests {
             host: "http://127.0.0.1:8080".into(),
             stop_timeout: None,
             co_mitigation: Some("average".into()),
+            target_tls: Some(SpawnTls {
+                ca_cert_pem: Some("-----BEGIN CERTIFICATE-----\n...".into()),
+                accept_invalid_certs: false,
+            }),
+        });
+        let trusting_any = ToWorker::Spawn(SpawnOrder {
+            timestamp: 2.5,
+            user_classes_count: BTreeMap::new(),
+            host: String::new(),
+            stop_timeout: None,
+            co_mitigation: None,
+            target_tls: Some(SpawnTls {
+                ca_cert_pem: None,
+                accept_invalid_certs: true,
+            }),
         });
         for message in [
+            trusting_any,
             ToWorker::Ack { index: 2 },
             ToWorker::Heartbeat { stats_seq: None },
             ToWorker::Heartbeat {

@@ -25,7 +25,8 @@ pub use caps::{
     MAX_MESSAGE, MAX_METHOD, MAX_NAME, MAX_TRACEBACK, MAX_VERSION,
 };
 pub use message::{
-    Envelope, Heartbeat, ProtocolError, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
+    Envelope, Heartbeat, ProtocolError, QuitReason, SpawnOrder, SpawnTls, ToMaster, ToWorker,
+    WorkerState,
 };
 pub use secret::{JoinSecret, SecretError, SecretOrigin, JOIN_SECRET_ENV, MAX_JOIN_SECRET};
 

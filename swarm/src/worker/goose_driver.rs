@@ -20,6 +20,7 @@ use super::gate::Gate;
 use super::tap::Tap;
 use super::user_client::{UserClientError, UserClients};
 use crate::stats::StatsReport;
+use crate::target_tls::TargetTls;
 
 /// How fast goose may start users: the master paces the ramp by sending new
 /// targets every second, so the worker reaches each at once. (No decrease
@@ -69,6 +70,9 @@ pub struct DriverOptions {
     /// off. A spawn from our master may choose another for the users it
     /// starts.
     pub co_mitigation: Option<GooseCoordinatedOmissionMitigation>,
+    /// How the users' HTTPS trusts the target (`--ca-cert`,
+    /// `--accept-invalid-certs`); a spawn from our master may bring another.
+    pub target_tls: TargetTls,
 }
 
 /// What a spawn left running.
@@ -200,6 +204,11 @@ pub struct GooseDriver {
     /// spawn has its users running.
     #[cfg(test)]
     pub(crate) break_after_spawn: bool,
+    /// Where each user gets its HTTP client (one TLS setup for all).
+    clients: Arc<UserClients>,
+    /// The users' TLS trust changed while they ran: the next spawn starts
+    /// them anew, so that every user has a client of the new setup.
+    trust_changed: bool,
 }
 
 impl GooseDriver {
@@ -266,7 +275,7 @@ impl GooseDriver {
         // Each user gets its client from `clients` on its first on-start
         // transaction (TLS set up once for all); goose's own, one client
         // built once, is never used for a request.
-        let clients = UserClients::new(&agent, options.shared_client)
+        let clients = UserClients::new(&agent, options.shared_client, &options.target_tls)
             .map(Arc::new)
             .map_err(|e| LaunchFailure::Fatal(DriverError::Client(e)))?;
         let placeholder = goose::client::GooseClientBuilder::new()
@@ -316,6 +325,8 @@ impl GooseDriver {
             tap,
             #[cfg(test)]
             break_after_spawn: false,
+            clients,
+            trust_changed: false,
         };
         let rate = driver
             .controller
@@ -348,6 +359,17 @@ impl GooseDriver {
     /// started from now on; `None` keeps the worker's own (`--co-mitigation`).
     pub fn set_co_mitigation(&self, mode: Option<GooseCoordinatedOmissionMitigation>) {
         self.tap.set_co_mitigation(mode);
+    }
+
+    /// Has the users trust `trust` for HTTPS: TLS is set up anew, once,
+    /// when it differs from theirs, and users running then are started
+    /// anew by the next spawn. Returns whether it differed.
+    pub fn set_target_tls(&mut self, trust: &TargetTls) -> Result<bool, DriverError> {
+        let changed = self.clients.set_trust(trust)?;
+        if changed && self.running() {
+            self.trust_changed = true;
+        }
+        Ok(changed)
     }
 
     /// Runs exactly `asked` users per class (the master's
@@ -388,8 +410,9 @@ impl GooseDriver {
                 .min(MAX_USERS_PER_WORKER),
         };
         let host_changes = !host.is_empty() && self.host.as_deref() != Some(host);
+        let restart = host_changes || std::mem::take(&mut self.trust_changed);
         let mut spawned = Spawned::default();
-        if self.running() && (users == 0 || host_changes) {
+        if self.running() && (users == 0 || restart) {
             spawned.flushed = Some(self.stop().await?);
         }
         if users == 0 {
@@ -697,6 +720,7 @@ mod tests {
             request_log: None,
             shared_client: false,
             co_mitigation: None,
+            target_tls: TargetTls::default(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! moved this worker's users, so the worker stops them itself.
 
 pub mod controller;
+mod failure_log;
 mod gate;
 mod goose_driver;
 mod heartbeat;
@@ -28,6 +29,7 @@ use bytes::Bytes;
 use goose::prelude::Scenario;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
+pub use failure_log::FAILURE_LOG_WINDOW;
 pub(crate) use gate::pause;
 pub use goose_driver::{DriverError, DriverOptions, GooseDriver, Spawned, MAX_USERS_PER_WORKER};
 pub use spot::SpotNotice;
@@ -41,6 +43,7 @@ use crate::protocol::{
 };
 use crate::shutdown::{Reason, Shutdown};
 use crate::stats::StatsReport;
+use crate::target_tls::TargetTls;
 use controller::ControllerError;
 use heartbeat::{HeartbeatTask, ReadyOn, StateCell};
 
@@ -449,6 +452,10 @@ impl Worker {
             parsed
         });
         self.goose.set_co_mitigation(co);
+        if let Err(msg) = self.take_target_tls(&order) {
+            self.refuse_spawn(msg).await;
+            return Ok(());
+        }
         if asked > MAX_USERS_PER_WORKER {
             let msg = format!("worker {} was asked for {asked} users; goose runs at most {MAX_USERS_PER_WORKER} per worker, so it runs {MAX_USERS_PER_WORKER}: add workers", self.node_id);
             tracing::warn!("{msg}");
@@ -482,18 +489,7 @@ impl Worker {
                     "worker {} cannot run {asked} users: goose refused `{command}`: {reply}{hint}",
                     self.node_id
                 );
-                tracing::error!("{msg}");
-                self.send(ToMaster::Exception {
-                    msg,
-                    traceback: String::new(),
-                    count: 1,
-                });
-                self.classes.clear();
-                self.state.set(WorkerState::Ready);
-                self.send(ToMaster::SpawningComplete {
-                    user_classes_count: BTreeMap::new(),
-                    user_count: 0,
-                });
+                self.refuse_spawn(msg).await;
                 return Ok(());
             }
             Err(err) => return Err(err.into()),
@@ -506,6 +502,62 @@ impl Worker {
             user_count: self.goose.users(),
         });
         Ok(())
+    }
+
+    /// The users' HTTPS trust for this spawn: the master's when it sends
+    /// one, else this worker's own; set up anew only when it changed. The
+    /// error says why the spawn cannot be run.
+    fn take_target_tls(&mut self, order: &SpawnOrder) -> Result<(), String> {
+        let trust = match &order.target_tls {
+            Some(sent) => TargetTls::from_spawn(sent).map_err(|e| {
+                format!(
+                    "worker {} cannot trust the master's --ca-cert: {e}",
+                    self.node_id
+                )
+            })?,
+            None => self.config.driver.target_tls.clone(),
+        };
+        match self.goose.set_target_tls(&trust) {
+            Ok(true) => {
+                if trust.accept_invalid_certs {
+                    tracing::warn!(
+                        "users' HTTPS now accepts {}: for staging servers only",
+                        trust.describe()
+                    );
+                } else {
+                    tracing::info!("users' HTTPS now trusts {}", trust.describe());
+                }
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(format!("worker {}: {e}", self.node_id)),
+        }
+    }
+
+    /// Tells the master this worker cannot run the spawn it sent, and
+    /// why; its users stop, and it stays, idle, for the next spawn.
+    async fn refuse_spawn(&mut self, msg: String) {
+        tracing::error!("{msg}");
+        self.send(ToMaster::Exception {
+            msg,
+            traceback: String::new(),
+            count: 1,
+        });
+        if self.goose.running() {
+            match self.goose.stop().await {
+                Ok(report) => {
+                    self.hold(report);
+                    self.deliver();
+                }
+                Err(err) => tracing::warn!("could not stop the users: {err}"),
+            }
+        }
+        self.classes.clear();
+        self.state.set(WorkerState::Ready);
+        self.send(ToMaster::SpawningComplete {
+            user_classes_count: BTreeMap::new(),
+            user_count: 0,
+        });
     }
 
     async fn report_stats(&mut self) -> Result<(), WorkerError> {

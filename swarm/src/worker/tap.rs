@@ -65,6 +65,7 @@ use goose::logger::GooseLog;
 use goose::metrics::{GooseCoordinatedOmissionMitigation, GooseMetric, GooseRequestMetric};
 use goose::prelude::GooseUser;
 
+use super::failure_log::FailureLog;
 use crate::stats::{now_epoch, StatsEntry, StatsError, StatsReport, AGGREGATED};
 
 /// A user configuration's request and error logs, set only so goose sends
@@ -78,6 +79,10 @@ const BODY_NOTE: &str = "swarm:body";
 /// The tag of the note [`read_body`] sends when the body did not arrive:
 /// its body is why.
 const BODY_FAILED_NOTE: &str = "swarm:body-failed";
+
+/// The tag of the note [`read_response`] sends when no response came: its
+/// body is the error with the causes goose's text leaves out.
+const REQUEST_FAILED_NOTE: &str = "swarm:request-failed";
 
 /// The tag of the note [`note_parked`] sends when the gate parks a user.
 const PARK_NOTE: &str = "swarm:parked";
@@ -163,13 +168,20 @@ pub async fn read_response(user: &GooseUser, goose: GooseResponse) -> ReadRespon
         mut request,
         response,
     } = goose;
-    let Ok(response) = response else {
-        return ReadResponse {
-            request,
-            status: None,
-            headers: reqwest::header::HeaderMap::new(),
-            body: None,
-        };
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => {
+            // The failures table gets the cause (a certificate's, a
+            // refused connection's), not only goose's first line of it.
+            request.error = super::failure_log::with_causes(&request.error, &error);
+            send_note(user, REQUEST_FAILED_NOTE, &request, request.error.clone());
+            return ReadResponse {
+                request,
+                status: None,
+                headers: reqwest::header::HeaderMap::new(),
+                body: None,
+            };
+        }
     };
     let status = Some(response.status().as_u16());
     let headers = response.headers().clone();
@@ -193,23 +205,28 @@ pub async fn read_response(user: &GooseUser, goose: GooseResponse) -> ReadRespon
             (None, BODY_FAILED_NOTE, request.error.clone())
         }
     };
-    // Only a user attached to a worker's tap: elsewhere (a plain goose run)
-    // the note would go to goose's own logger.
-    if user.config.error_log.as_deref() == Some(IN_PROCESS) {
-        if let Some(logger) = &user.logger {
-            let _ = logger.send(Some(GooseLog::Debug(GooseDebug {
-                tag: tag.to_string(),
-                request: Some(timed),
-                header: None,
-                body: Some(note),
-            })));
-        }
-    }
+    send_note(user, tag, &timed, note);
     ReadResponse {
         request,
         status,
         headers,
         body,
+    }
+}
+
+/// Sends the tap a note about `request`, from a user attached to it
+/// (elsewhere, in a plain goose run, it would go to goose's own logger).
+fn send_note(user: &GooseUser, tag: &str, request: &GooseRequestMetric, body: String) {
+    if user.config.error_log.as_deref() != Some(IN_PROCESS) {
+        return;
+    }
+    if let Some(logger) = &user.logger {
+        let _ = logger.send(Some(GooseLog::Debug(GooseDebug {
+            tag: tag.to_string(),
+            request: Some(request.clone()),
+            header: None,
+            body: Some(body),
+        })));
     }
 }
 
@@ -403,6 +420,11 @@ impl Tap {
         next.exceptions = std::mem::take(&mut tally.exceptions);
         next.pending = std::mem::take(&mut tally.pending);
         next.noting = std::mem::take(&mut tally.noting);
+        next.failure_log = std::mem::take(&mut tally.failure_log);
+        if settle {
+            // The users stopped: what the log left out is said now.
+            next.failure_log.flush();
+        }
         // A park's copies come in the user's next pass, within a report or
         // two; a length kept longer could only drop a real stall's.
         next.parked = std::mem::take(&mut tally.parked);
@@ -523,6 +545,8 @@ pub struct Tally {
     counted: Vec<GooseRequestMetric>,
     /// Whether to keep them.
     keep_counted: bool,
+    /// Requests that got no response, logged once per error with a count.
+    failure_log: FailureLog,
 }
 
 impl Tally {
@@ -540,6 +564,7 @@ impl Tally {
             late_verdicts: 0,
             counted: Vec::new(),
             keep_counted: false,
+            failure_log: FailureLog::default(),
         }
     }
 
@@ -599,6 +624,22 @@ impl Tally {
             GooseLog::Debug(note) if note.tag == PARK_NOTE => {
                 if let Some(user) = note.body.as_deref().and_then(|b| b.parse().ok()) {
                     self.parked.insert(user, None);
+                }
+            }
+            GooseLog::Debug(note) if note.tag == REQUEST_FAILED_NOTE => {
+                // Its record waits (a failure waits for a verdict): it is
+                // counted with the causes in its error.
+                let (Some(failed), Some(error)) = (note.request.as_ref(), note.body.as_ref())
+                else {
+                    return;
+                };
+                let key = RequestKey::of(failed);
+                if let Some(pending) = self
+                    .pending
+                    .get_mut(&failed.user)
+                    .filter(|p| RequestKey::of(&p.request) == key && !p.request.success)
+                {
+                    pending.request.error.clone_from(error);
                 }
             }
             GooseLog::Debug(note) if note.tag == BODY_NOTE || note.tag == BODY_FAILED_NOTE => {
@@ -719,6 +760,9 @@ impl Tally {
         entry.log(ms, 1, !request.success, now);
         entry.total_content_length = entry.total_content_length.saturating_add(size);
         if !request.success {
+            if request.status_code == 0 {
+                self.failure_log.failed(&request.error);
+            }
             let error = self.error(request, now);
             self.failed.insert(
                 RequestKey::of(request),
@@ -908,6 +952,36 @@ pub(crate) mod tests {
     fn report_of(mut tally: Tally, settle: bool) -> StatsReport {
         tally.settle_pending(settle, 2.0);
         tally.into_report(2.0)
+    }
+
+    #[test]
+    fn a_request_without_a_response_counts_once_with_its_causes() {
+        let mut tally = Tally::new(1.0);
+        let mut failed = request(3, 10, 700);
+        failed.success = false;
+        failed.status_code = 0;
+        failed.error = "error sending request /: client error (Connect)".into();
+        let mut noted = failed.clone();
+        noted.error = format!("{}: invalid peer certificate: UnknownIssuer", failed.error);
+        tally.record(&GooseLog::Request(failed.clone()), 1.5);
+        tally.record(
+            &GooseLog::Debug(GooseDebug {
+                tag: REQUEST_FAILED_NOTE.to_string(),
+                request: Some(noted.clone()),
+                header: None,
+                body: Some(noted.error.clone()),
+            }),
+            1.5,
+        );
+        let report = report_of(tally, true);
+        assert_eq!(report.stats_total.num_requests, 1);
+        assert_eq!(report.stats_total.num_failures, 1);
+        let errors: Vec<(&str, u64)> = report
+            .errors
+            .values()
+            .map(|e| (e.error.as_str(), e.occurrences))
+            .collect();
+        assert_eq!(errors, vec![(noted.error.as_str(), 1)]);
     }
 
     #[test]

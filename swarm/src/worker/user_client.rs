@@ -10,6 +10,11 @@
 //! that shares that one verifier, or one client for every user with
 //! `--shared-client`.
 //!
+//! How TLS trusts the target ([`TargetTls`]: the system's roots, a
+//! `--ca-cert`, or `--accept-invalid-certs`) is part of that one setup: a
+//! spawn from the master may bring another, and then the setup is made
+//! anew, once, for the users started from then on.
+//!
 //! Goose is told to share one client (built once, never used for a
 //! request); each user's first on-start transaction, added to every scenario
 //! ahead of the load test's own (a log-in needs the user's cookie jar), puts
@@ -18,12 +23,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use goose::goose::TransactionError;
 use goose::prelude::{GooseUser, Scenario, Transaction, TransactionResult};
 use rustls::client::Resumption;
+
+use crate::target_tls::TargetTls;
 
 /// Goose's default request timeout, kept.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,9 +60,14 @@ pub fn user_client_builder(user_agent: &str, cookies: bool) -> reqwest::ClientBu
 /// Why the users' clients could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum UserClientError {
-    /// The system's root certificates could not be loaded.
-    #[error("cannot load the system's root certificates for HTTPS: {0}")]
-    Tls(rustls::Error),
+    /// The TLS setup failed (the system's roots, or a CA rustls refused).
+    #[error("cannot set up HTTPS for the users, trusting {trust}: {error}")]
+    Tls {
+        /// What the users were to trust.
+        trust: String,
+        /// rustls's reason.
+        error: rustls::Error,
+    },
     /// reqwest refused the settings.
     #[error("cannot build an HTTP client: {0}")]
     Build(#[from] reqwest::Error),
@@ -65,6 +77,18 @@ pub enum UserClientError {
 #[derive(Debug)]
 pub struct UserClients {
     user_agent: String,
+    /// `--shared-client`: one client for every user.
+    shared_mode: bool,
+    /// The setup users get their clients from; replaced (never changed in
+    /// place) when a spawn brings another trust.
+    setup: RwLock<Arc<Setup>>,
+}
+
+/// One TLS setup and what was built from it.
+#[derive(Debug)]
+struct Setup {
+    /// What it trusts.
+    trust: TargetTls,
     /// The TLS configuration every client starts from (its verifier, with
     /// the system's roots, loaded once).
     tls: rustls::ClientConfig,
@@ -73,52 +97,49 @@ pub struct UserClients {
 }
 
 impl UserClients {
-    /// Loads the system's roots once; `shared`: one client (no cookies) for
-    /// every user, else a client and cookie jar each.
-    pub fn new(user_agent: &str, shared: bool) -> Result<UserClients, UserClientError> {
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-            .map_err(UserClientError::Tls)?;
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(UserClientError::Tls)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        // HTTP/1.1 only, as Locust's users speak: the client is built
-        // without HTTP/2, and offering `h2` would let a server pick it and
-        // end every user's first request in a panic.
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut clients = UserClients {
+    /// Sets TLS up once, trusting `trust`; `shared`: one client (no
+    /// cookies) for every user, else a client and cookie jar each.
+    pub fn new(
+        user_agent: &str,
+        shared: bool,
+        trust: &TargetTls,
+    ) -> Result<UserClients, UserClientError> {
+        let setup = Setup::new(user_agent, shared, trust)?;
+        Ok(UserClients {
             user_agent: user_agent.to_string(),
-            tls,
-            shared: None,
-        };
-        if shared {
-            clients.shared = Some(clients.build(false)?);
-        } else {
-            // Proves the settings build before any user needs them.
-            clients.build(true)?;
-        }
-        Ok(clients)
+            shared_mode: shared,
+            setup: RwLock::new(Arc::new(setup)),
+        })
     }
 
-    fn build(&self, cookies: bool) -> Result<reqwest::Client, reqwest::Error> {
-        let mut tls = self.tls.clone();
-        tls.resumption = Resumption::in_memory_sessions(USER_TLS_SESSIONS);
-        user_client_builder(&self.user_agent, cookies)
-            .tls_backend_preconfigured(tls)
-            .build()
+    /// Trusts `trust` from now on: TLS is set up anew (once) when it
+    /// differs. Returns whether it did; users that have their client keep it.
+    pub fn set_trust(&self, trust: &TargetTls) -> Result<bool, UserClientError> {
+        if self.current().trust == *trust {
+            return Ok(false);
+        }
+        let setup = Arc::new(Setup::new(&self.user_agent, self.shared_mode, trust)?);
+        if let Ok(mut current) = self.setup.write() {
+            *current = setup;
+        }
+        Ok(true)
+    }
+
+    fn current(&self) -> Arc<Setup> {
+        match self.setup.read() {
+            Ok(setup) => setup.clone(),
+            // A writer only swaps an Arc: nothing half-done to see.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// A client for one user: the shared one, or a new one with its own
     /// pool and cookie jar.
     pub fn for_user(&self) -> Result<reqwest::Client, reqwest::Error> {
-        match &self.shared {
+        let setup = self.current();
+        match &setup.shared {
             Some(client) => Ok(client.clone()),
-            None => self.build(true),
+            None => build(&setup.tls, &self.user_agent, true),
         }
     }
 
@@ -155,6 +176,43 @@ impl UserClients {
         }
         scenario
     }
+}
+
+impl Setup {
+    fn new(user_agent: &str, shared: bool, trust: &TargetTls) -> Result<Setup, UserClientError> {
+        let tls = trust
+            .client_config()
+            .map_err(|error| UserClientError::Tls {
+                trust: trust.describe(),
+                error,
+            })?;
+        let shared = if shared {
+            Some(build(&tls, user_agent, false)?)
+        } else {
+            // Proves the settings build before any user needs them.
+            build(&tls, user_agent, true)?;
+            None
+        };
+        Ok(Setup {
+            trust: trust.clone(),
+            tls,
+            shared,
+        })
+    }
+}
+
+/// A client from the shared TLS configuration, with a session cache of its
+/// own (a user resumes its own sessions when it reconnects).
+fn build(
+    tls: &rustls::ClientConfig,
+    user_agent: &str,
+    cookies: bool,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut tls = tls.clone();
+    tls.resumption = Resumption::in_memory_sessions(USER_TLS_SESSIONS);
+    user_client_builder(user_agent, cookies)
+        .tls_backend_preconfigured(tls)
+        .build()
 }
 
 /// Puts `client` in `user`'s hands; a client that could not be built is a
@@ -203,7 +261,8 @@ mod tests {
 
     #[test]
     fn install_goes_first_and_keeps_the_weights() {
-        let clients = Arc::new(UserClients::new("test", false).expect("clients"));
+        let clients =
+            Arc::new(UserClients::new("test", false, &TargetTls::default()).expect("clients"));
         let scenario = scenario!("Site")
             .register_transaction(transaction!(page).set_weight(4).unwrap())
             .register_transaction(transaction!(page).set_on_start().set_sequence(1))
@@ -223,8 +282,25 @@ mod tests {
 
     #[test]
     fn a_shared_client_is_one_client() {
-        let clients = UserClients::new("test", true).expect("clients");
-        assert!(clients.shared.is_some());
+        let clients = UserClients::new("test", true, &TargetTls::default()).expect("clients");
+        assert!(clients.current().shared.is_some());
         assert!(clients.for_user().is_ok());
+    }
+
+    #[test]
+    fn another_trust_sets_tls_up_anew_once() {
+        let clients = UserClients::new("test", true, &TargetTls::default()).expect("clients");
+        let before = clients.current();
+        assert!(!clients
+            .set_trust(&TargetTls::default())
+            .expect("same trust"));
+        assert!(Arc::ptr_eq(&before, &clients.current()), "nothing rebuilt");
+        let any = TargetTls {
+            ca: None,
+            accept_invalid_certs: true,
+        };
+        assert!(clients.set_trust(&any).expect("another trust"));
+        assert_eq!(clients.current().trust, any);
+        assert!(!clients.set_trust(&any).expect("the same again"));
     }
 }
