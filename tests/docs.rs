@@ -120,3 +120,27 @@ fn the_readme_is_a_front_door() {
         assert!(readme.contains(command), "the README gives `{command}`");
     }
 }
+
+/// The README's load test is code that builds: it is
+/// `loadtest/examples/readme.rs` (below its `//!` line), which
+/// `cargo clippy --all-targets` and the test builds compile.
+#[test]
+fn the_readme_example_is_the_compiled_one() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("```rust\n")
+        .expect("the README shows a Rust example")
+        + 8;
+    let shown = &readme[start..start + readme[start..].find("```").expect("closed")];
+    let example = std::fs::read_to_string(root().join("loadtest/examples/readme.rs"))
+        .expect("loadtest/examples/readme.rs");
+    let compiled: String = example
+        .lines()
+        .skip_while(|line| line.starts_with("//!") || line.is_empty())
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_eq!(
+        shown, compiled,
+        "README.md's example and loadtest/examples/readme.rs differ: change both"
+    );
+}
