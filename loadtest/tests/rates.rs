@@ -38,11 +38,16 @@ fn run(api: &Api, host: &str) -> StatsRequests {
             .is_some_and(|r| r.num_requests == USERS)
             .then_some(())
     });
-    // From when the log-ins were counted: they happened before.
+    // From when the log-ins were counted: they happened before. A master
+    // reads its window back from its last request, so on a loaded machine
+    // (stats arrive late) the log-ins leave it later: wait for that, up to
+    // a bound. Under the rates this replaced (a row's window ending at its
+    // own last request) they never would.
     let started = std::time::Instant::now();
-    let stats = wait_until(RUN * 2, "the run to last its time", || {
+    let stats = wait_until(RUN * 3, "the log-ins to leave the current window", || {
         let stats = api.requests();
-        (started.elapsed() >= RUN).then_some(stats)
+        let gone = row(&stats, "login").is_some_and(|r| r.current_rps == 0.0);
+        (started.elapsed() >= RUN && gone).then_some(stats)
     });
     api.stop();
     stats
