@@ -15,12 +15,23 @@ use goose::metrics::GooseCoordinatedOmissionMitigation;
 use goose::prelude::*;
 use tokio::task::JoinHandle;
 
-use super::controller::{Controller, ControllerError};
-use super::gate::Gate;
-use super::tap::Tap;
-use super::user_client::{UserClientError, UserClients};
 use crate::stats::StatsReport;
 use crate::target_tls::TargetTls;
+use client::UserClients;
+use controller::{Controller, ControllerError};
+use gate::Gate;
+use tap::Tap;
+
+mod client;
+pub mod controller;
+mod failure_log;
+mod gate;
+mod tap;
+
+pub use client::{user_client_builder, UserClientError};
+pub use failure_log::FAILURE_LOG_WINDOW;
+pub(crate) use gate::pause;
+pub use tap::{read_body, read_response, ReadResponse};
 
 /// How fast goose may start users: the master paces the ramp by sending new
 /// targets every second, so the worker reaches each at once. (No decrease
@@ -702,7 +713,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::super::controller::tests::{listen, serve};
+    use super::controller::tests::{listen, serve};
     use super::*;
 
     async fn idle(_user: &mut GooseUser) -> TransactionResult {
