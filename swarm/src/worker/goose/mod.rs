@@ -10,6 +10,7 @@ mod gate;
 mod launch;
 mod seats;
 mod stop;
+mod tally;
 mod tap;
 #[cfg(test)]
 mod tests;
