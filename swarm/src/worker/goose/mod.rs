@@ -15,10 +15,12 @@ mod tap;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use goose::metrics::GooseCoordinatedOmissionMitigation;
-use goose::prelude::GooseError;
+use goose::prelude::{GooseError, GooseUser, TransactionResult};
 use tokio::task::JoinHandle;
 
 use crate::stats::StatsReport;
@@ -140,5 +142,28 @@ impl GooseDriver {
     #[cfg(test)]
     pub(crate) async fn break_controller(&mut self) {
         self.controller.close().await;
+    }
+}
+
+/// What a transaction function of goose's returns.
+type TransactionFuture<'r> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
+
+/// A closure as a goose transaction function (the gate's wrappers, the
+/// users' client install): pins down its higher-ranked signature for the
+/// compiler.
+fn transaction_fn<F>(f: F) -> F
+where
+    F: for<'r> Fn(&'r mut GooseUser) -> TransactionFuture<'r> + Send + Sync + 'static,
+{
+    f
+}
+
+/// The greatest common divisor, by which goose reduces weights (of its
+/// scenarios, of a scenario's transactions).
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use goose::prelude::Scenario;
 
-use super::{DriverError, GooseDriver};
+use super::{gcd, DriverError, GooseDriver};
 use crate::protocol::MAX_USERS_PER_WORKER;
 use crate::stats::StatsReport;
 
@@ -38,11 +38,11 @@ pub(super) struct Classes {
 
 impl Classes {
     pub(super) fn of(scenarios: &[Scenario]) -> Classes {
-        let raw: Vec<u64> = scenarios.iter().map(|s| s.weight.max(1) as u64).collect();
-        let gcd = raw.iter().copied().reduce(gcd).unwrap_or(1).max(1);
+        let raw: Vec<usize> = scenarios.iter().map(|s| s.weight.max(1)).collect();
+        let common = raw.iter().copied().reduce(gcd).unwrap_or(1).max(1);
         Classes {
             names: scenarios.iter().map(|s| s.name.to_string()).collect(),
-            weights: raw.iter().map(|w| w / gcd).collect(),
+            weights: raw.iter().map(|w| (w / common) as u64).collect(),
         }
     }
 
@@ -81,14 +81,6 @@ impl Classes {
             .max()
             .unwrap_or(0);
         rounds.saturating_mul(self.round())
-    }
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 
