@@ -1,7 +1,39 @@
 //! Everything that talks to goose, behind one [`GooseDriver`]: the
-//! worker starts goose with it (`launch.rs`), runs the master's users per
-//! class (`seats.rs`), takes stats deltas from it and stops it
-//! (`stop.rs`). The rest of the worker knows goose only through it.
+//! worker starts goose with it ([`launch`]), runs the master's users per
+//! class ([`seats`]), takes stats deltas from it and stops it ([`stop`]).
+//! The rest of the worker knows goose only through it.
+//!
+//! One request's path through the adapter, in the order it meets the
+//! files (set up once by `launch.rs`, which wraps every scenario: the
+//! client install first, then the gate around every transaction):
+//!
+//! ```text
+//! gate/        goose runs a user's transaction through the gate's wrapper
+//!              (wrap.rs): the user is attached to the tap on its first one,
+//!              then runs only with a seat of its class (mod.rs); without
+//!              one it parks, and the park is noted to the tap
+//!   |
+//! client.rs    the user's first on-start transaction gave it its own HTTP
+//!              client (one TLS setup for all); goose sends the request
+//!              with it and times it to the response's headers
+//!   |
+//! tap.rs       goose's record of the request comes down the user's log
+//!              channel; read_body / read_response add a note (the body's
+//!              size and time to its last byte); a verdict (set_success,
+//!              set_failure) comes down the user's metrics channel
+//!   |
+//! tally/       the tap folds what came into the tally every 20 ms, per
+//!              (method, name): bodies, verdicts, back-fills of stalls;
+//!              requests without a response are logged by failure_log.rs
+//!   |
+//! report       the Worker takes the tally as a Locust stats delta:
+//!              GooseDriver::take_delta (mod.rs), or the last one from
+//!              GooseDriver::stop (stop.rs) once the gate has drained
+//! ```
+//!
+//! Off that path, [`controller`] is goose's WebSocket Controller: the only
+//! way `launch.rs`, `seats.rs` and `stop.rs` steer goose (its users, host,
+//! start and stop).
 
 mod client;
 pub mod controller;

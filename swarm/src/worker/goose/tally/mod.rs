@@ -6,11 +6,11 @@
 //! **Verdicts, as goose and Locust give them.** `user.set_success(&mut
 //! request)` (Locust's `response.success()` in a `catch_response` block)
 //! and `user.set_failure(tag, &mut request, ..)` (`response.failure(..)`)
-//! send the corrected request down goose's metrics channel. The tally matches
-//! it to the request's record (user, time into the run, method, name) and
-//! changes what is counted: a failure made a success is no failure and no
-//! error row; a success made a failure is one more failure, with the tag as
-//! its error. So that a request marked a success is never counted as a
+//! send the corrected request down goose's metrics channel. The tally
+//! matches it to the request's record (user, time into the run, method,
+//! name) and changes what is counted: a failure made a success is no
+//! failure and no error row; a success made a failure is one more failure,
+//! with the tag as its error. So that a request marked a success is never counted as a
 //! failure first (Locust's protocol carries no negative counts), a failed
 //! request waits, like one waiting for its body, until its user's next
 //! record, its verdict, or a second report.
