@@ -7,6 +7,10 @@
 //! stats, master silence), to a spot interruption notice ([`spot`]) and to
 //! the process's shutdown. Goose is controlled only through its Controller.
 //!
+//! Everything that talks to goose lives in `goose/`, behind one
+//! [`GooseDriver`] (its module doc draws a request's path through it);
+//! this module, `heartbeat.rs` and `spot.rs` know goose only through it.
+//!
 //! Faults: the link reconnects by itself and the worker joins again on
 //! every new connection; stats that could not be delivered are held and
 //! sent once a master takes them; a master silent for its liveness has
