@@ -7,35 +7,35 @@
 //! stats, master silence), to a spot interruption notice ([`spot`]) and to
 //! the process's shutdown. Goose is controlled only through its Controller.
 //!
+//! Everything that talks to goose lives in `goose/`, behind one
+//! [`GooseDriver`] (its module doc draws a request's path through it);
+//! this module, `heartbeat.rs` and `spot.rs` know goose only through it.
+//!
 //! Faults: the link reconnects by itself and the worker joins again on
 //! every new connection; stats that could not be delivered are held and
 //! sent once a master takes them; a master silent for its liveness has
 //! moved this worker's users, so the worker stops them itself.
 
-pub mod controller;
-mod failure_log;
-mod gate;
-mod goose_driver;
+mod goose;
 mod heartbeat;
 pub mod spot;
-mod tap;
-mod user_client;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::goose::prelude::Scenario;
 use bytes::Bytes;
-use goose::prelude::Scenario;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
-pub use failure_log::FAILURE_LOG_WINDOW;
-pub(crate) use gate::pause;
-pub use goose_driver::{DriverError, DriverOptions, GooseDriver, Spawned, MAX_USERS_PER_WORKER};
+pub(crate) use self::goose::pause;
+pub use self::goose::{
+    controller, read_body, read_response, user_client_builder, DriverError, DriverOptions,
+    GooseDriver, ReadResponse, Spawned, UserClientError, FAILURE_LOG_WINDOW, MAX_USERS_PER_WORKER,
+};
 pub use spot::SpotNotice;
-pub use tap::{read_body, read_response, ReadResponse};
-pub use user_client::{user_client_builder, UserClientError};
 
+use self::goose::controller::ControllerError;
 use crate::protocol::transport::{connect_worker, WorkerLink};
 use crate::protocol::{
     new_node_id, JoinSecret, QuitReason, SpawnOrder, ToMaster, ToWorker, WorkerState,
@@ -44,7 +44,6 @@ use crate::protocol::{
 use crate::shutdown::{Reason, Shutdown};
 use crate::stats::StatsReport;
 use crate::target_tls::TargetTls;
-use controller::ControllerError;
 use heartbeat::{HeartbeatTask, ReadyOn, StateCell};
 
 /// Where the master is and how patient to be with it.

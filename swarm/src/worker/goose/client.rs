@@ -21,8 +21,6 @@
 //! the user's client in place — goose's own way of giving a user another
 //! client (`GooseUser::set_client_builder`), without goose's build.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,6 +28,7 @@ use goose::goose::TransactionError;
 use goose::prelude::{GooseUser, Scenario, Transaction, TransactionResult};
 use rustls::client::Resumption;
 
+use super::{gcd, transaction_fn};
 use crate::target_tls::TargetTls;
 
 /// Goose's default request timeout, kept.
@@ -230,24 +229,6 @@ fn give_client(
             "could not build this user's HTTP client: {err}"
         )))),
     }
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-type TransactionFuture<'r> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
-
-/// Pins down the closure's higher-ranked signature for the compiler.
-fn transaction_fn<F>(f: F) -> F
-where
-    F: for<'r> Fn(&'r mut GooseUser) -> TransactionFuture<'r> + Send + Sync + 'static,
-{
-    f
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ async fn a_parked_user_s_next_pass_is_not_back_filled() {
     function(&mut seated).await.expect("runs");
     function(&mut parked).await.expect("parks, then returns");
     for user in [&parked, &seated] {
-        let mut copy = crate::worker::tap::tests::request(user.weighted_users_index, 10, 1_000);
+        let mut copy =
+            crate::worker::goose::tally::tests::request(user.weighted_users_index, 10, 1_000);
         copy.coordinated_omission_elapsed = 100;
         copy.user_cadence = 10;
         let logger = user.logger.as_ref().expect("attached to the tap");

@@ -11,25 +11,14 @@
 //!
 //! Every one attaches the user to the tap (and its lifeline) first.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use goose::goose::TransactionFunction;
 use goose::prelude::{GooseUser, Scenario, TransactionResult};
 
+use super::super::transaction_fn;
 use super::{note_parked, Admission, InFlight, Seat, State, Tap, CLOSED_PAUSE, SEAT};
-
-type TransactionFuture<'r> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
-
-/// Pins down the closure's higher-ranked signature for the compiler.
-fn transaction_fn<F>(f: F) -> F
-where
-    F: for<'r> Fn(&'r mut GooseUser) -> TransactionFuture<'r> + Send + Sync + 'static,
-{
-    f
-}
 
 /// A class's own on-start and on-stop transaction functions (as written,
 /// not the gate's), in goose's order: those with a sequence first, by
