@@ -11,6 +11,7 @@ use clap::Args;
 use swarm::cli::parse::parse_positive_time;
 use swarm::protocol::JoinSecret;
 
+use super::hosts::HostsArgs;
 use super::launch::LaunchArgs;
 use crate::cloud::FleetPlan;
 use crate::provision::{self, FleetAccess};
@@ -39,18 +40,13 @@ pub struct DeployArgs {
         next_help_heading = "Fleet, and launching it when it does not exist"
     )]
     pub launch: LaunchArgs,
-    /// Deploy onto the hosts in FILE (`ADDRESS[:PORT] USER KEY ROLE
-    /// [PRIVATE_ADDRESS]` per line) instead of an EC2 fleet.
-    #[arg(long, value_name = "FILE", help_heading = "Deploy")]
-    pub inventory: Option<PathBuf>,
+    /// The hosts: an inventory file, or the fleet's instances.
+    #[command(flatten, next_help_heading = "Deploy")]
+    pub hosts: HostsArgs,
     /// The loadtest binary to ship [default: `cargo build --release -p
     /// loadtest --target x86_64-unknown-linux-gnu` in this checkout].
     #[arg(long, value_name = "PATH", help_heading = "Deploy")]
     pub loadtest_bin: Option<PathBuf>,
-    /// Reach fleet instances at their public or private addresses (private
-    /// when spotload runs inside the VPC).
-    #[arg(long, value_enum, default_value_t = ConnectVia::Public, help_heading = "Deploy")]
-    pub connect_via: ConnectVia,
     /// Log-in user on fleet instances (`ubuntu` for Ubuntu AMIs).
     #[arg(
         long,
@@ -102,8 +98,6 @@ pub struct DeployArgs {
     pub target_tls: swarm::cli::flags::TargetTlsFlags,
 }
 
-pub use crate::provision::ConnectVia;
-
 /// A new certificate for the master's UI, named for every address and
 /// name it is opened under, saved (without its key) in the fleet's state
 /// directory for `spotload ramp`. A deploy that fails before the master's
@@ -129,7 +123,7 @@ impl DeployArgs {
     /// prints the web UI address and login; fails when any host or the join check
     /// failed.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let wait_default = if self.inventory.is_some() {
+        let wait_default = if self.hosts.inventory.is_some() {
             INVENTORY_SSH_WAIT
         } else {
             FLEET_SSH_WAIT
@@ -152,7 +146,7 @@ impl DeployArgs {
         };
         // Validate the launch options before the (long) build, and build
         // before launching, so a compile error leaves nothing billing.
-        let fleet_plan = match &self.inventory {
+        let fleet_plan = match &self.hosts.inventory {
             Some(_) => None,
             None => Some(FleetPlan::from_flags(&self.launch.flags())?),
         };
@@ -162,11 +156,11 @@ impl DeployArgs {
             self.loadtest_bin.as_deref(),
             &fleet_dir.join("release"),
         )?);
-        let hosts = match (&self.inventory, fleet_plan) {
+        let hosts = match (&self.hosts.inventory, fleet_plan) {
             (Some(file), _) => DeployPlan::group(inventory::load(file)?)?,
             (None, Some(plan)) => {
                 let access = FleetAccess {
-                    connect_via: self.connect_via,
+                    connect_via: self.hosts.connect_via,
                     ssh_user: self.ssh_user.clone(),
                     key_file: self.launch.key_file.clone(),
                 };

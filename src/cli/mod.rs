@@ -8,6 +8,7 @@ mod aws;
 pub mod deploy;
 pub mod destroy;
 pub mod extend;
+mod hosts;
 pub mod launch;
 pub mod local;
 pub mod ramp;

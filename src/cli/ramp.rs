@@ -17,7 +17,8 @@ use swarm::client::MasterClient;
 use swarm::ramp::{HttpDriver, RampDriver};
 
 use super::aws::AwsArgs;
-use super::deploy::ConnectVia;
+use super::hosts::HostsArgs;
+use crate::provision::ConnectVia;
 use crate::remote::{inventory, recipe::WEB_PORT};
 use crate::role::Role;
 use crate::web_cert;
@@ -49,24 +50,18 @@ pub struct RampArgs {
     #[command(flatten)]
     pub spawn: SpawnFlags,
     /// The master's web API, e.g. https://203.0.113.7:8089.
-    #[arg(long, value_name = "URL", help_heading = "Master")]
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "inventory",
+        help_heading = "Master"
+    )]
     pub master: Option<String>,
     /// The certificate the master's UI serves, trusted alone (PEM)
     /// [default: the one `spotload deploy` kept in the fleet's state
     /// directory, web-ui-cert.pem].
     #[arg(long, value_name = "PEM", help_heading = "Master")]
     pub web_cert: Option<PathBuf>,
-    /// Use the master listed in this inventory file (see `spotload deploy`).
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "master",
-        help_heading = "Master"
-    )]
-    pub inventory: Option<PathBuf>,
-    /// Reach the fleet's master at its public or private address.
-    #[arg(long, value_enum, default_value_t = ConnectVia::Public, help_heading = "Master")]
-    pub connect_via: ConnectVia,
     /// The web UI credentials `spotload deploy` printed.
     #[arg(
         long,
@@ -84,6 +79,11 @@ pub struct RampArgs {
     /// How long to wait for them.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_step_time)]
     pub expect_workers_max_wait: Duration,
+    /// The hosts: the master of an inventory file, or the fleet's master
+    /// instance. Last but for --fleet's group, whose heading follows: the
+    /// heading given here holds for every flag after it.
+    #[command(flatten, next_help_heading = "Master")]
+    pub hosts: HostsArgs,
     /// The fleet whose master to drive, when neither --master nor --inventory is
     /// given.
     #[command(flatten, next_help_heading = "Fleet (where its master is found)")]
@@ -167,7 +167,7 @@ impl RampArgs {
             }
             return Ok(url.trim_end_matches('/').to_string());
         }
-        let address = match &self.inventory {
+        let address = match &self.hosts.inventory {
             Some(file) => inventory::load(file)?
                 .into_iter()
                 .find(|e| e.role == Role::Master)
@@ -195,11 +195,11 @@ impl RampArgs {
                     "fleet {fleet} has no running master: `spotload deploy --fleet {fleet}` first"
                 )
             })?;
-        let address = match self.connect_via {
+        let address = match self.hosts.connect_via {
             ConnectVia::Public => master.public_ip,
             ConnectVia::Private => master.private_ip,
         };
-        let kind = match self.connect_via {
+        let kind = match self.hosts.connect_via {
             ConnectVia::Public => "public",
             ConnectVia::Private => "private",
         };

@@ -5,7 +5,7 @@
 //! - [`client`]: [`client::MasterClient`], that API from the other side.
 //! - [`logs`]: log lines that input from the wire cannot break or flood.
 //! - [`locust`]: Locust's idioms on goose (user classes, `@task` picks, waits).
-//! - [`cli`]: the `loadtest` command line (`master`, `worker`), headless runs.
+//! - `cli` (feature `cli`): the `loadtest` command line (`master`, `worker`), headless runs.
 //! - [`master`]: worker registry, heartbeats, user dispatch, runner states, aggregation.
 //! - [`protocol`]: Locust's master/worker messages, msgpack codec, ZeroMQ transport.
 //! - [`ramp`]: headless step ramps that find the failure threshold, and their reports.
@@ -16,6 +16,7 @@
 //! - [`timespan`]: `30s`, `5m`, `1h30m` durations.
 //! - [`worker`]: drives goose through its controller, reports stats deltas.
 pub mod api;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
 pub mod locust;

@@ -7,38 +7,49 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::MasterArgs;
+use super::lifecycle::{end_run, Expect};
+use super::summary::print_summary;
 use crate::master::{MasterHandle, SwarmRequest};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, now_epoch};
 
 /// A fixed headless run, as the flags planned it.
-pub(super) struct Fixed {
+pub(super) struct Fixed<'a> {
+    /// Users to run across all workers (`-u`).
     pub users: u64,
+    /// Users started (or stopped) per second (`-r`).
     pub spawn_rate: f64,
+    /// How long the run lasts (`-t`); `None`: until stopped.
     pub run_time: Option<Duration>,
+    /// The target (`-H`), or the scenarios' own.
+    pub host: Option<String>,
+    /// `--csv PREFIX`: where the CSVs go.
+    pub csv: Option<&'a str>,
+    /// The exit code when the run saw failures (`--exit-code-on-error`).
+    pub exit_code_on_error: u8,
+    /// The workers to wait for before the users start.
+    pub expect: Expect,
 }
 
 pub(super) async fn run(
-    args: &MasterArgs,
-    fixed: &Fixed,
+    fixed: &Fixed<'_>,
     handle: &MasterHandle,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
     tokio::select! {
-        waited = wait_for_workers(args, handle) => waited?,
+        waited = wait_for_workers(&fixed.expect, handle) => waited?,
         () = shutdown.requested() => anyhow::bail!("{} before the workers joined; nothing was measured", shutdown.reason().map_or("stopped", |r| r.describe())),
     }
     let request = SwarmRequest {
         user_count: fixed.users,
         spawn_rate: fixed.spawn_rate,
-        host: args.host.clone(),
+        host: fixed.host.clone(),
         run_time: None,
         co_mitigation: None,
     };
     let message = handle.swarm(request).await?;
     tracing::info!("{message}");
-    let mut history = match &args.csv {
+    let mut history = match fixed.csv {
         Some(prefix) => Some(HistoryFile::create(prefix)?),
         None => None,
     };
@@ -78,7 +89,7 @@ pub(super) async fn run(
         }
     }
     if shutdown.is_requested() {
-        super::master::end_run(handle, shutdown).await;
+        end_run(handle, shutdown).await;
     } else {
         handle.quit().await?;
     }
@@ -86,23 +97,24 @@ pub(super) async fn run(
     if let Some(file) = history.as_mut() {
         file.append(&snapshot.stats, 0)?;
     }
-    super::print_summary(&snapshot);
-    if let Some(prefix) = &args.csv {
+    print_summary(&snapshot);
+    if let Some(prefix) = fixed.csv {
         write_csvs(prefix, &snapshot)?;
     }
     Ok(if snapshot.stats.total.num_failures > 0 {
-        ExitCode::from(args.exit_code_on_error)
+        ExitCode::from(fixed.exit_code_on_error)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_workers(args: &MasterArgs, handle: &MasterHandle) -> anyhow::Result<()> {
-    let wanted = args.expect_workers.max(1);
+async fn wait_for_workers(expect: &Expect, handle: &MasterHandle) -> anyhow::Result<()> {
+    let wanted = expect.wanted();
     tracing::info!("waiting for {wanted} worker(s)");
-    handle.wait_for_workers(wanted, args.expect_workers_limit()).await.map_err(|seen| {
-        anyhow::anyhow!("only {seen} of {wanted} workers connected within {}s: start workers with `loadtest worker --master-host <this host> --master-port {}`, or lower --expect-workers", args.expect_workers_max_wait, args.master_bind_port)
-    })
+    handle
+        .wait_for_workers(wanted, expect.limit)
+        .await
+        .map_err(|seen| anyhow::anyhow!(expect.shortfall(seen)))
 }
 
 fn write_file(path: &str, body: &str) -> anyhow::Result<()> {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::{user_classes, ScenarioBuilder};
+use super::lifecycle::{end_run, Expect};
+use super::scenarios::{user_classes, ScenarioBuilder};
+use super::summary::print_summary;
 use crate::api::Credentials;
 use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
@@ -139,7 +141,14 @@ impl MasterArgs {
             self.master_bind_port
         );
         let code = match &plan {
-            RunPlan::Ramp(ramp) => super::ramp::run(&self, ramp, &handle, &shutdown).await?,
+            RunPlan::Ramp(ramp) => {
+                let local = super::ramp::Local {
+                    host: self.host.clone(),
+                    report_dir: self.ramp.report_dir.as_deref(),
+                    expect: self.expect(),
+                };
+                super::ramp::run(&local, ramp, &handle, &shutdown).await?
+            }
             RunPlan::Fixed {
                 users,
                 spawn_rate,
@@ -149,8 +158,12 @@ impl MasterArgs {
                     users: *users,
                     spawn_rate: *spawn_rate,
                     run_time: *run_time,
+                    host: self.host.clone(),
+                    csv: self.csv.as_deref(),
+                    exit_code_on_error: self.exit_code_on_error,
+                    expect: self.expect(),
                 };
-                super::headless::run(&self, &fixed, &handle, &shutdown).await?
+                super::headless::run(&fixed, &handle, &shutdown).await?
             }
             RunPlan::Ui { .. } => self.serve_ui(&handle, tls, &shutdown).await?,
         };
@@ -191,11 +204,21 @@ impl MasterArgs {
         }
     }
 
-    /// How long a headless run waits for --expect-workers.
-    pub(super) fn expect_workers_limit(&self) -> Duration {
-        match self.expect_workers_max_wait {
+    /// The workers a headless run waits for (--expect-workers), how long
+    /// (--expect-workers-max-wait, 0 for in effect forever), and how to
+    /// start them.
+    fn expect(&self) -> Expect {
+        let limit = match self.expect_workers_max_wait {
             0 => Duration::from_secs(u64::MAX / 4),
             secs => Duration::from_secs(secs),
+        };
+        Expect {
+            workers: self.expect_workers,
+            limit,
+            hint: format!(
+                "start workers with `loadtest worker --master-host <this host> --master-port {}`, or lower --expect-workers",
+                self.master_bind_port
+            ),
         }
     }
 
@@ -243,34 +266,11 @@ impl MasterArgs {
         end_run(handle, shutdown).await;
         server.stopped().await;
         let snapshot = handle.snapshot().await?;
-        super::print_summary(&snapshot);
+        print_summary(&snapshot);
         if let Some(prefix) = &self.csv {
             super::headless::write_csvs(prefix, &snapshot)?;
         }
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// Ends the run for a process that is going away: Ctrl-C quits the workers
-/// (as Locust's master does); SIGTERM — a restart, a redeploy — only stops
-/// them, so they wait for the master to come back and rejoin it. Either way
-/// the workers' final stats are in before this returns.
-pub(super) async fn end_run(handle: &MasterHandle, shutdown: &Shutdown) {
-    let result = match shutdown.reason() {
-        Some(Reason::Interrupt) | None => {
-            tracing::info!("stopping the workers and telling them to quit");
-            handle.quit().await
-        }
-        Some(reason) => {
-            tracing::info!(
-                "{}: stopping the workers; they rejoin when a master is back",
-                reason.describe()
-            );
-            handle.stop().await
-        }
-    };
-    if let Err(err) = result {
-        tracing::warn!("could not stop the workers: {err}");
     }
 }
 

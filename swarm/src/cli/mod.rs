@@ -6,6 +6,7 @@
 
 pub mod flags;
 mod headless;
+mod lifecycle;
 mod master;
 pub mod parse;
 mod ramp;
@@ -22,11 +23,12 @@ use clap::{Parser, Subcommand};
 
 use crate::shutdown::Shutdown;
 
+pub use lifecycle::Expect;
 pub use master::MasterArgs;
 pub use ramp::{
-    conclude as conclude_ramp, drive as drive_ramp, prepare_report_dir, Expect, RAMP_AFTER_HELP,
+    conclude as conclude_ramp, drive as drive_ramp, prepare_report_dir, RAMP_AFTER_HELP,
 };
-pub use scenarios::{IntoScenarios, ScenarioBuilder, ScenarioOptions};
+pub use scenarios::{user_classes, IntoScenarios, ScenarioBuilder, ScenarioOptions};
 pub use summary::print_summary;
 pub use worker::WorkerArgs;
 
@@ -143,16 +145,4 @@ pub fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// The user classes the master dispatches: the scenarios' names and weights.
-pub fn user_classes(build: &ScenarioBuilder) -> anyhow::Result<Vec<crate::master::UserClass>> {
-    Ok(build
-        .build(&ScenarioOptions::default())?
-        .iter()
-        .map(|s| crate::master::UserClass {
-            name: s.name.to_string(),
-            weight: s.weight.max(1) as u64,
-        })
-        .collect())
 }

@@ -3,14 +3,12 @@
 //! reports, exit with the documented code. The flow from first step to
 //! answer ([`drive`], [`conclude`]) is shared with `spotload ramp`.
 
-use super::MasterArgs;
-
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 
+use super::lifecycle::{end_run, Expect};
 use crate::master::MasterHandle;
 use crate::ramp::{
     run_ramp, table, write_reports, MasterDriver, RampDriver, RampPlan, RampReport, StepTable,
@@ -40,18 +38,6 @@ Exit codes (ramp):
 
 /// The exit code of a generator-bound ramp.
 pub const GENERATOR_BOUND: u8 = 3;
-
-/// The workers a ramp waits for before its first step.
-#[derive(Debug, Clone)]
-pub struct Expect {
-    /// Workers to wait for (`--expect-workers`).
-    pub workers: usize,
-    /// How long to wait for them (`--expect-workers-max-wait`; 0 there means
-    /// in effect forever).
-    pub limit: Duration,
-    /// What to do when they do not come, e.g. which command starts them.
-    pub hint: String,
-}
 
 /// Makes `--report-dir` before anything runs; `Err` is the exit code 2 of
 /// bad arguments, its message printed.
@@ -108,16 +94,12 @@ async fn with_workers(
     expect: &Expect,
     report: &mut RampReport,
 ) {
-    let wanted = expect.workers.max(1);
+    let wanted = expect.wanted();
     tracing::info!("waiting for {wanted} worker(s)");
     if let Err(seen) = driver.wait_for_workers(wanted, expect.limit).await {
         report.error = Some(match driver.read().await {
             Err(err) => format!("cannot read the master's stats: {err}"),
-            Ok(_) => format!(
-                "only {seen} of {wanted} workers connected within {}s: {}",
-                expect.limit.as_secs(),
-                expect.hint
-            ),
+            Ok(_) => expect.shortfall(seen),
         });
         report.finished_at = Some(now_epoch());
         return;
@@ -125,32 +107,35 @@ async fn with_workers(
     run_ramp(driver, plan, report, &mut StepTable::stdout()).await;
 }
 
+/// What a ramp on the master in this process takes from its flags.
+pub(super) struct Local<'a> {
+    /// The target (`-H`), or the scenarios' own.
+    pub host: Option<String>,
+    /// `--report-dir`: where ramp.json, .csv and .html go.
+    pub report_dir: Option<&'a Path>,
+    /// The workers to wait for before the first step.
+    pub expect: Expect,
+}
+
 /// Runs the ramp on the master in this process.
 pub(super) async fn run(
-    args: &MasterArgs,
+    local: &Local<'_>,
     plan: &RampPlan,
     handle: &MasterHandle,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
-    if let Err(code) = prepare_report_dir(args.ramp.report_dir.as_deref()) {
+    if let Err(code) = prepare_report_dir(local.report_dir) {
         return Ok(code);
     }
-    let driver = MasterDriver::new(handle.clone(), args.host.clone());
-    let expect = Expect {
-        workers: args.expect_workers,
-        limit: args.expect_workers_limit(),
-        hint: format!(
-            "start workers with `loadtest worker --master-host <this host> --master-port {}`, or lower --expect-workers",
-            args.master_bind_port
-        ),
-    };
-    let (report, interrupted) = drive(&driver, plan, args.host.clone(), &expect, shutdown).await;
+    let driver = MasterDriver::new(handle.clone(), local.host.clone());
+    let (report, interrupted) =
+        drive(&driver, plan, local.host.clone(), &local.expect, shutdown).await;
     if interrupted {
-        super::master::end_run(handle, shutdown).await;
+        end_run(handle, shutdown).await;
     } else if let Err(err) = handle.quit().await {
         tracing::warn!("could not quit the workers: {err}");
     }
-    conclude(args.ramp.report_dir.as_deref(), plan, &report)
+    conclude(local.report_dir, plan, &report)
 }
 
 /// One line saying what the ramp will do.

@@ -106,6 +106,18 @@ impl ScenarioBuilder {
     }
 }
 
+/// The user classes the master dispatches: the scenarios' names and weights.
+pub fn user_classes(build: &ScenarioBuilder) -> anyhow::Result<Vec<crate::master::UserClass>> {
+    Ok(build
+        .build(&ScenarioOptions::default())?
+        .iter()
+        .map(|s| crate::master::UserClass {
+            name: s.name.to_string(),
+            weight: s.weight.max(1) as u64,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::flags::{JoinSecretFlags, TargetTlsFlags, UserFlags};
-use super::{ScenarioBuilder, ScenarioOptions};
+use super::scenarios::{ScenarioBuilder, ScenarioOptions};
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::Shutdown;
 use crate::worker::{DriverOptions, Worker, WorkerConfig};
