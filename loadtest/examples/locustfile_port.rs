@@ -1,6 +1,6 @@
 //! A typical locustfile, ported to spotload line by line: what to write
 //! in `loadtest/src/main.rs` for each Locust idiom. (`docs/locust.md` maps
-//! every idiom; `loadtest/tests/example.rs` runs this file against a small
+//! every idiom; `loadtest/tests/it/example.rs` runs this file against a small
 //! shop and checks what the master shows against the shop's own counts.)
 //!
 //! The locustfile it ports:

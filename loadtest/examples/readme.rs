@@ -1,4 +1,4 @@
-//! The load test the README shows (tests/docs.rs keeps the two the same).
+//! The load test the README shows (tests/it/docs.rs keeps the two the same).
 
 use goose::prelude::*;
 use swarm::worker::read_response;

@@ -12,7 +12,7 @@
 //! Slow (about a minute), so ignored by default. Run it with
 //!
 //! ```text
-//! cargo test -p loadtest --test master_memory -- --ignored --nocapture
+//! cargo test -p loadtest --test strain master_memory -- --ignored --nocapture
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +54,7 @@ const SAMPLES: u64 = 50;
 #[test]
 #[ignore = "slow: pushes 10 million requests of stats through a real master (run with --ignored)"]
 fn master_memory_does_not_grow_with_requests() {
+    let _turn = crate::take_turn();
     let dir = TempDir::new("master-memory");
     let web_port = harness::free_port();
     let web = web_port.to_string();

@@ -62,6 +62,7 @@ struct Flood {
 
 #[test]
 fn a_peer_that_floods_without_reading_never_blocks_the_master() {
+    let _turn = crate::take_turn();
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("flood");
     let (mut master, port, api) = loadtest!().master_with_ui(&dir, &["--host", &nginx.url()]);

@@ -24,6 +24,7 @@ const REBIND: &str = "rebind.example";
 
 #[test]
 fn a_rebinding_page_cannot_start_a_swarm_but_reads_answer() {
+    let _turn = crate::take_turn();
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("rebind");
     let target = nginx.url();
@@ -173,6 +174,7 @@ const SLOW_CLIENTS: usize = 600;
 
 #[test]
 fn slow_header_clients_are_cut_at_the_header_timeout_and_the_ui_keeps_answering() {
+    let _turn = crate::take_turn();
     let dir = TempDir::new("slowloris");
     let (master, port, api) = loadtest!().master_with_ui(&dir, &[]);
     let pid = master.pid();

@@ -23,20 +23,17 @@
 //! master to is that such a peer speaks only for itself, and that nothing
 //! any peer sends makes the master hold more than its bounds.
 //!
-//! The tests take turns ([`Rig::start`] holds one lock): each strains the
-//! master's memory, descriptors or CPU on a two-core machine, and one
-//! attack's load would blur another's figures.
+//! The tests take turns ([`Rig::start`] takes the strain group's turn,
+//! [`crate::take_turn`]): each strains the master's memory, descriptors or
+//! CPU on a two-core machine, and one attack's load would blur another's
+//! figures.
 
-#[path = "hostile/connections.rs"]
 mod connections;
-#[path = "hostile/floods.rs"]
 mod floods;
-#[path = "hostile/forgery.rs"]
 mod forgery;
-#[path = "hostile/payloads.rs"]
 mod payloads;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use harness::zmtp::RawPeer;
@@ -56,9 +53,6 @@ const WORKER_WAIT: &[&str] = &["--wait", "0.02:0.08"];
 const ANSWER_LIMIT: Duration = Duration::from_secs(1);
 /// How long a raw peer waits for the master's `ack` to its `client_ready`.
 const ACK_LIMIT: Duration = Duration::from_secs(10);
-
-/// One attack at a time (see the module's doc).
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// What a test measured after the run stopped.
 #[derive(Debug)]
@@ -102,7 +96,7 @@ impl Rig {
 
     /// [`Rig::start`] with `workers` real workers running `users` users.
     fn start_with(attack: &'static str, workers: usize, users: u64) -> Rig {
-        let turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let turn = crate::take_turn();
         let started = Instant::now();
         let nginx = Nginx::start(NginxOptions::default());
         let dir = TempDir::new(&attack.replace(' ', "-"));
