@@ -606,11 +606,18 @@ fn blip(swallow: bool) {
     println!(
         "swallowed: {swallow}; {before_blip} requests before the blip; duplicate reports dropped: {duplicates}"
     );
-    assert_eq!(
-        duplicates > 0,
-        !swallow,
-        "a report the master had is dropped when sent again, and only then"
-    );
+    // A report that passed while the relay was deaf was merged, and its
+    // confirmation lost: sent again, it must be dropped. (With `swallow`,
+    // a report merged just before the blip whose confirmation was still on
+    // its way is sent again too, so duplicates may be dropped there as
+    // well.) Either way the count below equals nginx's: nothing was merged
+    // twice, and the swallowed report was sent again.
+    if !swallow {
+        assert!(
+            duplicates > 0,
+            "a report the master had is dropped when sent again"
+        );
+    }
     wait_until(Duration::from_secs(20), "the worker to count again", || {
         (worker_entry(&stats(&api), &id).is_some_and(|w| w.user_count > 0)).then_some(())
     });
