@@ -15,7 +15,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// The master could not be driven.
 #[derive(Debug, thiserror::Error)]
-pub enum DriverError {
+pub enum RampDriverError {
     /// The in-process master refused or has stopped.
     #[error(transparent)]
     Master(#[from] MasterError),
@@ -69,11 +69,11 @@ impl Reading {
 #[async_trait]
 pub trait RampDriver: Send + Sync {
     /// Asks for `users` users, started (or stopped) at `spawn_rate` per second.
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError>;
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError>;
     /// The master's numbers now.
-    async fn read(&self) -> Result<Reading, DriverError>;
+    async fn read(&self) -> Result<Reading, RampDriverError>;
     /// Stops the users (the workers stay connected).
-    async fn stop(&self) -> Result<(), DriverError>;
+    async fn stop(&self) -> Result<(), RampDriverError>;
 
     /// Waits until `users` run (see [`Reading::spawned`]) or `limit` passes;
     /// returns the last reading and whether spawning completed.
@@ -81,7 +81,7 @@ pub trait RampDriver: Send + Sync {
         &self,
         users: u64,
         limit: Duration,
-    ) -> Result<(Reading, bool), DriverError> {
+    ) -> Result<(Reading, bool), RampDriverError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let reading = self.read().await?;
@@ -128,7 +128,7 @@ impl MasterDriver {
 
 #[async_trait]
 impl RampDriver for MasterDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError> {
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
         let request = SwarmRequest {
             user_count: users,
             spawn_rate,
@@ -142,14 +142,14 @@ impl RampDriver for MasterDriver {
                 Ok(())
             }
             Err(MasterError::Gone) => Err(MasterError::Gone.into()),
-            Err(err) => Err(DriverError::Refused {
+            Err(err) => Err(RampDriverError::Refused {
                 users,
                 message: err.to_string(),
             }),
         }
     }
 
-    async fn read(&self) -> Result<Reading, DriverError> {
+    async fn read(&self) -> Result<Reading, RampDriverError> {
         let snapshot = self.master.snapshot().await?;
         Ok(Reading {
             errors: snapshot.error_counts(),
@@ -163,7 +163,7 @@ impl RampDriver for MasterDriver {
         })
     }
 
-    async fn stop(&self) -> Result<(), DriverError> {
+    async fn stop(&self) -> Result<(), RampDriverError> {
         Ok(self.master.stop().await?)
     }
 }

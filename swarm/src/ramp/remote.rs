@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use super::driver::{DriverError, RampDriver, Reading};
+use super::driver::{RampDriver, RampDriverError, Reading};
 use crate::api::{Credentials, SwarmForm, TotalAnswer};
 use crate::client::{ClientError, MasterClient};
 
@@ -30,9 +30,9 @@ impl From<TotalAnswer> for Reading {
     }
 }
 
-impl From<ClientError> for DriverError {
+impl From<ClientError> for RampDriverError {
     fn from(err: ClientError) -> Self {
-        DriverError::Remote {
+        RampDriverError::Remote {
             url: err.url,
             message: err.message,
         }
@@ -56,7 +56,7 @@ impl HttpDriver {
         base_url: &str,
         host: Option<String>,
         credentials: Option<Credentials>,
-    ) -> Result<Self, DriverError> {
+    ) -> Result<Self, RampDriverError> {
         let client = MasterClient::new(base_url, credentials)?;
         Ok(Self::from_client(client, host))
     }
@@ -82,7 +82,7 @@ impl HttpDriver {
 
 #[async_trait]
 impl RampDriver for HttpDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError> {
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
         let form = SwarmForm {
             user_count: users,
             spawn_rate,
@@ -94,17 +94,17 @@ impl RampDriver for HttpDriver {
         if answer.success {
             return Ok(());
         }
-        Err(DriverError::Refused {
+        Err(RampDriverError::Refused {
             users,
             message: answer.message,
         })
     }
 
-    async fn read(&self) -> Result<Reading, DriverError> {
+    async fn read(&self) -> Result<Reading, RampDriverError> {
         Ok(self.client.total().await?.into())
     }
 
-    async fn stop(&self) -> Result<(), DriverError> {
+    async fn stop(&self) -> Result<(), RampDriverError> {
         self.client.stop().await.map(|_| ()).map_err(Into::into)
     }
 }
@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(reading.state, RunState::Ready);
         assert_eq!((reading.workers, reading.total.num_requests), (0, 0));
         match driver.set_users(5, 1.0).await {
-            Err(DriverError::Refused { users, message }) => {
+            Err(RampDriverError::Refused { users, message }) => {
                 assert_eq!(users, 5);
                 assert!(message.contains("no workers"), "{message}");
             }
