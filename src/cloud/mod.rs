@@ -137,7 +137,23 @@ impl Ec2 {
         E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        error::from_sdk(&self.endpoint, action.into(), err)
+        error::from_sdk(&self.endpoint, action.into(), None, err)
+    }
+
+    /// Maps an SDK error for `action`, a call made for `role` (its
+    /// instances, its launch template): the error carries the role, and its
+    /// advice names that role's type flag.
+    pub(crate) fn role_sdk_error<E, R>(
+        &self,
+        role: Role,
+        action: impl Into<String>,
+        err: aws_sdk_ec2::error::SdkError<E, R>,
+    ) -> CloudError
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        error::from_sdk(&self.endpoint, action.into(), Some(role), err)
     }
 
     /// The raw EC2 client, for callers that need an operation not wrapped here.
