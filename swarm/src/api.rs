@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::co_mitigation::CoMitigation;
 pub use crate::master::{
     HistorySample, NodeState, Refusals, RunState, WorkerEvent, WorkerEventKind,
 };
@@ -73,7 +74,7 @@ pub struct SwarmForm {
     /// coordinated omission mitigation the workers use from now on; `None`
     /// keeps the master's (`--co-mitigation`). Locust's master ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub co_mitigation: Option<String>,
+    pub co_mitigation: Option<CoMitigation>,
 }
 
 /// `POST /swarm`'s answer.

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 
 use super::driver::{RampDriver, RampDriverError, Reading};
-use crate::api::{Credentials, SwarmForm, TotalAnswer};
+use crate::api::{CoMitigation, Credentials, SwarmForm, TotalAnswer};
 use crate::client::{ClientError, MasterClient};
 
 impl From<TotalAnswer> for Reading {
@@ -46,7 +46,7 @@ pub struct HttpDriver {
     host: Option<String>,
     /// Coordinated omission mitigation for swarm requests; `None` keeps
     /// the master's.
-    co_mitigation: Option<String>,
+    co_mitigation: Option<CoMitigation>,
 }
 
 impl HttpDriver {
@@ -71,10 +71,10 @@ impl HttpDriver {
         }
     }
 
-    /// Sends `co_mitigation` (`average`, `maximum`...) with each swarm
-    /// request, so the workers back-fill stalled users' requests.
+    /// Sends `co_mitigation` with each swarm request, so the workers
+    /// back-fill stalled users' requests.
     #[must_use]
-    pub fn with_co_mitigation(mut self, co_mitigation: Option<String>) -> Self {
+    pub fn with_co_mitigation(mut self, co_mitigation: Option<CoMitigation>) -> Self {
         self.co_mitigation = co_mitigation;
         self
     }
@@ -88,7 +88,7 @@ impl RampDriver for HttpDriver {
             spawn_rate,
             host: self.host.clone(),
             run_time: None,
-            co_mitigation: self.co_mitigation.clone(),
+            co_mitigation: self.co_mitigation,
         };
         let answer = self.client.swarm(&form).await?;
         if answer.success {

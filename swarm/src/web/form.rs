@@ -1,5 +1,6 @@
 //! `POST /swarm` form fields, checked before anything starts.
 
+use crate::co_mitigation::CoMitigation;
 use crate::master::SwarmRequest;
 use crate::timespan::parse_timespan;
 
@@ -50,7 +51,7 @@ pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, For
     let co_mitigation = match get("co_mitigation") {
         None | Some("") => None,
         Some(v) => Some(
-            crate::master::parse_co_mitigation(v)
+            v.parse::<CoMitigation>()
                 .map_err(|e| FormError(format!("Invalid co_mitigation: {e}")))?,
         ),
     };
@@ -107,7 +108,7 @@ mod tests {
         assert_eq!(req.user_count, 20);
         assert_eq!(req.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(req.run_time, Some(std::time::Duration::from_secs(60)));
-        assert_eq!(req.co_mitigation.as_deref(), Some("maximum"));
+        assert_eq!(req.co_mitigation, Some(CoMitigation::Maximum));
     }
 
     #[test]
