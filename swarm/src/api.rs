@@ -56,7 +56,9 @@ impl std::fmt::Display for Credentials {
     }
 }
 
-/// `POST /swarm`'s form, as a client sends it.
+/// `POST /swarm`'s form, as a client sends it; the master turns it into a
+/// [`crate::master::SwarmRequest`] with `SwarmRequest::try_from` (see
+/// [`crate::web::parse_swarm_form`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwarmForm {
     /// Users to run across all workers.
@@ -75,6 +77,20 @@ pub struct SwarmForm {
     /// keeps the master's (`--co-mitigation`). Locust's master ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub co_mitigation: Option<CoMitigation>,
+}
+
+impl SwarmForm {
+    /// `user_count` users, started (or stopped) at `spawn_rate` per second;
+    /// the host, run time and mitigation as the master has them.
+    pub fn new(user_count: u64, spawn_rate: f64) -> Self {
+        SwarmForm {
+            user_count,
+            spawn_rate,
+            host: None,
+            run_time: None,
+            co_mitigation: None,
+        }
+    }
 }
 
 /// `POST /swarm`'s answer.

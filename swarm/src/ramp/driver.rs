@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::api::SwarmForm;
 use crate::master::{MasterError, MasterHandle, RunState, SwarmRequest, WorkerEvent};
 use crate::stats::StatsEntry;
 
@@ -129,13 +130,14 @@ impl MasterDriver {
 #[async_trait]
 impl RampDriver for MasterDriver {
     async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
-        let request = SwarmRequest {
-            user_count: users,
-            spawn_rate,
+        let form = SwarmForm {
             host: self.host.clone(),
-            run_time: None,
-            co_mitigation: None,
+            ..SwarmForm::new(users, spawn_rate)
         };
+        let request = SwarmRequest::try_from(form).map_err(|err| RampDriverError::Refused {
+            users,
+            message: err.to_string(),
+        })?;
         match self.master.swarm(request).await {
             Ok(message) => {
                 tracing::debug!("{message}");

@@ -84,11 +84,9 @@ impl HttpDriver {
 impl RampDriver for HttpDriver {
     async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
         let form = SwarmForm {
-            user_count: users,
-            spawn_rate,
             host: self.host.clone(),
-            run_time: None,
             co_mitigation: self.co_mitigation,
+            ..SwarmForm::new(users, spawn_rate)
         };
         let answer = self.client.swarm(&form).await?;
         if answer.success {
