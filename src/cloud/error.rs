@@ -295,19 +295,23 @@ impl CloudError {
     }
 }
 
+/// An SDK operation's error: AWS's code and message, as an error.
+pub(crate) trait SdkFault: ProvideErrorMetadata + StdError + Send + Sync + 'static {}
+impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> SdkFault for E {}
+
+/// The raw response an [`SdkError`] keeps (only shown, never read).
+pub(crate) trait SdkRaw: std::fmt::Debug + Send + Sync + 'static {}
+impl<R: std::fmt::Debug + Send + Sync + 'static> SdkRaw for R {}
+
 /// Maps an SDK error for `action` (an API name plus the input that matters),
 /// made for `role` when it was one role's call, to a [`CloudError`];
 /// `endpoint` is named when the endpoint can't be reached.
-pub(crate) fn from_sdk<E, R>(
+pub(crate) fn from_sdk<E: SdkFault, R: SdkRaw>(
     endpoint: &str,
     action: String,
     role: Option<Role>,
     err: SdkError<E, R>,
-) -> CloudError
-where
-    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
+) -> CloudError {
     match &err {
         SdkError::ServiceError(service) => {
             let inner = service.err();
