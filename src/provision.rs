@@ -16,8 +16,8 @@ use clap::ValueEnum;
 use crate::cloud::userdata::TagValue;
 use crate::cloud::{Ec2, FleetName, FleetPlan, Instance, StateDir};
 use crate::expiry::ArmSettings;
-use crate::remote::expiry::ArmPlan;
-use crate::remote::ship::megabytes;
+use crate::remote::arm::ArmPlan;
+use crate::remote::shipment::megabytes;
 use crate::remote::{inventory, DeployPlan, Host, HostPlan, Shipment};
 
 /// Which of an instance's addresses to connect to.

@@ -94,13 +94,7 @@ impl Api {
     /// `POST /swarm` with these users and rate; panics unless it answers
     /// `success: true`.
     pub fn swarm(&self, users: u64, spawn_rate: f64) -> SwarmAnswer {
-        let answer = self.swarm_form(&SwarmForm {
-            user_count: users,
-            spawn_rate,
-            host: None,
-            run_time: None,
-            co_mitigation: None,
-        });
+        let answer = self.swarm_form(&SwarmForm::new(users, spawn_rate));
         assert!(
             answer.success,
             "POST {}/swarm refused: {answer:?}",

@@ -121,7 +121,7 @@ impl RampArgs {
             );
         }
         let driver = HttpDriver::from_client(client, self.host.clone())
-            .with_co_mitigation(self.spawn.co_mitigation.clone());
+            .with_co_mitigation(self.spawn.co_mitigation);
         println!("ramp {} on the master at {master}", plan.spec);
         let expect = Expect {
             workers: self.expect_workers,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
+use super::plan::type_flag;
 use super::Role;
 
 /// Error codes with which AWS says "these credentials are not valid here".
@@ -45,6 +46,9 @@ pub enum CloudError {
     CredentialsRejected {
         /// The API call and the input that matters, e.g. `DescribeInstances for fleet x`.
         action: String,
+        /// The role the call was made for (its instances, its template);
+        /// `None` for calls about the whole fleet or the account.
+        role: Option<Role>,
         /// AWS's error code, e.g. `AuthFailure` or `ExpiredToken`.
         code: String,
         /// AWS's message, on one line.
@@ -60,6 +64,9 @@ pub enum CloudError {
         endpoint: String,
         /// The API call and the input that matters.
         action: String,
+        /// The role the call was made for (its instances, its template);
+        /// `None` for calls about the whole fleet or the account.
+        role: Option<Role>,
         /// The innermost cause (refused, DNS, timeout...).
         detail: String,
     },
@@ -68,6 +75,9 @@ pub enum CloudError {
     Api {
         /// The API call and the input that matters.
         action: String,
+        /// The role the call was made for (its instances, its template);
+        /// `None` for calls about the whole fleet or the account.
+        role: Option<Role>,
         /// AWS's error code, e.g. `InsufficientInstanceCapacity`; see [`CloudError::code`].
         code: String,
         /// AWS's message, on one line.
@@ -80,6 +90,9 @@ pub enum CloudError {
     Fixable {
         /// The API call and the input that matters.
         action: String,
+        /// The role the call was made for (its instances, its template);
+        /// `None` for calls about the whole fleet or the account.
+        role: Option<Role>,
         /// AWS's error code, e.g. `MaxSpotInstanceCountExceeded`.
         code: String,
         /// What happened, on one line (AWS's message, or ours where AWS's
@@ -266,15 +279,39 @@ impl CloudError {
             _ => None,
         }
     }
+
+    /// The role whose call or instances failed, when the error is about one.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            CloudError::CredentialsRejected { role, .. }
+            | CloudError::Unreachable { role, .. }
+            | CloudError::Api { role, .. }
+            | CloudError::Fixable { role, .. } => *role,
+            CloudError::InstanceLost { role, .. } | CloudError::Shortfall { role, .. } => {
+                Some(*role)
+            }
+            _ => None,
+        }
+    }
 }
 
-/// Maps an SDK error for `action` (an API name plus the input that matters)
-/// to a [`CloudError`]; `endpoint` is named when the endpoint can't be reached.
-pub(crate) fn from_sdk<E, R>(endpoint: &str, action: String, err: SdkError<E, R>) -> CloudError
-where
-    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
+/// An SDK operation's error: AWS's code and message, as an error.
+pub(crate) trait SdkFault: ProvideErrorMetadata + StdError + Send + Sync + 'static {}
+impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> SdkFault for E {}
+
+/// The raw response an [`SdkError`] keeps (only shown, never read).
+pub(crate) trait SdkRaw: std::fmt::Debug + Send + Sync + 'static {}
+impl<R: std::fmt::Debug + Send + Sync + 'static> SdkRaw for R {}
+
+/// Maps an SDK error for `action` (an API name plus the input that matters),
+/// made for `role` when it was one role's call, to a [`CloudError`];
+/// `endpoint` is named when the endpoint can't be reached.
+pub(crate) fn from_sdk<E: SdkFault, R: SdkRaw>(
+    endpoint: &str,
+    action: String,
+    role: Option<Role>,
+    err: SdkError<E, R>,
+) -> CloudError {
     match &err {
         SdkError::ServiceError(service) => {
             let inner = service.err();
@@ -283,12 +320,14 @@ where
             if CREDENTIAL_CODES.contains(&code.as_str()) {
                 CloudError::CredentialsRejected {
                     action,
+                    role,
                     code,
                     message,
                 }
-            } else if let Some(Remedy { what, fix }) = remedy(&code, &message, &action) {
+            } else if let Some(Remedy { what, fix }) = remedy(&code, &message, &action, role) {
                 CloudError::Fixable {
                     action,
+                    role,
                     code,
                     what,
                     fix,
@@ -296,6 +335,7 @@ where
             } else {
                 CloudError::Api {
                     action,
+                    role,
                     code,
                     message,
                 }
@@ -305,12 +345,14 @@ where
             CloudError::Unreachable {
                 endpoint: endpoint.to_string(),
                 action,
+                role,
                 detail: root_cause(&err),
             }
         }
         SdkError::TimeoutError(_) => CloudError::Unreachable {
             endpoint: endpoint.to_string(),
             action,
+            role,
             detail: "no answer in time".into(),
         },
         _ => CloudError::Unexpected {
@@ -347,22 +389,17 @@ pub(crate) struct Remedy {
 /// Instance Requests", the vCPU quota most spot launches count against.
 pub(crate) const SPOT_QUOTA_CODE: &str = "L-34B43A08";
 
-/// The flag that chooses the instance type in `action` (which names the
-/// role), for advice that says which flag to change.
-fn type_flag(action: &str) -> &'static str {
-    if action.contains("webserver") {
-        "--webserver-type"
-    } else if action.contains("master") {
-        "--master-type"
-    } else {
-        "--worker-type"
-    }
-}
-
-/// The remedy for EC2 error `code` (with its `message`) on `action`, when
-/// spotload knows one; `None` leaves the error as AWS worded it.
-pub(crate) fn remedy(code: &str, message: &str, action: &str) -> Option<Remedy> {
-    let flag = type_flag(action);
+/// The remedy for EC2 error `code` (with its `message`) on `action`, made
+/// for `role` when it was one role's call, when spotload knows one; `None`
+/// leaves the error as AWS worded it. The advice names `role`'s type flag;
+/// a call for no role gets `--worker-type`'s, the flag most launches turn.
+pub(crate) fn remedy(
+    code: &str,
+    message: &str,
+    action: &str,
+    role: Option<Role>,
+) -> Option<Remedy> {
+    let flag = type_flag(role.unwrap_or(Role::Worker));
     // AWS's sentences end in a full stop; the fix follows after a `;`.
     let aws = |fix: String| {
         Some(Remedy {
@@ -455,7 +492,9 @@ fn encoded_authorization_message(message: &str) -> Option<&str> {
 pub(crate) fn shortfall_fix(codes: &[(&str, &str)]) -> String {
     codes
         .iter()
-        .find_map(|(code, message)| remedy(code, message, "CreateFleet (worker)"))
+        .find_map(|(code, message)| {
+            remedy(code, message, "CreateFleet (worker)", Some(Role::Worker))
+        })
         .map(|r| r.fix)
         .unwrap_or_else(|| {
             "try more --worker-type choices, fewer --workers or a higher --max-price".into()
@@ -481,29 +520,63 @@ mod tests {
             ("UnauthorizedOperation", "docs/iam-policy.json"),
         ];
         for (code, fix) in cases {
-            let remedy = remedy(code, "m", action).unwrap_or_else(|| panic!("{code}"));
+            let remedy =
+                remedy(code, "m", action, Some(Role::Worker)).unwrap_or_else(|| panic!("{code}"));
             assert!(remedy.fix.contains(fix), "{code}: {}", remedy.fix);
         }
         let zone = "Your requested instance type (c5.large) is not supported in your requested \
                     Availability Zone (us-east-1e).";
-        let fix = remedy("InvalidParameterCombination", zone, action)
-            .unwrap()
-            .fix;
+        let fix = remedy(
+            "InvalidParameterCombination",
+            zone,
+            action,
+            Some(Role::Worker),
+        )
+        .unwrap()
+        .fix;
         assert!(fix.contains("--worker-type"), "{fix}");
-        assert!(remedy("InvalidParameterCombination", "other", action).is_none());
+        assert!(remedy(
+            "InvalidParameterCombination",
+            "other",
+            action,
+            Some(Role::Worker)
+        )
+        .is_none());
         let master = remedy(
             "InsufficientInstanceCapacity",
             "m",
             "RunInstances (1 × t3.small master)",
+            Some(Role::Master),
         );
         assert!(master.unwrap().fix.contains("--master-type"));
+    }
+
+    #[test]
+    fn the_advice_names_the_role_the_call_was_for_not_a_word_in_it() {
+        // A fleet's name is free text: a worker template of fleet
+        // `webserver-test` names the webserver but is not one.
+        let action = "CreateLaunchTemplate (spotload-webserver-test-worker)";
+        let worker = remedy(
+            "InsufficientInstanceCapacity",
+            "m",
+            action,
+            Some(Role::Worker),
+        );
+        assert!(worker.unwrap().fix.contains("--worker-type"));
+        let webserver = remedy(
+            "InsufficientInstanceCapacity",
+            "m",
+            "RunInstances (x)",
+            Some(Role::Webserver),
+        );
+        assert!(webserver.unwrap().fix.contains("--webserver-type"));
     }
 
     #[test]
     fn the_encoded_message_goes_into_the_decode_command() {
         let message = "You are not authorized to perform this operation. Encoded authorization \
                        failure message: AbC-123_x";
-        let remedy = remedy("UnauthorizedOperation", message, "RunInstances (x)").unwrap();
+        let remedy = remedy("UnauthorizedOperation", message, "RunInstances (x)", None).unwrap();
         assert_eq!(
             remedy.what,
             "these credentials are not allowed to call RunInstances"

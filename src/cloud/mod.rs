@@ -35,6 +35,9 @@ use std::time::Duration;
 
 use aws_config::{timeout::TimeoutConfig, BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_ec2::error::SdkError;
+
+use error::{SdkFault, SdkRaw};
 
 pub use crate::role::Role;
 pub use destroy::DestroyReport;
@@ -127,17 +130,26 @@ impl Ec2 {
         &self.region
     }
 
-    /// Maps an SDK error for `action` (API name and the input that matters).
-    pub(crate) fn sdk_error<E, R>(
+    /// Maps an SDK error for `action` (API name and the input that matters)
+    /// of a call for the whole fleet or the account.
+    pub(crate) fn sdk_error<E: SdkFault, R: SdkRaw>(
         &self,
         action: impl Into<String>,
-        err: aws_sdk_ec2::error::SdkError<E, R>,
-    ) -> CloudError
-    where
-        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        error::from_sdk(&self.endpoint, action.into(), err)
+        err: SdkError<E, R>,
+    ) -> CloudError {
+        error::from_sdk(&self.endpoint, action.into(), None, err)
+    }
+
+    /// Maps an SDK error for `action`, a call made for `role` (its
+    /// instances, its launch template): the error carries the role, and its
+    /// advice names that role's type flag.
+    pub(crate) fn role_sdk_error<E: SdkFault, R: SdkRaw>(
+        &self,
+        role: Role,
+        action: impl Into<String>,
+        err: SdkError<E, R>,
+    ) -> CloudError {
+        error::from_sdk(&self.endpoint, action.into(), Some(role), err)
     }
 
     /// The raw EC2 client, for callers that need an operation not wrapped here.

@@ -183,11 +183,16 @@ pub struct FleetPlan {
 impl RolePlan {
     /// The flag that chose this role's instance types.
     pub fn type_flag(&self) -> &'static str {
-        match self.role {
-            Role::Webserver => "--webserver-type",
-            Role::Master => "--master-type",
-            Role::Worker => "--worker-type",
-        }
+        type_flag(self.role)
+    }
+}
+
+/// The flag that chooses `role`'s instance types.
+pub fn type_flag(role: Role) -> &'static str {
+    match role {
+        Role::Webserver => "--webserver-type",
+        Role::Master => "--master-type",
+        Role::Worker => "--worker-type",
     }
 }
 
@@ -217,13 +222,8 @@ impl FleetPlan {
         ];
         for single in &roles[..2] {
             if single.instance_types.len() != 1 {
-                let flag = if single.role == Role::Master {
-                    "--master-type"
-                } else {
-                    "--webserver-type"
-                };
                 return Err(PlanError::InstanceType {
-                    flag,
+                    flag: single.type_flag(),
                     value: single.instance_types.join(","),
                 });
             }

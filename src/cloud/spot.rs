@@ -96,7 +96,7 @@ impl Ec2 {
         let answer = request
             .send()
             .await
-            .map_err(|err| self.sdk_error(&action, err))?;
+            .map_err(|err| self.role_sdk_error(role.role, &action, err))?;
         Ok(answer
             .instances()
             .iter()
@@ -138,7 +138,9 @@ impl Ec2 {
             .tag_specifications(tagging(ResourceType::LaunchTemplate, &plan.fleet, None))
             .send()
             .await
-            .map_err(|err| self.sdk_error(format!("CreateLaunchTemplate ({name})"), err))?;
+            .map_err(|err| {
+                self.role_sdk_error(role, format!("CreateLaunchTemplate ({name})"), err)
+            })?;
         answer
             .launch_template()
             .and_then(|t| t.launch_template_id())
@@ -248,7 +250,7 @@ impl Ec2 {
             .client_token(client_token(&plan.fleet, role.role))
             .send()
             .await
-            .map_err(|err| self.sdk_error(&action, err))?;
+            .map_err(|err| self.role_sdk_error(role.role, &action, err))?;
         let ids: Vec<String> = answer
             .instances()
             .iter()

@@ -24,7 +24,7 @@ use super::recipe::{
 };
 use super::report::{check_joined, HostReport, Outcome, Report};
 use super::script::Privilege;
-use super::ship::{megabytes, Source};
+use super::shipment::{megabytes, Source};
 use super::ssh::load_key;
 use super::Session;
 use crate::role::Role;
@@ -265,7 +265,7 @@ impl HostJob {
             ),
         );
         if let Some(plan) = &host_plan.arm {
-            let arm = super::expiry::arm_step(plan, crate::expiry::unix_now());
+            let arm = super::arm::arm_step(plan, crate::expiry::unix_now());
             let armed = self.step(session, &facts, host_plan, &arm).await;
             armed.map_err(|f| (None, f))?;
         }

@@ -9,17 +9,18 @@
 //! - `recipe`: the steps per role, each idempotent.
 //! - `inventory`: the `--inventory` file format.
 //! - `plan`: which host plays which roles, validated.
-//! - `ship`: the binary, its digest and zstd form; how it travels (once
+//! - `shipment`: the binary, its digest and zstd form; how it travels (once
 //!   from the operator to the master, from there to the other hosts).
+//! - `arm`: the self-destruct step, built from what each host should arm.
 //! - `deploy`: all hosts in parallel with progress lines; `report`: what
 //!   happened on each, and the check that every worker joined.
 //!
 //! Nothing here knows about EC2: `spotload deploy` turns a fleet or an
 //! inventory into a [`DeployPlan`].
 
+pub mod arm;
 mod deploy;
 mod error;
-pub mod expiry;
 mod host;
 pub mod inventory;
 pub mod known_hosts;
@@ -27,7 +28,7 @@ mod plan;
 pub mod recipe;
 mod report;
 pub mod script;
-pub mod ship;
+pub mod shipment;
 mod ssh;
 
 pub use deploy::deploy;
@@ -36,5 +37,5 @@ pub use host::{Host, Local, Output, Shell};
 pub use known_hosts::KnownHosts;
 pub use plan::{DeployPlan, HostPlan};
 pub use report::{HostReport, Outcome, Report};
-pub use ship::Shipment;
+pub use shipment::Shipment;
 pub use ssh::{load_key, ConnectLimits, Session};

@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::bail;
 use swarm::protocol::JoinSecret;
 
-use super::expiry::ArmPlan;
+use super::arm::ArmPlan;
 use super::inventory::Entry;
 use super::known_hosts::KnownHosts;
 use super::recipe::{TargetTrust, UiTls};
-use super::ship::Shipment;
+use super::shipment::Shipment;
 use super::ssh::ConnectLimits;
 use super::Host;
 use crate::role::Role;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::co_mitigation::CoMitigation;
 pub use crate::master::{
     HistorySample, NodeState, Refusals, RunState, WorkerEvent, WorkerEventKind,
 };
@@ -55,7 +56,9 @@ impl std::fmt::Display for Credentials {
     }
 }
 
-/// `POST /swarm`'s form, as a client sends it.
+/// `POST /swarm`'s form, as a client sends it; the master turns it into a
+/// [`crate::master::SwarmRequest`] with `SwarmRequest::try_from` (see
+/// [`crate::web::parse_swarm_form`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwarmForm {
     /// Users to run across all workers.
@@ -73,7 +76,21 @@ pub struct SwarmForm {
     /// coordinated omission mitigation the workers use from now on; `None`
     /// keeps the master's (`--co-mitigation`). Locust's master ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub co_mitigation: Option<String>,
+    pub co_mitigation: Option<CoMitigation>,
+}
+
+impl SwarmForm {
+    /// `user_count` users, started (or stopped) at `spawn_rate` per second;
+    /// the host, run time and mitigation as the master has them.
+    pub fn new(user_count: u64, spawn_rate: f64) -> Self {
+        SwarmForm {
+            user_count,
+            spawn_rate,
+            host: None,
+            run_time: None,
+            co_mitigation: None,
+        }
+    }
 }
 
 /// `POST /swarm`'s answer.

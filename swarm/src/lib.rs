@@ -5,6 +5,7 @@
 //! - [`client`]: [`client::MasterClient`], that API from the other side.
 //! - [`logs`]: log lines that input from the wire cannot break or flood.
 //! - [`locust`]: Locust's idioms on goose (user classes, `@task` picks, waits).
+//! - [`co_mitigation`]: goose's coordinated omission mitigation, parsed once.
 //! - `cli` (feature `cli`): the `loadtest` command line (`master`, `worker`), headless runs.
 //! - [`master`]: worker registry, heartbeats, user dispatch, runner states, aggregation.
 //! - [`protocol`]: Locust's master/worker messages, msgpack codec, ZeroMQ transport.
@@ -19,6 +20,7 @@ pub mod api;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
+pub mod co_mitigation;
 pub mod locust;
 pub mod logs;
 pub mod master;

@@ -23,7 +23,7 @@ use harness::spotload_cli::spotload_command;
 use harness::{wait_until, ImdsStub, Moto, TempDir};
 use spotload::cloud::userdata::TIMER_MARKER;
 use spotload::expiry::{unix_now, ArmSettings, Expiry, TAG_EXPIRES_AT};
-use spotload::remote::expiry::{arm_step, ArmPlan};
+use spotload::remote::arm::{arm_step, ArmPlan};
 use spotload::remote::recipe::run_step;
 use spotload::remote::script::Privilege;
 use spotload::remote::{load_key, ConnectLimits, Host, KnownHosts, Session};

@@ -1,5 +1,5 @@
 //! The `master` and `worker` recipes: stop what a previous deploy started,
-//! install the binary `ship` brought (checked by digest), the UI's
+//! install the binary `delivery` brought (checked by digest), the UI's
 //! certificate and key, and the deploy's join secret, start `loadtest
 //! master` (pointed at the webserver, serving HTTPS, told the names its UI
 //! is opened under) or `loadtest worker` (pointed at the master), and check
@@ -20,8 +20,8 @@ use std::sync::Arc;
 use swarm::cli::flags::JoinSecretFlags;
 use swarm::protocol::JoinSecret;
 
+use super::delivery::install_script;
 use super::service::Service;
-use super::ship::install_script;
 use super::{Step, BASE, MASTER_PORT, WEB_PORT};
 use crate::remote::script::quote;
 

@@ -5,7 +5,7 @@
 //!
 //! - `facts`: what a host is (architecture, hostname, init system, sudo).
 //! - `webserver`: nginx with spotload's own config and static page, on :80.
-//! - `ship`: the `loadtest` binary onto a host, by digest: uploaded to the
+//! - `delivery`: the `loadtest` binary onto a host, by digest: uploaded to the
 //!   master once, served by it to the other hosts, fetched by them.
 //! - `loadtest`: install the shipped binary; start `loadtest master` or
 //!   `loadtest worker` as a systemd unit where systemd runs, otherwise as a
@@ -14,22 +14,22 @@
 //! Everything spotload puts on a host lives under [`BASE`] (plus the
 //! `spotload-*.service` units), so a host is cleaned by removing that.
 
+mod delivery;
 mod facts;
 mod loadtest;
 mod service;
-mod ship;
 mod webserver;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use delivery::{
+    fetch_step, receive_step, serve_start_step, serve_stop_step, stage_step, SHIP_DIR, SHIP_PORT,
+};
 pub use facts::{elf_arch, Facts};
 pub use loadtest::{
     master_api, master_steps, worker_start_steps, worker_stop_steps, MasterConfig, TargetTrust,
     UiTls, JOIN_SECRET_FILE, UI_CERT,
-};
-pub use ship::{
-    fetch_step, receive_step, serve_start_step, serve_stop_step, stage_step, SHIP_DIR, SHIP_PORT,
 };
 pub use webserver::webserver_steps;
 

@@ -12,11 +12,13 @@
 //! two in step).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::parse::{parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time};
+use crate::co_mitigation::CoMitigation;
 use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
 use crate::target_tls::{CaCerts, CaFileError, TargetTls};
@@ -123,11 +125,9 @@ pub struct SpawnFlags {
     /// user's average, maximum or minimum cadence; percentiles are then
     /// marked corrected. Sent to spotload workers with every spawn (Locust
     /// workers ignore it); overrides a worker's own --co-mitigation.
-    #[arg(long, value_name = "CADENCE", value_parser = parse_co_mitigation)]
-    pub co_mitigation: Option<String>,
+    #[arg(long, value_name = "CADENCE", value_parser = CoMitigation::from_str)]
+    pub co_mitigation: Option<CoMitigation>,
 }
-
-pub use crate::master::parse_co_mitigation;
 
 impl SpawnFlags {
     /// The rate given, or the command's default.
@@ -375,7 +375,10 @@ impl RunFlags {
         args.flag("--headless", self.headless);
         args.pair("--users", self.users.map(|u| u.to_string()));
         args.pair("--spawn-rate", spawn.spawn_rate.map(|r| r.to_string()));
-        args.pair("--co-mitigation", spawn.co_mitigation.clone());
+        args.pair(
+            "--co-mitigation",
+            spawn.co_mitigation.map(|m| m.to_string()),
+        );
         args.pair("--run-time", self.run_time.map(format_timespan));
         args.0
     }

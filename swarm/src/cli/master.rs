@@ -118,7 +118,7 @@ impl MasterArgs {
         let link = bind_master(&self.master_bind_host, self.master_bind_port, secret).await?;
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
-        config.co_mitigation.clone_from(&self.spawn.co_mitigation);
+        config.co_mitigation = self.spawn.co_mitigation;
         if let Some(trust) = &target_tls {
             let how = trust.describe();
             if trust.accept_invalid_certs {

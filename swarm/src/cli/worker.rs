@@ -1,6 +1,7 @@
 //! `loadtest worker`: join a master and generate load with goose.
 
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,6 +9,7 @@ use clap::Args;
 
 use super::flags::{JoinSecretFlags, TargetTlsFlags, UserFlags};
 use super::scenarios::{ScenarioBuilder, ScenarioOptions};
+use crate::co_mitigation::CoMitigation;
 use crate::protocol::DEFAULT_MASTER_PORT;
 use crate::shutdown::Shutdown;
 use crate::worker::{DriverOptions, Worker, WorkerConfig};
@@ -46,8 +48,8 @@ pub struct WorkerArgs {
     /// maximum or minimum cadence; the percentiles the master shows are then
     /// marked corrected. A spawn from a master run with --co-mitigation
     /// overrides it. Off by default.
-    #[arg(long, value_name = "CADENCE", value_parser = super::flags::parse_co_mitigation)]
-    pub co_mitigation: Option<String>,
+    #[arg(long, value_name = "CADENCE", value_parser = CoMitigation::from_str)]
+    pub co_mitigation: Option<CoMitigation>,
     /// How the users trust HTTPS targets when the master sends nothing
     /// about it (a Locust master); a spawn from a master given these flags
     /// replaces them.
@@ -88,10 +90,7 @@ impl WorkerArgs {
             host: self.host.clone(),
             request_log: self.request_log.clone(),
             shared_client: self.users.shared_client,
-            co_mitigation: self
-                .co_mitigation
-                .as_deref()
-                .and_then(|mode| mode.parse().ok()),
+            co_mitigation: self.co_mitigation.map(Into::into),
             target_tls,
         };
         if !self.no_spot_watch {

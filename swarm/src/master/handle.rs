@@ -10,6 +10,7 @@ use super::registry::WorkerNode;
 use super::state::RunState;
 use super::ExceptionRow;
 use super::{MAX_RUN_TIME, MAX_SPAWN_RATE};
+use crate::co_mitigation::CoMitigation;
 use crate::protocol::MAX_USERS_PER_WORKER;
 use crate::stats::RequestStats;
 
@@ -24,24 +25,9 @@ pub struct SwarmRequest {
     pub host: Option<String>,
     /// Stop by itself after this long.
     pub run_time: Option<Duration>,
-    /// Coordinated omission mitigation for this run's spawns (see
-    /// [`parse_co_mitigation`]); `None` keeps the master's.
-    pub co_mitigation: Option<String>,
-}
-
-/// Goose's names for a coordinated omission mitigation (`average`, `max`,
-/// `disabled`...) as one of `average`, `maximum`, `minimum`, `disabled`.
-pub fn parse_co_mitigation(text: &str) -> Result<String, String> {
-    use goose::metrics::GooseCoordinatedOmissionMitigation as Co;
-    match text.trim().parse::<Co>() {
-        Ok(Co::Average) => Ok("average".into()),
-        Ok(Co::Maximum) => Ok("maximum".into()),
-        Ok(Co::Minimum) => Ok("minimum".into()),
-        Ok(Co::Disabled) => Ok("disabled".into()),
-        Err(_) => Err(format!(
-            "expected average, maximum, minimum or disabled (got {text:?})"
-        )),
-    }
+    /// Coordinated omission mitigation for this run's spawns; `None` keeps
+    /// the master's.
+    pub co_mitigation: Option<CoMitigation>,
 }
 
 impl SwarmRequest {

@@ -22,7 +22,7 @@ pub use admission::{Refusals, JOIN_BURST, JOIN_RATE, RECONNECT_RATE};
 pub use decoding::{DECODE_INLINE, HELD_PER_PEER};
 pub use dispatch::{dispatch, split_by_weight, UserClass};
 pub use events::{WorkerEvent, WorkerEventKind};
-pub use handle::{parse_co_mitigation, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
+pub use handle::{MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 pub use history::HistorySample;
 pub use registry::{NodeState, WorkerNode};
 pub use runner::{Ended, Master, CPU_WARNING, REDISPATCH_COALESCE};
@@ -51,10 +51,9 @@ pub struct MasterConfig {
     pub heartbeat_interval: Duration,
     /// How long a stop or quit waits for workers to answer.
     pub stop_timeout: Duration,
-    /// Goose's coordinated omission mitigation for the workers' users
-    /// (`average`, `maximum`, `minimum`, `disabled`), sent with every spawn;
-    /// `None`: each worker's own.
-    pub co_mitigation: Option<String>,
+    /// Goose's coordinated omission mitigation for the workers' users, sent
+    /// with every spawn; `None`: each worker's own.
+    pub co_mitigation: Option<crate::co_mitigation::CoMitigation>,
     /// How the workers' users trust HTTPS targets (`--ca-cert`,
     /// `--accept-invalid-certs`, the CA's certificates themselves), sent
     /// with every spawn; `None`: each worker's own.

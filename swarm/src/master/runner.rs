@@ -379,7 +379,7 @@ impl Master {
                 user_classes_count: classes,
                 host: self.host.clone(),
                 stop_timeout: None,
-                co_mitigation: self.config.co_mitigation.clone(),
+                co_mitigation: self.config.co_mitigation,
                 target_tls: self.config.target_tls.clone(),
             };
             self.send(&id, ToWorker::Spawn(order));

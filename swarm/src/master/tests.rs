@@ -12,6 +12,7 @@ use super::{
     Master, MasterConfig, MasterHandle, MasterSnapshot, NodeState, RunState, SwarmRequest,
     UserClass, WorkerEventKind,
 };
+use crate::co_mitigation::CoMitigation;
 use crate::protocol::transport::{memory_master_link, Inbound};
 use crate::protocol::{Heartbeat, QuitReason, ToMaster, ToWorker, WorkerState};
 use crate::stats::StatsReport;
@@ -405,7 +406,7 @@ async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
         spawn_rate: 1000.0,
         host: None,
         run_time: None,
-        co_mitigation: Some("average".into()),
+        co_mitigation: Some(CoMitigation::Average),
     };
     fleet
         .handle()
@@ -416,7 +417,7 @@ async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
     let ToWorker::Spawn(next) = next else {
         unreachable!("expect returned a spawn")
     };
-    assert_eq!(next.co_mitigation.as_deref(), Some("average"));
+    assert_eq!(next.co_mitigation, Some(CoMitigation::Average));
 }
 
 #[tokio::test]

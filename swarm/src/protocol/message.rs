@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use rmpv::Value;
 
 use super::caps::{capped, MAX_DETAIL, MAX_MESSAGE, MAX_TRACEBACK, MAX_VERSION};
+use crate::co_mitigation::CoMitigation;
+use crate::logs::shown;
 use crate::stats::{StatsReport, WireError};
 
 /// The longest message type name kept (of one we do not know): ours and
@@ -88,12 +90,12 @@ pub struct SpawnOrder {
     /// stops them at once.
     pub stop_timeout: Option<f64>,
     /// Goose's coordinated omission mitigation for the users this order
-    /// starts (`average`, `maximum`, `minimum` or `disabled`); `None` keeps
-    /// the worker's own. It travels in `parsed_options` as `co_mitigation`:
+    /// starts; `None` keeps the worker's own (and stands for a name no
+    /// [`CoMitigation`] has, which decoding logs and ignores). It travels in `parsed_options` as `co_mitigation`:
     /// a Locust worker files an option it does not know there and never
     /// reads it, and a Locust master sends it when its locustfile adds a
     /// `--co-mitigation` argument.
-    pub co_mitigation: Option<String>,
+    pub co_mitigation: Option<CoMitigation>,
     /// How the users' HTTPS trusts the target, from the master's
     /// `--ca-cert` and `--accept-invalid-certs`; `None` keeps the worker's
     /// own. In `parsed_options` too (`ca_cert_pem`, `accept_invalid_certs`),
@@ -359,6 +361,23 @@ fn short(value: &Value) -> String {
     super::caps::rendered_capped(value, 80)
 }
 
+/// A spawn's `co_mitigation` option; a name no [`CoMitigation`] has is
+/// logged and ignored (the worker keeps its own), as Locust ignores an
+/// option it does not know, rather than refusing the spawn.
+fn co_mitigation(text: &str) -> Option<CoMitigation> {
+    match text.parse() {
+        Ok(mode) => Some(mode),
+        Err(_) => {
+            tracing::warn!(
+                "ignored the master's co_mitigation \"{}\": expected {}",
+                shown(text),
+                CoMitigation::EXPECTED
+            );
+            None
+        }
+    }
+}
+
 fn map(pairs: Vec<(&str, Value)>) -> Value {
     Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
 }
@@ -584,7 +603,7 @@ impl ToWorker {
                         .and_then(|o| o.get("co_mitigation"))
                         .and_then(|m| m.as_str())
                         .filter(|m| !m.is_empty())
-                        .map(str::to_string),
+                        .and_then(co_mitigation),
                     target_tls: options.as_ref().and_then(SpawnTls::from_options),
                 })
             }
@@ -709,7 +728,7 @@ mod tests {
             user_classes_count: [("WebsiteUser".to_string(), 7)].into_iter().collect(),
             host: "http://127.0.0.1:8080".into(),
             stop_timeout: None,
-            co_mitigation: Some("average".into()),
+            co_mitigation: Some(CoMitigation::Average),
             target_tls: Some(SpawnTls {
                 ca_cert_pem: Some("-----BEGIN CERTIFICATE-----\n...".into()),
                 accept_invalid_certs: false,
@@ -774,6 +793,30 @@ mod tests {
             ToMaster::Unknown("frobnicate".into())
         );
     }
+
+    #[test]
+    fn a_spawn_s_co_mitigation_is_read_once_and_an_unknown_one_ignored() {
+        let spawn = |mode: &str| {
+            let frame = Envelope::encode(
+                "spawn",
+                map(vec![
+                    ("timestamp", 1.0.into()),
+                    ("user_classes_count", Value::Map(Vec::new())),
+                    ("parsed_options", map(vec![("co_mitigation", mode.into())])),
+                ]),
+                "n",
+            );
+            match ToWorker::from_wire(&frame).expect("decodes") {
+                ToWorker::Spawn(order) => order.co_mitigation,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(spawn("max"), Some(CoMitigation::Maximum));
+        assert_eq!(spawn("average"), Some(CoMitigation::Average));
+        assert_eq!(spawn("sometimes"), None, "the worker keeps its own");
+        assert_eq!(spawn(""), None);
+    }
+
     mod properties {
         use super::*;
         use crate::stats::{RequestStats, StatsEntry, StatsError};

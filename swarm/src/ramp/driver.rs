@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::api::SwarmForm;
 use crate::master::{MasterError, MasterHandle, RunState, SwarmRequest, WorkerEvent};
 use crate::stats::StatsEntry;
 
@@ -15,7 +16,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// The master could not be driven.
 #[derive(Debug, thiserror::Error)]
-pub enum DriverError {
+pub enum RampDriverError {
     /// The in-process master refused or has stopped.
     #[error(transparent)]
     Master(#[from] MasterError),
@@ -69,11 +70,11 @@ impl Reading {
 #[async_trait]
 pub trait RampDriver: Send + Sync {
     /// Asks for `users` users, started (or stopped) at `spawn_rate` per second.
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError>;
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError>;
     /// The master's numbers now.
-    async fn read(&self) -> Result<Reading, DriverError>;
+    async fn read(&self) -> Result<Reading, RampDriverError>;
     /// Stops the users (the workers stay connected).
-    async fn stop(&self) -> Result<(), DriverError>;
+    async fn stop(&self) -> Result<(), RampDriverError>;
 
     /// Waits until `users` run (see [`Reading::spawned`]) or `limit` passes;
     /// returns the last reading and whether spawning completed.
@@ -81,7 +82,7 @@ pub trait RampDriver: Send + Sync {
         &self,
         users: u64,
         limit: Duration,
-    ) -> Result<(Reading, bool), DriverError> {
+    ) -> Result<(Reading, bool), RampDriverError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let reading = self.read().await?;
@@ -128,28 +129,29 @@ impl MasterDriver {
 
 #[async_trait]
 impl RampDriver for MasterDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError> {
-        let request = SwarmRequest {
-            user_count: users,
-            spawn_rate,
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
+        let form = SwarmForm {
             host: self.host.clone(),
-            run_time: None,
-            co_mitigation: None,
+            ..SwarmForm::new(users, spawn_rate)
         };
+        let request = SwarmRequest::try_from(form).map_err(|err| RampDriverError::Refused {
+            users,
+            message: err.to_string(),
+        })?;
         match self.master.swarm(request).await {
             Ok(message) => {
                 tracing::debug!("{message}");
                 Ok(())
             }
             Err(MasterError::Gone) => Err(MasterError::Gone.into()),
-            Err(err) => Err(DriverError::Refused {
+            Err(err) => Err(RampDriverError::Refused {
                 users,
                 message: err.to_string(),
             }),
         }
     }
 
-    async fn read(&self) -> Result<Reading, DriverError> {
+    async fn read(&self) -> Result<Reading, RampDriverError> {
         let snapshot = self.master.snapshot().await?;
         Ok(Reading {
             errors: snapshot.error_counts(),
@@ -163,7 +165,7 @@ impl RampDriver for MasterDriver {
         })
     }
 
-    async fn stop(&self) -> Result<(), DriverError> {
+    async fn stop(&self) -> Result<(), RampDriverError> {
         Ok(self.master.stop().await?)
     }
 }

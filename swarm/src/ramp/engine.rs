@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::bisect::Bisection;
-use super::driver::{DriverError, RampDriver, Reading};
+use super::driver::{RampDriver, RampDriverError, Reading};
 use super::judge::Limits;
 use super::plan::RampPlan;
 use super::result::RampReport;
@@ -62,7 +62,7 @@ pub enum Unmeasurable {
     },
     /// The master could not be driven.
     #[error(transparent)]
-    Driver(#[from] DriverError),
+    Driver(#[from] RampDriverError),
 }
 
 /// Hears about the ramp as it goes: the terminal table, or a test.

@@ -44,7 +44,7 @@ pub mod table;
 mod tests;
 
 pub use bisect::Bisection;
-pub use driver::{DriverError, MasterDriver, RampDriver, Reading};
+pub use driver::{MasterDriver, RampDriver, RampDriverError, Reading};
 pub use engine::{is_http_error, run_ramp, Progress, Quiet, Unmeasurable};
 pub use judge::{Limits, DEFAULT_FAIL_RATIO};
 pub use plan::{window_for, RampPlan, LATE_REPORTS, SETTLE, WORKER_REPORT_INTERVAL};

@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 
-use super::driver::{DriverError, RampDriver, Reading};
-use crate::api::{Credentials, SwarmForm, TotalAnswer};
+use super::driver::{RampDriver, RampDriverError, Reading};
+use crate::api::{CoMitigation, Credentials, SwarmForm, TotalAnswer};
 use crate::client::{ClientError, MasterClient};
 
 impl From<TotalAnswer> for Reading {
@@ -30,9 +30,9 @@ impl From<TotalAnswer> for Reading {
     }
 }
 
-impl From<ClientError> for DriverError {
+impl From<ClientError> for RampDriverError {
     fn from(err: ClientError) -> Self {
-        DriverError::Remote {
+        RampDriverError::Remote {
             url: err.url,
             message: err.message,
         }
@@ -46,7 +46,7 @@ pub struct HttpDriver {
     host: Option<String>,
     /// Coordinated omission mitigation for swarm requests; `None` keeps
     /// the master's.
-    co_mitigation: Option<String>,
+    co_mitigation: Option<CoMitigation>,
 }
 
 impl HttpDriver {
@@ -56,7 +56,7 @@ impl HttpDriver {
         base_url: &str,
         host: Option<String>,
         credentials: Option<Credentials>,
-    ) -> Result<Self, DriverError> {
+    ) -> Result<Self, RampDriverError> {
         let client = MasterClient::new(base_url, credentials)?;
         Ok(Self::from_client(client, host))
     }
@@ -71,10 +71,10 @@ impl HttpDriver {
         }
     }
 
-    /// Sends `co_mitigation` (`average`, `maximum`...) with each swarm
-    /// request, so the workers back-fill stalled users' requests.
+    /// Sends `co_mitigation` with each swarm request, so the workers
+    /// back-fill stalled users' requests.
     #[must_use]
-    pub fn with_co_mitigation(mut self, co_mitigation: Option<String>) -> Self {
+    pub fn with_co_mitigation(mut self, co_mitigation: Option<CoMitigation>) -> Self {
         self.co_mitigation = co_mitigation;
         self
     }
@@ -82,29 +82,27 @@ impl HttpDriver {
 
 #[async_trait]
 impl RampDriver for HttpDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), DriverError> {
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
         let form = SwarmForm {
-            user_count: users,
-            spawn_rate,
             host: self.host.clone(),
-            run_time: None,
-            co_mitigation: self.co_mitigation.clone(),
+            co_mitigation: self.co_mitigation,
+            ..SwarmForm::new(users, spawn_rate)
         };
         let answer = self.client.swarm(&form).await?;
         if answer.success {
             return Ok(());
         }
-        Err(DriverError::Refused {
+        Err(RampDriverError::Refused {
             users,
             message: answer.message,
         })
     }
 
-    async fn read(&self) -> Result<Reading, DriverError> {
+    async fn read(&self) -> Result<Reading, RampDriverError> {
         Ok(self.client.total().await?.into())
     }
 
-    async fn stop(&self) -> Result<(), DriverError> {
+    async fn stop(&self) -> Result<(), RampDriverError> {
         self.client.stop().await.map(|_| ()).map_err(Into::into)
     }
 }
@@ -208,7 +206,7 @@ mod tests {
         assert_eq!(reading.state, RunState::Ready);
         assert_eq!((reading.workers, reading.total.num_requests), (0, 0));
         match driver.set_users(5, 1.0).await {
-            Err(DriverError::Refused { users, message }) => {
+            Err(RampDriverError::Refused { users, message }) => {
                 assert_eq!(users, 5);
                 assert!(message.contains("no workers"), "{message}");
             }

@@ -59,8 +59,8 @@ impl Fake {
         }
     }
 
-    fn error() -> DriverError {
-        DriverError::Remote {
+    fn error() -> RampDriverError {
+        RampDriverError::Remote {
             url: "fake".into(),
             message: "poisoned".into(),
         }
@@ -69,13 +69,13 @@ impl Fake {
 
 #[async_trait]
 impl RampDriver for Fake {
-    async fn set_users(&self, users: u64, _rate: f64) -> Result<(), DriverError> {
+    async fn set_users(&self, users: u64, _rate: f64) -> Result<(), RampDriverError> {
         self.state.lock().map_err(|_| Fake::error())?.users = users;
         Ok(())
     }
 
     /// One tick: each user makes ten requests taking `users × 10` ms.
-    async fn read(&self) -> Result<Reading, DriverError> {
+    async fn read(&self) -> Result<Reading, RampDriverError> {
         let mut s = self.state.lock().map_err(|_| Fake::error())?;
         s.reads += 1;
         if self.script.drop_worker_at.contains(&s.reads) {
@@ -125,7 +125,7 @@ impl RampDriver for Fake {
         })
     }
 
-    async fn stop(&self) -> Result<(), DriverError> {
+    async fn stop(&self) -> Result<(), RampDriverError> {
         self.state.lock().map_err(|_| Fake::error())?.users = 0;
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! `POST /swarm` form fields, checked before anything starts.
 
+use crate::api::SwarmForm;
+use crate::co_mitigation::CoMitigation;
 use crate::master::SwarmRequest;
 use crate::timespan::parse_timespan;
 
@@ -9,8 +11,10 @@ use crate::timespan::parse_timespan;
 pub struct FormError(pub String);
 
 /// Validates Locust's `/swarm` fields: `user_count` (integer ≥ 0),
-/// `spawn_rate` (number > 0), optional `host` (http or https URL) and
-/// optional `run_time` (`30s`, `5m`, `1h30m`).
+/// `spawn_rate` (number > 0), optional `host` (http or https URL),
+/// optional `run_time` (`30s`, `5m`, `1h30m`) and our `co_mitigation`:
+/// the numbers and the mitigation here, the rest as any [`SwarmForm`] is
+/// (see its `TryFrom`).
 pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, FormError> {
     let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
     let user_count = match get("user_count") {
@@ -36,31 +40,50 @@ pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, For
             }
         },
     };
-    let host = match get("host") {
-        None | Some("") => None,
-        Some(v) => Some(check_host(v).map_err(FormError)?),
-    };
-    let run_time = match get("run_time") {
-        None | Some("") => None,
-        Some(v) => {
-            Some(parse_timespan(v).map_err(|e| FormError(format!("Invalid run_time: {e}")))?)
-        }
-    };
     // Our extension: Locust's form has no such field.
     let co_mitigation = match get("co_mitigation") {
         None | Some("") => None,
         Some(v) => Some(
-            crate::master::parse_co_mitigation(v)
+            v.parse::<CoMitigation>()
                 .map_err(|e| FormError(format!("Invalid co_mitigation: {e}")))?,
         ),
     };
-    Ok(SwarmRequest {
+    SwarmRequest::try_from(SwarmForm {
         user_count,
         spawn_rate,
-        host,
-        run_time,
+        host: get("host").map(str::to_string),
+        run_time: get("run_time").map(str::to_string),
         co_mitigation,
     })
+}
+
+impl TryFrom<SwarmForm> for SwarmRequest {
+    type Error = FormError;
+
+    /// The one way a form becomes a request: the host checked (an empty one
+    /// keeps the master's), the run time parsed. The numbers' bounds are the
+    /// master's to check ([`SwarmRequest::check`]), against its workers.
+    fn try_from(form: SwarmForm) -> Result<SwarmRequest, FormError> {
+        let given = |field: Option<String>| field.filter(|v| !v.trim().is_empty());
+        let host = match given(form.host) {
+            None => None,
+            Some(v) => Some(check_host(v.trim()).map_err(FormError)?),
+        };
+        let run_time = match given(form.run_time) {
+            None => None,
+            Some(v) => Some(
+                parse_timespan(v.trim())
+                    .map_err(|e| FormError(format!("Invalid run_time: {e}")))?,
+            ),
+        };
+        Ok(SwarmRequest {
+            user_count: form.user_count,
+            spawn_rate: form.spawn_rate,
+            host,
+            run_time,
+            co_mitigation: form.co_mitigation,
+        })
+    }
 }
 
 /// A target must be an absolute http(s) URL with a host and no spaces.
@@ -107,7 +130,46 @@ mod tests {
         assert_eq!(req.user_count, 20);
         assert_eq!(req.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(req.run_time, Some(std::time::Duration::from_secs(60)));
-        assert_eq!(req.co_mitigation.as_deref(), Some("maximum"));
+        assert_eq!(req.co_mitigation, Some(CoMitigation::Maximum));
+    }
+
+    #[test]
+    fn a_swarm_form_becomes_a_request_checked_as_the_form_is() {
+        let form = SwarmForm {
+            host: Some("http://127.0.0.1:8080/".into()),
+            run_time: Some("1m".into()),
+            co_mitigation: Some(CoMitigation::Minimum),
+            ..SwarmForm::new(3, 1.5)
+        };
+        let request = SwarmRequest::try_from(form).expect("valid");
+        assert_eq!((request.user_count, request.spawn_rate), (3, 1.5));
+        assert_eq!(request.host.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(request.run_time, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(request.co_mitigation, Some(CoMitigation::Minimum));
+        let kept = SwarmForm {
+            host: Some(String::new()),
+            ..SwarmForm::new(1, 1.0)
+        };
+        assert_eq!(SwarmRequest::try_from(kept).expect("valid").host, None);
+        for (form, name) in [
+            (
+                SwarmForm {
+                    host: Some("not a url".into()),
+                    ..SwarmForm::new(1, 1.0)
+                },
+                "host",
+            ),
+            (
+                SwarmForm {
+                    run_time: Some("soon".into()),
+                    ..SwarmForm::new(1, 1.0)
+                },
+                "run_time",
+            ),
+        ] {
+            let err = SwarmRequest::try_from(form).expect_err("invalid");
+            assert!(err.0.contains(name), "{err} should name {name}");
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! `oneshot` and no socket; [`serve`] runs it on our own bounded server
 //! (`server.rs`, `connection.rs`), over HTTPS with a [`WebTls`].
 
-mod api;
 mod auth;
 mod connection;
 mod form;
+mod handlers;
 mod origin;
 mod report;
 mod script_json;
@@ -23,9 +23,9 @@ mod tls;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use api::{exceptions_answer, stats_requests, total_answer};
 pub use auth::WebAuth;
 pub use form::{check_host, parse_swarm_form, FormError};
+pub use handlers::{exceptions_answer, stats_requests, total_answer};
 pub use origin::AllowedHosts;
 pub use report::render_report;
 pub use script_json::json_for_script;
@@ -57,19 +57,19 @@ pub struct WebAccess {
 /// The router: the page, the report and Locust's API, behind `access`.
 pub fn app(master: MasterHandle, access: WebAccess) -> Router {
     let router = Router::new()
-        .route("/", get(api::index))
-        .route("/common.js", get(api::common_js))
-        .route("/swarm", post(api::swarm))
-        .route("/stop", get(api::stop).post(api::stop))
-        .route("/stats/reset", get(api::reset).post(api::reset))
-        .route("/stats/requests", get(api::requests))
-        .route("/stats/total", get(api::total))
-        .route("/stats/requests/csv", get(api::requests_csv))
-        .route("/stats/failures/csv", get(api::failures_csv))
-        .route("/stats/history", get(api::history))
-        .route("/stats/report", get(api::report))
-        .route("/exceptions", get(api::exceptions))
-        .route("/exceptions/csv", get(api::exceptions_csv))
+        .route("/", get(handlers::index))
+        .route("/common.js", get(handlers::common_js))
+        .route("/swarm", post(handlers::swarm))
+        .route("/stop", get(handlers::stop).post(handlers::stop))
+        .route("/stats/reset", get(handlers::reset).post(handlers::reset))
+        .route("/stats/requests", get(handlers::requests))
+        .route("/stats/total", get(handlers::total))
+        .route("/stats/requests/csv", get(handlers::requests_csv))
+        .route("/stats/failures/csv", get(handlers::failures_csv))
+        .route("/stats/history", get(handlers::history))
+        .route("/stats/report", get(handlers::report))
+        .route("/exceptions", get(handlers::exceptions))
+        .route("/exceptions/csv", get(handlers::exceptions_csv))
         .with_state(WebState { master })
         .layer(axum::middleware::from_fn_with_state(
             access.allowed_hosts,

@@ -22,7 +22,7 @@ pub fn iso8601(ts: f64) -> String {
 
 /// Fills the template with the snapshot's numbers.
 pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample]) -> String {
-    let api = super::api::stats_requests(snapshot);
+    let api = super::handlers::stats_requests(snapshot);
     let data = json!({
         "title": "spotload test report",
         "host": snapshot.host,
@@ -36,7 +36,7 @@ pub fn render_report(snapshot: &MasterSnapshot, history: &[HistorySample]) -> St
     let data = super::json_for_script(&data.to_string());
     // The shared script goes in first: the data must not be searched for
     // the script's placeholder.
-    super::api::with_shared_parts(TEMPLATE)
-        .replace("/*__COMMON_JS__*/", super::api::COMMON_JS)
+    super::handlers::with_shared_parts(TEMPLATE)
+        .replace("/*__COMMON_JS__*/", super::handlers::COMMON_JS)
         .replace("__REPORT_DATA__", &data)
 }

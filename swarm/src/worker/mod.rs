@@ -443,14 +443,8 @@ impl Worker {
         let asked = order.user_count();
         // The master's choice of coordinated omission mitigation, for the
         // users this spawn starts; without one, the worker's own.
-        let co = order.co_mitigation.as_deref().and_then(|mode| {
-            let parsed = mode.parse().ok();
-            if parsed.is_none() {
-                tracing::warn!("ignored the master's co_mitigation {mode:?}: expected average, maximum, minimum or disabled");
-            }
-            parsed
-        });
-        self.goose.set_co_mitigation(co);
+        self.goose
+            .set_co_mitigation(order.co_mitigation.map(Into::into));
         if let Err(msg) = self.take_target_tls(&order) {
             self.refuse_spawn(msg).await;
             return Ok(());

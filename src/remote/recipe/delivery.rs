@@ -1,4 +1,4 @@
-//! Steps that get the `loadtest` binary onto a host (see `remote::ship`):
+//! Steps that get the `loadtest` binary onto a host (see `remote::shipment`):
 //! the master receives it from the operator (or stages the copy it already
 //! runs) under [`SHIP_DIR`], named by its digest, and serves that directory
 //! with `loadtest serve-file` on [`SHIP_PORT`]; every other host fetches it
@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::{Step, BASE};
-use crate::remote::ship::{megabytes, Shipment};
+use crate::remote::shipment::{megabytes, Shipment};
 
 /// Where the master keeps the files it serves: `<digest>` and `<digest>.zst`.
 pub const SHIP_DIR: &str = "/opt/spotload/ship";

@@ -1,4 +1,5 @@
-//! Handlers for Locust's web API; JSON keys and CSV headers are Locust's.
+//! Handlers for Locust's web API (the wire types are [`crate::api`]); JSON keys
+//! and CSV headers are Locust's.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
