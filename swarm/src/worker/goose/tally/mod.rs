@@ -359,14 +359,7 @@ impl Tally {
             if request.status_code == 0 {
                 self.failure_log.failed(&request.error);
             }
-            let error = self.error(request, now);
-            self.failed.insert(
-                RequestKey::of(request),
-                CountedFailure {
-                    second: now as i64,
-                    error,
-                },
-            );
+            self.hold_failure(request, now);
         }
     }
 
@@ -444,6 +437,12 @@ impl Tally {
         entry.num_failures = entry.num_failures.saturating_add(1);
         let second = entry.num_fail_per_sec.entry(now as i64).or_default();
         *second = second.saturating_add(1);
+        self.hold_failure(request, now);
+    }
+
+    /// Keeps a counted failure, its error noted, until its verdict may
+    /// undo it (see [`CountedFailure`]).
+    fn hold_failure(&mut self, request: &GooseRequestMetric, now: f64) {
         let error = self.error(request, now);
         self.failed.insert(
             RequestKey::of(request),
