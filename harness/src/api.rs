@@ -94,7 +94,20 @@ impl Api {
     /// `POST /swarm` with these users and rate; panics unless it answers
     /// `success: true`.
     pub fn swarm(&self, users: u64, spawn_rate: f64) -> SwarmAnswer {
-        let answer = self.swarm_form(&SwarmForm::new(users, spawn_rate));
+        self.swarm_accepted(&SwarmForm::new(users, spawn_rate))
+    }
+
+    /// `POST /swarm`: `users` users, all started at once, against `host`;
+    /// panics unless it answers `success: true`.
+    pub fn swarm_at_once(&self, users: u64, host: &str) -> SwarmAnswer {
+        self.swarm_accepted(&SwarmForm {
+            host: Some(host.to_string()),
+            ..SwarmForm::new(users, users as f64)
+        })
+    }
+
+    fn swarm_accepted(&self, form: &SwarmForm) -> SwarmAnswer {
+        let answer = self.swarm_form(form);
         assert!(
             answer.success,
             "POST {}/swarm refused: {answer:?}",

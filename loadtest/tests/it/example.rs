@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use harness::*;
-use swarm::api::{StatsRequests, SwarmForm};
+use swarm::api::StatsRequests;
 
 /// 6 `WebsiteUser`s and 2 `AdminUser`s (weights 3:1).
 const USERS: u64 = 8;
@@ -292,14 +292,7 @@ fn the_ported_locustfile_reports_what_the_shop_saw() {
     wait_until(Duration::from_secs(30), "the worker to join", || {
         (api.requests().worker_count == 1).then_some(())
     });
-    let answer = api.swarm_form(&SwarmForm {
-        user_count: USERS,
-        spawn_rate: USERS as f64,
-        host: Some(url.clone()),
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "{answer:?}");
+    api.swarm_at_once(USERS, &url);
     // Until every kind of request, verdict and failure has happened a few
     // times (bounded by the wait's limit).
     wait_until(

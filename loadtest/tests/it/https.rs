@@ -77,14 +77,10 @@ fn run_until(
     enough: impl Fn(&StatsRequests) -> bool,
 ) -> StatsRequests {
     let client = Api::new(api);
-    let answer = client.swarm_form(&swarm::api::SwarmForm {
-        user_count: USERS.into(),
-        spawn_rate: USERS.into(),
-        host: host.map(str::to_string),
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "POST /swarm refused: {answer:?}");
+    match host {
+        Some(host) => client.swarm_at_once(USERS.into(), host),
+        None => client.swarm(USERS.into(), USERS.into()),
+    };
     wait_until(LOAD_LIMIT, what, || {
         enough(&client.requests()).then_some(())
     });

@@ -5,18 +5,11 @@
 use std::time::Duration;
 
 use harness::*;
-use swarm::api::{RunState, SwarmForm};
+use swarm::api::RunState;
 
 /// Swarms through a Locust-compatible web API, lets it run, stops it.
 fn swarm_for_a_while(api: &Api, host: &str) {
-    let answer = api.swarm_form(&SwarmForm {
-        user_count: 4,
-        spawn_rate: 4.0,
-        host: Some(host.to_string()),
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "{answer:?}");
+    api.swarm_at_once(4, host);
     wait_until(Duration::from_secs(30), "requests to be counted", || {
         (api.total_requests() > 2_000).then_some(())
     });

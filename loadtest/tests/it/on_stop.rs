@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harness::*;
-use swarm::api::{StatsRequests, SwarmForm};
+use swarm::api::StatsRequests;
 
 const USERS: u64 = 4;
 
@@ -43,14 +43,7 @@ fn counted(stats: &StatsRequests, name: &str) -> u64 {
 
 /// Asks the master for `users` users.
 fn swarm(api: &Api, nginx: &Nginx, users: u64) {
-    let answer = api.swarm_form(&SwarmForm {
-        user_count: users,
-        spawn_rate: users as f64,
-        host: Some(nginx.url()),
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "{answer:?}");
+    api.swarm_at_once(users, &nginx.url());
 }
 
 /// Waits until nginx has logged `logins` log-ins and `logouts` log-outs

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use harness::*;
-use swarm::api::SwarmForm;
 
 const USERS: u64 = 5;
 /// Task runs per second per user (the `paced` load test's rate).
@@ -32,14 +31,7 @@ fn requests_in_window(nginx: &Nginx, worker_flags: &[&str]) -> usize {
     wait_until(Duration::from_secs(30), "the worker to join", || {
         (api.requests().worker_count == 1).then_some(())
     });
-    let answer = api.swarm_form(&SwarmForm {
-        user_count: USERS,
-        spawn_rate: USERS as f64,
-        host: Some(nginx.url()),
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "{answer:?}");
+    api.swarm_at_once(USERS, &nginx.url());
     // Every user has run a few tasks: the pace is steady from here.
     wait_until(Duration::from_secs(30), "the users to run", || {
         (nginx.access_log_now().len() as u64 >= 3 * USERS).then_some(())

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use harness::*;
-use swarm::api::{StatsRequests, StatsRow, SwarmForm};
+use swarm::api::{StatsRequests, StatsRow};
 
 const USERS: u64 = 3;
 /// How long the run goes on once the log-ins were counted: long enough
@@ -24,14 +24,7 @@ fn login_once() -> Loadtest {
 /// Runs the users through `api` for [`RUN`], then reads the stats while
 /// they still run (the current rates are of a running test).
 fn run(api: &Api, host: &str) -> StatsRequests {
-    let answer = api.swarm_form(&SwarmForm {
-        user_count: USERS,
-        spawn_rate: USERS as f64,
-        host: Some(host.to_string()),
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "{answer:?}");
+    api.swarm_at_once(USERS, host);
     wait_until(Duration::from_secs(30), "every user to log in", || {
         let stats = api.requests();
         row(&stats, "login")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harness::webdriver::ChromeDriver;
 use harness::{wait_until, Api, Loadtest, Nginx, NginxOptions, TempDir};
-use swarm::api::{RunState, SwarmForm};
+use swarm::api::RunState;
 
 /// The name `markup_names` gives its one request.
 const NAME: &str = "<!--<script>alert(1)</script>--> & \u{2028} end";
@@ -44,14 +44,7 @@ fn a_name_full_of_markup_stays_text_in_the_report() {
     wait_until(Duration::from_secs(30), "the worker to join", || {
         (api.requests().worker_count == 1).then_some(())
     });
-    let answer = api.swarm_form(&SwarmForm {
-        user_count: 2,
-        spawn_rate: 2.0,
-        host: None,
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "{answer:?}");
+    api.swarm(2, 2.0);
     wait_until(
         Duration::from_secs(30),
         "requests under the markup name",

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use harness::*;
-use swarm::api::{StatsRequests, SwarmForm};
+use swarm::api::StatsRequests;
 
 const USERS: u64 = 4;
 
@@ -27,14 +27,7 @@ fn target() -> Nginx {
 
 /// Runs the users through `api` until every row has requests, then stops.
 fn run(api: &Api, host: &str) {
-    let answer = api.swarm_form(&SwarmForm {
-        user_count: USERS,
-        spawn_rate: USERS as f64,
-        host: Some(host.to_string()),
-        run_time: None,
-        co_mitigation: None,
-    });
-    assert!(answer.success, "{answer:?}");
+    api.swarm_at_once(USERS, host);
     wait_until(Duration::from_secs(30), "every way to be counted", || {
         let stats = api.requests();
         let rows = stats.stats.iter().filter(|r| r.num_requests >= 200).count();
