@@ -17,7 +17,7 @@ use std::sync::Arc;
 use goose::goose::TransactionFunction;
 use goose::prelude::{GooseUser, Scenario, TransactionResult};
 
-use super::super::transaction_fn;
+use super::super::{transaction_fn, TransactionFuture};
 use super::{note_parked, Admission, InFlight, Seat, State, Tap, CLOSED_PAUSE, SEAT};
 
 /// A class's own on-start and on-stop transaction functions (as written,
@@ -71,9 +71,16 @@ pub(super) struct Guarded {
 }
 
 impl Guarded {
-    /// Runs for a user that holds a seat, or lost one and has not run its
-    /// on-stop transactions yet (goose's stop came first).
-    pub(super) fn on_stop(self) -> TransactionFunction {
+    /// The transaction function goose runs: it attaches the user to the tap
+    /// (its first pass), then hands `run` the gate's state, the wrapped
+    /// function and the user.
+    fn wrap<F>(self, run: F) -> TransactionFunction
+    where
+        F: for<'r> Fn(Arc<State>, TransactionFunction, &'r mut GooseUser) -> TransactionFuture<'r>
+            + Send
+            + Sync
+            + 'static,
+    {
         let Guarded {
             inner,
             state,
@@ -82,8 +89,15 @@ impl Guarded {
         } = self;
         Arc::new(transaction_fn(move |user| {
             state.arrive(&tap, class, user);
-            let inner = inner.clone();
-            let state = state.clone();
+            run(state.clone(), inner.clone(), user)
+        }))
+    }
+
+    /// Runs for a user that holds a seat, or lost one and has not run its
+    /// on-stop transactions yet (goose's stop came first).
+    pub(super) fn on_stop(self) -> TransactionFunction {
+        let class = self.class;
+        self.wrap(move |state, inner, user| {
             Box::pin(async move {
                 if state.owes_on_stop(class, user.weighted_users_index) {
                     inner(user).await
@@ -91,23 +105,15 @@ impl Guarded {
                     Ok(())
                 }
             })
-        }))
+        })
     }
 
     /// Waits for the user's seat, then runs. In flight only while it runs
     /// (a log-in makes requests a drain must wait for); a user waiting
     /// here for a seat makes none and must not hold up a drain.
     pub(super) fn on_start(self) -> TransactionFunction {
-        let Guarded {
-            inner,
-            state,
-            tap,
-            class,
-        } = self;
-        Arc::new(transaction_fn(move |user| {
-            state.arrive(&tap, class, user);
-            let inner = inner.clone();
-            let state = state.clone();
+        let class = self.class;
+        self.wrap(move |state, inner, user| {
             Box::pin(async move {
                 loop {
                     state.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -123,22 +129,14 @@ impl Guarded {
                     }
                 }
             })
-        }))
+        })
     }
 
     /// Runs with a seat; stops or starts the user anew as its seat goes or
     /// comes back; parks without one; makes no request once closed.
     pub(super) fn regular(self, lifecycle: Arc<Lifecycle>) -> TransactionFunction {
-        let Guarded {
-            inner,
-            state,
-            tap,
-            class,
-        } = self;
-        Arc::new(transaction_fn(move |user| {
-            state.arrive(&tap, class, user);
-            let inner = inner.clone();
-            let state = state.clone();
+        let class = self.class;
+        self.wrap(move |state, inner, user| {
             let lifecycle = lifecycle.clone();
             Box::pin(async move {
                 // Counted before the gate is read (both SeqCst), so a
@@ -179,6 +177,6 @@ impl Guarded {
                     }
                 }
             })
-        }))
+        })
     }
 }
