@@ -448,14 +448,15 @@ fn poll(url: &str, stop: &AtomicBool, paused: &AtomicBool) -> PollFigures {
 /// worker cannot know whether its last report arrived.
 struct Relay {
     port: u16,
-    /// Set: bytes from the master are dropped, not passed to the worker.
+    /// Set: bytes from the master are dropped, not passed to the worker,
+    /// until the next connection: a deaf connection stays deaf to its end.
     deaf: Arc<AtomicBool>,
     /// Set: the first `stats` frame from the worker while deaf is dropped,
     /// not passed on, and the connection cut at once.
     swallow: Arc<AtomicBool>,
     /// Set by the relay once a `stats` frame came from the worker while deaf.
     stats_passed: Arc<AtomicBool>,
-    /// Set: every connection is closed.
+    /// Set: every connection is closed. The next one clears it and `deaf`.
     cut: Arc<AtomicBool>,
 }
 
@@ -483,6 +484,7 @@ impl Relay {
                 let Ok(master) = std::net::TcpStream::connect(loopback(master_port)) else {
                     continue;
                 };
+                deaf.store(false, Ordering::SeqCst);
                 cut.store(false, Ordering::SeqCst);
                 let flows = [
                     (worker.try_clone(), master.try_clone(), false),
@@ -514,6 +516,9 @@ impl Relay {
                                 }
                                 Err(_) => break,
                             };
+                            if cut.load(Ordering::SeqCst) {
+                                break;
+                            }
                             let deafened = deaf.load(Ordering::SeqCst);
                             if from_master && deafened {
                                 continue;
@@ -585,7 +590,8 @@ fn blip(swallow: bool) {
             (total_requests(&stats(&api)) > before_blip).then_some(())
         });
     }
-    relay.deaf.store(false, Ordering::SeqCst);
+    // Still deaf while it is cut: no confirmation may slip through before
+    // the connection is gone. The next connection hears again.
     relay.cut.store(true, Ordering::SeqCst);
     // The worker rejoins through the relay and sends the report again: the
     // master says it had it, or takes it for the first time.
