@@ -258,6 +258,7 @@ mod tests {
             host: None,
             worker_events: Vec::new(),
             refused_frames: Default::default(),
+            thresholds: Vec::new(),
         };
         serde_json::to_string(&stats).expect("serializes")
     }

@@ -16,6 +16,7 @@ pub use crate::master::{
     HistorySample, NodeState, Refusals, RunState, WorkerEvent, WorkerEventKind,
 };
 use crate::stats::StatsEntry;
+pub use crate::thresholds::Verdict;
 
 /// `USER:PASS`, the credentials of the web UI (`--web-auth`), parsed once
 /// for the server, the client and `spotload deploy`.
@@ -341,6 +342,10 @@ pub struct StatsRequests {
     /// (someone who never joined, or spoke for another worker).
     #[serde(default)]
     pub refused_frames: Refusals,
+    /// Our extension: every `--threshold` rule, what it observed and
+    /// whether it passes (live while the run goes, final once stopped).
+    #[serde(default)]
+    pub thresholds: Vec<Verdict>,
 }
 
 impl StatsRequests {

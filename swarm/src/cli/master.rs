@@ -1,6 +1,8 @@
 //! `loadtest master`: coordinate workers; serve the web UI, or run headless.
 
-use super::flags::{JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags, TargetTlsFlags};
+use super::flags::{
+    JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags, TargetTlsFlags, ThresholdFlags,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use crate::master::{Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::{DEFAULT_MASTER_PORT, JOIN_SECRET_ENV};
 use crate::shutdown::{Reason, Shutdown};
+use crate::thresholds::THRESHOLDS_FAILED;
 use crate::web::{check_host, AllowedHosts, ServeOptions, WebAccess, WebAuth, WebTls};
 
 /// `loadtest master`'s flags: where to listen for workers and the web UI,
@@ -86,6 +89,9 @@ pub struct MasterArgs {
     /// A headless ramp to find the failure threshold.
     #[command(flatten)]
     pub ramp: RampFlags,
+    /// Pass/fail rules on the run's numbers (or each ramp step's).
+    #[command(flatten)]
+    pub verdicts: ThresholdFlags,
 }
 
 fn parse_host(text: &str) -> Result<String, String> {
@@ -119,6 +125,10 @@ impl MasterArgs {
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
         config.co_mitigation = self.spawn.co_mitigation;
+        if !matches!(plan, RunPlan::Ramp(_)) {
+            // A ramp judges its steps by the rules itself (see its plan).
+            config.thresholds = self.verdicts.config().map_err(anyhow::Error::msg)?;
+        }
         if let Some(trust) = &target_tls {
             let how = trust.describe();
             if trust.accept_invalid_certs {
@@ -175,7 +185,7 @@ impl MasterArgs {
 
     /// The flags, checked together: what this master will do.
     pub fn plan(&self) -> Result<RunPlan, String> {
-        let plan = self.run.plan(&self.spawn, &self.ramp)?;
+        let plan = self.run.plan(&self.spawn, &self.ramp, &self.verdicts)?;
         if matches!(plan, RunPlan::Ramp(_)) && self.csv.is_some() {
             return Err(
                 "--csv is for fixed runs and the web UI; a ramp writes --report-dir".into(),
@@ -269,6 +279,11 @@ impl MasterArgs {
         print_summary(&snapshot);
         if let Some(prefix) = &self.csv {
             super::headless::write_csvs(prefix, &snapshot)?;
+        }
+        // The last run's verdict, when there was a run.
+        if snapshot.started_at.is_some() && snapshot.thresholds_failed() {
+            eprintln!("{}", super::headless::thresholds_failed_line(&snapshot));
+            return Ok(ExitCode::from(THRESHOLDS_FAILED));
         }
         Ok(ExitCode::SUCCESS)
     }

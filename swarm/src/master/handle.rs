@@ -106,9 +106,19 @@ pub struct MasterSnapshot {
     pub events: Vec<WorkerEvent>,
     /// Frames from peers the master dropped unread, by why.
     pub refused: super::Refusals,
+    /// Every `--threshold` rule judged on `stats`: finally once the run
+    /// stopped, live before.
+    pub thresholds: Vec<crate::thresholds::Verdict>,
+    /// The rule that stopped the run and what it observed, in words.
+    pub threshold_abort: Option<String>,
 }
 
 impl MasterSnapshot {
+    /// Whether a `--threshold` rule failed (judged finally once stopped).
+    pub fn thresholds_failed(&self) -> bool {
+        self.thresholds.iter().any(|v| !v.passed)
+    }
+
     /// Error text → occurrences, summed over request names.
     pub fn error_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut counts = std::collections::BTreeMap::new();

@@ -58,6 +58,9 @@ pub struct MasterConfig {
     /// `--accept-invalid-certs`, the CA's certificates themselves), sent
     /// with every spawn; `None`: each worker's own.
     pub target_tls: Option<crate::protocol::SpawnTls>,
+    /// The `--threshold` rules, judged on the merged stats; a failing one
+    /// stops the run unless `abort` is off.
+    pub thresholds: crate::thresholds::ThresholdConfig,
 }
 
 impl MasterConfig {
@@ -72,6 +75,7 @@ impl MasterConfig {
             stop_timeout: Duration::from_secs(10),
             co_mitigation: None,
             target_tls: None,
+            thresholds: crate::thresholds::ThresholdConfig::default(),
         }
     }
 }

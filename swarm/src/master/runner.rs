@@ -20,6 +20,7 @@ use crate::logs::Throttle;
 use crate::protocol::transport::{Frame, MasterLink};
 use crate::protocol::{SpawnOrder, ToWorker};
 use crate::stats::{now_epoch, RequestStats};
+use crate::thresholds::ThresholdWatch;
 
 /// Joins, leaves and returns within this long after the first of them are
 /// answered with one re-dispatch: each re-dispatch sends every worker its
@@ -98,6 +99,8 @@ pub struct Master {
     started_at: Option<f64>,
     ended_at: Option<f64>,
     pending: Option<Pending>,
+    /// The `--threshold` rules through the run.
+    thresholds: ThresholdWatch,
 }
 
 impl Master {
@@ -106,6 +109,7 @@ impl Master {
         let (commands_tx, commands) = mpsc::channel(COMMANDS_BETWEEN_FRAMES);
         let (status, status_rx) = watch::channel((RunState::Ready, 0));
         let host = config.host.clone();
+        let thresholds = ThresholdWatch::new(config.thresholds.clone());
         let master = Master {
             config,
             node_id: crate::protocol::new_node_id(),
@@ -132,6 +136,7 @@ impl Master {
             started_at: None,
             ended_at: None,
             pending: None,
+            thresholds,
         };
         (
             master,
@@ -305,6 +310,7 @@ impl Master {
             self.started_at = Some(now);
             self.ended_at = None;
             self.dispatched = 0;
+            self.thresholds.new_run();
         }
         self.ramp = Some(Ramp {
             target: request.user_count,
@@ -322,6 +328,7 @@ impl Master {
     /// Forgets what was measured, and what the fleet did meanwhile.
     fn reset_numbers(&mut self, now: f64) {
         self.stats.reset(now);
+        self.thresholds.reset(now);
         self.exceptions.clear();
         self.history.clear();
         self.events.clear();
@@ -465,6 +472,15 @@ impl Master {
             let (tx, _rx) = oneshot::channel();
             self.stop(tx, false);
         }
+        let holding = self.state == RunState::Running;
+        if let Some(abort) = self.thresholds.tick(holding, &self.stats, now_epoch(), now) {
+            tracing::error!(
+                "{}; stopping the run",
+                abort.describe(self.thresholds.config())
+            );
+            let (tx, _rx) = oneshot::channel();
+            self.stop(tx, false);
+        }
         self.settle_pending();
         self.publish();
     }
@@ -483,6 +499,15 @@ impl Master {
             ended_at: self.ended_at,
             events: self.events.to_vec(),
             refused: self.refused.clone(),
+            thresholds: self.thresholds.verdicts(
+                &self.stats,
+                now_epoch(),
+                self.state == RunState::Stopped,
+            ),
+            threshold_abort: self
+                .thresholds
+                .aborted()
+                .map(|a| a.describe(self.thresholds.config())),
         }
     }
 }

@@ -193,6 +193,7 @@ pub fn stats_requests(snapshot: &MasterSnapshot) -> StatsRequests {
         host: Some(snapshot.host.clone()),
         worker_events: snapshot.events.clone(),
         refused_frames: snapshot.refused.clone(),
+        thresholds: snapshot.thresholds.clone(),
     }
 }
 
