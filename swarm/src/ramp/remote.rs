@@ -142,6 +142,8 @@ mod tests {
             ended_at: None,
             events: Vec::new(),
             refused: Default::default(),
+            thresholds: Vec::new(),
+            threshold_abort: None,
         }
     }
 
