@@ -20,6 +20,7 @@ mod ramp;
 mod rates;
 mod report_markup;
 mod spot;
+mod thresholds;
 mod verdicts;
 mod web_tls;
 mod web_ui;
