@@ -58,7 +58,7 @@ pub struct MasterArgs {
     /// and PREFIX_exceptions.csv (at the end of a UI run too).
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<String>,
-    /// Exit code when the run saw failures.
+    /// Exit code when the run saw failures (a failed --threshold wins: 99).
     #[arg(long, default_value_t = 1)]
     pub exit_code_on_error: u8,
     /// Interface for the web UI.

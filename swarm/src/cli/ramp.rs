@@ -22,8 +22,9 @@ Ramp (--headless --ramp START:STEP:MAX --step-time DURATION):
   Each step sets the users, waits until they run, waits 3.5 s for the previous
   step's stats to drain, then measures its own window (--step-time, rounded up
   to whole 3 s worker report intervals; a window no report reached waits up
-  to 9 s more for a late one). A step fails when its failure ratio exceeds
-  --fail-ratio or its p95 exceeds --max-p95; the ramp stops there.
+  to 9 s more for a late one). A step fails at the first rule it breaks:
+  --fail-ratio R is error-rate<=R%, --max-p95/--max-p99 MS are p95/p99<=MSms,
+  and each --threshold adds a rule; the ramp stops there.
   A worker lost mid-ramp: its users move to the remaining workers, a step
   whose window saw the worker count change is measured again (up to 3 times),
   and the report notes it. With no worker left the ramp ends with exit code 1.
