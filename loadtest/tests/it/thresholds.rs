@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use harness::webdriver::{ChromeDriver, Session};
 use harness::*;
 
 /// `/` is this many bytes sent at `SLOW_RATE` bytes/s: ~100 ms a request.
@@ -219,6 +220,14 @@ fn a_ui_run_shows_the_rules_as_it_goes_and_is_stopped_by_a_failing_one() {
         live.iter().all(|v| v.passed && v.value.is_none()),
         "no samples yet: {live:?}"
     );
+    // The page, in Chromium, shows each rule's state from here on.
+    let driver = ChromeDriver::start();
+    let profile = TempDir::new("chromium-profile");
+    let page = driver
+        .new_session(profile.path())
+        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", driver.logs()));
+    page.goto(&format!("{url}/")).expect("open the page");
+    assert_eq!(results(&page, 2), ["waiting", "waiting"]);
     api.swarm_at_once(4, &nginx.url());
     // Observed while the delay runs: the rule fails, the run goes on.
     let seen = wait_until(Duration::from_secs(20), "the rules to observe", || {
@@ -237,6 +246,20 @@ fn a_ui_run_shows_the_rules_as_it_goes_and_is_stopped_by_a_failing_one() {
     assert_eq!(verdicts[0].source.as_deref(), Some("hdr"), "{verdicts:?}");
     let log = master.stderr();
     assert!(log.contains("threshold \"avg<20ms\" failed"), "{log}");
+    let shown = page
+        .wait_for(Duration::from_secs(10), "the page to show the stop", |p| {
+            let shown = rows(p)?;
+            let stopped = shown.iter().any(|(_, r)| r == "FAIL, stopped the run");
+            Ok(stopped.then_some(shown))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        shown,
+        [
+            ("p50<10s".to_string(), "PASS".to_string()),
+            ("avg<20ms".to_string(), "FAIL, stopped the run".to_string())
+        ]
+    );
     // The report of the run carries the table too.
     let report = api.get_text("/stats/report");
     assert!(
@@ -245,6 +268,27 @@ fn a_ui_run_shows_the_rules_as_it_goes_and_is_stopped_by_a_failing_one() {
     );
     master.signal("INT");
     assert_eq!(exit_code(&mut master, Duration::from_secs(20)), 99, "{log}");
+}
+
+/// The page's thresholds table: (rule, result) per row.
+fn rows(page: &Session) -> Result<Vec<(String, String)>, String> {
+    let mut rows = Vec::new();
+    for row in page.find_all("#thresholds-table tbody tr")? {
+        let rule = page.attribute(&row, "data-rule")?.unwrap_or_default();
+        let result = page.attribute(&row, "data-result")?.unwrap_or_default();
+        rows.push((rule, result));
+    }
+    Ok(rows)
+}
+
+/// The results of the page's `count` rules, once it lists them.
+fn results(page: &Session, count: usize) -> Vec<String> {
+    page.wait_for(Duration::from_secs(10), "the rules on the page", |p| {
+        let rows = rows(p)?;
+        let shown = p.is_displayed(&p.find("#thresholds-panel")?)?;
+        Ok((shown && rows.len() == count).then(|| rows.into_iter().map(|(_, r)| r).collect()))
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
