@@ -1,5 +1,6 @@
 //! The `loadtest` tests that strain the machine's limits: descriptor and
-//! byte floods, hostile peers and web clients, the master's memory. They
+//! byte floods, hostile peers and web clients, the master's memory, a
+//! generator that runs out of CPU. They
 //! are one binary of their own, apart from the functional tests in
 //! `tests/it`, and take turns ([`take_turn`]), so none of them shares the
 //! two cores, the descriptor table or the memory figures with another.
@@ -7,6 +8,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 mod flood;
+mod generator_bound;
 mod hostile;
 mod master_memory;
 mod web_hostile;

@@ -81,7 +81,7 @@ impl Progress for Quiet {}
 
 /// One user count's attempt: measured, or spoiled by workers coming or going.
 enum Window {
-    Measured(StepResult),
+    Measured(Box<StepResult>),
     WorkersChanged { before: usize, after: usize },
 }
 
@@ -184,7 +184,7 @@ impl Run<'_> {
         self.progress.step_started(users);
         for attempt in 1..=MAX_ATTEMPTS {
             match self.attempt(users, first).await? {
-                Window::Measured(step) => return Ok(step),
+                Window::Measured(step) => return Ok(*step),
                 Window::WorkersChanged { before, after } => {
                     self.known_workers = Some(after);
                     let again = if attempt < MAX_ATTEMPTS {
@@ -244,7 +244,7 @@ impl Run<'_> {
             check_reachable(&step, &start.errors, &end.errors)?;
         }
         step.failed = self.plan.limits.judge(&step, &window);
-        Ok(Window::Measured(step))
+        Ok(Window::Measured(Box::new(step)))
     }
 
     /// Asks for `users` and waits (bounded) until they run.

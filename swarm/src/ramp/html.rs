@@ -1,7 +1,8 @@
-//! `ramp.html`: the answer, three inline-SVG charts (RPS, failure ratio,
-//! and p50/p95/p99 drawn together, against users, with the threshold and
-//! the knee marked) and the step table, in one file with no outside
-//! resources.
+//! `ramp.html`: the answer, inline-SVG charts against users (successful
+//! and failed requests per second apart, the failure ratio, p50/p95/p99 of
+//! the successful requests and of the failed ones apart), with the
+//! threshold and the knee marked, and the step table, in one file with no
+//! outside resources.
 
 use std::fmt::Write as _;
 
@@ -48,20 +49,27 @@ pub fn render(report: &RampReport) -> String {
         escape(&report.ramp)
     );
     page.push_str(&summary(report));
-    let series = |name, color, value: fn(&StepResult) -> f64| Series {
-        name,
-        color,
-        points: steps
-            .iter()
-            .map(|s| (s.users, value(s), !s.is_healthy()))
-            .collect(),
-    };
+    let series = |name, color, value: fn(&StepResult) -> f64| series_of(name, color, &steps, value);
     let limits = Limits::from_texts(&report.rules);
-    let charts = [
+    // A failing step's errors are often fast and many: drawn with the
+    // successful requests they would flatten the healthy steps onto the
+    // axis and pull the percentiles down. Successful and failed requests
+    // get charts of their own; all requests together only when the
+    // workers sent no failure times (Locust's buckets).
+    let split = steps
+        .iter()
+        .all(|s| s.ok_ms.is_some() || s.requests == s.failures);
+    let mut charts = vec![
         Chart {
-            title: "Requests per second",
+            title: "Successful requests per second",
             unit: "req/s",
-            series: vec![series("", LINE, |s| s.rps)],
+            series: vec![series("", LINE, |s| s.ok_rps)],
+            limit: None,
+        },
+        Chart {
+            title: "Failed requests per second",
+            unit: "req/s",
+            series: vec![series("", FAILED, |s| s.fail_rps)],
             limit: None,
         },
         Chart {
@@ -70,8 +78,34 @@ pub fn render(report: &RampReport) -> String {
             series: vec![series("", LINE, |s| s.fail_ratio * 100.0)],
             limit: limits.fail_ratio().map(|r| r * 100.0),
         },
-        Chart {
-            title: "Response time",
+    ];
+    if split {
+        let ok = |i: usize| move |s: &StepResult| s.ok_ms.map_or(f64::NAN, |t| t[i]);
+        charts.push(Chart {
+            title: "Response time of successful requests",
+            unit: "ms",
+            series: vec![
+                series_of("p50", "#7cb342", &steps, ok(0)),
+                series_of("p95", LINE, &steps, ok(1)),
+                series_of("p99", "#6a1b9a", &steps, ok(2)),
+            ],
+            limit: limits.latency_ms(),
+        });
+        if steps.iter().any(|s| s.fail_ms.is_some()) {
+            let failed = |i: usize| move |s: &StepResult| s.fail_ms.map_or(f64::NAN, |t| t[i]);
+            charts.push(Chart {
+                title: "Response time of failed requests",
+                unit: "ms",
+                series: vec![
+                    series_of("p50", "#ef9a9a", &steps, failed(0)),
+                    series_of("p95", FAILED, &steps, failed(1)),
+                ],
+                limit: None,
+            });
+        }
+    } else {
+        charts.push(Chart {
+            title: "Response time (all requests: the workers sent Locust's buckets only)",
             unit: "ms",
             series: vec![
                 series("p50", "#7cb342", |s| s.p50_ms),
@@ -79,8 +113,8 @@ pub fn render(report: &RampReport) -> String {
                 series("p99", "#6a1b9a", |s| s.p99_ms),
             ],
             limit: limits.latency_ms(),
-        },
-    ];
+        });
+    }
     let marks = Marks {
         threshold,
         knee: report.knee_users,
@@ -198,6 +232,28 @@ struct Series {
 
 /// The colour of a chart's only (or main) line.
 const LINE: &str = "#1565c0";
+
+/// The colour of failed requests.
+const FAILED: &str = "#c62828";
+
+/// A series of `value` over `steps`, leaving out the steps it has no
+/// value for (NaN).
+fn series_of(
+    name: &'static str,
+    color: &'static str,
+    steps: &[&StepResult],
+    value: impl Fn(&StepResult) -> f64,
+) -> Series {
+    Series {
+        name,
+        color,
+        points: steps
+            .iter()
+            .map(|s| (s.users, value(s), !s.is_healthy()))
+            .filter(|(_, v, _)| v.is_finite())
+            .collect(),
+    }
+}
 
 /// Maps users and values to SVG coordinates.
 struct Scale {
@@ -402,7 +458,7 @@ mod tests {
     use crate::ramp::Criterion;
 
     #[test]
-    fn the_page_is_self_contained_with_three_charts() {
+    fn the_page_is_self_contained_with_its_charts() {
         let mut r = report(vec![
             step(2, None),
             step(4, None),
@@ -410,7 +466,16 @@ mod tests {
         ]);
         r.notes.push("worker <w1> left & came back".into());
         let html = render(&r);
-        assert_eq!(html.matches("<svg").count(), 3);
+        assert_eq!(html.matches("<svg").count(), 5);
+        for title in [
+            "Successful requests per second",
+            "Failed requests per second",
+            "Failure ratio",
+            "Response time of successful requests",
+            "Response time of failed requests",
+        ] {
+            assert!(html.contains(title), "{title}");
+        }
         assert!(html.contains("threshold 6"));
         assert!(html.contains("worker &lt;w1&gt; left &amp; came back"));
         assert!(
@@ -419,6 +484,17 @@ mod tests {
         );
         assert!(!html.contains("<link"), "no outside stylesheet");
         assert_eq!(html.matches("<tr").count(), 4, "header and three steps");
+    }
+
+    #[test]
+    fn without_failure_times_the_times_of_all_requests_are_drawn_and_said_so() {
+        let mut steps = vec![step(2, None), step(4, None)];
+        for s in &mut steps {
+            s.ok_ms = None;
+        }
+        let html = render(&report(steps));
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert!(html.contains("all requests: the workers sent Locust"));
     }
 
     #[test]

@@ -8,7 +8,15 @@ use super::result::RampReport;
 
 /// The columns of `ramp.csv`, the step fields of `ramp.json` plus the verdict.
 pub const CSV_HEADER: &str =
-    "users,workers,duration_s,requests,failures,fail_ratio,rps,p50_ms,p95_ms,p99_ms,p999_ms,worker_cpu,co_backfilled,verdict";
+    "users,workers,duration_s,requests,failures,fail_ratio,rps,p50_ms,p95_ms,p99_ms,p999_ms,worker_cpu,co_backfilled,ok_rps,fail_rps,ok_p50_ms,ok_p95_ms,ok_p99_ms,fail_p50_ms,fail_p95_ms,fail_p99_ms,verdict";
+
+/// Three times as CSV cells, empty when unknown.
+fn cells(times: Option<[f64; 3]>) -> String {
+    match times {
+        Some([a, b, c]) => format!("{a},{b},{c}"),
+        None => ",,".to_string(),
+    }
+}
 
 /// Where the reports went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +52,7 @@ pub fn ramp_csv(report: &RampReport) -> String {
     for s in &report.steps {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             s.users,
             s.workers,
             s.duration_s,
@@ -58,6 +66,10 @@ pub fn ramp_csv(report: &RampReport) -> String {
             s.p999_ms,
             s.worker_cpu,
             s.co_backfilled,
+            s.ok_rps,
+            s.fail_rps,
+            cells(s.ok_ms),
+            cells(s.fail_ms),
             s.verdict()
         );
     }
@@ -103,10 +115,13 @@ mod tests {
         let csv = ramp_csv(&r);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[1], "2,1,3,100,0,0,33.33,10,20,30,40,0.25,0,healthy");
+        assert_eq!(
+            lines[1],
+            "2,1,3,100,0,0,33.33,10,20,30,40,0.25,0,33.33,0,10,20,30,,,,healthy"
+        );
         assert_eq!(
             lines[2],
-            "4,1,3,100,50,0.5,33.33,10,20,30,40,0.25,7,p95<=20ms"
+            "4,1,3,100,50,0.5,33.33,10,20,30,40,0.25,7,16.67,16.67,10,20,30,0.1,0.2,0.3,p95<=20ms"
         );
     }
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::stats::StatsEntry;
+use crate::stats::{Hdr, StatsEntry};
 
 /// Which limit a step broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +85,22 @@ pub struct StepResult {
     pub p99_ms: f64,
     /// 99.9th percentile, ms.
     pub p999_ms: f64,
+    /// Successful requests per second over the window.
+    #[serde(default)]
+    pub ok_rps: f64,
+    /// Failed requests per second over the window.
+    #[serde(default)]
+    pub fail_rps: f64,
+    /// The successful requests' times apart (p50, p95, p99, ms), when the
+    /// workers sent the failures' own times: a failing step's fast errors
+    /// do not pull them down. `None` with Locust's buckets only, or
+    /// without a successful request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok_ms: Option<[f64; 3]>,
+    /// The failed requests' times apart (p50, p95, p99, ms); `None`
+    /// without failures or their times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_ms: Option<[f64; 3]>,
     /// Requests goose back-filled for stalled users in the window: non-zero
     /// marks the percentiles above (and so the judgement on them) as
     /// corrected for coordinated omission. Absent from `ramp.json` when 0.
@@ -101,11 +117,15 @@ impl StepResult {
     /// The step's numbers from the requests finished in its window
     /// (`window` is the total at the window's end `since` its start).
     pub fn measure(users: u64, workers: usize, window: &StatsEntry, duration_s: f64) -> Self {
-        let rps = if duration_s > 0.0 {
-            window.num_requests as f64 / duration_s
-        } else {
-            0.0
+        let per_second = |n: u64| {
+            if duration_s > 0.0 {
+                n as f64 / duration_s
+            } else {
+                0.0
+            }
         };
+        let rps = per_second(window.num_requests);
+        let three = |h: &Hdr| [0.5, 0.95, 0.99].map(|q| round_to(h.quantile_ms(q), 1e3));
         StepResult {
             users,
             workers,
@@ -118,6 +138,16 @@ impl StepResult {
             p95_ms: round_to(window.percentile_ms(0.95), 1e3),
             p99_ms: round_to(window.percentile_ms(0.99), 1e3),
             p999_ms: round_to(window.percentile_ms(0.999), 1e3),
+            ok_rps: round_to(
+                per_second(window.num_requests.saturating_sub(window.num_failures)),
+                1e2,
+            ),
+            fail_rps: round_to(per_second(window.num_failures), 1e2),
+            ok_ms: window
+                .succeeded_precise()
+                .filter(|h| h.count() > 0)
+                .map(|h| three(&h)),
+            fail_ms: window.failed_precise().filter(|h| h.count() > 0).map(three),
             co_backfilled: if window.co_corrected() {
                 window.backfilled
             } else {

@@ -83,6 +83,11 @@ pub struct StatsEntry {
     /// percentiles read off `hdr` are corrected for coordinated omission.
     #[serde(default)]
     pub backfilled: u64,
+    /// The failed requests' times alone, to the microsecond (a part of
+    /// `hdr`): the successful requests' times are `hdr` less these, so a
+    /// ramp can chart the target's answers apart from its fast errors.
+    #[serde(default)]
+    pub failed_hdr: Option<Hdr>,
 }
 
 impl StatsEntry {
@@ -106,6 +111,7 @@ impl StatsEntry {
             start_time,
             hdr: Some(Hdr::new()),
             backfilled: 0,
+            failed_hdr: Some(Hdr::new()),
         }
     }
 
@@ -134,6 +140,9 @@ impl StatsEntry {
         }
         add(self.num_reqs_per_sec.entry(at as i64).or_default(), count);
         if failed {
+            if let Some(hdr) = self.failed_hdr.as_mut() {
+                hdr.record(micros(ms), count);
+            }
             add(&mut self.num_failures, count);
             add(self.num_fail_per_sec.entry(at as i64).or_default(), count);
         }
@@ -151,6 +160,14 @@ impl StatsEntry {
             // Nothing timed in the other: nothing to lose.
             (mine, None) if other.timed_requests() == 0 => mine,
             // Either side without microseconds: the buckets must do.
+            _ => None,
+        };
+        self.failed_hdr = match (self.failed_hdr.take(), &other.failed_hdr) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.add(theirs);
+                Some(mine)
+            }
+            (mine, None) if other.num_failures == 0 => mine,
             _ => None,
         };
         self.last_request_timestamp =
@@ -208,6 +225,10 @@ impl StatsEntry {
             }
         }
         delta.hdr = match (&self.hdr, &earlier.hdr) {
+            (Some(now), Some(then)) => Some(now.since(then)),
+            _ => None,
+        };
+        delta.failed_hdr = match (&self.failed_hdr, &earlier.failed_hdr) {
             (Some(now), Some(then)) => Some(now.since(then)),
             _ => None,
         };
@@ -274,6 +295,21 @@ impl StatsEntry {
         self.hdr
             .as_ref()
             .filter(|h| h.count() > 0 && h.count() == expected)
+    }
+
+    /// The failed requests' times, when the entry is precise and holds the
+    /// time of every failure.
+    pub fn failed_precise(&self) -> Option<&Hdr> {
+        self.precise()?;
+        self.failed_hdr
+            .as_ref()
+            .filter(|h| h.count() == self.num_failures)
+    }
+
+    /// The successful requests' times (back-filled ones among them): the
+    /// histogram less the failures'; `None` without both.
+    pub fn succeeded_precise(&self) -> Option<Hdr> {
+        Some(self.precise()?.since(self.failed_precise()?))
     }
 
     /// Whether the percentiles (and the slowest time) read off this entry

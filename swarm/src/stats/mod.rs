@@ -109,6 +109,7 @@ impl RequestStats {
                 let mut row = StatsEntry::new(&entry.name, &entry.method, entry.start_time);
                 if self.entries.len() >= MAX_HDR_ROWS {
                     row.hdr = None;
+                    row.failed_hdr = None;
                 }
                 row.extend(entry);
                 self.entries.insert(key, row);

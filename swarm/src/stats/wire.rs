@@ -273,6 +273,11 @@ impl StatsEntry {
             if self.backfilled > 0 {
                 fields.push(("co_backfilled".into(), self.backfilled.into()));
             }
+            // The failed requests' own times, so the successful ones can
+            // be told apart (a ramp charts them); only when some failed.
+            if let Some(failed) = self.failed_precise().filter(|h| h.count() > 0) {
+                fields.push(("hdr_failed_v2".into(), Value::Binary(failed.to_v2())));
+            }
         }
         Value::Map(fields)
     }
@@ -313,6 +318,16 @@ impl StatsEntry {
         if entry.hdr.is_some() {
             entry.backfilled = f.get("co_backfilled").and_then(as_u64).unwrap_or(0);
         }
+        entry.failed_hdr = match f.get("hdr_failed_v2") {
+            _ if entry.hdr.is_none() => None,
+            Some(Value::Binary(bytes)) => {
+                Some(super::Hdr::from_v2(bytes).map_err(|e| WireError(e.to_string()))?)
+            }
+            _ if entry.num_failures == 0 => Some(super::Hdr::new()),
+            // Failures without their times (an older worker): the
+            // successful requests cannot be told apart.
+            _ => None,
+        };
         for (ms, count) in number_map(f.req("response_times")?, "response_times")? {
             // Re-bucket rather than trust the key: a peer rounding differently
             // must not widen the bucket map without bound.
@@ -433,6 +448,7 @@ impl StatsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Hdr;
 
     #[test]
     fn report_round_trips() {
@@ -459,6 +475,11 @@ mod tests {
         };
         let back = StatsReport::from_value(&report.to_value()).expect("decodes");
         assert_eq!(back, report);
+        // The failure's own time travels: the successful ones are apart.
+        let row = &back.stats[0];
+        assert_eq!(row.failed_precise().map(Hdr::count), Some(1));
+        let ok = row.succeeded_precise().expect("successful times");
+        assert_eq!((ok.count(), ok.max_ms().round()), (3, 12.0));
     }
 
     /// What the microsecond histogram adds to a stats message: an entry of
