@@ -105,7 +105,13 @@ async fn with_workers(
         report.finished_at = Some(now_epoch());
         return;
     }
-    run_ramp(driver, plan, report, &mut StepTable::stdout()).await;
+    run_ramp(
+        driver,
+        plan,
+        report,
+        &mut StepTable::stdout().for_plan(plan),
+    )
+    .await;
 }
 
 /// What a ramp on the master in this process takes from its flags.
@@ -177,8 +183,11 @@ pub fn conclude(
         eprintln!("error: the ramp could not measure: {error}");
         return Ok(ExitCode::FAILURE);
     }
-    if let Some(users) = report.generator_bound_users {
-        eprintln!("generator-bound at {users} users: add workers (exit code 3)");
+    if let Some(step) = report.step_at(report.generator_bound_level()) {
+        eprintln!(
+            "generator-bound at {}: add workers (exit code 3)",
+            step.level_shown()
+        );
         return Ok(ExitCode::from(GENERATOR_BOUND));
     }
     Ok(ExitCode::SUCCESS)

@@ -71,6 +71,10 @@ impl Reading {
 pub trait RampDriver: Send + Sync {
     /// Asks for `users` users, started (or stopped) at `spawn_rate` per second.
     async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError>;
+    /// Asks for `users` users running `rate` iterations per second across
+    /// the swarm (the open model), started at `spawn_rate` users per second.
+    async fn set_rate(&self, users: u64, rate: f64, spawn_rate: f64)
+        -> Result<(), RampDriverError>;
     /// The master's numbers now.
     async fn read(&self) -> Result<Reading, RampDriverError>;
     /// Stops the users (the workers stay connected).
@@ -149,6 +153,18 @@ impl RampDriver for MasterDriver {
                 message: err.to_string(),
             }),
         }
+    }
+
+    async fn set_rate(
+        &self,
+        users: u64,
+        rate: f64,
+        _spawn_rate: f64,
+    ) -> Result<(), RampDriverError> {
+        Err(RampDriverError::Refused {
+            users,
+            message: format!("an arrival rate ({rate}/s) needs the open model"),
+        })
     }
 
     async fn read(&self) -> Result<Reading, RampDriverError> {

@@ -30,34 +30,34 @@ const CPU_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum Unmeasurable {
     /// No worker is left to generate the load.
-    #[error("every worker has gone (at the {users}-user step): nothing generates load")]
+    #[error("every worker has gone (at the {step} step): nothing generates load")]
     NoWorkers {
-        /// The step's user count.
-        users: u64,
+        /// The step, e.g. `12-user` or `300/s`.
+        step: String,
     },
     /// The first step's requests all failed without an HTTP response.
-    #[error("the target is unreachable: every one of the {requests} requests of the first step ({users} users) failed without an HTTP response, e.g. {example:?}; check the target address (--host) and that the server is up")]
+    #[error("the target is unreachable: every one of the {requests} requests of the first step ({step}) failed without an HTTP response, e.g. {example:?}; check the target address (--host) and that the server is up")]
     Unreachable {
-        /// The first step's user count.
-        users: u64,
+        /// The first step's level, e.g. `12 users` or `300/s`.
+        step: String,
         /// How many requests it sent, all failed.
         requests: u64,
         /// One of the errors, to say what went wrong.
         example: String,
     },
     /// A step's window saw no finished request.
-    #[error("no request finished during the {users}-user step's {window_s:.0} s window (waited for late reports too): the target may have stopped answering, or the workers are overloaded; a longer --step-time may help")]
+    #[error("no request finished during the {step} step's {window_s:.0} s window (waited for late reports too): the target may have stopped answering, or the workers are overloaded; a longer --step-time may help")]
     NoRequests {
-        /// The step's user count.
-        users: u64,
+        /// The step, e.g. `12-user` or `300/s`.
+        step: String,
         /// The window's length, seconds.
         window_s: f64,
     },
     /// The worker count changed during every try at a step's window.
-    #[error("workers kept joining or leaving during the {users}-user step ({MAX_ATTEMPTS} tries); no stable window to measure")]
+    #[error("workers kept joining or leaving during the {step} step ({MAX_ATTEMPTS} tries); no stable window to measure")]
     Unstable {
-        /// The step's user count.
-        users: u64,
+        /// The step, e.g. `12-user` or `300/s`.
+        step: String,
     },
     /// The master could not be driven.
     #[error(transparent)]
@@ -93,6 +93,8 @@ struct Run<'a> {
     progress: &'a mut dyn Progress,
     /// Users asked for last, to bound the next spawn wait.
     current_users: u64,
+    /// The level asked for last (users, or a rate ramp's rate).
+    current_level: u64,
     /// Workers seen at the end of the last measured step, to note a
     /// change between steps.
     known_workers: Option<usize>,
@@ -115,6 +117,7 @@ pub async fn run_ramp(
         report,
         progress,
         current_users: 0,
+        current_level: 0,
         known_workers: None,
         events_noted: now_epoch(),
     };
@@ -130,8 +133,8 @@ pub async fn run_ramp(
 
 impl Run<'_> {
     async fn steps(&mut self) -> Result<(), Unmeasurable> {
-        for (i, users) in self.plan.spec.user_counts().into_iter().enumerate() {
-            let step = self.measure(users, i == 0).await?;
+        for (i, level) in self.plan.spec.user_counts().into_iter().enumerate() {
+            let step = self.measure(level, i == 0).await?;
             let healthy = step.is_healthy();
             self.record(step);
             if !healthy {
@@ -147,21 +150,23 @@ impl Run<'_> {
     /// Bisects between the last healthy and the first failing count.
     async fn refine(&mut self) -> Result<(), Unmeasurable> {
         self.report.conclude();
-        let Some(failing) = self.report.threshold_users else {
+        let Some(failing) = self.report.threshold_level() else {
             return Ok(());
         };
-        let healthy = self.report.last_healthy_users.unwrap_or(0);
+        let healthy = self.report.last_healthy_level().unwrap_or(0);
         let Some(mut bracket) = Bisection::new(healthy, failing) else {
             return Ok(());
         };
         if bracket.probe().is_none() {
             self.note(format!(
-                "--refine: {healthy} and {failing} users are adjacent; the threshold is exact"
+                "--refine: {} and {} are adjacent; the threshold is exact",
+                self.shown(healthy),
+                self.shown(failing)
             ));
         }
-        while let Some(users) = bracket.probe() {
-            let step = self.measure(users, false).await?;
-            bracket.record(users, step.is_healthy());
+        while let Some(level) = bracket.probe() {
+            let step = self.measure(level, false).await?;
+            bracket.record(level, step.is_healthy());
             self.record(step);
         }
         Ok(())
@@ -179,32 +184,55 @@ impl Run<'_> {
         self.report.notes.push(text);
     }
 
-    /// Measures `users`, again when workers came or went during the window.
-    async fn measure(&mut self, users: u64, first: bool) -> Result<StepResult, Unmeasurable> {
-        self.progress.step_started(users);
+    /// `12-user`, or `300/s` in a rate ramp: a step in messages.
+    fn step_name(&self, level: u64) -> String {
+        match self.plan.pool {
+            Some(_) => format!("{level}/s"),
+            None => format!("{level}-user"),
+        }
+    }
+
+    /// `12 users`, or `300/s`: a level in messages.
+    fn shown(&self, level: u64) -> String {
+        match self.plan.pool {
+            Some(_) => format!("{level}/s"),
+            None => format!("{level} users"),
+        }
+    }
+
+    /// Measures a level (users, or a rate ramp's arrival rate), again when
+    /// workers came or went during the window.
+    async fn measure(&mut self, level: u64, first: bool) -> Result<StepResult, Unmeasurable> {
+        self.progress.step_started(level);
         for attempt in 1..=MAX_ATTEMPTS {
-            match self.attempt(users, first).await? {
+            match self.attempt(level, first).await? {
                 Window::Measured(step) => return Ok(*step),
                 Window::WorkersChanged { before, after } => {
                     self.known_workers = Some(after);
                     let again = if attempt < MAX_ATTEMPTS {
-                        format!("; measuring {users} users again with {after}")
+                        format!(
+                            "; measuring {} again with {after} workers",
+                            self.shown(level)
+                        )
                     } else {
                         String::new()
                     };
+                    let step = self.step_name(level);
                     self.note(format!(
-                        "workers changed from {before} to {after} during the {users}-user step{again}"
+                        "workers changed from {before} to {after} during the {step} step{again}"
                     ));
                 }
             }
         }
-        Err(Unmeasurable::Unstable { users })
+        Err(Unmeasurable::Unstable {
+            step: self.step_name(level),
+        })
     }
 
-    async fn attempt(&mut self, users: u64, first: bool) -> Result<Window, Unmeasurable> {
-        let spawned = self.spawn(users).await?;
+    async fn attempt(&mut self, level: u64, first: bool) -> Result<Window, Unmeasurable> {
+        let spawned = self.spawn(level).await?;
         tokio::time::sleep(self.plan.settle).await;
-        let start = self.read_with_workers(users).await?;
+        let start = self.read_with_workers(level).await?;
         if start.workers != spawned.workers {
             return Ok(changed(spawned.workers, start.workers));
         }
@@ -224,19 +252,20 @@ impl Run<'_> {
                 }
             }
         }
-        let end = self.read_with_workers(users).await?;
+        let end = self.read_with_workers(level).await?;
         let cpu = cpu.max(end.worker_cpu);
-        let end = self.await_late_reports(users, &start, end).await?;
+        let end = self.await_late_reports(level, &start, end).await?;
         if end.workers != start.workers {
             return Ok(changed(start.workers, end.workers));
         }
         let window = end.total.since(&start.total);
         let duration = opened.elapsed().as_secs_f64();
-        let mut step = StepResult::measure(users, end.workers, &window, duration);
+        let mut step = StepResult::measure(self.current_users, end.workers, &window, duration);
+        step.arrival_rate = self.plan.pool.map(|_| level);
         step.worker_cpu = (cpu * 1000.0).round() / 1000.0;
         if step.requests == 0 {
             return Err(Unmeasurable::NoRequests {
-                users,
+                step: self.step_name(level),
                 window_s: duration,
             });
         }
@@ -247,15 +276,30 @@ impl Run<'_> {
         Ok(Window::Measured(Box::new(step)))
     }
 
-    /// Asks for `users` and waits (bounded) until they run.
-    async fn spawn(&mut self, users: u64) -> Result<Reading, Unmeasurable> {
-        self.driver.set_users(users, self.plan.spawn_rate).await?;
+    /// Asks for the step's load and waits (bounded) until its users run:
+    /// `level` users, or in a rate ramp the pool at `level` iterations/s.
+    async fn spawn(&mut self, level: u64) -> Result<Reading, Unmeasurable> {
+        let users = match self.plan.pool {
+            Some(pool) => {
+                self.driver
+                    .set_rate(pool, level as f64, self.plan.spawn_rate)
+                    .await?;
+                pool
+            }
+            None => {
+                self.driver.set_users(level, self.plan.spawn_rate).await?;
+                level
+            }
+        };
         let limit = self.plan.spawn_limit(self.current_users, users);
-        let previous = self.current_users;
+        let previous = self.current_level;
         self.current_users = users;
+        self.current_level = level;
         let (reading, done) = self.driver.wait_spawned(users, limit).await?;
         if reading.workers == 0 {
-            return Err(Unmeasurable::NoWorkers { users });
+            return Err(Unmeasurable::NoWorkers {
+                step: self.step_name(level),
+            });
         }
         if !done {
             self.note(format!(
@@ -267,8 +311,11 @@ impl Run<'_> {
         }
         if let Some(known) = self.known_workers.filter(|k| *k != reading.workers) {
             self.note(format!(
-                "workers changed from {known} to {} between the {previous}- and {users}-user steps; the ramp goes on with {}",
-                reading.workers, reading.workers
+                "workers changed from {known} to {} between the {} and {} steps; the ramp goes on with {}",
+                reading.workers,
+                self.step_name(previous),
+                self.step_name(level),
+                reading.workers
             ));
         }
         self.known_workers = Some(reading.workers);
@@ -280,7 +327,7 @@ impl Run<'_> {
     /// duration is then the longer window.
     async fn await_late_reports(
         &mut self,
-        users: u64,
+        level: u64,
         start: &Reading,
         mut end: Reading,
     ) -> Result<Reading, Unmeasurable> {
@@ -294,29 +341,33 @@ impl Run<'_> {
             && end.workers == start.workers
         {
             tokio::time::sleep(POLL).await;
-            end = self.read_with_workers(users).await?;
+            end = self.read_with_workers(level).await?;
         }
         if arrived(&end) {
             self.note(format!(
-                "no report reached the {users}-user step's window in time; it was extended by {:.1} s",
+                "no report reached the {} step's window in time; it was extended by {:.1} s",
+                self.step_name(level),
                 waited.elapsed().as_secs_f64()
             ));
         }
         Ok(end)
     }
 
-    async fn read_with_workers(&mut self, users: u64) -> Result<Reading, Unmeasurable> {
+    async fn read_with_workers(&mut self, level: u64) -> Result<Reading, Unmeasurable> {
         let reading = self.driver.read().await?;
-        self.note_events(&reading, users);
+        self.note_events(&reading, level);
         if reading.workers == 0 {
-            return Err(Unmeasurable::NoWorkers { users });
+            return Err(Unmeasurable::NoWorkers {
+                step: self.step_name(level),
+            });
         }
         Ok(reading)
     }
 
     /// Notes the fleet events (a reclaimed, missing or returning worker)
     /// that happened since the last reading, beside the step they hit.
-    fn note_events(&mut self, reading: &Reading, users: u64) {
+    fn note_events(&mut self, reading: &Reading, level: u64) {
+        let step = self.step_name(level);
         let fresh: Vec<String> = reading
             .events
             .iter()
@@ -328,7 +379,7 @@ impl Run<'_> {
                     format!(" ({})", e.detail)
                 };
                 format!(
-                    "worker {} {}{detail} during the {users}-user step",
+                    "worker {} {}{detail} during the {step} step",
                     e.worker,
                     event_words(e.event)
                 )
@@ -402,7 +453,7 @@ fn check_reachable(
         .map(|(text, _)| text.to_string())
         .unwrap_or_default();
     Err(Unmeasurable::Unreachable {
-        users: step.users,
+        step: step.level_shown(),
         requests: step.requests,
         example,
     })

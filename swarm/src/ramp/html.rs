@@ -41,8 +41,14 @@ pub fn escape(text: &str) -> String {
 
 /// The whole page.
 pub fn render(report: &RampReport) -> String {
-    let steps = report.steps_by_users();
-    let threshold = report.threshold_users;
+    let steps = report.steps_by_level();
+    let threshold = report.threshold_level();
+    // What the charts are drawn against: users, or a rate ramp's rate.
+    let across = if report.pool_users.is_some() {
+        "iterations/s"
+    } else {
+        "users"
+    };
     let mut page = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>spotload ramp {}</title><style>{STYLE}</style></head><body>\n<h1>Ramp {}</h1>\n",
         escape(&report.ramp),
@@ -63,18 +69,21 @@ pub fn render(report: &RampReport) -> String {
         Chart {
             title: "Successful requests per second",
             unit: "req/s",
+            across,
             series: vec![series("", LINE, |s| s.ok_rps)],
             limit: None,
         },
         Chart {
             title: "Failed requests per second",
             unit: "req/s",
+            across,
             series: vec![series("", FAILED, |s| s.fail_rps)],
             limit: None,
         },
         Chart {
             title: "Failure ratio",
             unit: "%",
+            across,
             series: vec![series("", LINE, |s| s.fail_ratio * 100.0)],
             limit: limits.fail_ratio().map(|r| r * 100.0),
         },
@@ -84,6 +93,7 @@ pub fn render(report: &RampReport) -> String {
         charts.push(Chart {
             title: "Response time of successful requests",
             unit: "ms",
+            across,
             series: vec![
                 series_of("p50", "#7cb342", &steps, ok(0)),
                 series_of("p95", LINE, &steps, ok(1)),
@@ -96,6 +106,7 @@ pub fn render(report: &RampReport) -> String {
             charts.push(Chart {
                 title: "Response time of failed requests",
                 unit: "ms",
+                across,
                 series: vec![
                     series_of("p50", "#ef9a9a", &steps, failed(0)),
                     series_of("p95", FAILED, &steps, failed(1)),
@@ -107,6 +118,7 @@ pub fn render(report: &RampReport) -> String {
         charts.push(Chart {
             title: "Response time (all requests: the workers sent Locust's buckets only)",
             unit: "ms",
+            across,
             series: vec![
                 series("p50", "#7cb342", |s| s.p50_ms),
                 series("p95", LINE, |s| s.p95_ms),
@@ -117,7 +129,7 @@ pub fn render(report: &RampReport) -> String {
     }
     let marks = Marks {
         threshold,
-        knee: report.knee_users,
+        knee: report.knee_level(),
     };
     if !steps.is_empty() {
         for chart in &charts {
@@ -134,26 +146,30 @@ fn summary(report: &RampReport) -> String {
     let mut item = |term: &str, value: String| {
         let _ = writeln!(html, "<dt>{term}</dt><dd>{value}</dd>");
     };
-    if let Some(step) = report.step_at(report.generator_bound_users) {
+    if let Some(step) = report.step_at(report.generator_bound_level()) {
         item(
             "Generator-bound",
             format!(
-                "at {} users ({}): add workers",
-                step.users,
+                "at {} ({}): add workers",
+                step.level_shown(),
                 escape(&step.explain())
             ),
         );
     }
     let threshold = match report.threshold_step() {
-        Some(step) => format!("{} users ({})", step.users, escape(&step.explain())),
+        Some(step) => format!("{} ({})", step.level_shown(), escape(&step.explain())),
         _ if report.answered() => "none: every step was healthy".to_string(),
         _ => "unknown".to_string(),
     };
     item("Threshold", threshold);
     let healthy = report.last_healthy_step().map_or("none".to_string(), |s| {
         format!(
-            "{} users: {:.1} req/s, p50 {} ms, p95 {} ms, p99 {} ms",
-            s.users, s.rps, s.p50_ms, s.p95_ms, s.p99_ms
+            "{}: {:.1} req/s, p50 {} ms, p95 {} ms, p99 {} ms",
+            s.level_shown(),
+            s.rps,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms
         )
     });
     item("Last healthy", healthy);
@@ -184,7 +200,7 @@ fn summary(report: &RampReport) -> String {
 }
 
 fn step_table(report: &RampReport) -> String {
-    let mut html = String::from("<table><tr><th>users</th><th>workers</th><th>window s</th><th>requests</th><th>failures</th><th>fail %</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>worker CPU %</th><th>verdict</th></tr>\n");
+    let mut html = String::from("<table><tr><th>load</th><th>workers</th><th>window s</th><th>requests</th><th>failures</th><th>fail %</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>worker CPU %</th><th>verdict</th></tr>\n");
     for s in &report.steps {
         let class = if s.is_healthy() {
             ""
@@ -194,7 +210,7 @@ fn step_table(report: &RampReport) -> String {
         let _ = writeln!(
             html,
             "<tr{class}><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td></tr>",
-            s.users,
+            s.level_shown(),
             s.workers,
             s.duration_s,
             s.requests,
@@ -216,6 +232,8 @@ fn step_table(report: &RampReport) -> String {
 struct Chart {
     title: &'static str,
     unit: &'static str,
+    /// What the x axis counts: `users`, or `iterations/s` in a rate ramp.
+    across: &'static str,
     /// One line per series: its name (empty for a chart of one), colour and
     /// (users, value, failed) points, sorted by users.
     series: Vec<Series>,
@@ -249,7 +267,7 @@ fn series_of(
         color,
         points: steps
             .iter()
-            .map(|s| (s.users, value(s), !s.is_healthy()))
+            .map(|s| (s.level(), value(s), !s.is_healthy()))
             .filter(|(_, v, _)| v.is_finite())
             .collect(),
     }
@@ -312,8 +330,8 @@ impl Chart {
     fn svg(&self, marks: &Marks) -> String {
         let scale = self.scale();
         let mut svg = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{} against users\">\n<text x=\"{LEFT}\" y=\"16\" style=\"font-weight:600;font-size:13px\">{} ({})</text>\n",
-            self.title, self.title, self.unit
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{} against {}\">\n<text x=\"{LEFT}\" y=\"16\" style=\"font-weight:600;font-size:13px\">{} ({})</text>\n",
+            self.title, self.across, self.title, self.unit
         );
         self.axes(&scale, &mut svg);
         if let Some(limit) = self.limit {
@@ -360,9 +378,10 @@ impl Chart {
         }
         let _ = writeln!(
             svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">users</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             (LEFT + WIDTH - RIGHT) / 2.0,
-            HEIGHT - 6.0
+            HEIGHT - 6.0,
+            self.across
         );
     }
 
@@ -388,7 +407,7 @@ impl Chart {
             };
             for (users, value, failed) in &series.points {
                 let color = if *failed { "#b00020" } else { series.color };
-                let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{color}\"><title>{users} users: {name}{} {}</title></circle>", scale.x(*users), scale.y(*value), label(*value), self.unit);
+                let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{color}\"><title>{users} {}: {name}{} {}</title></circle>", scale.x(*users), scale.y(*value), self.across, label(*value), self.unit);
             }
             if self.series.len() > 1 {
                 let x = WIDTH - RIGHT - 40.0 * (self.series.len() - i) as f64;

@@ -22,8 +22,12 @@ pub const LATE_REPORTS: Duration = Duration::from_secs(9);
 /// A validated ramp.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RampPlan {
-    /// The user counts to step through.
+    /// The levels to step through: user counts, or in a rate ramp arrival
+    /// rates (iterations per second).
     pub spec: RampSpec,
+    /// A rate ramp's pool (`--ramp-rate` with `-u`): the users that run the
+    /// iterations, the same at every step; `None`: the users are stepped.
+    pub pool: Option<u64>,
     /// The measuring window of each step, whole report intervals.
     pub window: Duration,
     /// What a healthy step stays within.
@@ -43,6 +47,7 @@ impl RampPlan {
     pub fn new(spec: RampSpec, step_time: Duration, limits: Limits, spawn_rate: f64) -> Self {
         RampPlan {
             spec,
+            pool: None,
             window: window_for(step_time),
             limits,
             refine: false,

@@ -98,6 +98,18 @@ impl RampDriver for HttpDriver {
         })
     }
 
+    async fn set_rate(
+        &self,
+        users: u64,
+        rate: f64,
+        _spawn_rate: f64,
+    ) -> Result<(), RampDriverError> {
+        Err(RampDriverError::Refused {
+            users,
+            message: format!("an arrival rate ({rate}/s) needs the open model"),
+        })
+    }
+
     async fn read(&self) -> Result<Reading, RampDriverError> {
         Ok(self.client.total().await?.into())
     }

@@ -142,7 +142,7 @@ mod tests {
         let said = crate::ramp::table::conclusion(&r);
         assert!(
             said.contains(
-                "knee: 4 users: requests/s stopped growing (400.0 at 4 users, 400.0 at 6)"
+                "knee: 4 users: requests/s stopped growing (400.0 at 4 users, 400.0 at 6 users)"
             ),
             "{said}"
         );

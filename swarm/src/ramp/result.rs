@@ -11,7 +11,8 @@ use super::step::StepResult;
 /// how it was measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RampReport {
-    /// Lowest user count that failed; `None` when every step was healthy.
+    /// Lowest user count that failed; `None` when every step was healthy
+    /// (or in a rate ramp, whose answer is `threshold_rps`).
     pub threshold_users: Option<u64>,
     /// Highest healthy user count below the threshold.
     pub last_healthy_users: Option<u64>,
@@ -27,6 +28,21 @@ pub struct RampReport {
     /// `None` when requests/s kept growing with users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knee_users: Option<u64>,
+    /// A rate ramp's answer: the lowest arrival rate (iterations per
+    /// second) that failed; `None` in a user ramp, or when every step was
+    /// healthy.
+    pub threshold_rps: Option<u64>,
+    /// A rate ramp's highest healthy arrival rate below the threshold.
+    pub last_healthy_rps: Option<u64>,
+    /// A rate ramp's arrival rate at which a worker saturated its CPU.
+    pub generator_bound_rps: Option<u64>,
+    /// A rate ramp's knee, in iterations per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knee_rps: Option<u64>,
+    /// A rate ramp's pool: the users that run the iterations (`-u`);
+    /// `None` in a user ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_users: Option<u64>,
     /// Every step in the order measured (refinement probes last).
     pub steps: Vec<StepResult>,
     /// Why the ramp could not answer (no workers, target unreachable...);
@@ -65,6 +81,11 @@ impl RampReport {
             criterion: None,
             generator_bound_users: None,
             knee_users: None,
+            threshold_rps: None,
+            last_healthy_rps: None,
+            generator_bound_rps: None,
+            knee_rps: None,
+            pool_users: plan.pool,
             steps: Vec::new(),
             error: None,
             notes: Vec::new(),
@@ -79,39 +100,81 @@ impl RampReport {
     }
 
     /// Derives the answer from the steps: the threshold is the lowest
-    /// failing count, the last healthy the highest healthy count below it.
+    /// failing level (users, or arrival rate in a rate ramp), the last
+    /// healthy the highest healthy level below it.
     pub fn conclude(&mut self) {
         let first_failing = self
             .steps
             .iter()
             .filter(|s| !s.is_healthy())
-            .min_by_key(|s| s.users);
+            .min_by_key(|s| s.level());
         self.criterion = first_failing.and_then(|s| s.failed.clone());
         let generator_bound = self.criterion == Some(Criterion::GeneratorCpu);
-        self.generator_bound_users = first_failing.filter(|_| generator_bound).map(|s| s.users);
-        self.threshold_users = first_failing.filter(|_| !generator_bound).map(|s| s.users);
-        let limit = first_failing.map_or(u64::MAX, |s| s.users);
-        self.last_healthy_users = self
+        let bound = first_failing
+            .filter(|_| generator_bound)
+            .map(StepResult::level);
+        let threshold = first_failing
+            .filter(|_| !generator_bound)
+            .map(StepResult::level);
+        let limit = first_failing.map_or(u64::MAX, StepResult::level);
+        let healthy = self
             .steps
             .iter()
-            .filter(|s| s.is_healthy() && s.users < limit)
-            .map(|s| s.users)
+            .filter(|s| s.is_healthy() && s.level() < limit)
+            .map(StepResult::level)
             .max();
-        self.knee_users = self.knee().map(|(at, _)| at.users);
+        let knee = self.knee().map(|(at, _)| at.level());
+        let (users, rates) = if self.pool_users.is_some() {
+            ([None; 4], [threshold, healthy, bound, knee])
+        } else {
+            ([threshold, healthy, bound, knee], [None; 4])
+        };
+        [
+            self.threshold_users,
+            self.last_healthy_users,
+            self.generator_bound_users,
+            self.knee_users,
+        ] = users;
+        [
+            self.threshold_rps,
+            self.last_healthy_rps,
+            self.generator_bound_rps,
+            self.knee_rps,
+        ] = rates;
+    }
+
+    /// The threshold's level (users, or arrival rate in a rate ramp).
+    pub fn threshold_level(&self) -> Option<u64> {
+        self.threshold_users.or(self.threshold_rps)
+    }
+
+    /// The last healthy step's level.
+    pub fn last_healthy_level(&self) -> Option<u64> {
+        self.last_healthy_users.or(self.last_healthy_rps)
+    }
+
+    /// The level at which the ramp found the generator saturated.
+    pub fn generator_bound_level(&self) -> Option<u64> {
+        self.generator_bound_users.or(self.generator_bound_rps)
+    }
+
+    /// The knee's level.
+    pub fn knee_level(&self) -> Option<u64> {
+        self.knee_users.or(self.knee_rps)
     }
 
     /// The knee step and the step after it: the first pair of steps (by
-    /// users) where users grew by more than [`KNEE_GROWTH`], requests/s by
-    /// less, and p95 grew.
+    /// level) where the level grew by more than [`KNEE_GROWTH`], requests/s
+    /// by less, and p95 grew.
     pub fn knee(&self) -> Option<(&StepResult, &StepResult)> {
-        let steps = self.steps_by_users();
+        let steps = self.steps_by_level();
         steps
             .windows(2)
             .find(|pair| {
                 let (at, next) = (pair[0], pair[1]);
-                let users_grew = next.users as f64 > at.users as f64 * (1.0 + KNEE_GROWTH);
+                let grew = next.level() as f64 > at.level() as f64 * (1.0 + KNEE_GROWTH);
                 let rps_flat = next.rps < at.rps * (1.0 + KNEE_GROWTH);
-                users_grew && at.rps > 0.0 && rps_flat && next.p95_ms > at.p95_ms
+                grew && at.rps > 0.0 && rps_flat && next.p95_ms > at.p95_ms
             })
             .map(|pair| (pair[0], pair[1]))
     }
@@ -121,31 +184,31 @@ impl RampReport {
         self.error.is_none()
     }
 
-    /// The last measurement at `users`.
-    pub fn step_at(&self, users: Option<u64>) -> Option<&StepResult> {
-        let users = users?;
-        self.steps.iter().rev().find(|s| s.users == users)
+    /// The last measurement at `level`.
+    pub fn step_at(&self, level: Option<u64>) -> Option<&StepResult> {
+        let level = level?;
+        self.steps.iter().rev().find(|s| s.level() == level)
     }
 
     /// The step the threshold comes from.
     pub fn threshold_step(&self) -> Option<&StepResult> {
-        self.step_at(self.threshold_users)
+        self.step_at(self.threshold_level())
     }
 
     /// The highest healthy step below the threshold.
     pub fn last_healthy_step(&self) -> Option<&StepResult> {
-        self.step_at(self.last_healthy_users)
+        self.step_at(self.last_healthy_level())
     }
 
-    /// Steps by user count (the last measurement of each), for charts.
-    pub fn steps_by_users(&self) -> Vec<&StepResult> {
+    /// Steps by level (the last measurement of each), for charts.
+    pub fn steps_by_level(&self) -> Vec<&StepResult> {
         let mut steps: Vec<&StepResult> = Vec::new();
         for step in self.steps.iter().rev() {
-            if !steps.iter().any(|s| s.users == step.users) {
+            if !steps.iter().any(|s| s.level() == step.level()) {
                 steps.push(step);
             }
         }
-        steps.sort_by_key(|s| s.users);
+        steps.sort_by_key(|s| s.level());
         steps
     }
 }
@@ -160,6 +223,7 @@ pub(crate) mod tests {
     pub(crate) fn step(users: u64, failed: Option<Criterion>) -> StepResult {
         StepResult {
             users,
+            arrival_rate: None,
             workers: 1,
             duration_s: 3.0,
             requests: 100,
@@ -235,7 +299,7 @@ pub(crate) mod tests {
         assert_eq!(r.threshold_users, Some(5));
         assert_eq!(r.last_healthy_users, Some(4));
         assert_eq!(r.criterion, Some(Criterion::failing("p95<=20ms", "20ms")));
-        let users: Vec<u64> = r.steps_by_users().iter().map(|s| s.users).collect();
+        let users: Vec<u64> = r.steps_by_level().iter().map(|s| s.users).collect();
         assert_eq!(users, vec![2, 4, 5, 6]);
     }
 

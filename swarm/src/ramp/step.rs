@@ -62,8 +62,12 @@ impl Serialize for Criterion {
 /// A step's numbers, as `ramp.json` and `ramp.csv` list them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepResult {
-    /// Users running during the window.
+    /// Users running during the window (a rate ramp's pool).
     pub users: u64,
+    /// In a rate ramp (`--ramp-rate`), the iterations asked per second
+    /// across the swarm: the stepped quantity. Absent in a user ramp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<u64>,
     /// Workers generating the load during the window.
     pub workers: usize,
     /// Length of the measuring window, seconds.
@@ -128,6 +132,7 @@ impl StepResult {
         let three = |h: &Hdr| [0.5, 0.95, 0.99].map(|q| round_to(h.quantile_ms(q), 1e3));
         StepResult {
             users,
+            arrival_rate: None,
             workers,
             duration_s: round_to(duration_s, 1e3),
             requests: window.num_requests,
@@ -155,6 +160,19 @@ impl StepResult {
             },
             worker_cpu: 0.0,
             failed: None,
+        }
+    }
+
+    /// The stepped quantity: the arrival rate in a rate ramp, else the users.
+    pub fn level(&self) -> u64 {
+        self.arrival_rate.unwrap_or(self.users)
+    }
+
+    /// The level in words: `20 users`, or `300/s` in a rate ramp.
+    pub fn level_shown(&self) -> String {
+        match self.arrival_rate {
+            Some(rate) => format!("{rate}/s"),
+            None => format!("{} users", self.users),
         }
     }
 

@@ -8,10 +8,12 @@ use super::result::RampReport;
 use super::step::StepResult;
 
 /// The column headings, aligned with [`row`].
-pub fn header() -> String {
+/// The header, its first column `across`: `users`, or `rate/s` in a
+/// rate ramp.
+pub fn header(across: &str) -> String {
     format!(
         "{:>7} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>6}  {}",
-        "users",
+        across,
         "workers",
         "requests",
         "failures",
@@ -29,7 +31,7 @@ pub fn header() -> String {
 pub fn row(step: &StepResult) -> String {
     format!(
         "{:>7} {:>7} {:>9} {:>9} {:>7.2}% {:>9.1} {:>8.3} {:>8.3} {:>8.3} {:>5.0}%  {}",
-        step.users,
+        step.level(),
         step.workers,
         step.requests,
         step.failures,
@@ -47,6 +49,8 @@ pub fn row(step: &StepResult) -> String {
 pub struct StepTable<W: Write + Send> {
     out: W,
     header_done: bool,
+    /// The first column's heading.
+    across: &'static str,
 }
 
 impl StepTable<std::io::Stdout> {
@@ -57,11 +61,21 @@ impl StepTable<std::io::Stdout> {
 }
 
 impl<W: Write + Send> StepTable<W> {
+    /// The table of `plan`'s steps: headed by their rate in a rate ramp.
+    #[must_use]
+    pub fn for_plan(mut self, plan: &crate::ramp::RampPlan) -> Self {
+        if plan.pool.is_some() {
+            self.across = "rate/s";
+        }
+        self
+    }
+
     /// A table written to `out`, header first.
     pub fn new(out: W) -> Self {
         StepTable {
             out,
             header_done: false,
+            across: "users",
         }
     }
 
@@ -78,13 +92,13 @@ impl<W: Write + Send> StepTable<W> {
 }
 
 impl<W: Write + Send> Progress for StepTable<W> {
-    fn step_started(&mut self, users: u64) {
+    fn step_started(&mut self, level: u64) {
         if !self.header_done {
             self.header_done = true;
-            let heading = header();
+            let heading = header(self.across);
             self.line(&heading);
         }
-        tracing::info!("ramp step: {users} users");
+        tracing::info!("ramp step: {level} {}", self.across);
     }
 
     fn step_done(&mut self, step: &StepResult) {
@@ -101,43 +115,52 @@ impl<W: Write + Send> Progress for StepTable<W> {
 /// step's numbers, or why there is no answer.
 pub fn conclusion(report: &RampReport) -> String {
     let mut lines = Vec::new();
-    if let Some(step) = report.step_at(report.generator_bound_users) {
+    if let Some(step) = report.step_at(report.generator_bound_level()) {
         lines.push(format!(
-            "generator-bound at {} users ({}): the workers, not the target, set these numbers; add workers and ramp again",
-            step.users,
+            "generator-bound at {} ({}): the workers, not the target, set these numbers; add workers and ramp again",
+            step.level_shown(),
             step.explain()
         ));
     }
     match report.threshold_step() {
         Some(step) => lines.push(format!(
-            "threshold: {} users ({})",
-            step.users,
+            "threshold: {} ({})",
+            step.level_shown(),
             step.explain()
         )),
-        None if report.generator_bound_users.is_some() => {}
+        None if report.generator_bound_level().is_some() => {}
         None if report.answered() => lines.push(format!(
-            "no threshold: every step up to {} users was healthy",
-            report.steps.iter().map(|s| s.users).max().unwrap_or(0)
+            "no threshold: every step up to {} was healthy",
+            report
+                .steps_by_level()
+                .last()
+                .map_or_else(String::new, |s| s.level_shown())
         )),
         None => {}
     }
     if let Some((at, next)) = report.knee() {
         lines.push(format!(
-            "knee: {} users: requests/s stopped growing ({:.1} at {} users, {:.1} at {}) while p95 grew ({} → {} ms): the capacity of the target, or of the generator",
-            at.users, at.rps, at.users, next.rps, next.users, at.p95_ms, next.p95_ms
+            "knee: {}: requests/s stopped growing ({:.1} at {}, {:.1} at {}) while p95 grew ({} → {} ms): the capacity of the target, or of the generator",
+            at.level_shown(),
+            at.rps,
+            at.level_shown(),
+            next.rps,
+            next.level_shown(),
+            at.p95_ms,
+            next.p95_ms
         ));
     }
     match report.last_healthy_step() {
         Some(step) => lines.push(format!(
-            "last healthy: {} users: {:.1} req/s, p50 {} ms, p95 {} ms, p99 {} ms, {:.2}% failed",
-            step.users,
+            "last healthy: {}: {:.1} req/s, p50 {} ms, p95 {} ms, p99 {} ms, {:.2}% failed",
+            step.level_shown(),
             step.rps,
             step.p50_ms,
             step.p95_ms,
             step.p99_ms,
             step.fail_ratio * 100.0
         )),
-        None if report.threshold_users.is_some() => {
+        None if report.threshold_level().is_some() => {
             lines.push("last healthy: none (the first step already failed)".to_string());
         }
         None => {}
@@ -159,7 +182,7 @@ mod tests {
         let s = step(12, Some(Criterion::failing("error-rate<=1%", "50%")));
         assert_eq!(
             row(&s).len(),
-            header().len() - "verdict".len() + "error-rate<=1%".len()
+            header("users").len() - "verdict".len() + "error-rate<=1%".len()
         );
         assert!(row(&s).ends_with("error-rate<=1%"));
     }

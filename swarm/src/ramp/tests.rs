@@ -36,6 +36,8 @@ struct Fake {
 
 struct FakeState {
     users: u64,
+    /// The arrival rate asked, in a rate ramp.
+    rate: Option<u64>,
     workers: usize,
     reads: usize,
     total: StatsEntry,
@@ -50,6 +52,7 @@ impl Fake {
             script,
             state: Mutex::new(FakeState {
                 users: 0,
+                rate: None,
                 workers,
                 reads: 0,
                 total: StatsEntry::new("Aggregated", "", 0.0),
@@ -74,7 +77,15 @@ impl RampDriver for Fake {
         Ok(())
     }
 
-    /// One tick: each user makes ten requests taking `users × 10` ms.
+    async fn set_rate(&self, users: u64, rate: f64, _spawn: f64) -> Result<(), RampDriverError> {
+        let mut s = self.state.lock().map_err(|_| Fake::error())?;
+        s.users = users;
+        s.rate = Some(rate as u64);
+        Ok(())
+    }
+
+    /// One tick: each user makes ten requests taking `users × 10` ms; in a
+    /// rate ramp the rate stands for the users.
     async fn read(&self) -> Result<Reading, RampDriverError> {
         let mut s = self.state.lock().map_err(|_| Fake::error())?;
         s.reads += 1;
@@ -91,19 +102,20 @@ impl RampDriver for Fake {
                 detail: "terminate at 2026-11-30T12:00:00Z".into(),
             });
         }
+        let load = s.rate.unwrap_or(s.users);
         let requests = if self.script.silent_reads.contains(&s.reads) {
             0
         } else {
-            s.users * 10
+            load * 10
         };
         let (failures, error) = if self.script.unreachable {
             (requests, "error sending request /: Connection refused")
-        } else if self.script.breaks_at.is_some_and(|b| s.users >= b) {
+        } else if self.script.breaks_at.is_some_and(|b| load >= b) {
             (requests / 2, "503 Service Unavailable: /")
         } else {
             (0, "")
         };
-        let ms = (s.users * 10) as f64;
+        let ms = (load * 10) as f64;
         s.total.log(ms, requests - failures, false, 1.0);
         s.total.log(ms, failures, true, 1.0);
         if failures > 0 {
@@ -310,7 +322,7 @@ async fn a_worker_lost_between_steps_is_noted() {
     assert_eq!(
         r.notes,
         vec![
-            "workers changed from 3 to 2 between the 2- and 4-user steps; the ramp goes on with 2"
+            "workers changed from 3 to 2 between the 2-user and 4-user steps; the ramp goes on with 2"
         ]
     );
     assert!(r.answered());
@@ -368,4 +380,27 @@ fn http_errors_are_told_from_transport_errors() {
         "ConnectionRefusedError(111, 'Connection refused')"
     ));
     assert!(!is_http_error("12"));
+}
+
+/// A rate ramp steps the arrival rate with the pool of users fixed; its
+/// answer is in iterations per second, and refinement bisects in rate.
+#[tokio::test]
+async fn a_rate_ramp_steps_the_rate_and_answers_in_it() {
+    let script = Script {
+        breaks_at: Some(7),
+        ..Script::default()
+    };
+    let mut rate_plan = plan("2:2:10", Limits::default(), true);
+    rate_plan.pool = Some(40);
+    let r = ramp(script, &rate_plan).await;
+    assert_eq!((r.threshold_rps, r.last_healthy_rps), (Some(7), Some(6)));
+    assert_eq!((r.threshold_users, r.last_healthy_users), (None, None));
+    assert!(r.steps.iter().all(|s| s.users == 40), "{:?}", r.steps);
+    let rates: Vec<Option<u64>> = r.steps.iter().map(|s| s.arrival_rate).collect();
+    assert_eq!(rates, [Some(2), Some(4), Some(6), Some(8), Some(7)]);
+    let json = serde_json::to_value(&r).expect("serializes");
+    assert_eq!(
+        (json["threshold_rps"].as_u64(), json["pool_users"].as_u64()),
+        (Some(7), Some(40))
+    );
 }
