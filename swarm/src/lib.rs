@@ -13,6 +13,7 @@
 //! - [`stats`]: mergeable stats entries, percentiles, Locust CSV.
 //! - [`web`]: the master's web app on :8089 (Locust's HTTP API and our page).
 //! - [`shutdown`]: the process's one cancellation, from SIGINT, SIGTERM or code.
+//! - [`test_plan`]: `--test-plan` shapes in goose's grammar, and where a run is in one.
 //! - [`target_tls`]: how the users' HTTPS trusts the target (`--ca-cert`, `--accept-invalid-certs`).
 //! - [`timespan`]: `30s`, `5m`, `1h30m` durations.
 //! - [`worker`]: drives goose through its controller, reports stats deltas.
@@ -29,6 +30,7 @@ pub mod ramp;
 pub mod shutdown;
 pub mod stats;
 pub mod target_tls;
+pub mod test_plan;
 pub mod timespan;
 pub mod web;
 pub mod worker;

@@ -22,6 +22,7 @@ use crate::co_mitigation::CoMitigation;
 use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
 use crate::target_tls::{CaCerts, CaFileError, TargetTls};
+use crate::test_plan::TestPlan;
 use crate::timespan::format_timespan;
 
 /// How each worker's users behave: `loadtest worker`'s own flags, which
@@ -112,6 +113,17 @@ pub struct RunFlags {
     /// runs started there.
     #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_run_time, help_heading = "Headless")]
     pub run_time: Option<Duration>,
+    /// Follow a load shape instead of -u/-t, in goose's grammar: steps
+    /// "USERS,TIME;USERS,TIME;...", each going from the previous step's
+    /// users to its own over its time (TIME: 90, 90s, 1h2m3s). The run ends
+    /// with the plan. Headless, or started by the web UI's Start button.
+    /// E.g. "10,1m;10,5m;0,30s".
+    #[arg(long, value_name = "PLAN", help_heading = "Headless")]
+    pub test_plan: Option<TestPlan>,
+    /// In the web UI, let each run choose its user classes (a checkbox per
+    /// class), as Locust's --class-picker.
+    #[arg(long)]
+    pub class_picker: bool,
 }
 
 /// How fast users start or stop, and how they measure.
@@ -282,7 +294,11 @@ pub enum RunPlan {
     Ui {
         /// `-t`: how long each run started from the UI lasts; `None`: until stopped.
         run_time: Option<Duration>,
+        /// `--test-plan`: the shape each run started from the UI follows.
+        test_plan: Option<TestPlan>,
     },
+    /// A headless run that follows a test plan and ends with it.
+    Planned(TestPlan),
     /// A fixed headless run.
     Fixed {
         /// Users to run across all workers (`-u`).
@@ -339,6 +355,12 @@ impl RunFlags {
     /// says which flags do not go together.
     pub fn plan(&self, spawn: &SpawnFlags, ramp: &RampFlags) -> Result<RunPlan, String> {
         let rate = spawn.or(1.0);
+        if self.class_picker && self.headless {
+            return Err("--class-picker is for the web UI: drop --headless, or name the classes after the flags".into());
+        }
+        if let Some(test_plan) = &self.test_plan {
+            return self.planned(test_plan, spawn, ramp);
+        }
         if let Some(ramp_plan) = ramp.plan(rate)? {
             if !self.headless {
                 return Err("--ramp runs headless: add --headless".into());
@@ -357,6 +379,7 @@ impl RunFlags {
             }
             return Ok(RunPlan::Ui {
                 run_time: self.run_time,
+                test_plan: None,
             });
         }
         match self.users {
@@ -365,8 +388,45 @@ impl RunFlags {
                 spawn_rate: rate,
                 run_time: self.run_time,
             }),
-            None => Err("--headless needs -u/--users N (the number of users to run) or --ramp START:STEP:MAX".into()),
+            None => Err("--headless needs -u/--users N (the number of users to run), --ramp START:STEP:MAX or --test-plan PLAN".into()),
         }
+    }
+
+    /// The plan of a run with `--test-plan`, which sets the users, their
+    /// pace and the time itself.
+    fn planned(
+        &self,
+        test_plan: &TestPlan,
+        spawn: &SpawnFlags,
+        ramp: &RampFlags,
+    ) -> Result<RunPlan, String> {
+        let mut clashes = Vec::new();
+        if self.users.is_some() {
+            clashes.push("-u/--users");
+        }
+        if self.run_time.is_some() {
+            clashes.push("-t/--run-time");
+        }
+        if spawn.spawn_rate.is_some() {
+            clashes.push("-r/--spawn-rate");
+        }
+        if ramp.ramp.is_some() {
+            clashes.push("--ramp");
+        }
+        if !clashes.is_empty() {
+            return Err(format!(
+                "--test-plan sets the users, how fast they start and stop, and the run's time itself: drop {}",
+                clashes.join(", ")
+            ));
+        }
+        Ok(if self.headless {
+            RunPlan::Planned(test_plan.clone())
+        } else {
+            RunPlan::Ui {
+                run_time: None,
+                test_plan: Some(test_plan.clone()),
+            }
+        })
     }
 
     /// The flags as `loadtest master` takes them (with the spawn rate).
@@ -380,6 +440,11 @@ impl RunFlags {
             spawn.co_mitigation.map(|m| m.to_string()),
         );
         args.pair("--run-time", self.run_time.map(format_timespan));
+        args.pair(
+            "--test-plan",
+            self.test_plan.as_ref().map(|p| p.to_string()),
+        );
+        args.flag("--class-picker", self.class_picker);
         args.0
     }
 }
@@ -434,6 +499,8 @@ mod tests {
             "-t 20s --join-secret-file /run/secret",
             "--ca-cert /etc/ssl/internal-ca.pem",
             "--accept-invalid-certs",
+            "--headless --test-plan 2,2s;4,1m30s;0,1",
+            "--test-plan 10,1h --class-picker",
             "",
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();
@@ -459,7 +526,37 @@ mod tests {
             let cli = parse(&args).expect(line);
             cli.run.plan(&cli.spawn, &cli.ramp)
         };
-        assert!(matches!(plan(""), Ok(RunPlan::Ui { run_time: None })));
+        assert!(matches!(
+            plan(""),
+            Ok(RunPlan::Ui {
+                run_time: None,
+                test_plan: None
+            })
+        ));
+        assert!(matches!(
+            plan("--headless --test-plan 2,2s;0,1s"),
+            Ok(RunPlan::Planned(_))
+        ));
+        assert!(matches!(
+            plan("--test-plan 2,2s"),
+            Ok(RunPlan::Ui {
+                test_plan: Some(_),
+                ..
+            })
+        ));
+        let clash = plan("--headless --test-plan 2,2s -u 3 -t 5s -r 2").unwrap_err();
+        assert!(
+            clash.contains("drop -u/--users, -t/--run-time, -r/--spawn-rate"),
+            "{clash}"
+        );
+        let clash = plan("--headless --test-plan 2,2s --ramp 1:1:3 --step-time 3s").unwrap_err();
+        assert!(clash.contains("drop --ramp"), "{clash}");
+        assert!(plan("--headless -u 2 --class-picker")
+            .unwrap_err()
+            .contains("--class-picker is for the web UI"));
+        let bad = parse(&["--test-plan", "2,5 junk"]).unwrap_err();
+        assert_eq!(bad.exit_code(), 2);
+        assert!(bad.to_string().contains("\"2,5 junk\""), "{bad}");
         assert!(matches!(
             plan("--headless -u 3 -r 2"),
             Ok(RunPlan::Fixed { users: 3, .. })

@@ -142,6 +142,9 @@ mod tests {
             ended_at: None,
             events: Vec::new(),
             refused: Default::default(),
+            test_plan: None,
+            user_classes: Vec::new(),
+            class_picker: None,
         }
     }
 
