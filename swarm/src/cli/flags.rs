@@ -442,7 +442,7 @@ impl RunFlags {
         args.pair("--run-time", self.run_time.map(format_timespan));
         args.pair(
             "--test-plan",
-            self.test_plan.as_ref().map(|p| p.to_string()),
+            self.test_plan.as_ref().map(ToString::to_string),
         );
         args.flag("--class-picker", self.class_picker);
         args.0

@@ -12,7 +12,7 @@ fn request(user_count: u64, classes: Option<&[&str]>) -> SwarmRequest {
         host: None,
         run_time: None,
         co_mitigation: None,
-        user_classes: classes.map(|names| names.iter().map(|n| n.to_string()).collect()),
+        user_classes: classes.map(|names| names.iter().map(ToString::to_string).collect()),
     }
 }
 
