@@ -3,13 +3,14 @@
 //! nginx, whose access log tells which classes sent requests (each user
 //! asks for `/users/CLASS/INDEX`): names after `loadtest master`'s flags
 //! run only those classes; `--class-picker` in the page (headless
-//! Chromium) starts a run with the classes ticked; unknown names are
+//! Chromium) starts a run with the classes ticked; without it, a form's
+//! `user_classes` are ignored, as Locust ignores them; unknown names are
 //! refused with exit 2, listing the load test's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use harness::webdriver::ChromeDriver;
+use harness::webdriver::Browser;
 use harness::*;
 
 const WAIT: &[&str] = &["--wait", "0.2:0.2"];
@@ -129,14 +130,7 @@ fn the_class_picker_in_the_page_starts_a_run_with_one_class() {
     let names: Vec<&str> = offered.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["Reader", "Browser"]);
 
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium-profile");
-    let session = driver
-        .new_session(profile.path())
-        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", driver.logs()));
-    session
-        .goto(&web)
-        .unwrap_or_else(|e| panic!("open {web}: {e}"));
+    let session = Browser::open(&web);
     let reader = "#class-picker-boxes input[value=Reader]";
     let browser = "#class-picker-boxes input[value=Browser]";
     session
@@ -188,4 +182,41 @@ fn the_class_picker_in_the_page_starts_a_run_with_one_class() {
         "no Reader user sent a request: {seen:?}\n{}",
         master.logs()
     );
+    assert_eq!(
+        session.script_errors(),
+        serde_json::json!([]),
+        "script errors in the page"
+    );
+}
+
+#[test]
+fn without_the_picker_a_forms_user_classes_are_ignored_as_locust_does() {
+    let nginx = target();
+    let dir = TempDir::new("classes-no-picker");
+    let url = nginx.url();
+    let (_master, port, web) = two_classes().master_with_ui(&dir, &["--host", &url]);
+    let _worker = two_classes().worker(&dir, port, WAIT);
+    let api = Api::new(&web);
+    wait_until(Duration::from_secs(30), "the worker to join", || {
+        (api.requests().worker_count == 1).then_some(())
+    });
+    assert_eq!(api.requests().class_picker, None, "no picker offered");
+    let form = [
+        ("user_count", "4"),
+        ("spawn_rate", "4"),
+        ("user_classes", "Browser"),
+    ];
+    let reply = http_request("POST", &format!("{web}/swarm"), &[], Some(&form[..]))
+        .unwrap_or_else(|e| panic!("POST /swarm: {e}"));
+    assert!(reply.body.contains("\"success\":true"), "{reply:?}");
+    // Both classes run, 3:1 by weight, as without the field.
+    let counts = wait_until(Duration::from_secs(30), "4 users running", || {
+        let stats = api.requests();
+        let worker = stats.workers.first()?.clone();
+        (worker.user_count == 4).then_some(worker.user_classes_count)
+    });
+    api.stop();
+    println!("user_classes=Browser without --class-picker: the worker ran {counts:?}");
+    assert_eq!(counts.get("Reader"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("Browser"), Some(&1), "{counts:?}");
 }

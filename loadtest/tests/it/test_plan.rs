@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use harness::webdriver::ChromeDriver;
+use harness::webdriver::Browser;
 use harness::*;
 
 /// Up to 2 users over 2 s, to 4 over 2 s, 4 held for 4 s, down to 0 in 1 s:
@@ -195,21 +195,7 @@ fn a_ui_plan_starts_from_the_page_shows_where_it_is_and_ends_by_itself() {
         "not started: {ready}"
     );
 
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium-profile");
-    let session = driver
-        .new_session(profile.path())
-        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", driver.logs()));
-    session
-        .goto(&web)
-        .unwrap_or_else(|e| panic!("open {web}: {e}"));
-    session
-        .execute(
-            "window.__errors = []; window.addEventListener('error', \
-             function (e) { window.__errors.push(String(e.message)); });",
-            &[],
-        )
-        .expect("install an error collector");
+    let session = Browser::open(&web);
     let shown = |css: &str| -> Result<bool, String> {
         let element = session.find(css)?;
         session.is_displayed(&element)
@@ -265,8 +251,6 @@ fn a_ui_plan_starts_from_the_page_shows_where_it_is_and_ends_by_itself() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
     println!("after: {after}; page: {ended:?}");
-    let errors = session
-        .execute("return window.__errors;", &[])
-        .expect("read errors");
+    let errors = session.script_errors();
     assert_eq!(errors, serde_json::json!([]), "script errors in the page");
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use harness::webdriver::{ChromeDriver, Session};
+use harness::webdriver::{Browser, Session};
 use harness::{
     epoch_now, http_request, loadtest, try_wait_until, wait_until, Locust, Nginx, NginxOptions,
     Process, Reply, TempDir,
@@ -363,22 +363,7 @@ fn wait_text(session: &Session, swarm: &Swarm, css: &str, expected: &str, limit:
 /// stop. Checks the API agrees at each step; saves `screenshot` (a file
 /// name) in the artifacts dir and returns its path.
 fn browser_flow(swarm: &Swarm, page_url: &str, screenshot: &str) -> PathBuf {
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium-profile");
-    let session = driver
-        .new_session(profile.path())
-        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", driver.logs()));
-    session
-        .goto(page_url)
-        .unwrap_or_else(|e| panic!("open {page_url}: {e}"));
-    // Collect the page's script errors from here on.
-    session
-        .execute(
-            "window.__errors = []; window.addEventListener('error', \
-             function (e) { window.__errors.push(String(e.message)); });",
-            &[],
-        )
-        .expect("install an error collector");
+    let session = Browser::open(page_url);
     // The start form shows once the first poll has answered.
     wait_displayed(&session, "#user_count", Duration::from_secs(10));
     fill(&session, "#user_count", "20");
@@ -479,9 +464,7 @@ fn browser_flow(swarm: &Swarm, page_url: &str, screenshot: &str) -> PathBuf {
     let stopped = swarm.wait_for_state("stopped", Duration::from_secs(5));
     assert_eq!(stopped["user_count"], 0, "no users left after the stop");
     wait_displayed(&session, "#start-button", Duration::from_secs(5));
-    let errors = session
-        .execute("return window.__errors;", &[])
-        .expect("read the error collector");
+    let errors = session.script_errors();
     assert_eq!(errors, serde_json::json!([]), "script errors in the page");
     shot
 }
