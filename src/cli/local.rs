@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use swarm::cli::flags::{
-    worker_flag_hint, RampFlags, RunFlags, SpawnFlags, TargetTlsFlags, UserFlags,
+    worker_flag_hint, RampFlags, RunFlags, SpawnFlags, TargetTlsFlags, ThresholdFlags, UserFlags,
 };
 
 use crate::local::{self, LocalPlan};
@@ -62,6 +62,9 @@ pub struct LocalArgs {
     /// A headless step ramp, passed on to the master.
     #[command(flatten)]
     pub ramp: RampFlags,
+    /// Pass/fail rules on the run's numbers, passed on to the master.
+    #[command(flatten)]
+    pub verdicts: ThresholdFlags,
     /// How the users trust an HTTPS target, passed on to the master (which
     /// sends it to every worker); the CA file is checked first.
     #[command(flatten)]
@@ -87,11 +90,13 @@ impl LocalArgs {
             return Err(format!("after `--`, for the master: {hint}"));
         }
         if !self.master_args.iter().any(|a| a == "--headless") {
-            self.run.plan(&self.spawn, &self.ramp)?;
+            self.run.plan(&self.spawn, &self.ramp, &self.verdicts)?;
         }
         self.target_tls.load().map_err(|e| e.to_string())?;
+        self.verdicts.config()?;
         let mut args = self.run.to_args(&self.spawn);
         args.extend(self.ramp.to_args());
+        args.extend(self.verdicts.to_args());
         args.extend(self.target_tls.to_args());
         let waits = self
             .master_args

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use swarm::cli::flags::{RampFlags, SpawnFlags};
+use swarm::cli::flags::{RampFlags, SpawnFlags, ThresholdFlags};
 use swarm::cli::parse::parse_step_time;
 use swarm::cli::Expect;
 
@@ -49,6 +49,9 @@ pub struct RampArgs {
     /// How fast users start at each step.
     #[command(flatten)]
     pub spawn: SpawnFlags,
+    /// Rules each step is judged by, besides --fail-ratio and --max-p95/99.
+    #[command(flatten)]
+    pub verdicts: ThresholdFlags,
     /// The master's web API, e.g. https://203.0.113.7:8089.
     #[arg(
         long,
@@ -94,7 +97,7 @@ impl RampArgs {
     /// Runs the ramp through the master's API and exits like `loadtest master
     /// --headless --ramp`: 0 an answer, 1 could not measure, 2 bad arguments.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let plan = match self.ramp.plan(self.spawn.or(10.0)) {
+        let plan = match self.ramp.plan(self.spawn.or(10.0), &self.verdicts) {
             Ok(Some(plan)) => plan,
             Ok(None) => {
                 eprintln!("error: --ramp START:STEP:MAX is required, e.g. --ramp 10:10:100 --step-time 30s");
@@ -138,7 +141,7 @@ impl RampArgs {
             // Leave the fleet idle; its workers stay for the next run.
             let _ = driver.stop().await;
         }
-        swarm::cli::conclude_ramp(self.ramp.report_dir.as_deref(), &plan, &report)
+        swarm::cli::conclude_ramp(self.ramp.report_dir.as_deref(), &report)
     }
 
     /// The master's certificate and where it came from: --web-cert, else

@@ -261,6 +261,7 @@ mod tests {
             test_plan: None,
             user_classes: Vec::new(),
             class_picker: None,
+            thresholds: Vec::new(),
         };
         serde_json::to_string(&stats).expect("serializes")
     }

@@ -17,6 +17,7 @@ pub use crate::master::{
 };
 use crate::stats::StatsEntry;
 use crate::test_plan::PlanState;
+pub use crate::thresholds::Verdict;
 
 /// `USER:PASS`, the credentials of the web UI (`--web-auth`), parsed once
 /// for the server, the client and `spotload deploy`.
@@ -342,6 +343,10 @@ pub struct StatsRequests {
     /// (someone who never joined, or spoke for another worker).
     #[serde(default)]
     pub refused_frames: Refusals,
+    /// Our extension: every `--threshold` rule, what it observed and
+    /// whether it passes (live while the run goes, final once stopped).
+    #[serde(default)]
+    pub thresholds: Vec<Verdict>,
     /// Our extension: the master's `--test-plan` and where the run is in
     /// it (step, elapsed, the users asked now); null without a plan.
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! Interoperability with stock Locust 2.x, both ways: `loadtest worker`s
 //! under a Locust master, and Locust workers under `loadtest master`. In
-//! both, the master's request count is nginx's access-log count.
+//! both, the master's request count is nginx's access-log count; our
+//! master judges `--threshold` rules on the Locust workers' buckets.
 
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ fn locust_workers_join_a_loadtest_master() {
     let nginx = Nginx::start(NginxOptions::default());
     let dir = TempDir::new("interop-loadtest-master");
     let locustfile = write_locustfile(dir.path(), &nginx.url());
-    let (_master, port, api) = loadtest!().master_with_ui(&dir, &[]);
+    let (_master, port, api) = loadtest!().master_with_ui(&dir, &["--threshold", "p99<10s"]);
     let _w1 = Locust::worker(&locustfile, port, &[]);
     let _w2 = Locust::worker(&locustfile, port, &[]);
     let api = Api::new(&api);
@@ -77,5 +78,14 @@ fn locust_workers_join_a_loadtest_master() {
         nginx.count_requests() as f64,
         0.01,
         "requests: loadtest master vs nginx log",
+    );
+    // Locust's workers send rounded buckets, not histograms: the rule is
+    // judged on those, and says so.
+    let verdict = &stats.thresholds[0];
+    assert!(verdict.passed, "{verdict:?}");
+    assert_eq!(verdict.source.as_deref(), Some("buckets"), "{verdict:?}");
+    assert!(
+        verdict.observed.ends_with("(Locust buckets)"),
+        "{verdict:?}"
     );
 }

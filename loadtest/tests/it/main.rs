@@ -22,6 +22,7 @@ mod rates;
 mod report_markup;
 mod spot;
 mod test_plan;
+mod thresholds;
 mod verdicts;
 mod web_tls;
 mod web_ui;

@@ -157,7 +157,7 @@ fn threshold_for(limit: u32, spec: &str, expected: u64) {
     assert_eq!(code, 0, "a threshold is an answer\n{}", master.logs());
     assert_eq!(report["threshold_users"], expected, "{report:#}");
     assert_eq!(report["last_healthy_users"], u64::from(limit), "{report:#}");
-    assert_eq!(report["criterion"], "fail_ratio", "{report:#}");
+    assert_eq!(report["criterion"], "error-rate<=1%", "{report:#}");
     assert!(report["error"].is_null(), "{report:#}");
     let users = step_users(&report);
     assert_eq!(
@@ -174,7 +174,9 @@ fn threshold_for(limit: u32, spec: &str, expected: u64) {
     }
     let stdout = master.stdout();
     assert!(
-        stdout.contains(&format!("threshold: {expected} users (failure ratio")),
+        stdout.contains(&format!(
+            "threshold: {expected} users (error-rate<=1% failed: observed"
+        )),
         "{stdout}"
     );
     assert!(

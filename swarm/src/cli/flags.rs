@@ -17,12 +17,15 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse::{parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time};
+use super::parse::{
+    parse_abort_delay, parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time,
+};
 use crate::co_mitigation::CoMitigation;
 use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
 use crate::target_tls::{CaCerts, CaFileError, TargetTls};
 use crate::test_plan::TestPlan;
+use crate::thresholds::{parse_rule, Rule, ThresholdConfig, MAX_RULES};
 use crate::timespan::format_timespan;
 
 /// How each worker's users behave: `loadtest worker`'s own flags, which
@@ -189,6 +192,62 @@ impl Default for RampFlags {
     }
 }
 
+/// Pass/fail rules on the run's numbers, in goose's grammar: a fixed run
+/// or a UI run is stopped by the first failing one and exits with
+/// [`crate::thresholds::THRESHOLDS_FAILED`]; in a ramp they judge each step.
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct ThresholdFlags {
+    /// A pass/fail rule (repeatable), as goose's --threshold: pNN, avg, max,
+    /// error-rate or rps; <, <=, > or >=; a time in us, ms or s (bare: ms),
+    /// a rate in % ; optionally " for GET /name". E.g. "p95<500ms",
+    /// "error-rate<1%", "rps>=200", "p99<2s for GET /cart". Judged on every
+    /// worker's merged numbers once a second while the users are all
+    /// spawned; the first failing rule stops the run (exit code 99). In a
+    /// ramp, each step is judged by them.
+    #[arg(long = "threshold", value_name = "RULE", value_parser = parse_rule, help_heading = "Verdicts")]
+    pub thresholds: Vec<Rule>,
+    /// Judge the rules only when the run ends: a failing rule still fails
+    /// the run (exit code 99) but does not stop it.
+    #[arg(long, requires = "thresholds", help_heading = "Verdicts")]
+    pub no_threshold_abort: bool,
+    /// Wait this long after the users are all spawned before the first
+    /// check (e.g. 30s, to let caches warm up); the verdict at the end is
+    /// unchanged.
+    #[arg(long, value_name = "TIME", value_parser = parse_abort_delay, requires = "thresholds", conflicts_with = "no_threshold_abort", help_heading = "Verdicts")]
+    pub threshold_abort_delay: Option<Duration>,
+}
+
+impl ThresholdFlags {
+    /// The rules and how they act; refuses more than [`MAX_RULES`].
+    pub fn config(&self) -> Result<ThresholdConfig, String> {
+        if self.thresholds.len() > MAX_RULES {
+            return Err(format!(
+                "{} --threshold rules given: at most {MAX_RULES} are judged",
+                self.thresholds.len()
+            ));
+        }
+        Ok(ThresholdConfig {
+            rules: self.thresholds.clone(),
+            abort: !self.no_threshold_abort,
+            abort_delay: self.threshold_abort_delay.unwrap_or_default(),
+        })
+    }
+
+    /// The flags as `loadtest master` takes them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = ArgList::default();
+        for rule in &self.thresholds {
+            args.pair("--threshold", Some(rule.to_string()));
+        }
+        args.flag("--no-threshold-abort", self.no_threshold_abort);
+        args.pair(
+            "--threshold-abort-delay",
+            self.threshold_abort_delay.map(format_timespan),
+        );
+        args.0
+    }
+}
+
 /// The join secret workers present to their master (ZMTP PLAIN): from a
 /// file named here, or from the environment. Never a value on the command
 /// line, where `ps` shows it to every user of the machine.
@@ -313,19 +372,28 @@ pub enum RunPlan {
 }
 
 impl RampFlags {
-    /// The validated ramp; `None` without `--ramp`.
-    pub fn plan(&self, spawn_rate: f64) -> Result<Option<RampPlan>, String> {
+    /// The validated ramp, its steps judged by the shorthands and `rules`
+    /// (`--threshold`); `None` without `--ramp`.
+    pub fn plan(
+        &self,
+        spawn_rate: f64,
+        rules: &ThresholdFlags,
+    ) -> Result<Option<RampPlan>, String> {
         let Some(spec) = self.ramp else {
             return Ok(None);
         };
         let step_time = self
             .step_time
             .ok_or("--ramp needs --step-time DURATION (how long each step measures, e.g. 30s)")?;
-        let limits = Limits {
-            fail_ratio: self.fail_ratio,
-            max_p95_ms: self.max_p95,
-            max_p99_ms: self.max_p99,
-        };
+        if rules.no_threshold_abort || rules.threshold_abort_delay.is_some() {
+            return Err("--no-threshold-abort and --threshold-abort-delay are for fixed and UI runs: a ramp judges each step by the rules when it ends".into());
+        }
+        let limits = Limits::new(
+            self.fail_ratio,
+            self.max_p95,
+            self.max_p99,
+            &rules.thresholds,
+        )?;
         let mut plan = RampPlan::new(spec, step_time, limits, spawn_rate);
         plan.refine = self.refine;
         Ok(Some(plan))
@@ -353,7 +421,13 @@ impl RampFlags {
 impl RunFlags {
     /// What the master will do, from these flags and the ramp's; the error
     /// says which flags do not go together.
-    pub fn plan(&self, spawn: &SpawnFlags, ramp: &RampFlags) -> Result<RunPlan, String> {
+    pub fn plan(
+        &self,
+        spawn: &SpawnFlags,
+        ramp: &RampFlags,
+        rules: &ThresholdFlags,
+    ) -> Result<RunPlan, String> {
+        rules.config()?;
         let rate = spawn.or(1.0);
         if self.class_picker && self.headless {
             return Err("--class-picker is for the web UI: drop --headless, or name the classes after the flags".into());
@@ -361,7 +435,7 @@ impl RunFlags {
         if let Some(test_plan) = &self.test_plan {
             return self.planned(test_plan, spawn, ramp);
         }
-        if let Some(ramp_plan) = ramp.plan(rate)? {
+        if let Some(ramp_plan) = ramp.plan(rate, rules)? {
             if !self.headless {
                 return Err("--ramp runs headless: add --headless".into());
             }
@@ -485,6 +559,8 @@ mod tests {
         secret: JoinSecretFlags,
         #[command(flatten)]
         tls: TargetTlsFlags,
+        #[command(flatten)]
+        verdicts: ThresholdFlags,
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -501,6 +577,8 @@ mod tests {
             "--accept-invalid-certs",
             "--headless --test-plan 2,2s;4,1m30s;0,1",
             "--test-plan 10,1h --class-picker",
+            "--threshold p95<500ms --threshold error-rate<=1% --threshold-abort-delay 30s",
+            "--threshold rps>=200 --no-threshold-abort",
             "",
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();
@@ -509,6 +587,7 @@ mod tests {
             forwarded.extend(first.ramp.to_args());
             forwarded.extend(first.secret.to_args());
             forwarded.extend(first.tls.to_args());
+            forwarded.extend(first.verdicts.to_args());
             let again: Vec<&str> = forwarded.iter().map(String::as_str).collect();
             let second = parse(&again).expect("forwarded flags parse");
             assert_eq!(second.run, first.run, "{line} -> {forwarded:?}");
@@ -516,6 +595,7 @@ mod tests {
             assert_eq!(second.ramp, first.ramp, "{line} -> {forwarded:?}");
             assert_eq!(second.secret, first.secret, "{line} -> {forwarded:?}");
             assert_eq!(second.tls, first.tls, "{line} -> {forwarded:?}");
+            assert_eq!(second.verdicts, first.verdicts, "{line} -> {forwarded:?}");
         }
     }
 
@@ -524,7 +604,7 @@ mod tests {
         let plan = |line: &str| {
             let args: Vec<&str> = line.split_whitespace().collect();
             let cli = parse(&args).expect(line);
-            cli.run.plan(&cli.spawn, &cli.ramp)
+            cli.run.plan(&cli.spawn, &cli.ramp, &cli.verdicts)
         };
         assert!(matches!(
             plan(""),
@@ -580,6 +660,20 @@ mod tests {
         assert_eq!(bad.exit_code(), 2);
         let bad = parse(&["--co-mitigation", "sometimes"]).unwrap_err();
         assert!(bad.to_string().contains("average, maximum"), "{bad}");
+        let bad = parse(&["--threshold", "p100<1s"]).unwrap_err();
+        assert_eq!(bad.exit_code(), 2);
+        assert!(bad.to_string().contains("p100<1s"), "{bad}");
+        let lone = parse(&["--no-threshold-abort"]).unwrap_err();
+        assert_eq!(lone.exit_code(), 2, "needs --threshold: {lone}");
+        let both = parse(&[
+            "--threshold",
+            "p95<1s",
+            "--no-threshold-abort",
+            "--threshold-abort-delay",
+            "5s",
+        ])
+        .unwrap_err();
+        assert_eq!(both.exit_code(), 2, "{both}");
         let both = parse(&["--ca-cert", "ca.pem", "--accept-invalid-certs"]).unwrap_err();
         assert_eq!(both.exit_code(), 2, "one trust or the other: {both}");
     }

@@ -9,10 +9,11 @@ use anyhow::Context;
 
 use super::lifecycle::{end_run, Expect};
 use super::summary::print_summary;
-use crate::master::{MasterHandle, SwarmRequest};
+use crate::master::{MasterHandle, MasterSnapshot, SwarmRequest};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, now_epoch};
 use crate::test_plan::TestPlan;
+use crate::thresholds::THRESHOLDS_FAILED;
 
 /// The load of a headless run: users for a time, or a test plan.
 pub(super) enum Load<'a> {
@@ -100,6 +101,10 @@ pub(super) async fn run(
                 total.current_rps(total)
             );
         }
+        if let Some(abort) = &snapshot.threshold_abort {
+            tracing::error!("{abort}: the run stopped");
+            break;
+        }
         if snapshot.active_workers() == 0 {
             tracing::error!("every worker has gone; ending the run");
             break;
@@ -126,11 +131,36 @@ pub(super) async fn run(
     if let Some(prefix) = fixed.csv {
         write_csvs(prefix, &snapshot)?;
     }
-    Ok(if snapshot.stats.total.num_failures > 0 {
-        ExitCode::from(fixed.exit_code_on_error)
+    Ok(exit_code(&snapshot, fixed.exit_code_on_error))
+}
+
+/// A fixed run's exit code: [`THRESHOLDS_FAILED`] when a rule failed (it
+/// wins), else `--exit-code-on-error` when a request failed, else 0.
+fn exit_code(snapshot: &MasterSnapshot, exit_code_on_error: u8) -> ExitCode {
+    if snapshot.thresholds_failed() {
+        eprintln!("{}", thresholds_failed_line(snapshot));
+        ExitCode::from(THRESHOLDS_FAILED)
+    } else if snapshot.stats.total.num_failures > 0 {
+        ExitCode::from(exit_code_on_error)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+/// `error: 1 of 2 thresholds failed: "p95<5ms" (observed 7.3ms) (exit code 99)`.
+pub(super) fn thresholds_failed_line(snapshot: &MasterSnapshot) -> String {
+    let failed: Vec<String> = snapshot
+        .thresholds
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| format!("{:?} (observed {})", v.rule, v.observed))
+        .collect();
+    format!(
+        "error: {} of {} thresholds failed: {} (exit code {THRESHOLDS_FAILED})",
+        failed.len(),
+        snapshot.thresholds.len(),
+        failed.join(", ")
+    )
 }
 
 async fn wait_for_workers(expect: &Expect, handle: &MasterHandle) -> anyhow::Result<()> {

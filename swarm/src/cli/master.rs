@@ -1,6 +1,8 @@
 //! `loadtest master`: coordinate workers; serve the web UI, or run headless.
 
-use super::flags::{JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags, TargetTlsFlags};
+use super::flags::{
+    JoinSecretFlags, RampFlags, RunFlags, RunPlan, SpawnFlags, TargetTlsFlags, ThresholdFlags,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use crate::master::{check_class_names, Ended, Master, MasterConfig, MasterHandle
 use crate::protocol::transport::bind_master;
 use crate::protocol::{DEFAULT_MASTER_PORT, JOIN_SECRET_ENV};
 use crate::shutdown::{Reason, Shutdown};
+use crate::thresholds::THRESHOLDS_FAILED;
 use crate::web::{check_host, AllowedHosts, ServeOptions, WebAccess, WebAuth, WebTls};
 
 /// `loadtest master`'s flags: where to listen for workers and the web UI,
@@ -55,7 +58,7 @@ pub struct MasterArgs {
     /// and PREFIX_exceptions.csv (at the end of a UI run too).
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<String>,
-    /// Exit code when the run saw failures.
+    /// Exit code when the run saw failures (a failed --threshold wins: 99).
     #[arg(long, default_value_t = 1)]
     pub exit_code_on_error: u8,
     /// Interface for the web UI.
@@ -91,6 +94,9 @@ pub struct MasterArgs {
     /// none: all of them.
     #[arg(value_name = "CLASS")]
     pub user_classes: Vec<String>,
+    /// Pass/fail rules on the run's numbers (or each ramp step's).
+    #[command(flatten)]
+    pub verdicts: ThresholdFlags,
 }
 
 fn parse_host(text: &str) -> Result<String, String> {
@@ -128,6 +134,10 @@ impl MasterArgs {
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
         config.co_mitigation = self.spawn.co_mitigation;
+        if !matches!(plan, RunPlan::Ramp(_)) {
+            // A ramp judges its steps by the rules itself (see its plan).
+            config.thresholds = self.verdicts.config().map_err(anyhow::Error::msg)?;
+        }
         if let Some(trust) = &target_tls {
             let how = trust.describe();
             if trust.accept_invalid_certs {
@@ -206,7 +216,7 @@ impl MasterArgs {
 
     /// The flags, checked together: what this master will do.
     pub fn plan(&self) -> Result<RunPlan, String> {
-        let plan = self.run.plan(&self.spawn, &self.ramp)?;
+        let plan = self.run.plan(&self.spawn, &self.ramp, &self.verdicts)?;
         if matches!(plan, RunPlan::Ramp(_)) && self.csv.is_some() {
             return Err(
                 "--csv is for fixed runs and the web UI; a ramp writes --report-dir".into(),
@@ -300,6 +310,11 @@ impl MasterArgs {
         print_summary(&snapshot);
         if let Some(prefix) = &self.csv {
             super::headless::write_csvs(prefix, &snapshot)?;
+        }
+        // The last run's verdict, when there was a run.
+        if snapshot.started_at.is_some() && snapshot.thresholds_failed() {
+            eprintln!("{}", super::headless::thresholds_failed_line(&snapshot));
+            return Ok(ExitCode::from(THRESHOLDS_FAILED));
         }
         Ok(ExitCode::SUCCESS)
     }

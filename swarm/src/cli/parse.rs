@@ -34,6 +34,19 @@ pub fn parse_positive_time(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `--threshold-abort-delay`: a time such as `30s`, at most
+/// [`crate::thresholds::MAX_ABORT_DELAY`].
+pub fn parse_abort_delay(text: &str) -> Result<Duration, String> {
+    let max = crate::thresholds::MAX_ABORT_DELAY;
+    match crate::timespan::parse_timespan(text) {
+        Ok(d) if d <= max => Ok(d),
+        Ok(_) => Err(format!(
+            "{text:?} is longer than a day, the longest wait before checking"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A ramp step's time, above zero, such as `30s`.
 pub fn parse_step_time(text: &str) -> Result<Duration, String> {
     parse_positive_time(text).map_err(|e| e.replace("it needs", "a step needs"))

@@ -22,8 +22,9 @@ Ramp (--headless --ramp START:STEP:MAX --step-time DURATION):
   Each step sets the users, waits until they run, waits 3.5 s for the previous
   step's stats to drain, then measures its own window (--step-time, rounded up
   to whole 3 s worker report intervals; a window no report reached waits up
-  to 9 s more for a late one). A step fails when its failure ratio exceeds
-  --fail-ratio or its p95 exceeds --max-p95; the ramp stops there.
+  to 9 s more for a late one). A step fails at the first rule it breaks:
+  --fail-ratio R is error-rate<=R%, --max-p95/--max-p99 MS are p95/p99<=MSms,
+  and each --threshold adds a rule; the ramp stops there.
   A worker lost mid-ramp: its users move to the remaining workers, a step
   whose window saw the worker count change is measured again (up to 3 times),
   and the report notes it. With no worker left the ramp ends with exit code 1.
@@ -135,23 +136,17 @@ pub(super) async fn run(
     } else if let Err(err) = handle.quit().await {
         tracing::warn!("could not quit the workers: {err}");
     }
-    conclude(local.report_dir, plan, &report)
+    conclude(local.report_dir, &report)
 }
 
 /// One line saying what the ramp will do.
 fn describe(plan: &RampPlan) -> String {
-    let mut limits = format!("failure ratio > {:.2}%", plan.limits.fail_ratio * 100.0);
-    if let Some(p95) = plan.limits.max_p95_ms {
-        limits.push_str(&format!(" or p95 > {p95} ms"));
-    }
-    if let Some(p99) = plan.limits.max_p99_ms {
-        limits.push_str(&format!(" or p99 > {p99} ms"));
-    }
     format!(
-        "ramp {}: {} steps of {:.0} s, a step fails on {limits}{}",
+        "ramp {}: {} steps of {:.0} s, a step is healthy while {} holds{}",
         plan.spec,
         plan.spec.user_counts().len(),
         plan.window.as_secs_f64(),
+        plan.limits.texts().join(" and "),
         if plan.refine {
             "; refined by bisection"
         } else {
@@ -164,11 +159,10 @@ fn describe(plan: &RampPlan) -> String {
 /// `loadtest master --ramp` and `spotload ramp`).
 pub fn conclude(
     report_dir: Option<&std::path::Path>,
-    plan: &RampPlan,
     report: &RampReport,
 ) -> anyhow::Result<ExitCode> {
     println!();
-    println!("{}", table::conclusion(report, &plan.limits));
+    println!("{}", table::conclusion(report));
     if let Some(dir) = report_dir {
         let files = write_reports(dir, report)
             .with_context(|| format!("writing the ramp reports to {}", dir.display()))?;

@@ -2,6 +2,7 @@
 
 use crate::master::MasterSnapshot;
 use crate::stats::{StatsEntry, PERCENTILES_TO_REPORT};
+use crate::thresholds::Verdict;
 
 fn name_of(entry: &StatsEntry) -> String {
     let name = format!("{} {}", entry.method, entry.name);
@@ -75,6 +76,42 @@ pub fn print_summary(snapshot: &MasterSnapshot) {
             })
             .collect();
         println!("{:<40} {cells} {:>10}", name_of(e), e.num_requests);
+    }
+    print_thresholds(&snapshot.thresholds);
+}
+
+/// The `--threshold` table: every rule, what it observed, PASS or FAIL.
+fn print_thresholds(verdicts: &[Verdict]) {
+    if verdicts.is_empty() {
+        return;
+    }
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    println!();
+    println!(
+        "Thresholds, judged on every worker's merged numbers: {} of {} passed",
+        verdicts.len() - failed,
+        verdicts.len()
+    );
+    let column = |text: fn(&Verdict) -> &str, title: &str| {
+        verdicts
+            .iter()
+            .map(|v| text(v).chars().count())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+            .min(60)
+    };
+    let rule = column(|v| v.rule.as_str(), "Rule");
+    let observed = column(|v| v.observed.as_str(), "Observed");
+    println!("{:<rule$}  {:<observed$}  Result", "Rule", "Observed");
+    println!("{}", "-".repeat(rule + 2 + observed + 2 + 21));
+    for v in verdicts {
+        println!(
+            "{:<rule$}  {:<observed$}  {}",
+            v.rule,
+            v.observed,
+            v.shown()
+        );
     }
 }
 

@@ -131,9 +131,19 @@ pub struct MasterSnapshot {
     pub user_classes: Vec<String>,
     /// With `--class-picker`, the classes a run may choose from.
     pub class_picker: Option<Vec<super::UserClass>>,
+    /// Every `--threshold` rule judged on `stats`: finally once the run
+    /// stopped, live before.
+    pub thresholds: Vec<crate::thresholds::Verdict>,
+    /// The rule that stopped the run and what it observed, in words.
+    pub threshold_abort: Option<String>,
 }
 
 impl MasterSnapshot {
+    /// Whether a `--threshold` rule failed (judged finally once stopped).
+    pub fn thresholds_failed(&self) -> bool {
+        self.thresholds.iter().any(|v| !v.passed)
+    }
+
     /// Error text → occurrences, summed over request names.
     pub fn error_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut counts = std::collections::BTreeMap::new();

@@ -70,6 +70,9 @@ pub struct MasterConfig {
     /// `--class-picker`: a swarm request's `user_classes` choose the run's
     /// classes; without it they are ignored, as Locust does.
     pub class_picker: bool,
+    /// The `--threshold` rules, judged on the merged stats; a failing one
+    /// stops the run unless `abort` is off.
+    pub thresholds: crate::thresholds::ThresholdConfig,
 }
 
 impl MasterConfig {
@@ -87,6 +90,7 @@ impl MasterConfig {
             test_plan: None,
             chosen_classes: Vec::new(),
             class_picker: false,
+            thresholds: crate::thresholds::ThresholdConfig::default(),
         }
     }
 }

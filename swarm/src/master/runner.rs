@@ -21,6 +21,7 @@ use crate::logs::Throttle;
 use crate::protocol::transport::{Frame, MasterLink};
 use crate::protocol::{SpawnOrder, ToWorker};
 use crate::stats::{now_epoch, RequestStats};
+use crate::thresholds::ThresholdWatch;
 
 /// Joins, leaves and returns within this long after the first of them are
 /// answered with one re-dispatch: each re-dispatch sends every worker its
@@ -104,6 +105,8 @@ pub struct Master {
     started_at: Option<f64>,
     ended_at: Option<f64>,
     pending: Option<Pending>,
+    /// The `--threshold` rules through the run.
+    thresholds: ThresholdWatch,
 }
 
 impl Master {
@@ -113,6 +116,7 @@ impl Master {
         let (status, status_rx) = watch::channel((RunState::Ready, 0));
         let host = config.host.clone();
         let active_classes = chosen(&config.classes, &config.chosen_classes);
+        let thresholds = ThresholdWatch::new(config.thresholds.clone());
         let master = Master {
             config,
             node_id: crate::protocol::new_node_id(),
@@ -141,6 +145,7 @@ impl Master {
             started_at: None,
             ended_at: None,
             pending: None,
+            thresholds,
         };
         (
             master,
@@ -324,6 +329,7 @@ impl Master {
             self.started_at = Some(now);
             self.ended_at = None;
             self.dispatched = 0;
+            self.thresholds.new_run();
         }
         if let Some(plan) = &self.config.test_plan {
             let message = format!("Swarming started using the test plan {plan}");
@@ -354,6 +360,7 @@ impl Master {
     /// Forgets what was measured, and what the fleet did meanwhile.
     fn reset_numbers(&mut self, now: f64) {
         self.stats.reset(now);
+        self.thresholds.reset(now);
         self.exceptions.clear();
         self.history.clear();
         self.events.clear();
@@ -507,6 +514,15 @@ impl Master {
             self.stop(tx, false);
         }
         self.follow_plan();
+        let holding = self.state == RunState::Running;
+        if let Some(abort) = self.thresholds.tick(holding, &self.stats, now_epoch(), now) {
+            tracing::error!(
+                "{}; stopping the run",
+                abort.describe(self.thresholds.config())
+            );
+            let (tx, _rx) = oneshot::channel();
+            self.stop(tx, false);
+        }
         self.settle_pending();
         self.publish();
     }
@@ -536,6 +552,15 @@ impl Master {
                 .config
                 .class_picker
                 .then(|| self.config.classes.clone()),
+            thresholds: self.thresholds.verdicts(
+                &self.stats,
+                now_epoch(),
+                self.state == RunState::Stopped,
+            ),
+            threshold_abort: self
+                .thresholds
+                .aborted()
+                .map(|a| a.describe(self.thresholds.config())),
         }
     }
 }

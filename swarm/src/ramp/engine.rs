@@ -9,7 +9,6 @@ use tokio::time::Instant;
 
 use super::bisect::Bisection;
 use super::driver::{RampDriver, RampDriverError, Reading};
-use super::judge::Limits;
 use super::plan::RampPlan;
 use super::result::RampReport;
 use super::step::StepResult;
@@ -70,7 +69,7 @@ pub trait Progress: Send {
     /// A step is about to start.
     fn step_started(&mut self, _users: u64) {}
     /// A step was measured and judged.
-    fn step_done(&mut self, _step: &StepResult, _limits: &Limits) {}
+    fn step_done(&mut self, _step: &StepResult) {}
     /// Something the report notes (also pushed to `RampReport::notes`).
     fn note(&mut self, _text: &str) {}
 }
@@ -169,7 +168,7 @@ impl Run<'_> {
     }
 
     fn record(&mut self, step: StepResult) {
-        self.progress.step_done(&step, &self.plan.limits);
+        self.progress.step_done(&step);
         self.report.steps.push(step);
         self.report.conclude();
     }
@@ -244,7 +243,7 @@ impl Run<'_> {
         if first {
             check_reachable(&step, &start.errors, &end.errors)?;
         }
-        step.failed = self.plan.limits.judge(&step);
+        step.failed = self.plan.limits.judge(&step, &window);
         Ok(Window::Measured(step))
     }
 

@@ -56,6 +56,7 @@ pub fn render(report: &RampReport) -> String {
             .map(|s| (s.users, value(s), !s.is_healthy()))
             .collect(),
     };
+    let limits = Limits::from_texts(&report.rules);
     let charts = [
         Chart {
             title: "Requests per second",
@@ -67,7 +68,7 @@ pub fn render(report: &RampReport) -> String {
             title: "Failure ratio",
             unit: "%",
             series: vec![series("", LINE, |s| s.fail_ratio * 100.0)],
-            limit: Some(report.fail_ratio_limit * 100.0),
+            limit: limits.fail_ratio().map(|r| r * 100.0),
         },
         Chart {
             title: "Response time",
@@ -77,7 +78,7 @@ pub fn render(report: &RampReport) -> String {
                 series("p95", LINE, |s| s.p95_ms),
                 series("p99", "#6a1b9a", |s| s.p99_ms),
             ],
-            limit: report.max_p95_ms.or(report.max_p99_ms),
+            limit: limits.latency_ms(),
         },
     ];
     let marks = Marks {
@@ -99,23 +100,18 @@ fn summary(report: &RampReport) -> String {
     let mut item = |term: &str, value: String| {
         let _ = writeln!(html, "<dt>{term}</dt><dd>{value}</dd>");
     };
-    let limits = Limits {
-        fail_ratio: report.fail_ratio_limit,
-        max_p95_ms: report.max_p95_ms,
-        max_p99_ms: report.max_p99_ms,
-    };
     if let Some(step) = report.step_at(report.generator_bound_users) {
         item(
             "Generator-bound",
             format!(
                 "at {} users ({}): add workers",
                 step.users,
-                escape(&limits.explain(step))
+                escape(&step.explain())
             ),
         );
     }
     let threshold = match report.threshold_step() {
-        Some(step) => format!("{} users ({})", step.users, escape(&limits.explain(step))),
+        Some(step) => format!("{} users ({})", step.users, escape(&step.explain())),
         _ if report.answered() => "none: every step was healthy".to_string(),
         _ => "unknown".to_string(),
     };
@@ -127,14 +123,7 @@ fn summary(report: &RampReport) -> String {
         )
     });
     item("Last healthy", healthy);
-    let mut limits = format!("failure ratio ≤ {:.2}%", report.fail_ratio_limit * 100.0);
-    if let Some(p95) = report.max_p95_ms {
-        let _ = write!(limits, ", p95 ≤ {p95} ms");
-    }
-    if let Some(p99) = report.max_p99_ms {
-        let _ = write!(limits, ", p99 ≤ {p99} ms");
-    }
-    item("Limits", limits);
+    item("Limits", escape(&report.rules.join(", ")));
     item(
         "Steps",
         format!(
@@ -417,7 +406,7 @@ mod tests {
         let mut r = report(vec![
             step(2, None),
             step(4, None),
-            step(6, Some(Criterion::FailRatio)),
+            step(6, Some(Criterion::failing("error-rate<=1%", "50%"))),
         ]);
         r.notes.push("worker <w1> left & came back".into());
         let html = render(&r);

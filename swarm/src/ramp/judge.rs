@@ -1,7 +1,12 @@
-//! Judging a step against the limits: its failure ratio, and optionally its
-//! p95 response time.
+//! Judging a step: by the generator's CPU first, then by rules in goose's
+//! `--threshold` grammar on the step's own window. `--fail-ratio`,
+//! `--max-p95` and `--max-p99` are shorthands for `error-rate<=R%`,
+//! `p95<=MSms` and `p99<=MSms`; `--threshold` adds any other rule.
 
 use super::step::{Criterion, StepResult};
+use crate::stats::StatsEntry;
+use crate::thresholds::judge::{observe, passes};
+use crate::thresholds::{Metric, Rule};
 
 /// The share of its cores at which a worker is saturated (Locust warns at
 /// 90% of one core).
@@ -10,71 +15,111 @@ pub const GENERATOR_CPU_LIMIT: f64 = 0.9;
 /// The default `--fail-ratio`: more than 1% failed requests fails a step.
 pub const DEFAULT_FAIL_RATIO: f64 = 0.01;
 
-/// What a healthy step stays within.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What a healthy step stays within: every rule passes on its window.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Highest healthy failure ratio, 0..=1.
-    pub fail_ratio: f64,
-    /// Highest healthy p95, ms (fractions allowed: judged to the µs).
-    pub max_p95_ms: Option<f64>,
-    /// Highest healthy p99, ms.
-    pub max_p99_ms: Option<f64>,
+    /// The rules, shorthands first, in the order they are judged.
+    pub rules: Vec<Rule>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            fail_ratio: DEFAULT_FAIL_RATIO,
-            max_p95_ms: None,
-            max_p99_ms: None,
-        }
+        Limits::new(DEFAULT_FAIL_RATIO, None, None, &[]).unwrap_or(Limits { rules: Vec::new() })
     }
 }
 
+/// `number` in the rules' text: at most six decimals, no trailing zeros.
+fn number(value: f64) -> String {
+    let text = format!("{value:.6}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 impl Limits {
-    /// The limit `step` broke, failure ratio first; `None` when healthy.
-    pub fn judge(&self, step: &StepResult) -> Option<Criterion> {
+    /// The shorthands as rules, then `rules`. A rule naming one request is
+    /// refused: a step's window is the `Aggregated` row (what `spotload
+    /// ramp` reads from a remote master). The default failure ratio gives
+    /// way to an `error-rate` rule given with `--threshold`.
+    pub fn new(
+        fail_ratio: f64,
+        max_p95_ms: Option<f64>,
+        max_p99_ms: Option<f64>,
+        rules: &[Rule],
+    ) -> Result<Limits, String> {
+        if let Some(named) = rules.iter().find(|r| r.request.is_some()) {
+            return Err(format!(
+                "threshold {:?}: a ramp judges each step on all requests together; drop the \" for ...\"",
+                named.text
+            ));
+        }
+        let error_rule = rules.iter().any(|r| r.metric == Metric::ErrorRate);
+        let mut texts = Vec::new();
+        if !(error_rule && fail_ratio == DEFAULT_FAIL_RATIO) {
+            texts.push(format!("error-rate<={}%", number(fail_ratio * 100.0)));
+        }
+        if let Some(ms) = max_p95_ms {
+            texts.push(format!("p95<={}ms", number(ms)));
+        }
+        if let Some(ms) = max_p99_ms {
+            texts.push(format!("p99<={}ms", number(ms)));
+        }
+        let mut all = texts
+            .iter()
+            .map(|t| t.parse::<Rule>())
+            .collect::<Result<Vec<_>, _>>()?;
+        all.extend(rules.iter().cloned());
+        Ok(Limits { rules: all })
+    }
+
+    /// The rules back from their texts (as `ramp.json` keeps them).
+    pub fn from_texts(texts: &[String]) -> Limits {
+        Limits {
+            rules: texts.iter().filter_map(|t| t.parse().ok()).collect(),
+        }
+    }
+
+    /// The rules' texts, e.g. `["error-rate<=1%", "p95<=200ms"]`.
+    pub fn texts(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.text.clone()).collect()
+    }
+
+    /// The first limit `step` broke, judged on its `window` (the
+    /// `Aggregated` row's requests in it); `None` when healthy.
+    pub fn judge(&self, step: &StepResult, window: &StatsEntry) -> Option<Criterion> {
         // A saturated generator measures itself: nothing after it says
         // anything about the target.
         if step.worker_cpu >= GENERATOR_CPU_LIMIT {
             return Some(Criterion::GeneratorCpu);
         }
-        if step.fail_ratio > self.fail_ratio {
-            return Some(Criterion::FailRatio);
-        }
-        if self.max_p95_ms.is_some_and(|limit| step.p95_ms > limit) {
-            return Some(Criterion::P95);
-        }
-        if self.max_p99_ms.is_some_and(|limit| step.p99_ms > limit) {
-            return Some(Criterion::P99);
-        }
-        None
+        let held = Some((window.num_requests, step.duration_s));
+        self.rules.iter().find_map(|rule| {
+            let observed = observe(rule, window, held)?;
+            (!passes(rule, &observed)).then(|| Criterion::Rule {
+                rule: rule.text.clone(),
+                observed: observed.shown,
+            })
+        })
     }
 
-    /// Why `step` failed, in words, e.g. `failure ratio 12.50% > 1.00%`.
-    pub fn explain(&self, step: &StepResult) -> String {
-        match step.failed {
-            Some(Criterion::FailRatio) => format!(
-                "failure ratio {:.2}% > {:.2}%",
-                step.fail_ratio * 100.0,
-                self.fail_ratio * 100.0
-            ),
-            Some(Criterion::P95) => format!(
-                "p95 {} ms > {} ms",
-                step.p95_ms,
-                self.max_p95_ms.unwrap_or(0.0)
-            ),
-            Some(Criterion::GeneratorCpu) => format!(
-                "a worker used {:.0}% of its CPU: generator-bound, add workers",
-                step.worker_cpu * 100.0
-            ),
-            Some(Criterion::P99) => format!(
-                "p99 {} ms > {} ms",
-                step.p99_ms,
-                self.max_p99_ms.unwrap_or(0.0)
-            ),
-            None => "healthy".to_string(),
-        }
+    /// The highest healthy failure ratio (0..=1), for charts: the first
+    /// `error-rate` rule's limit.
+    pub fn fail_ratio(&self) -> Option<f64> {
+        self.rules
+            .iter()
+            .find(|r| r.metric == Metric::ErrorRate)
+            .map(|r| r.limit / 100.0)
+    }
+
+    /// The first response-time limit, ms, for charts.
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.rules
+            .iter()
+            .find(|r| matches!(r.metric, Metric::Percentile(_)))
+            .map(|r| r.limit / 1_000.0)
+    }
+
+    /// `error-rate<=1% or p95<=200ms`, for the ramp's first line.
+    pub fn describe(&self) -> String {
+        self.texts().join(" or ")
     }
 }
 
@@ -82,77 +127,85 @@ impl Limits {
 mod tests {
     use super::*;
 
-    fn step(fail_ratio: f64, p95_ms: f64) -> StepResult {
-        StepResult {
-            users: 10,
-            workers: 1,
-            duration_s: 3.0,
-            requests: 1000,
-            failures: (fail_ratio * 1000.0) as u64,
-            fail_ratio,
-            rps: 333.0,
-            p50_ms: p95_ms / 2.0,
-            p95_ms,
-            p99_ms: p95_ms * 2.0,
-            p999_ms: p95_ms * 3.0,
-            co_backfilled: 0,
-            worker_cpu: 0.2,
-            failed: None,
-        }
+    /// A step of 1,000 requests at `ms` each, `failed` of them failed.
+    fn window(failed: u64, ms: f64) -> (StepResult, StatsEntry) {
+        let mut entry = StatsEntry::new("Aggregated", "", 0.0);
+        entry.log(ms, 1_000 - failed, false, 1.0);
+        entry.log(ms, failed, true, 1.0);
+        let mut step = StepResult::measure(10, 1, &entry, 3.0);
+        step.worker_cpu = 0.2;
+        (step, entry)
+    }
+
+    fn judge(limits: &Limits, failed: u64, ms: f64) -> Option<String> {
+        let (step, entry) = window(failed, ms);
+        limits.judge(&step, &entry).map(|c| c.explain())
     }
 
     #[test]
-    fn failure_ratio_above_the_limit_fails() {
+    fn the_shorthands_are_rules() {
+        let limits = Limits::new(0.01, Some(200.0), Some(0.5), &[]).expect("limits");
+        assert_eq!(
+            limits.texts(),
+            ["error-rate<=1%", "p95<=200ms", "p99<=0.5ms"]
+        );
+        assert_eq!(Limits::default().texts(), ["error-rate<=1%"]);
+        let strict = Limits::new(0.0, None, None, &[]).expect("limits");
+        assert_eq!(strict.texts(), ["error-rate<=0%"]);
+        let odd = Limits::new(0.07, None, None, &[]).expect("limits");
+        assert_eq!(odd.texts(), ["error-rate<=7%"]);
+    }
+
+    #[test]
+    fn the_failure_ratio_above_the_limit_fails() {
         let limits = Limits::default();
-        assert_eq!(limits.judge(&step(0.0, 5.0)), None);
+        assert_eq!(judge(&limits, 0, 5.0), None);
+        assert_eq!(judge(&limits, 10, 5.0), None, "at the limit is healthy");
         assert_eq!(
-            limits.judge(&step(0.01, 5.0)),
+            judge(&limits, 11, 5.0).as_deref(),
+            Some("error-rate<=1% failed: observed 1.1%")
+        );
+    }
+
+    #[test]
+    fn latency_rules_and_added_rules_judge_in_order() {
+        let limits = Limits::new(
+            0.01,
+            Some(200.0),
             None,
-            "at the limit is healthy"
+            &["rps>=1000".parse().expect("rule")],
+        )
+        .expect("limits");
+        assert_eq!(
+            judge(&limits, 0, 150.0).as_deref(),
+            Some("rps>=1000 failed: observed 333.33/s held")
         );
-        assert_eq!(limits.judge(&step(0.011, 5.0)), Some(Criterion::FailRatio));
-        let strict = Limits {
-            fail_ratio: 0.0,
-            max_p95_ms: None,
-            max_p99_ms: None,
-        };
-        assert_eq!(strict.judge(&step(0.001, 5.0)), Some(Criterion::FailRatio));
+        let said = judge(&limits, 0, 420.0).expect("fails");
+        assert!(said.starts_with("p95<=200ms failed: observed 42"), "{said}");
+        // Both broken: the failure ratio, first, is named.
+        assert!(judge(&limits, 500, 900.0)
+            .expect("fails")
+            .starts_with("error-rate"));
     }
 
     #[test]
-    fn p95_counts_only_when_asked() {
-        assert_eq!(Limits::default().judge(&step(0.0, 90_000.0)), None);
-        let limits = Limits {
-            fail_ratio: 0.01,
-            max_p95_ms: Some(200.0),
-            max_p99_ms: None,
-        };
-        assert_eq!(limits.judge(&step(0.0, 200.0)), None);
-        assert_eq!(limits.judge(&step(0.0, 210.0)), Some(Criterion::P95));
-        // Both broken: the failure ratio is named.
-        assert_eq!(limits.judge(&step(0.5, 900.0)), Some(Criterion::FailRatio));
+    fn an_error_rate_rule_replaces_the_default_and_named_requests_are_refused() {
+        let given: Vec<Rule> = vec!["error-rate<5%".parse().expect("rule")];
+        let limits = Limits::new(DEFAULT_FAIL_RATIO, None, None, &given).expect("limits");
+        assert_eq!(limits.texts(), ["error-rate<5%"]);
+        assert_eq!(judge(&limits, 40, 1.0), None);
+        let named: Vec<Rule> = vec!["p95<1s for GET /a".parse().expect("rule")];
+        let err = Limits::new(0.01, None, None, &named).unwrap_err();
+        assert!(err.contains("all requests together"), "{err}");
     }
 
     #[test]
-    fn reasons_read_well() {
-        let limits = Limits {
-            fail_ratio: 0.01,
-            max_p95_ms: Some(200.0),
-            max_p99_ms: None,
-        };
-        let mut s = step(0.125, 5.0);
-        s.failed = limits.judge(&s);
-        assert_eq!(limits.explain(&s), "failure ratio 12.50% > 1.00%");
-        let mut s = step(0.0, 420.0);
-        s.failed = limits.judge(&s);
-        assert_eq!(limits.explain(&s), "p95 420 ms > 200 ms");
+    fn a_saturated_generator_is_named_first() {
+        let (mut step, entry) = window(500, 900.0);
+        step.worker_cpu = 0.95;
         assert_eq!(
-            serde_json::to_string(&Criterion::P95).ok(),
-            Some("\"p95\"".into())
-        );
-        assert_eq!(
-            serde_json::to_string(&Criterion::FailRatio).ok(),
-            Some("\"fail_ratio\"".into())
+            Limits::default().judge(&step, &entry),
+            Some(Criterion::GeneratorCpu)
         );
     }
 }

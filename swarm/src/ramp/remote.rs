@@ -145,6 +145,8 @@ mod tests {
             test_plan: None,
             user_classes: Vec::new(),
             class_picker: None,
+            thresholds: Vec::new(),
+            threshold_abort: None,
         }
     }
 

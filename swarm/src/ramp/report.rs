@@ -97,21 +97,24 @@ mod tests {
 
     #[test]
     fn csv_has_a_row_per_step() {
-        let mut corrected = step(4, Some(Criterion::P95));
+        let mut corrected = step(4, Some(Criterion::failing("p95<=20ms", "20ms")));
         corrected.co_backfilled = 7;
         let r = report(vec![step(2, None), corrected]);
         let csv = ramp_csv(&r);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(lines[1], "2,1,3,100,0,0,33.33,10,20,30,40,0.25,0,healthy");
-        assert_eq!(lines[2], "4,1,3,100,50,0.5,33.33,10,20,30,40,0.25,7,p95");
+        assert_eq!(
+            lines[2],
+            "4,1,3,100,50,0.5,33.33,10,20,30,40,0.25,7,p95<=20ms"
+        );
     }
 
     #[test]
     fn corrected_steps_are_marked_in_the_table_and_the_page() {
-        let mut corrected = step(4, Some(Criterion::P95));
+        let mut corrected = step(4, Some(Criterion::failing("p95<=20ms", "20ms")));
         corrected.co_backfilled = 7;
-        let mark = "p95 (CO-corrected, 7 back-filled)";
+        let mark = "p95<=20ms (CO-corrected, 7 back-filled)";
         assert!(crate::ramp::table::row(&corrected).ends_with(mark));
         assert!(!crate::ramp::table::row(&step(2, None)).contains("CO-corrected"));
         let r = report(vec![step(2, None), corrected]);
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn the_knee_is_named_and_marked() {
         let r = report(crate::ramp::result::tests::saturating(&[2, 4, 6, 8], 4));
-        let said = crate::ramp::table::conclusion(&r, &crate::ramp::Limits::default());
+        let said = crate::ramp::table::conclusion(&r);
         assert!(
             said.contains(
                 "knee: 4 users: requests/s stopped growing (400.0 at 4 users, 400.0 at 6)"
@@ -145,13 +148,17 @@ mod tests {
             std::process::id(),
             crate::stats::now_epoch()
         ));
-        let r = report(vec![step(2, None), step(4, Some(Criterion::FailRatio))]);
+        let r = report(vec![
+            step(2, None),
+            step(4, Some(Criterion::failing("error-rate<=1%", "50%"))),
+        ]);
         let files = write_reports(&dir.join("nested"), &r).expect("written");
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap_or_default())
                 .expect("ramp.json is JSON");
         assert_eq!(json["threshold_users"], 4);
-        assert_eq!(json["criterion"], "fail_ratio");
+        assert_eq!(json["criterion"], "error-rate<=1%");
+        assert_eq!(json["rules"], serde_json::json!(["error-rate<=1%"]));
         assert!(files.csv.is_file() && files.html.is_file());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -39,12 +39,10 @@ pub struct RampReport {
     pub ramp: String,
     /// Each step's measuring window, seconds.
     pub step_time_s: f64,
-    /// The highest healthy failure ratio, 0..=1 (`--fail-ratio`).
-    pub fail_ratio_limit: f64,
-    /// The highest healthy p95, ms (`--max-p95`); `None`: not judged.
-    pub max_p95_ms: Option<f64>,
-    /// The highest healthy p99, ms (`--max-p99`); `None`: not judged.
-    pub max_p99_ms: Option<f64>,
+    /// The rules each step was judged by, in goose's `--threshold`
+    /// grammar: the shorthands' (`--fail-ratio 0.01` is `error-rate<=1%`,
+    /// `--max-p95 200` is `p95<=200ms`), then the `--threshold` rules.
+    pub rules: Vec<String>,
     /// Whether `--refine` bisected between the last healthy and first failing count.
     pub refine: bool,
     /// The target host, when the ramp named one.
@@ -72,9 +70,7 @@ impl RampReport {
             notes: Vec::new(),
             ramp: plan.spec.to_string(),
             step_time_s: plan.window.as_secs_f64(),
-            fail_ratio_limit: plan.limits.fail_ratio,
-            max_p95_ms: plan.limits.max_p95_ms,
-            max_p99_ms: plan.limits.max_p99_ms,
+            rules: plan.limits.texts(),
             refine: plan.refine,
             host,
             started_at: now,
@@ -90,7 +86,7 @@ impl RampReport {
             .iter()
             .filter(|s| !s.is_healthy())
             .min_by_key(|s| s.users);
-        self.criterion = first_failing.and_then(|s| s.failed);
+        self.criterion = first_failing.and_then(|s| s.failed.clone());
         let generator_bound = self.criterion == Some(Criterion::GeneratorCpu);
         self.generator_bound_users = first_failing.filter(|_| generator_bound).map(|s| s.users);
         self.threshold_users = first_failing.filter(|_| !generator_bound).map(|s| s.users);
@@ -220,21 +216,21 @@ pub(crate) mod tests {
 
     #[test]
     fn the_answer_comes_from_the_steps() {
-        let fail = Some(Criterion::FailRatio);
-        let r = report(vec![step(2, None), step(4, None), step(6, fail)]);
+        let fail = Some(Criterion::failing("error-rate<=1%", "50%"));
+        let r = report(vec![step(2, None), step(4, None), step(6, fail.clone())]);
         assert_eq!(r.threshold_users, Some(6));
         assert_eq!(r.last_healthy_users, Some(4));
         assert_eq!(r.criterion, fail);
         // Refinement probes below the first failing count move both ends.
         let r = report(vec![
             step(2, None),
-            step(6, fail),
+            step(6, fail.clone()),
             step(4, None),
-            step(5, Some(Criterion::P95)),
+            step(5, Some(Criterion::failing("p95<=20ms", "20ms"))),
         ]);
         assert_eq!(r.threshold_users, Some(5));
         assert_eq!(r.last_healthy_users, Some(4));
-        assert_eq!(r.criterion, Some(Criterion::P95));
+        assert_eq!(r.criterion, Some(Criterion::failing("p95<=20ms", "20ms")));
         let users: Vec<u64> = r.steps_by_users().iter().map(|s| s.users).collect();
         assert_eq!(users, vec![2, 4, 5, 6]);
     }
@@ -246,7 +242,10 @@ pub(crate) mod tests {
         assert_eq!(r.criterion, None);
         assert_eq!(r.last_healthy_users, Some(4));
         assert!(r.answered());
-        let r = report(vec![step(2, Some(Criterion::FailRatio))]);
+        let r = report(vec![step(
+            2,
+            Some(Criterion::failing("error-rate<=1%", "50%")),
+        )]);
         assert_eq!(r.last_healthy_users, None);
         assert_eq!(r.threshold_step().map(|s| s.users), Some(2));
     }

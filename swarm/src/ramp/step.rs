@@ -6,29 +6,56 @@ use serde::Serialize;
 use crate::stats::StatsEntry;
 
 /// Which limit a step broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Criterion {
-    /// Its failure ratio was above `--fail-ratio`.
-    FailRatio,
-    /// Its p95 response time was above `--max-p95`.
-    P95,
-    /// Its p99 response time was above `--max-p99`.
-    P99,
+    /// A rule (a `--threshold`, or a shorthand such as `--fail-ratio`'s
+    /// `error-rate<=1%`) failed on the step's window.
+    Rule {
+        /// The rule, as given.
+        rule: String,
+        /// What it observed, e.g. `12.5%` or `420.3ms`.
+        observed: String,
+    },
     /// A worker used 90% or more of its cores: the load generator, not the
     /// target, set the numbers (add workers).
     GeneratorCpu,
 }
 
 impl Criterion {
-    /// The criterion as `ramp.json`, `ramp.csv` and the table name it.
-    pub fn as_str(self) -> &'static str {
+    /// The criterion as `ramp.json`, `ramp.csv` and the table name it:
+    /// the rule (`error-rate<=1%`), or `generator_cpu`.
+    pub fn as_str(&self) -> &str {
         match self {
-            Criterion::FailRatio => "fail_ratio",
-            Criterion::P95 => "p95",
-            Criterion::P99 => "p99",
+            Criterion::Rule { rule, .. } => rule,
             Criterion::GeneratorCpu => "generator_cpu",
         }
+    }
+
+    /// Why the step failed, in words.
+    pub fn explain(&self) -> String {
+        match self {
+            Criterion::Rule { rule, observed } => format!("{rule} failed: observed {observed}"),
+            Criterion::GeneratorCpu => {
+                "a worker used 90% or more of its CPU: generator-bound, add workers".to_string()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl Criterion {
+    /// `rule` failed observing `observed`: for tests of what follows a verdict.
+    pub(crate) fn failing(rule: &str, observed: &str) -> Criterion {
+        Criterion::Rule {
+            rule: rule.to_string(),
+            observed: observed.to_string(),
+        }
+    }
+}
+
+impl Serialize for Criterion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -106,9 +133,21 @@ impl StepResult {
         self.failed.is_none()
     }
 
-    /// `healthy`, `fail_ratio` or `p95`, for tables.
-    pub fn verdict(&self) -> &'static str {
-        self.failed.map_or("healthy", Criterion::as_str)
+    /// `healthy`, the rule that failed, or `generator_cpu`, for tables.
+    pub fn verdict(&self) -> &str {
+        self.failed.as_ref().map_or("healthy", Criterion::as_str)
+    }
+
+    /// Why the step failed, or `healthy`.
+    pub fn explain(&self) -> String {
+        match &self.failed {
+            Some(Criterion::GeneratorCpu) => format!(
+                "a worker used {:.0}% of its CPU: generator-bound, add workers",
+                self.worker_cpu * 100.0
+            ),
+            Some(criterion) => criterion.explain(),
+            None => "healthy".to_string(),
+        }
     }
 
     /// The verdict as tables show it: with `(CO-corrected, N back-filled)`

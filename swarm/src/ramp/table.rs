@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use super::engine::Progress;
-use super::judge::Limits;
 use super::result::RampReport;
 use super::step::StepResult;
 
@@ -88,7 +87,7 @@ impl<W: Write + Send> Progress for StepTable<W> {
         tracing::info!("ramp step: {users} users");
     }
 
-    fn step_done(&mut self, step: &StepResult, _limits: &Limits) {
+    fn step_done(&mut self, step: &StepResult) {
         let text = row(step);
         self.line(&text);
     }
@@ -100,20 +99,20 @@ impl<W: Write + Send> Progress for StepTable<W> {
 
 /// The answer in a few lines: the threshold and why, the last healthy
 /// step's numbers, or why there is no answer.
-pub fn conclusion(report: &RampReport, limits: &Limits) -> String {
+pub fn conclusion(report: &RampReport) -> String {
     let mut lines = Vec::new();
     if let Some(step) = report.step_at(report.generator_bound_users) {
         lines.push(format!(
             "generator-bound at {} users ({}): the workers, not the target, set these numbers; add workers and ramp again",
             step.users,
-            limits.explain(step)
+            step.explain()
         ));
     }
     match report.threshold_step() {
         Some(step) => lines.push(format!(
             "threshold: {} users ({})",
             step.users,
-            limits.explain(step)
+            step.explain()
         )),
         None if report.generator_bound_users.is_some() => {}
         None if report.answered() => lines.push(format!(
@@ -157,19 +156,19 @@ mod tests {
 
     #[test]
     fn rows_line_up_with_the_header() {
-        let s = step(12, Some(Criterion::FailRatio));
+        let s = step(12, Some(Criterion::failing("error-rate<=1%", "50%")));
         assert_eq!(
             row(&s).len(),
-            header().len() - "verdict".len() + "fail_ratio".len()
+            header().len() - "verdict".len() + "error-rate<=1%".len()
         );
-        assert!(row(&s).ends_with("fail_ratio"));
+        assert!(row(&s).ends_with("error-rate<=1%"));
     }
 
     #[test]
     fn the_table_prints_as_steps_finish() {
         let mut table = StepTable::new(Vec::new());
         table.step_started(2);
-        table.step_done(&step(2, None), &Limits::default());
+        table.step_done(&step(2, None));
         table.step_started(4);
         table.note("a worker left");
         let text = String::from_utf8(table.into_inner()).unwrap_or_default();
@@ -181,10 +180,13 @@ mod tests {
 
     #[test]
     fn the_conclusion_names_threshold_and_last_healthy() {
-        let r = report(vec![step(2, None), step(4, Some(Criterion::FailRatio))]);
-        let text = conclusion(&r, &Limits::default());
+        let r = report(vec![
+            step(2, None),
+            step(4, Some(Criterion::failing("error-rate<=1%", "50%"))),
+        ]);
+        let text = conclusion(&r);
         assert!(
-            text.contains("threshold: 4 users (failure ratio 50.00% > 1.00%)"),
+            text.contains("threshold: 4 users (error-rate<=1% failed: observed 50%)"),
             "{text}"
         );
         assert!(
@@ -192,13 +194,11 @@ mod tests {
             "{text}"
         );
         let r = report(vec![step(2, None), step(4, None)]);
-        assert!(
-            conclusion(&r, &Limits::default()).contains("no threshold: every step up to 4 users")
-        );
+        assert!(conclusion(&r).contains("no threshold: every step up to 4 users"));
         let mut r = report(vec![]);
         r.error = Some("the target is unreachable".into());
         assert_eq!(
-            conclusion(&r, &Limits::default()),
+            conclusion(&r),
             "could not measure: the target is unreachable"
         );
     }

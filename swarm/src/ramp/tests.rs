@@ -131,6 +131,11 @@ impl RampDriver for Fake {
     }
 }
 
+/// The rule the ramp's threshold step broke.
+fn criterion(report: &RampReport) -> Option<&str> {
+    report.criterion.as_ref().map(Criterion::as_str)
+}
+
 fn plan(spec: &str, limits: Limits, refine: bool) -> RampPlan {
     let spec = RampSpec::parse(spec).expect("spec");
     let mut plan = RampPlan::new(spec, Duration::from_secs(3), limits, 1000.0);
@@ -164,7 +169,7 @@ async fn stops_at_the_first_failing_step() {
     assert_eq!(users(&r), vec![2, 4, 6, 8]);
     assert_eq!(r.threshold_users, Some(8));
     assert_eq!(r.last_healthy_users, Some(6));
-    assert_eq!(r.criterion, Some(Criterion::FailRatio));
+    assert_eq!(criterion(&r), Some("error-rate<=1%"));
     assert_eq!(r.error, None);
     let six = &r.steps[2];
     assert_eq!((six.requests, six.failures), (60, 0), "one tick per window");
@@ -199,14 +204,10 @@ async fn a_healthy_target_reaches_max() {
 
 #[tokio::test]
 async fn a_p95_limit_can_set_the_threshold() {
-    let limits = Limits {
-        fail_ratio: 0.01,
-        max_p95_ms: Some(45.0),
-        max_p99_ms: None,
-    };
+    let limits = Limits::new(0.01, Some(45.0), None, &[]).expect("limits");
     let r = ramp(Script::default(), &plan("2:2:10", limits, false)).await;
     assert_eq!(r.threshold_users, Some(6));
-    assert_eq!(r.criterion, Some(Criterion::P95));
+    assert_eq!(criterion(&r), Some("p95<=45ms"));
 }
 
 #[tokio::test]
@@ -227,14 +228,10 @@ async fn an_unreachable_target_gives_no_answer() {
 #[tokio::test]
 async fn a_fractional_p99_limit_is_judged_to_the_microsecond() {
     // Steps log users x 10 ms: 40 ms at 4 users passes 40.5, 60 ms fails.
-    let limits = Limits {
-        fail_ratio: 0.01,
-        max_p95_ms: None,
-        max_p99_ms: Some(40.5),
-    };
+    let limits = Limits::new(0.01, None, Some(40.5), &[]).expect("limits");
     let r = ramp(Script::default(), &plan("2:2:10", limits, false)).await;
     assert_eq!(r.threshold_users, Some(6));
-    assert_eq!(r.criterion, Some(Criterion::P99));
+    assert_eq!(criterion(&r), Some("p99<=40.5ms"));
     assert_eq!(r.last_healthy_users, Some(4));
 }
 

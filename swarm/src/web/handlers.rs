@@ -205,6 +205,7 @@ pub fn stats_requests(snapshot: &MasterSnapshot) -> StatsRequests {
                 })
                 .collect()
         }),
+        thresholds: snapshot.thresholds.clone(),
     }
 }
 
