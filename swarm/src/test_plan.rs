@@ -203,7 +203,7 @@ impl FromStr for TestPlan {
                 return Err(refuse(format!("more than {MAX_PLAN_STEPS} steps")));
             }
             let step = parse_step(part)
-                .map_err(|why| refuse(format!("step {} ({part:?}) {why}", index + 1)))?;
+                .map_err(|why| refuse(format!("step {} ({part:?}): {why}", index + 1)))?;
             steps.push(step);
         }
         if steps.iter().all(|s| s.users == 0) {
