@@ -37,14 +37,16 @@ const BASIC_USER_PASS: &str = "Basic dXNlcjpwYXNz";
 /// the current target, which the page shows in its header; `worker_events`
 /// the fleet's joins, losses and spot reclaims (the Workers tab);
 /// `refused_frames` what peers sent that the master dropped unread;
-/// `test_plan` the `--test-plan` and where the run is in it, `user_classes`
-/// the classes the run dispatches and `class_picker` the classes
-/// `--class-picker` offers. A client of Locust's API reads the keys it
-/// knows and never sees them.
-const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 6] = [
+/// `thresholds` the `--threshold` rules and their verdicts; `test_plan`
+/// the `--test-plan` and where the run is in it; `user_classes` the
+/// classes the run dispatches; `class_picker` the classes `--class-picker`
+/// offers. A client of Locust's API reads the keys it knows and never sees
+/// them.
+const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 7] = [
     "host",
     "worker_events",
     "refused_frames",
+    "thresholds",
     "test_plan",
     "user_classes",
     "class_picker",
