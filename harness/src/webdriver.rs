@@ -129,6 +129,63 @@ impl ChromeDriver {
     }
 }
 
+/// Headless Chromium on one page, with the page's script errors collected
+/// from the moment it opened: chromedriver, the profile and the session,
+/// dropped together (the session first). Derefs to its [`Session`].
+#[derive(Debug)]
+pub struct Browser {
+    session: Session,
+    _profile: TempDir,
+    driver: ChromeDriver,
+}
+
+impl Browser {
+    /// Starts chromedriver and Chromium and opens `url`; panics, with
+    /// chromedriver's logs, when a step fails.
+    pub fn open(url: &str) -> Browser {
+        let driver = ChromeDriver::start();
+        let profile = TempDir::new("chromium-profile");
+        let session = driver
+            .new_session(profile.path())
+            .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", driver.logs()));
+        session
+            .goto(url)
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        session
+            .execute(
+                "window.__errors = []; window.addEventListener('error', \
+                 function (e) { window.__errors.push(String(e.message)); });",
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("install an error collector: {e}"));
+        Browser {
+            session,
+            _profile: profile,
+            driver,
+        }
+    }
+
+    /// The script errors the page raised since it opened (a JSON array).
+    pub fn script_errors(&self) -> Value {
+        self.session
+            .execute("return window.__errors;", &[])
+            .unwrap_or_else(|e| panic!("read the error collector: {e}"))
+    }
+
+    /// chromedriver's logs, for a failure message.
+    pub fn logs(&self) -> String {
+        self.driver.logs()
+    }
+}
+
+impl std::ops::Deref for Browser {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
 /// A reference to an element of the current page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element(String);

@@ -258,6 +258,9 @@ mod tests {
             host: None,
             worker_events: Vec::new(),
             refused_frames: Default::default(),
+            test_plan: None,
+            user_classes: Vec::new(),
+            class_picker: None,
             thresholds: Vec::new(),
         };
         serde_json::to_string(&stats).expect("serializes")

@@ -16,6 +16,7 @@ pub use crate::master::{
     HistorySample, NodeState, Refusals, RunState, WorkerEvent, WorkerEventKind,
 };
 use crate::stats::StatsEntry;
+use crate::test_plan::PlanState;
 pub use crate::thresholds::Verdict;
 
 /// `USER:PASS`, the credentials of the web UI (`--web-auth`), parsed once
@@ -346,6 +347,26 @@ pub struct StatsRequests {
     /// whether it passes (live while the run goes, final once stopped).
     #[serde(default)]
     pub thresholds: Vec<Verdict>,
+    /// Our extension: the master's `--test-plan` and where the run is in
+    /// it (step, elapsed, the users asked now); null without a plan.
+    #[serde(default)]
+    pub test_plan: Option<PlanState>,
+    /// Our extension: the user classes the run spreads its users over.
+    #[serde(default)]
+    pub user_classes: Vec<String>,
+    /// Our extension: with `--class-picker`, the classes a run may choose
+    /// (Locust's `user_classes` form field); null without it.
+    #[serde(default)]
+    pub class_picker: Option<Vec<ClassRow>>,
+}
+
+/// A user class a run may choose, with its weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassRow {
+    /// The class (scenario) name, as the form's `user_classes` gives it.
+    pub name: String,
+    /// Its weight among the classes chosen.
+    pub weight: u64,
 }
 
 impl StatsRequests {

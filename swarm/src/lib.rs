@@ -13,6 +13,7 @@
 //! - [`stats`]: mergeable stats entries, percentiles, Locust CSV.
 //! - [`web`]: the master's web app on :8089 (Locust's HTTP API and our page).
 //! - [`shutdown`]: the process's one cancellation, from SIGINT, SIGTERM or code.
+//! - [`test_plan`]: `--test-plan` shapes in goose's grammar, and where a run is in one.
 //! - [`thresholds`]: pass/fail rules (`--threshold p95<500ms`) judged on the merged stats.
 //! - [`target_tls`]: how the users' HTTPS trusts the target (`--ca-cert`, `--accept-invalid-certs`).
 //! - [`timespan`]: `30s`, `5m`, `1h30m` durations.
@@ -30,6 +31,7 @@ pub mod ramp;
 pub mod shutdown;
 pub mod stats;
 pub mod target_tls;
+pub mod test_plan;
 pub mod thresholds;
 pub mod timespan;
 pub mod web;

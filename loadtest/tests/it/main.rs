@@ -6,6 +6,7 @@
 mod bad_frames;
 mod bad_input;
 mod chaos;
+mod class_picker;
 mod classes;
 mod end_to_end;
 mod example;
@@ -20,6 +21,7 @@ mod ramp;
 mod rates;
 mod report_markup;
 mod spot;
+mod test_plan;
 mod thresholds;
 mod verdicts;
 mod web_tls;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use harness::webdriver::ChromeDriver;
+use harness::webdriver::Browser;
 use harness::{wait_until, Api, Loadtest, Nginx, NginxOptions, TempDir};
 use swarm::api::RunState;
 
@@ -77,14 +77,7 @@ fn a_name_full_of_markup_stays_text_in_the_report() {
     assert!(names.contains(&NAME), "{names:?}");
 
     // Chromium renders the table with the name as text.
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium-profile");
-    let session = driver
-        .new_session(profile.path())
-        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", driver.logs()));
-    session
-        .goto(&format!("{url}/stats/report"))
-        .unwrap_or_else(|e| panic!("open the report: {e}"));
+    let session = Browser::open(&format!("{url}/stats/report"));
     let shown = session
         .wait_for(Duration::from_secs(10), "the markup row", |s| {
             for row in s.find_all("#stats-table tbody tr[data-name]")? {

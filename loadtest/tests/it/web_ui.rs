@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use harness::webdriver::{ChromeDriver, Session};
+use harness::webdriver::{Browser, Session};
 use harness::{
     epoch_now, http_request, loadtest, try_wait_until, wait_until, Locust, Nginx, NginxOptions,
     Process, Reply, TempDir,
@@ -36,9 +36,21 @@ const BASIC_USER_PASS: &str = "Basic dXNlcjpwYXNz";
 /// Keys our `/stats/requests` has beyond Locust's, on purpose: `host` is
 /// the current target, which the page shows in its header; `worker_events`
 /// the fleet's joins, losses and spot reclaims (the Workers tab);
-/// `refused_frames` what peers sent that the master dropped unread. A
-/// client of Locust's API reads the keys it knows and never sees them.
-const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 3] = ["host", "worker_events", "refused_frames"];
+/// `refused_frames` what peers sent that the master dropped unread;
+/// `thresholds` the `--threshold` rules and their verdicts; `test_plan`
+/// the `--test-plan` and where the run is in it; `user_classes` the
+/// classes the run dispatches; `class_picker` the classes `--class-picker`
+/// offers. A client of Locust's API reads the keys it knows and never sees
+/// them.
+const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 7] = [
+    "host",
+    "worker_events",
+    "refused_frames",
+    "thresholds",
+    "test_plan",
+    "user_classes",
+    "class_picker",
+];
 
 /// Keys our rows have beyond Locust's: in `stats`, `precise` (the times to
 /// the microsecond from the merged histograms); in `workers`, `cpu_share`
@@ -353,22 +365,7 @@ fn wait_text(session: &Session, swarm: &Swarm, css: &str, expected: &str, limit:
 /// stop. Checks the API agrees at each step; saves `screenshot` (a file
 /// name) in the artifacts dir and returns its path.
 fn browser_flow(swarm: &Swarm, page_url: &str, screenshot: &str) -> PathBuf {
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium-profile");
-    let session = driver
-        .new_session(profile.path())
-        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", driver.logs()));
-    session
-        .goto(page_url)
-        .unwrap_or_else(|e| panic!("open {page_url}: {e}"));
-    // Collect the page's script errors from here on.
-    session
-        .execute(
-            "window.__errors = []; window.addEventListener('error', \
-             function (e) { window.__errors.push(String(e.message)); });",
-            &[],
-        )
-        .expect("install an error collector");
+    let session = Browser::open(page_url);
     // The start form shows once the first poll has answered.
     wait_displayed(&session, "#user_count", Duration::from_secs(10));
     fill(&session, "#user_count", "20");
@@ -469,9 +466,7 @@ fn browser_flow(swarm: &Swarm, page_url: &str, screenshot: &str) -> PathBuf {
     let stopped = swarm.wait_for_state("stopped", Duration::from_secs(5));
     assert_eq!(stopped["user_count"], 0, "no users left after the stop");
     wait_displayed(&session, "#start-button", Duration::from_secs(5));
-    let errors = session
-        .execute("return window.__errors;", &[])
-        .expect("read the error collector");
+    let errors = session.script_errors();
     assert_eq!(errors, serde_json::json!([]), "script errors in the page");
     shot
 }

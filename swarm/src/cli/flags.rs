@@ -24,6 +24,7 @@ use crate::co_mitigation::CoMitigation;
 use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
 use crate::target_tls::{CaCerts, CaFileError, TargetTls};
+use crate::test_plan::TestPlan;
 use crate::thresholds::{parse_rule, Rule, ThresholdConfig, MAX_RULES};
 use crate::timespan::format_timespan;
 
@@ -115,6 +116,17 @@ pub struct RunFlags {
     /// runs started there.
     #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_run_time, help_heading = "Headless")]
     pub run_time: Option<Duration>,
+    /// Follow a load shape instead of -u/-t, in goose's grammar: steps
+    /// "USERS,TIME;USERS,TIME;...", each going from the previous step's
+    /// users to its own over its time (TIME: 90, 90s, 1h2m3s). The run ends
+    /// with the plan. Headless, or started by the web UI's Start button.
+    /// E.g. "10,1m;10,5m;0,30s".
+    #[arg(long, value_name = "PLAN", help_heading = "Headless")]
+    pub test_plan: Option<TestPlan>,
+    /// In the web UI, let each run choose its user classes (a checkbox per
+    /// class), as Locust's --class-picker.
+    #[arg(long)]
+    pub class_picker: bool,
 }
 
 /// How fast users start or stop, and how they measure.
@@ -341,7 +353,11 @@ pub enum RunPlan {
     Ui {
         /// `-t`: how long each run started from the UI lasts; `None`: until stopped.
         run_time: Option<Duration>,
+        /// `--test-plan`: the shape each run started from the UI follows.
+        test_plan: Option<TestPlan>,
     },
+    /// A headless run that follows a test plan and ends with it.
+    Planned(TestPlan),
     /// A fixed headless run.
     Fixed {
         /// Users to run across all workers (`-u`).
@@ -413,6 +429,12 @@ impl RunFlags {
     ) -> Result<RunPlan, String> {
         rules.config()?;
         let rate = spawn.or(1.0);
+        if self.class_picker && self.headless {
+            return Err("--class-picker is for the web UI: drop --headless, or name the classes after the flags".into());
+        }
+        if let Some(test_plan) = &self.test_plan {
+            return self.planned(test_plan, spawn, ramp);
+        }
         if let Some(ramp_plan) = ramp.plan(rate, rules)? {
             if !self.headless {
                 return Err("--ramp runs headless: add --headless".into());
@@ -431,6 +453,7 @@ impl RunFlags {
             }
             return Ok(RunPlan::Ui {
                 run_time: self.run_time,
+                test_plan: None,
             });
         }
         match self.users {
@@ -439,8 +462,45 @@ impl RunFlags {
                 spawn_rate: rate,
                 run_time: self.run_time,
             }),
-            None => Err("--headless needs -u/--users N (the number of users to run) or --ramp START:STEP:MAX".into()),
+            None => Err("--headless needs -u/--users N (the number of users to run), --ramp START:STEP:MAX or --test-plan PLAN".into()),
         }
+    }
+
+    /// The plan of a run with `--test-plan`, which sets the users, their
+    /// pace and the time itself.
+    fn planned(
+        &self,
+        test_plan: &TestPlan,
+        spawn: &SpawnFlags,
+        ramp: &RampFlags,
+    ) -> Result<RunPlan, String> {
+        let mut clashes = Vec::new();
+        if self.users.is_some() {
+            clashes.push("-u/--users");
+        }
+        if self.run_time.is_some() {
+            clashes.push("-t/--run-time");
+        }
+        if spawn.spawn_rate.is_some() {
+            clashes.push("-r/--spawn-rate");
+        }
+        if ramp.ramp.is_some() {
+            clashes.push("--ramp");
+        }
+        if !clashes.is_empty() {
+            return Err(format!(
+                "--test-plan sets the users, how fast they start and stop, and the run's time itself: drop {}",
+                clashes.join(", ")
+            ));
+        }
+        Ok(if self.headless {
+            RunPlan::Planned(test_plan.clone())
+        } else {
+            RunPlan::Ui {
+                run_time: None,
+                test_plan: Some(test_plan.clone()),
+            }
+        })
     }
 
     /// The flags as `loadtest master` takes them (with the spawn rate).
@@ -454,6 +514,11 @@ impl RunFlags {
             spawn.co_mitigation.map(|m| m.to_string()),
         );
         args.pair("--run-time", self.run_time.map(format_timespan));
+        args.pair(
+            "--test-plan",
+            self.test_plan.as_ref().map(ToString::to_string),
+        );
+        args.flag("--class-picker", self.class_picker);
         args.0
     }
 }
@@ -478,131 +543,4 @@ impl ArgList {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunFlags,
-        #[command(flatten)]
-        spawn: SpawnFlags,
-        #[command(flatten)]
-        ramp: RampFlags,
-        #[command(flatten)]
-        secret: JoinSecretFlags,
-        #[command(flatten)]
-        tls: TargetTlsFlags,
-        #[command(flatten)]
-        verdicts: ThresholdFlags,
-    }
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn forwarded_flags_parse_back_to_the_same_values() {
-        for line in [
-            "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
-            "--headless -u 50 -r 10 -t 1m30s --co-mitigation max",
-            "-t 20s --join-secret-file /run/secret",
-            "--ca-cert /etc/ssl/internal-ca.pem",
-            "--accept-invalid-certs",
-            "--threshold p95<500ms --threshold error-rate<=1% --threshold-abort-delay 30s",
-            "--threshold rps>=200 --no-threshold-abort",
-            "",
-        ] {
-            let args: Vec<&str> = line.split_whitespace().collect();
-            let first = parse(&args).expect(line);
-            let mut forwarded = first.run.to_args(&first.spawn);
-            forwarded.extend(first.ramp.to_args());
-            forwarded.extend(first.secret.to_args());
-            forwarded.extend(first.tls.to_args());
-            forwarded.extend(first.verdicts.to_args());
-            let again: Vec<&str> = forwarded.iter().map(String::as_str).collect();
-            let second = parse(&again).expect("forwarded flags parse");
-            assert_eq!(second.run, first.run, "{line} -> {forwarded:?}");
-            assert_eq!(second.spawn, first.spawn, "{line} -> {forwarded:?}");
-            assert_eq!(second.ramp, first.ramp, "{line} -> {forwarded:?}");
-            assert_eq!(second.secret, first.secret, "{line} -> {forwarded:?}");
-            assert_eq!(second.tls, first.tls, "{line} -> {forwarded:?}");
-            assert_eq!(second.verdicts, first.verdicts, "{line} -> {forwarded:?}");
-        }
-    }
-
-    #[test]
-    fn plans_say_which_flags_do_not_go_together() {
-        let plan = |line: &str| {
-            let args: Vec<&str> = line.split_whitespace().collect();
-            let cli = parse(&args).expect(line);
-            cli.run.plan(&cli.spawn, &cli.ramp, &cli.verdicts)
-        };
-        assert!(matches!(plan(""), Ok(RunPlan::Ui { run_time: None })));
-        assert!(matches!(
-            plan("--headless -u 3 -r 2"),
-            Ok(RunPlan::Fixed { users: 3, .. })
-        ));
-        assert!(matches!(
-            plan("--headless --ramp 1:1:3 --step-time 3s"),
-            Ok(RunPlan::Ramp(_))
-        ));
-        assert!(plan("--headless").unwrap_err().contains("-u/--users"));
-        assert!(plan("--ramp 1:1:3 --step-time 3s")
-            .unwrap_err()
-            .contains("--headless"));
-        assert!(plan("--headless --ramp 1:1:3")
-            .unwrap_err()
-            .contains("--step-time"));
-        assert!(plan("--headless --ramp 1:1:3 --step-time 3s -u 4")
-            .unwrap_err()
-            .contains("-u/--users"));
-        assert!(plan("-u 4").unwrap_err().contains("--headless"));
-        let bad = parse(&["--ramp", "10:0:5"]).unwrap_err();
-        assert_eq!(bad.exit_code(), 2);
-        let bad = parse(&["--co-mitigation", "sometimes"]).unwrap_err();
-        assert!(bad.to_string().contains("average, maximum"), "{bad}");
-        let bad = parse(&["--threshold", "p100<1s"]).unwrap_err();
-        assert_eq!(bad.exit_code(), 2);
-        assert!(bad.to_string().contains("p100<1s"), "{bad}");
-        let lone = parse(&["--no-threshold-abort"]).unwrap_err();
-        assert_eq!(lone.exit_code(), 2, "needs --threshold: {lone}");
-        let both = parse(&[
-            "--threshold",
-            "p95<1s",
-            "--no-threshold-abort",
-            "--threshold-abort-delay",
-            "5s",
-        ])
-        .unwrap_err();
-        assert_eq!(both.exit_code(), 2, "{both}");
-        let both = parse(&["--ca-cert", "ca.pem", "--accept-invalid-certs"]).unwrap_err();
-        assert_eq!(both.exit_code(), 2, "one trust or the other: {both}");
-    }
-
-    #[derive(Parser, Debug)]
-    struct WorkerCli {
-        #[command(flatten)]
-        users: UserFlags,
-    }
-
-    #[test]
-    fn the_users_flags_round_trip_and_a_master_says_where_they_go() {
-        for line in ["--wait 0.5:2 --shared-client", "--wait 0:0", ""] {
-            let args: Vec<&str> = line.split_whitespace().collect();
-            let first = WorkerCli::try_parse_from(std::iter::once("w").chain(args.iter().copied()))
-                .expect(line);
-            let forwarded = first.users.to_args();
-            let again = WorkerCli::try_parse_from(
-                std::iter::once("w").chain(forwarded.iter().map(String::as_str)),
-            )
-            .expect("forwarded flags parse");
-            assert_eq!(again.users, first.users, "{line} -> {forwarded:?}");
-        }
-        assert!(parse_wait("2:1").is_err());
-        assert!(worker_flag_hint("--wait=1:2")
-            .is_some_and(|h| h.contains("--wait is an option of the workers")));
-        assert!(worker_flag_hint("--csv").is_none());
-    }
-}
+mod tests;

@@ -12,16 +12,29 @@ use super::summary::print_summary;
 use crate::master::{MasterHandle, MasterSnapshot, SwarmRequest};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, now_epoch};
+use crate::test_plan::TestPlan;
 use crate::thresholds::THRESHOLDS_FAILED;
+
+/// The load of a headless run: users for a time, or a test plan.
+pub(super) enum Load<'a> {
+    /// `-u`, `-r`, `-t`.
+    Users {
+        /// Users to run across all workers (`-u`).
+        users: u64,
+        /// Users started (or stopped) per second (`-r`).
+        spawn_rate: f64,
+        /// How long the run lasts (`-t`); `None`: until stopped.
+        run_time: Option<Duration>,
+    },
+    /// `--test-plan`: the master follows it (its config has it) and stops
+    /// the run when it is over.
+    Plan(&'a TestPlan),
+}
 
 /// A fixed headless run, as the flags planned it.
 pub(super) struct Fixed<'a> {
-    /// Users to run across all workers (`-u`).
-    pub users: u64,
-    /// Users started (or stopped) per second (`-r`).
-    pub spawn_rate: f64,
-    /// How long the run lasts (`-t`); `None`: until stopped.
-    pub run_time: Option<Duration>,
+    /// What load it runs.
+    pub load: Load<'a>,
     /// The target (`-H`), or the scenarios' own.
     pub host: Option<String>,
     /// `--csv PREFIX`: where the CSVs go.
@@ -41,12 +54,22 @@ pub(super) async fn run(
         waited = wait_for_workers(&fixed.expect, handle) => waited?,
         () = shutdown.requested() => anyhow::bail!("{} before the workers joined; nothing was measured", shutdown.reason().map_or("stopped", |r| r.describe())),
     }
+    // With a plan, the master takes the users and their pace from it.
+    let (users, spawn_rate, run_time) = match fixed.load {
+        Load::Users {
+            users,
+            spawn_rate,
+            run_time,
+        } => (users, spawn_rate, run_time),
+        Load::Plan(plan) => (plan.peak_users(), 1.0, None),
+    };
     let request = SwarmRequest {
-        user_count: fixed.users,
-        spawn_rate: fixed.spawn_rate,
+        user_count: users,
+        spawn_rate,
         host: fixed.host.clone(),
         run_time: None,
         co_mitigation: None,
+        user_classes: None,
     };
     let message = handle.swarm(request).await?;
     tracing::info!("{message}");
@@ -54,9 +77,7 @@ pub(super) async fn run(
         Some(prefix) => Some(HistoryFile::create(prefix)?),
         None => None,
     };
-    let deadline = fixed
-        .run_time
-        .and_then(|t| tokio::time::Instant::now().checked_add(t));
+    let deadline = run_time.and_then(|t| tokio::time::Instant::now().checked_add(t));
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut last_status = tokio::time::Instant::now();
     loop {
@@ -86,6 +107,10 @@ pub(super) async fn run(
         }
         if snapshot.active_workers() == 0 {
             tracing::error!("every worker has gone; ending the run");
+            break;
+        }
+        if snapshot.test_plan.as_ref().is_some_and(|p| p.finished) {
+            tracing::info!("the test plan is over");
             break;
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {

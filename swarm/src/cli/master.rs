@@ -15,7 +15,7 @@ use super::lifecycle::{end_run, Expect};
 use super::scenarios::{user_classes, ScenarioBuilder};
 use super::summary::print_summary;
 use crate::api::Credentials;
-use crate::master::{Ended, Master, MasterConfig, MasterHandle};
+use crate::master::{check_class_names, Ended, Master, MasterConfig, MasterHandle};
 use crate::protocol::transport::bind_master;
 use crate::protocol::{DEFAULT_MASTER_PORT, JOIN_SECRET_ENV};
 use crate::shutdown::{Reason, Shutdown};
@@ -89,6 +89,11 @@ pub struct MasterArgs {
     /// A headless ramp to find the failure threshold.
     #[command(flatten)]
     pub ramp: RampFlags,
+    /// Run only these user classes (the load test's scenario names), their
+    /// weights sharing the users, as Locust's class names after its flags;
+    /// none: all of them.
+    #[arg(value_name = "CLASS")]
+    pub user_classes: Vec<String>,
     /// Pass/fail rules on the run's numbers (or each ramp step's).
     #[command(flatten)]
     pub verdicts: ThresholdFlags,
@@ -118,6 +123,10 @@ impl MasterArgs {
         let tls = self.web_tls()?;
         let target_tls = self.target_tls.load()?;
         let classes = user_classes(build)?;
+        if let Err(why) = check_class_names(&classes, &self.user_classes) {
+            eprintln!("error: user classes given after the flags: {why}");
+            return Ok(ExitCode::from(2));
+        }
         raise_open_file_limit();
         let secret = self.join_secret.load()?;
         let secured = secret.is_some();
@@ -138,9 +147,19 @@ impl MasterArgs {
             }
             config.target_tls = Some(trust.to_spawn());
         }
-        if let RunPlan::Ui { run_time } = plan {
-            // As in Locust: -t with the web UI limits the runs started there.
-            config.default_run_time = run_time;
+        config.chosen_classes = self.user_classes.clone();
+        config.class_picker = self.run.class_picker;
+        match &plan {
+            RunPlan::Ui {
+                run_time,
+                test_plan,
+            } => {
+                // As in Locust: -t with the web UI limits the runs started there.
+                config.default_run_time = *run_time;
+                config.test_plan = test_plan.clone();
+            }
+            RunPlan::Planned(test_plan) => config.test_plan = Some(test_plan.clone()),
+            RunPlan::Fixed { .. } | RunPlan::Ramp(_) => {}
         }
         let (master, handle) = Master::new(config, link);
         supervise(tokio::spawn(master.run()), shutdown.clone());
@@ -165,9 +184,21 @@ impl MasterArgs {
                 run_time,
             } => {
                 let fixed = super::headless::Fixed {
-                    users: *users,
-                    spawn_rate: *spawn_rate,
-                    run_time: *run_time,
+                    load: super::headless::Load::Users {
+                        users: *users,
+                        spawn_rate: *spawn_rate,
+                        run_time: *run_time,
+                    },
+                    host: self.host.clone(),
+                    csv: self.csv.as_deref(),
+                    exit_code_on_error: self.exit_code_on_error,
+                    expect: self.expect(),
+                };
+                super::headless::run(&fixed, &handle, &shutdown).await?
+            }
+            RunPlan::Planned(test_plan) => {
+                let fixed = super::headless::Fixed {
+                    load: super::headless::Load::Plan(test_plan),
                     host: self.host.clone(),
                     csv: self.csv.as_deref(),
                     exit_code_on_error: self.exit_code_on_error,

@@ -13,6 +13,7 @@ use super::{MAX_RUN_TIME, MAX_SPAWN_RATE};
 use crate::co_mitigation::CoMitigation;
 use crate::protocol::MAX_USERS_PER_WORKER;
 use crate::stats::RequestStats;
+use crate::test_plan::{PlanState, TestPlan};
 
 /// Start or change a run, as `POST /swarm` asks.
 #[derive(Debug, Clone)]
@@ -28,9 +29,27 @@ pub struct SwarmRequest {
     /// Coordinated omission mitigation for this run's spawns; `None` keeps
     /// the master's.
     pub co_mitigation: Option<CoMitigation>,
+    /// Locust's `user_classes`: the classes to run, with `--class-picker`
+    /// (ignored without it, as Locust does); `None` or empty: see
+    /// [`MasterConfig::class_picker`](super::MasterConfig::class_picker).
+    pub user_classes: Option<Vec<String>>,
 }
 
 impl SwarmRequest {
+    /// The checks of a request that starts the master's test plan: its
+    /// users, rate and run time are the plan's, so only the plan's peak is
+    /// checked against what `workers` can run.
+    pub fn check_plan(&self, plan: &TestPlan, workers: usize) -> Result<(), MasterError> {
+        let capacity = MAX_USERS_PER_WORKER.saturating_mul(workers as u64);
+        let peak = plan.peak_users();
+        if peak > capacity {
+            return Err(MasterError::Invalid(format!(
+                "The test plan {plan} peaks at {peak} users, more than {workers} worker(s) can run ({MAX_USERS_PER_WORKER} each, goose's limit): add workers"
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses values no run can have, naming the field: a spawn rate that
     /// is not a number in (0, [`MAX_SPAWN_RATE`]], a run time beyond
     /// [`MAX_RUN_TIME`], more users than `workers` can run.
@@ -106,6 +125,12 @@ pub struct MasterSnapshot {
     pub events: Vec<WorkerEvent>,
     /// Frames from peers the master dropped unread, by why.
     pub refused: super::Refusals,
+    /// The test plan and where the run is in it; `None` without one.
+    pub test_plan: Option<PlanState>,
+    /// The classes the run spreads its users over.
+    pub user_classes: Vec<String>,
+    /// With `--class-picker`, the classes a run may choose from.
+    pub class_picker: Option<Vec<super::UserClass>>,
     /// Every `--threshold` rule judged on `stats`: finally once the run
     /// stopped, live before.
     pub thresholds: Vec<crate::thresholds::Verdict>,

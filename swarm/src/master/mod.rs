@@ -14,6 +14,7 @@ mod history;
 mod inbox;
 mod registry;
 mod runner;
+mod shape;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ pub use handle::{MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 pub use history::HistorySample;
 pub use registry::{NodeState, WorkerNode};
 pub use runner::{Ended, Master, CPU_WARNING, REDISPATCH_COALESCE};
+pub use shape::check_class_names;
 pub use state::RunState;
 
 pub use crate::stats::ExceptionRow;
@@ -43,7 +45,8 @@ pub const MAX_RUN_TIME: Duration = Duration::from_secs(30 * 86_400);
 pub struct MasterConfig {
     /// Default target, when a swarm request names none.
     pub host: String,
-    /// The user classes to spread users over, with their weights.
+    /// The load test's user classes, with their weights: those a run may
+    /// choose from.
     pub classes: Vec<UserClass>,
     /// Run time for a run started without one (`-t` with the web UI).
     pub default_run_time: Option<Duration>,
@@ -58,6 +61,15 @@ pub struct MasterConfig {
     /// `--accept-invalid-certs`, the CA's certificates themselves), sent
     /// with every spawn; `None`: each worker's own.
     pub target_tls: Option<crate::protocol::SpawnTls>,
+    /// `--test-plan`: every run started follows it (the form's users, rate
+    /// and run time are then ignored, as Locust's `LoadTestShape` does).
+    pub test_plan: Option<crate::test_plan::TestPlan>,
+    /// The classes a run starts with (the names after `loadtest master`'s
+    /// flags); empty: all of [`MasterConfig::classes`].
+    pub chosen_classes: Vec<String>,
+    /// `--class-picker`: a swarm request's `user_classes` choose the run's
+    /// classes; without it they are ignored, as Locust does.
+    pub class_picker: bool,
     /// The `--threshold` rules, judged on the merged stats; a failing one
     /// stops the run unless `abort` is off.
     pub thresholds: crate::thresholds::ThresholdConfig,
@@ -75,6 +87,9 @@ impl MasterConfig {
             stop_timeout: Duration::from_secs(10),
             co_mitigation: None,
             target_tls: None,
+            test_plan: None,
+            chosen_classes: Vec::new(),
+            class_picker: false,
             thresholds: crate::thresholds::ThresholdConfig::default(),
         }
     }

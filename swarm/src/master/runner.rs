@@ -9,11 +9,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admission::{Bucket, Joins, Refusals, RECONNECT_RATE};
 use super::decoding::{Decoder, Taken};
-use super::dispatch::dispatch;
+use super::dispatch::{dispatch, UserClass};
 use super::events::{EventLog, WorkerEventKind};
 use super::handle::{Command, MasterError, MasterHandle, MasterSnapshot, SwarmRequest};
 use super::history::History;
 use super::registry::Registry;
+use super::shape::{chosen, PlanRun};
 use super::state::RunState;
 use super::{ExceptionRow, MasterConfig};
 use crate::logs::Throttle;
@@ -66,7 +67,7 @@ pub enum Ended {
 
 /// The master's state, owned by its task.
 pub struct Master {
-    config: MasterConfig,
+    pub(super) config: MasterConfig,
     node_id: String,
     pub(super) link: MasterLink,
     commands: mpsc::Receiver<Command>,
@@ -92,8 +93,13 @@ pub struct Master {
     pub(super) state: RunState,
     host: String,
     /// Users currently asked of the workers, all classes together.
-    dispatched: u64,
+    pub(super) dispatched: u64,
     ramp: Option<Ramp>,
+    /// The test plan's run, when one was started.
+    pub(super) plan_run: Option<PlanRun>,
+    /// The classes users are spread over now (chosen on the command line,
+    /// or by the class picker), in the load test's order.
+    pub(super) active_classes: Vec<UserClass>,
     run_deadline: Option<Instant>,
     spawn_timestamp: f64,
     started_at: Option<f64>,
@@ -109,6 +115,7 @@ impl Master {
         let (commands_tx, commands) = mpsc::channel(COMMANDS_BETWEEN_FRAMES);
         let (status, status_rx) = watch::channel((RunState::Ready, 0));
         let host = config.host.clone();
+        let active_classes = chosen(&config.classes, &config.chosen_classes);
         let thresholds = ThresholdWatch::new(config.thresholds.clone());
         let master = Master {
             config,
@@ -131,6 +138,8 @@ impl Master {
             host,
             dispatched: 0,
             ramp: None,
+            plan_run: None,
+            active_classes,
             run_deadline: None,
             spawn_timestamp: 0.0,
             started_at: None,
@@ -282,8 +291,18 @@ impl Master {
         if workers == 0 {
             return Err(MasterError::NoWorkers);
         }
-        request.check(workers)?;
         let new_run = !self.state.is_active();
+        if let Some(plan) = &self.config.test_plan {
+            if !new_run {
+                return Err(MasterError::Invalid(
+                    "A test plan is running: it cannot be edited; stop it to start it again".into(),
+                ));
+            }
+            request.check_plan(plan, workers)?;
+        } else {
+            request.check(workers)?;
+        }
+        self.choose_classes(request.user_classes.as_deref(), new_run)?;
         // An edit keeps the run's deadline unless it names a new one; a new
         // run without one gets the default (`-t` with the web UI).
         let run_time = match request.run_time {
@@ -311,6 +330,19 @@ impl Master {
             self.ended_at = None;
             self.dispatched = 0;
             self.thresholds.new_run();
+        }
+        if let Some(plan) = &self.config.test_plan {
+            let message = format!("Swarming started using the test plan {plan}");
+            self.run_deadline = None;
+            self.ramp = None;
+            self.plan_run = Some(PlanRun {
+                started: Instant::now(),
+                ended: None,
+                finished: false,
+            });
+            self.state = RunState::Spawning;
+            self.follow_plan();
+            return Ok(message);
         }
         self.ramp = Some(Ramp {
             target: request.user_count,
@@ -371,10 +403,16 @@ impl Master {
 
     /// Sends every active worker its share of `dispatched` (and forgets a
     /// re-dispatch that was due: this one has them all).
-    fn redispatch(&mut self) {
+    pub(super) fn redispatch(&mut self) {
         self.redispatch_at = None;
         let workers = self.registry.active_ids();
-        let plan = dispatch(self.dispatched, &workers, &self.config.classes);
+        let mut plan = dispatch(self.dispatched, &workers, &self.active_classes);
+        // Classes not chosen get none, said outright: a worker stops theirs.
+        for counts in plan.values_mut() {
+            for class in &self.config.classes {
+                counts.entry(class.name.clone()).or_insert(0);
+            }
+        }
         // Strictly increasing timestamps: workers ignore stale spawns.
         self.spawn_timestamp = now_epoch().max(self.spawn_timestamp + 1e-6);
         for (id, classes) in plan {
@@ -393,8 +431,11 @@ impl Master {
         }
     }
 
-    fn stop(&mut self, reply: oneshot::Sender<()>, quit: bool) {
+    pub(super) fn stop(&mut self, reply: oneshot::Sender<()>, quit: bool) {
         self.ramp = None;
+        if let Some(run) = self.plan_run.as_mut() {
+            run.ended.get_or_insert_with(Instant::now);
+        }
         self.run_deadline = None;
         self.redispatch_at = None;
         let message = if quit { ToWorker::Quit } else { ToWorker::Stop };
@@ -472,6 +513,7 @@ impl Master {
             let (tx, _rx) = oneshot::channel();
             self.stop(tx, false);
         }
+        self.follow_plan();
         let holding = self.state == RunState::Running;
         if let Some(abort) = self.thresholds.tick(holding, &self.stats, now_epoch(), now) {
             tracing::error!(
@@ -486,11 +528,16 @@ impl Master {
     }
 
     fn snapshot(&self) -> MasterSnapshot {
+        let test_plan = self.plan_state();
+        let target_user_count = match &test_plan {
+            Some(plan) if self.state.is_active() => plan.target_users,
+            _ => self.ramp.as_ref().map_or(self.dispatched, |r| r.target),
+        };
         MasterSnapshot {
             state: self.state,
             host: self.host.clone(),
             user_count: self.registry.running_users(),
-            target_user_count: self.ramp.as_ref().map_or(self.dispatched, |r| r.target),
+            target_user_count,
             stats: self.stats.clone(),
             workers: self.registry.nodes().cloned().collect(),
             exceptions: self.exceptions.values().cloned().collect(),
@@ -499,6 +546,12 @@ impl Master {
             ended_at: self.ended_at,
             events: self.events.to_vec(),
             refused: self.refused.clone(),
+            test_plan,
+            user_classes: self.active_classes.iter().map(|c| c.name.clone()).collect(),
+            class_picker: self
+                .config
+                .class_picker
+                .then(|| self.config.classes.clone()),
             thresholds: self.thresholds.verdicts(
                 &self.stats,
                 now_epoch(),

@@ -17,6 +17,8 @@ use crate::protocol::transport::{memory_master_link, Inbound};
 use crate::protocol::{Heartbeat, QuitReason, ToMaster, ToWorker, WorkerState};
 use crate::stats::StatsReport;
 
+mod shape;
+
 const LIMIT: Duration = Duration::from_secs(3);
 
 /// Feeds worker frames and records the largest user count any snapshot
@@ -207,6 +209,7 @@ impl Fleet {
             host: None,
             run_time,
             co_mitigation: None,
+            user_classes: None,
         };
         self.handle()
             .swarm(request)
@@ -407,6 +410,7 @@ async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
         host: None,
         run_time: None,
         co_mitigation: Some(CoMitigation::Average),
+        user_classes: None,
     };
     fleet
         .handle()

@@ -154,6 +154,9 @@ mod tests {
             ended_at: None,
             events: Vec::new(),
             refused: Default::default(),
+            test_plan: None,
+            user_classes: Vec::new(),
+            class_picker: None,
             thresholds: Vec::new(),
             threshold_abort: None,
         }

@@ -12,12 +12,20 @@ pub struct FormError(pub String);
 
 /// Validates Locust's `/swarm` fields: `user_count` (integer ≥ 0),
 /// `spawn_rate` (number > 0), optional `host` (http or https URL),
-/// optional `run_time` (`30s`, `5m`, `1h30m`) and our `co_mitigation`:
-/// the numbers and the mitigation here, the rest as any [`SwarmForm`] is
-/// (see its `TryFrom`).
-pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, FormError> {
+/// optional `run_time` (`30s`, `5m`, `1h30m`), `user_classes` (repeated,
+/// one class name each) and our `co_mitigation`: the numbers and the
+/// mitigation here, the rest as any [`SwarmForm`] is (see its `TryFrom`).
+///
+/// With a test plan (`planned`), the plan sets the users and their pace,
+/// so `user_count` and `spawn_rate` may be left out, as Locust's form may
+/// with a `LoadTestShape`.
+pub fn parse_swarm_form(
+    fields: &[(String, String)],
+    planned: bool,
+) -> Result<SwarmRequest, FormError> {
     let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
     let user_count = match get("user_count") {
+        None | Some("") if planned => 0,
         None | Some("") => return Err(FormError("Missing user_count (must be an integer)".into())),
         Some(v) => v.parse::<u64>().map_err(|_| {
             FormError(format!(
@@ -26,6 +34,7 @@ pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, For
         })?,
     };
     let spawn_rate = match get("spawn_rate") {
+        None | Some("") if planned => 1.0,
         None | Some("") => {
             return Err(FormError(
                 "Missing spawn_rate (must be a number above 0)".into(),
@@ -48,13 +57,20 @@ pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, For
                 .map_err(|e| FormError(format!("Invalid co_mitigation: {e}")))?,
         ),
     };
-    SwarmRequest::try_from(SwarmForm {
+    let user_classes: Vec<String> = fields
+        .iter()
+        .filter(|(k, v)| k == "user_classes" && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_string())
+        .collect();
+    let mut request = SwarmRequest::try_from(SwarmForm {
         user_count,
         spawn_rate,
         host: get("host").map(str::to_string),
         run_time: get("run_time").map(str::to_string),
         co_mitigation,
-    })
+    })?;
+    request.user_classes = (!user_classes.is_empty()).then_some(user_classes);
+    Ok(request)
 }
 
 impl TryFrom<SwarmForm> for SwarmRequest {
@@ -82,6 +98,7 @@ impl TryFrom<SwarmForm> for SwarmRequest {
             host,
             run_time,
             co_mitigation: form.co_mitigation,
+            user_classes: None,
         })
     }
 }
@@ -119,18 +136,40 @@ mod tests {
 
     #[test]
     fn good_form() {
-        let req = parse_swarm_form(&form(&[
-            ("user_count", "20"),
-            ("spawn_rate", "2.5"),
-            ("host", "http://127.0.0.1:8080/"),
-            ("run_time", "1m"),
-            ("co_mitigation", "max"),
-        ]))
+        let req = parse_swarm_form(
+            &form(&[
+                ("user_count", "20"),
+                ("spawn_rate", "2.5"),
+                ("host", "http://127.0.0.1:8080/"),
+                ("run_time", "1m"),
+                ("co_mitigation", "max"),
+                ("user_classes", "Reader"),
+                ("user_classes", " Browser "),
+                ("user_classes", ""),
+            ]),
+            false,
+        )
         .expect("valid");
+        assert_eq!(
+            req.user_classes,
+            Some(vec!["Reader".to_string(), "Browser".to_string()])
+        );
         assert_eq!(req.user_count, 20);
         assert_eq!(req.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(req.run_time, Some(std::time::Duration::from_secs(60)));
         assert_eq!(req.co_mitigation, Some(CoMitigation::Maximum));
+    }
+
+    #[test]
+    fn a_plan_needs_no_users_or_rate() {
+        let planned = parse_swarm_form(&form(&[("host", "http://127.0.0.1:1")]), true)
+            .expect("a plan sets them");
+        assert_eq!(planned.user_classes, None);
+        let err = parse_swarm_form(&form(&[]), false).expect_err("no plan");
+        assert!(err.0.contains("user_count"), "{err}");
+        let err =
+            parse_swarm_form(&form(&[("user_count", "x")]), true).expect_err("given: checked");
+        assert!(err.0.contains("user_count"), "{err}");
     }
 
     #[test]
@@ -217,7 +256,7 @@ mod tests {
             ),
         ];
         for (fields, name) in cases {
-            let err = parse_swarm_form(&fields).expect_err("invalid");
+            let err = parse_swarm_form(&fields, false).expect_err("invalid");
             assert!(err.0.contains(name), "{err} should name {name}");
         }
     }
@@ -291,7 +330,7 @@ mod tests {
                 fields in vec((key(), value()), 0..8),
                 workers in prop_oneof![1usize..8, Just(1000usize), Just(usize::MAX)],
             ) {
-                let Ok(request) = parse_swarm_form(&fields) else {
+                let Ok(request) = parse_swarm_form(&fields, false) else {
                     return Ok(());
                 };
                 if request.check(workers).is_err() {

@@ -10,8 +10,8 @@ use serde_json::json;
 use super::form::parse_swarm_form;
 use super::WebState;
 use crate::api::{
-    CurrentPercentiles, ErrorRow, ExceptionJson, ExceptionsAnswer, StatsRequests, StatsRow,
-    StopAnswer, SwarmAnswer, TotalAnswer, WorkerRow,
+    ClassRow, CurrentPercentiles, ErrorRow, ExceptionJson, ExceptionsAnswer, StatsRequests,
+    StatsRow, StopAnswer, SwarmAnswer, TotalAnswer, WorkerRow,
 };
 use crate::master::{MasterError, MasterSnapshot};
 use crate::stats::{now_epoch, ExceptionRow, StatsEntry};
@@ -70,7 +70,8 @@ pub(super) async fn swarm(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> ApiResult<Json<SwarmAnswer>> {
     let host = || async { state.master.snapshot().await.ok().map(|s| s.host) };
-    let request = match parse_swarm_form(&fields) {
+    let planned = state.master.snapshot().await?.test_plan.is_some();
+    let request = match parse_swarm_form(&fields, planned) {
         Ok(request) => request,
         Err(err) => {
             return Ok(Json(SwarmAnswer {
@@ -193,6 +194,17 @@ pub fn stats_requests(snapshot: &MasterSnapshot) -> StatsRequests {
         host: Some(snapshot.host.clone()),
         worker_events: snapshot.events.clone(),
         refused_frames: snapshot.refused.clone(),
+        test_plan: snapshot.test_plan.clone(),
+        user_classes: snapshot.user_classes.clone(),
+        class_picker: snapshot.class_picker.as_ref().map(|classes| {
+            classes
+                .iter()
+                .map(|c| ClassRow {
+                    name: c.name.clone(),
+                    weight: c.weight,
+                })
+                .collect()
+        }),
         thresholds: snapshot.thresholds.clone(),
     }
 }
