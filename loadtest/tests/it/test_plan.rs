@@ -180,8 +180,10 @@ fn a_ui_plan_starts_from_the_page_shows_where_it_is_and_ends_by_itself() {
     let dir = TempDir::new("test-plan-ui");
     let url = nginx.url();
     let plan = "2,2s;2,3s;0,1s";
+    let csv = dir.path().join("ui");
+    let csv = csv.to_str().expect("utf-8 temp path");
     let (master, port, web) =
-        loadtest!().master_with_ui(&dir, &["--host", &url, "--test-plan", plan]);
+        loadtest!().master_with_ui(&dir, &["--host", &url, "--test-plan", plan, "--csv", csv]);
     let _worker = loadtest!().worker(&dir, port, WAIT);
     let api = Api::new(&web);
     wait_until(Duration::from_secs(30), "the worker to join", || {
@@ -253,4 +255,7 @@ fn a_ui_plan_starts_from_the_page_shows_where_it_is_and_ends_by_itself() {
     println!("after: {after}; page: {ended:?}");
     let errors = session.script_errors();
     assert_eq!(errors, serde_json::json!([]), "script errors in the page");
+    // A UI run's --csv history is written as it goes, as Locust writes it.
+    let users = column(&dir.path().join("ui_stats_history.csv"), "User Count");
+    assert!(users.iter().any(|n| n == "2"), "the hold's rows: {users:?}");
 }

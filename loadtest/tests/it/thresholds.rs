@@ -83,7 +83,7 @@ fn a_rule_that_cannot_be_met_stops_a_long_run_with_exit_code_99() {
     println!("a 40 s run stopped after {took:?}:\n{stdout}");
     // Named with what it observed (~100 ms), in the log and the summary.
     assert!(
-        stderr.contains("threshold \"p95<20ms\" failed: observed 1"),
+        stderr.contains("threshold \"p95<20ms\" failed: observed "),
         "{stderr}"
     );
     let row = stdout
@@ -321,8 +321,10 @@ fn in_a_ramp_the_rules_judge_each_step() {
         stdout.contains("a step is healthy while error-rate<=1% and p95<50ms holds"),
         "{stdout}"
     );
+    // ~100 ms a request: the first step breaks the rule (what it observed
+    // is near 100 ms, either side).
     assert!(
-        stdout.contains("threshold: 1 users (p95<50ms failed: observed 1"),
+        stdout.contains("threshold: 1 users (p95<50ms failed: observed "),
         "{stdout}"
     );
 }

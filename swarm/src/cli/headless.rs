@@ -194,6 +194,36 @@ pub(super) fn write_csvs(
     )
 }
 
+/// Appends a row to `PREFIX_stats_history.csv` every 2 s while a run
+/// started from the web UI goes (between runs nothing changes), until
+/// `shutdown`: the UI's `--csv` history, as Locust writes it.
+pub(super) fn keep_history(
+    prefix: &str,
+    handle: MasterHandle,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut file = HistoryFile::create(prefix)?;
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.requested() => return,
+            }
+            let Ok(snapshot) = handle.snapshot().await else {
+                return;
+            };
+            if !snapshot.state.is_active() {
+                continue;
+            }
+            if let Err(err) = file.append(&snapshot.stats, snapshot.user_count) {
+                tracing::warn!("{err:#}; the history CSV stops here");
+                return;
+            }
+        }
+    }))
+}
+
 /// `PREFIX_stats_history.csv`, appended as the run goes so a killed run
 /// keeps what it measured.
 struct HistoryFile {

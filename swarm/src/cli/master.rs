@@ -296,6 +296,14 @@ impl MasterArgs {
             .with_context(|| {
                 format!("cannot serve the web UI on {addr}: pick another --web-port")
             })?;
+        let history = match &self.csv {
+            Some(prefix) => Some(super::headless::keep_history(
+                prefix,
+                handle.clone(),
+                shutdown.clone(),
+            )?),
+            None => None,
+        };
         println!("web UI: {}", server.url());
         if let Some(run_time) = self.run.run_time {
             tracing::info!(
@@ -306,6 +314,9 @@ impl MasterArgs {
         // The server drains its requests in flight meanwhile.
         end_run(handle, shutdown).await;
         server.stopped().await;
+        if let Some(history) = history {
+            let _ = history.await;
+        }
         let snapshot = handle.snapshot().await?;
         print_summary(&snapshot);
         if let Some(prefix) = &self.csv {
