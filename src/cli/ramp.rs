@@ -73,6 +73,9 @@ pub struct RampArgs {
         help_heading = "Master"
     )]
     pub web_auth: Option<Credentials>,
+    /// The users that run a --ramp-rate's iterations (the pool).
+    #[arg(short = 'u', long, value_name = "N")]
+    pub users: Option<u64>,
     /// Target URL for the users [default: the master's, the webserver].
     #[arg(short = 'H', long, value_name = "URL")]
     pub host: Option<String>,
@@ -97,10 +100,13 @@ impl RampArgs {
     /// Runs the ramp through the master's API and exits like `loadtest master
     /// --headless --ramp`: 0 an answer, 1 could not measure, 2 bad arguments.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let plan = match self.ramp.plan(self.spawn.or(10.0), &self.verdicts) {
+        let plan = match self
+            .ramp
+            .plan(self.spawn.or(10.0), &self.verdicts, self.users)
+        {
             Ok(Some(plan)) => plan,
             Ok(None) => {
-                eprintln!("error: --ramp START:STEP:MAX is required, e.g. --ramp 10:10:100 --step-time 30s");
+                eprintln!("error: --ramp START:STEP:MAX (users) or --ramp-rate START:STEP:MAX with -u (iterations per second) is required, e.g. --ramp 10:10:100 --step-time 30s");
                 return Ok(ExitCode::from(2));
             }
             Err(message) => {

@@ -155,26 +155,36 @@ impl SpawnFlags {
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct RampFlags {
     /// Ramp the users START:STEP:MAX (e.g. 10:10:100) and report the failure threshold.
-    #[arg(long, value_name = "START:STEP:MAX", help_heading = "Ramp")]
+    #[arg(
+        long,
+        value_name = "START:STEP:MAX",
+        group = "stepped",
+        help_heading = "Ramp"
+    )]
     pub ramp: Option<RampSpec>,
+    /// Ramp the arrival rate START:STEP:MAX iterations per second (e.g.
+    /// 100:100:1000) over a pool of -u users (the open model), and report
+    /// the rate the target fails at.
+    #[arg(long, value_name = "START:STEP:MAX", value_parser = parse_rate_spec, group = "stepped", help_heading = "Ramp")]
+    pub ramp_rate: Option<RampSpec>,
     /// How long each step measures, e.g. 30s, 2m (rounded up to whole 3 s intervals).
-    #[arg(long, value_name = "DURATION", value_parser = parse_step_time, requires = "ramp", help_heading = "Ramp")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_step_time, requires = "stepped", help_heading = "Ramp")]
     pub step_time: Option<Duration>,
     /// A step fails when more than this fraction of its requests fail (0 to 1).
-    #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_FAIL_RATIO, value_parser = parse_ratio, requires = "ramp", help_heading = "Ramp")]
+    #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_FAIL_RATIO, value_parser = parse_ratio, requires = "stepped", help_heading = "Ramp")]
     pub fail_ratio: f64,
     /// A step also fails when its p95 response time exceeds MS milliseconds
     /// (fractions allowed, e.g. 0.5: judged to the microsecond).
-    #[arg(long, value_name = "MS", requires = "ramp", value_parser = parse_ms, help_heading = "Ramp")]
+    #[arg(long, value_name = "MS", requires = "stepped", value_parser = parse_ms, help_heading = "Ramp")]
     pub max_p95: Option<f64>,
     /// A step also fails when its p99 response time exceeds MS milliseconds.
-    #[arg(long, value_name = "MS", requires = "ramp", value_parser = parse_ms, help_heading = "Ramp")]
+    #[arg(long, value_name = "MS", requires = "stepped", value_parser = parse_ms, help_heading = "Ramp")]
     pub max_p99: Option<f64>,
     /// After the first failing step, bisect between it and the last healthy one.
-    #[arg(long, requires = "ramp", help_heading = "Ramp")]
+    #[arg(long, requires = "stepped", help_heading = "Ramp")]
     pub refine: bool,
     /// Write ramp.json, ramp.csv and ramp.html into DIR (created if missing).
-    #[arg(long, value_name = "DIR", requires = "ramp", help_heading = "Ramp")]
+    #[arg(long, value_name = "DIR", requires = "stepped", help_heading = "Ramp")]
     pub report_dir: Option<PathBuf>,
 }
 
@@ -182,6 +192,7 @@ impl Default for RampFlags {
     fn default() -> Self {
         RampFlags {
             ramp: None,
+            ramp_rate: None,
             step_time: None,
             fail_ratio: DEFAULT_FAIL_RATIO,
             max_p95: None,
@@ -246,6 +257,16 @@ impl ThresholdFlags {
         );
         args.0
     }
+}
+
+/// `--ramp-rate START:STEP:MAX`, in iterations per second.
+fn parse_rate_spec(text: &str) -> Result<RampSpec, String> {
+    RampSpec::parse(text).map_err(|e| {
+        format!(
+            "{}; expected START:STEP:MAX in iterations per second, with START >= 1, STEP >= 1 and MAX >= START, e.g. 100:100:1000",
+            e.reason.replace(" user", "")
+        )
+    })
 }
 
 /// The join secret workers present to their master (ZMTP PLAIN): from a
@@ -378,13 +399,16 @@ impl RampFlags {
         &self,
         spawn_rate: f64,
         rules: &ThresholdFlags,
+        users: Option<u64>,
     ) -> Result<Option<RampPlan>, String> {
-        let Some(spec) = self.ramp else {
-            return Ok(None);
+        let (spec, flag) = match (self.ramp, self.ramp_rate) {
+            (Some(spec), _) => (spec, "--ramp"),
+            (None, Some(spec)) => (spec, "--ramp-rate"),
+            (None, None) => return Ok(None),
         };
-        let step_time = self
-            .step_time
-            .ok_or("--ramp needs --step-time DURATION (how long each step measures, e.g. 30s)")?;
+        let step_time = self.step_time.ok_or_else(|| {
+            format!("{flag} needs --step-time DURATION (how long each step measures, e.g. 30s)")
+        })?;
         if rules.no_threshold_abort || rules.threshold_abort_delay.is_some() {
             return Err("--no-threshold-abort and --threshold-abort-delay are for fixed and UI runs: a ramp judges each step by the rules when it ends".into());
         }
@@ -396,6 +420,12 @@ impl RampFlags {
         )?;
         let mut plan = RampPlan::new(spec, step_time, limits, spawn_rate);
         plan.refine = self.refine;
+        if self.ramp_rate.is_some() {
+            let pool = users.filter(|u| *u > 0).ok_or(
+                "--ramp-rate needs -u/--users N: the users that run the iterations (enough for the highest rate times the target's latency; a start that finds none free is dropped and counted)",
+            )?;
+            plan.pool = Some(pool);
+        }
         Ok(Some(plan))
     }
 
@@ -403,8 +433,11 @@ impl RampFlags {
     pub fn to_args(&self) -> Vec<String> {
         let mut args = ArgList::default();
         args.pair("--ramp", self.ramp.map(|r| r.to_string()));
+        args.pair("--ramp-rate", self.ramp_rate.map(|r| r.to_string()));
         args.pair("--step-time", self.step_time.map(format_timespan));
-        if self.ramp.is_some() && self.fail_ratio != DEFAULT_FAIL_RATIO {
+        if (self.ramp.is_some() || self.ramp_rate.is_some())
+            && self.fail_ratio != DEFAULT_FAIL_RATIO
+        {
             args.pair("--fail-ratio", Some(self.fail_ratio.to_string()));
         }
         args.pair("--max-p95", self.max_p95.map(|m| m.to_string()));
@@ -435,15 +468,22 @@ impl RunFlags {
         if let Some(test_plan) = &self.test_plan {
             return self.planned(test_plan, spawn, ramp);
         }
-        if let Some(ramp_plan) = ramp.plan(rate, rules)? {
+        if let Some(ramp_plan) = ramp.plan(rate, rules, self.users)? {
+            let flag = if ramp_plan.pool.is_some() {
+                "--ramp-rate"
+            } else {
+                "--ramp"
+            };
             if !self.headless {
-                return Err("--ramp runs headless: add --headless".into());
+                return Err(format!("{flag} runs headless: add --headless"));
             }
-            if self.users.is_some() || self.run_time.is_some() {
-                return Err(
-                    "--ramp sets the users and the time itself: drop -u/--users and -t/--run-time"
-                        .into(),
-                );
+            if ramp_plan.pool.is_none() && self.users.is_some() {
+                return Err("--ramp sets the users itself: drop -u/--users".into());
+            }
+            if self.run_time.is_some() {
+                return Err(format!(
+                    "{flag} sets the time itself (its steps): drop -t/--run-time"
+                ));
             }
             return Ok(RunPlan::Ramp(ramp_plan));
         }
@@ -462,7 +502,7 @@ impl RunFlags {
                 spawn_rate: rate,
                 run_time: self.run_time,
             }),
-            None => Err("--headless needs -u/--users N (the number of users to run), --ramp START:STEP:MAX or --test-plan PLAN".into()),
+            None => Err("--headless needs -u/--users N (the number of users to run), --ramp START:STEP:MAX, --ramp-rate START:STEP:MAX with -u, or --test-plan PLAN".into()),
         }
     }
 
@@ -486,6 +526,9 @@ impl RunFlags {
         }
         if ramp.ramp.is_some() {
             clashes.push("--ramp");
+        }
+        if ramp.ramp_rate.is_some() {
+            clashes.push("--ramp-rate");
         }
         if !clashes.is_empty() {
             return Err(format!(

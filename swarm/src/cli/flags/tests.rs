@@ -27,6 +27,7 @@ fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
 fn forwarded_flags_parse_back_to_the_same_values() {
     for line in [
         "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
+        "--headless --ramp-rate 100:100:500 -u 40 --step-time 3s --fail-ratio 0.05",
         "--headless -u 50 -r 10 -t 1m30s --co-mitigation max",
         "-t 20s --join-secret-file /run/secret",
         "--ca-cert /etc/ssl/internal-ca.pem",
@@ -112,6 +113,19 @@ fn plans_say_which_flags_do_not_go_together() {
         .unwrap_err()
         .contains("-u/--users"));
     assert!(plan("-u 4").unwrap_err().contains("--headless"));
+    assert!(matches!(
+        plan("--headless --ramp-rate 100:100:300 -u 40 --step-time 3s"),
+        Ok(RunPlan::Ramp(ramp)) if ramp.pool == Some(40)
+    ));
+    assert!(plan("--headless --ramp-rate 100:100:300 --step-time 3s")
+        .unwrap_err()
+        .contains("--ramp-rate needs -u/--users"));
+    let both = parse(&["--ramp", "1:1:2", "--ramp-rate", "1:1:2"]).unwrap_err();
+    assert_eq!(both.exit_code(), 2, "one ramp or the other: {both}");
+    let bad = parse(&["--ramp-rate", "100:0:500"]).unwrap_err();
+    assert!(bad.to_string().contains("iterations per second"), "{bad}");
+    let lone = parse(&["--step-time", "3s"]).unwrap_err();
+    assert_eq!(lone.exit_code(), 2, "a step time needs a ramp: {lone}");
     let bad = parse(&["--ramp", "10:0:5"]).unwrap_err();
     assert_eq!(bad.exit_code(), 2);
     let bad = parse(&["--co-mitigation", "sometimes"]).unwrap_err();
