@@ -258,6 +258,8 @@ mod tests {
             host: None,
             worker_events: Vec::new(),
             refused_frames: Default::default(),
+            arrival_rate: None,
+            dropped_iterations: 0,
         };
         serde_json::to_string(&stats).expect("serializes")
     }

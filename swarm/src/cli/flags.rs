@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse::{parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time};
+use super::parse::{
+    parse_arrival_rate, parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time,
+};
 use crate::co_mitigation::CoMitigation;
 use crate::protocol::{JoinSecret, SecretError};
 use crate::ramp::{Limits, RampPlan, RampSpec, DEFAULT_FAIL_RATIO};
@@ -112,6 +114,15 @@ pub struct RunFlags {
     /// runs started there.
     #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_run_time, help_heading = "Headless")]
     pub run_time: Option<Duration>,
+    /// Start R iterations per second across the swarm, whatever the
+    /// target's latency (the open model, as k6's arrival-rate executors and
+    /// wrk2): -u users are the pool that runs them, and a start that finds
+    /// no user free is dropped and counted. For a headless run, and the
+    /// runs started from the web UI without a rate of their own. Sent to
+    /// spotload workers as their share (Locust workers ignore it). See
+    /// docs/load-models.md.
+    #[arg(long, value_name = "R", value_parser = parse_arrival_rate, help_heading = "Load model")]
+    pub arrival_rate: Option<f64>,
 }
 
 /// How fast users start or stop, and how they measure.
@@ -349,6 +360,11 @@ impl RunFlags {
                         .into(),
                 );
             }
+            if self.arrival_rate.is_some() {
+                return Err(
+                    "--ramp steps the users of the closed model: drop --arrival-rate".into(),
+                );
+            }
             return Ok(RunPlan::Ramp(ramp_plan));
         }
         if !self.headless {
@@ -380,6 +396,7 @@ impl RunFlags {
             spawn.co_mitigation.map(|m| m.to_string()),
         );
         args.pair("--run-time", self.run_time.map(format_timespan));
+        args.pair("--arrival-rate", self.arrival_rate.map(|r| r.to_string()));
         args.0
     }
 }
@@ -431,6 +448,8 @@ mod tests {
         for line in [
             "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
             "--headless -u 50 -r 10 -t 1m30s --co-mitigation max",
+            "--headless -u 40 -r 40 -t 10s --arrival-rate 300",
+            "-t 1m --arrival-rate 0.5",
             "-t 20s --join-secret-file /run/secret",
             "--ca-cert /etc/ssl/internal-ca.pem",
             "--accept-invalid-certs",
@@ -479,6 +498,12 @@ mod tests {
             .unwrap_err()
             .contains("-u/--users"));
         assert!(plan("-u 4").unwrap_err().contains("--headless"));
+        assert!(plan("--headless --ramp 1:1:3 --step-time 3s --arrival-rate 10")
+            .unwrap_err()
+            .contains("--arrival-rate"));
+        let bad = parse(&["--arrival-rate", "0"]).unwrap_err();
+        assert!(bad.to_string().contains("arrival rate"), "{bad}");
+        assert!(parse(&["--arrival-rate", "2e6"]).is_err());
         let bad = parse(&["--ramp", "10:0:5"]).unwrap_err();
         assert_eq!(bad.exit_code(), 2);
         let bad = parse(&["--co-mitigation", "sometimes"]).unwrap_err();

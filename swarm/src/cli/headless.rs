@@ -46,6 +46,8 @@ pub(super) async fn run(
         host: fixed.host.clone(),
         run_time: None,
         co_mitigation: None,
+        // The master's --arrival-rate, if any.
+        arrival_rate: None,
     };
     let message = handle.swarm(request).await?;
     tracing::info!("{message}");

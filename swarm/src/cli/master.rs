@@ -119,6 +119,7 @@ impl MasterArgs {
         let mut config = MasterConfig::new(self.host.as_deref().unwrap_or_default(), classes);
         config.stop_timeout = Duration::from_secs_f64(self.stop_timeout.clamp(0.5, 3600.0));
         config.co_mitigation = self.spawn.co_mitigation;
+        config.arrival_rate = self.run.arrival_rate;
         if let Some(trust) = &target_tls {
             let how = trust.describe();
             if trust.accept_invalid_certs {

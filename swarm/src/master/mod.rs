@@ -58,6 +58,9 @@ pub struct MasterConfig {
     /// `--accept-invalid-certs`, the CA's certificates themselves), sent
     /// with every spawn; `None`: each worker's own.
     pub target_tls: Option<crate::protocol::SpawnTls>,
+    /// The open model's rate for runs that ask none (`--arrival-rate`),
+    /// iterations per second across the swarm; `None`: the closed model.
+    pub arrival_rate: Option<f64>,
 }
 
 impl MasterConfig {
@@ -72,6 +75,7 @@ impl MasterConfig {
             stop_timeout: Duration::from_secs(10),
             co_mitigation: None,
             target_tls: None,
+            arrival_rate: None,
         }
     }
 }

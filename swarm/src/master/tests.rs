@@ -207,6 +207,7 @@ impl Fleet {
             host: None,
             run_time,
             co_mitigation: None,
+            arrival_rate: None,
         };
         self.handle()
             .swarm(request)
@@ -407,6 +408,7 @@ async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
         host: None,
         run_time: None,
         co_mitigation: Some(CoMitigation::Average),
+        arrival_rate: None,
     };
     fleet
         .handle()

@@ -142,6 +142,7 @@ mod tests {
             ended_at: None,
             events: Vec::new(),
             refused: Default::default(),
+            arrival_rate: None,
         }
     }
 

@@ -4,6 +4,7 @@ use crate::api::SwarmForm;
 use crate::co_mitigation::CoMitigation;
 use crate::master::SwarmRequest;
 use crate::timespan::parse_timespan;
+use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 
 /// A form field that is missing or wrong; the message names it.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -12,7 +13,8 @@ pub struct FormError(pub String);
 
 /// Validates Locust's `/swarm` fields: `user_count` (integer ≥ 0),
 /// `spawn_rate` (number > 0), optional `host` (http or https URL),
-/// optional `run_time` (`30s`, `5m`, `1h30m`) and our `co_mitigation`:
+/// optional `run_time` (`30s`, `5m`, `1h30m`), our `co_mitigation` and
+/// our `arrival_rate` (iterations per second, `0..=`[`MAX_ARRIVAL_RATE`]):
 /// the numbers and the mitigation here, the rest as any [`SwarmForm`] is
 /// (see its `TryFrom`).
 pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, FormError> {
@@ -48,12 +50,26 @@ pub fn parse_swarm_form(fields: &[(String, String)]) -> Result<SwarmRequest, For
                 .map_err(|e| FormError(format!("Invalid co_mitigation: {e}")))?,
         ),
     };
+    // Our extension too: empty turns the open model off, as 0 does.
+    let arrival_rate = match get("arrival_rate") {
+        None => None,
+        Some("") => Some(0.0),
+        Some(v) => match v.parse::<f64>() {
+            Ok(rate) if valid_arrival_rate(rate) => Some(rate),
+            _ => {
+                return Err(FormError(format!(
+                    "Invalid arrival_rate value: {v:?} (iterations per second, a number from 0 to {MAX_ARRIVAL_RATE}; 0 or empty turns the open model off)"
+                )))
+            }
+        },
+    };
     SwarmRequest::try_from(SwarmForm {
         user_count,
         spawn_rate,
         host: get("host").map(str::to_string),
         run_time: get("run_time").map(str::to_string),
         co_mitigation,
+        arrival_rate,
     })
 }
 
@@ -82,6 +98,7 @@ impl TryFrom<SwarmForm> for SwarmRequest {
             host,
             run_time,
             co_mitigation: form.co_mitigation,
+            arrival_rate: form.arrival_rate,
         })
     }
 }
@@ -125,8 +142,10 @@ mod tests {
             ("host", "http://127.0.0.1:8080/"),
             ("run_time", "1m"),
             ("co_mitigation", "max"),
+            ("arrival_rate", "300"),
         ]))
         .expect("valid");
+        assert_eq!(req.arrival_rate, Some(300.0));
         assert_eq!(req.user_count, 20);
         assert_eq!(req.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(req.run_time, Some(std::time::Duration::from_secs(60)));
@@ -186,6 +205,30 @@ mod tests {
             (
                 form(&[("user_count", "abc"), ("spawn_rate", "1")]),
                 "user_count",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("arrival_rate", "lots"),
+                ]),
+                "arrival_rate",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("arrival_rate", "-3"),
+                ]),
+                "arrival_rate",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("arrival_rate", "1e9"),
+                ]),
+                "arrival_rate",
             ),
             (
                 form(&[("user_count", "-3"), ("spawn_rate", "1")]),

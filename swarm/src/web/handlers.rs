@@ -193,6 +193,8 @@ pub fn stats_requests(snapshot: &MasterSnapshot) -> StatsRequests {
         host: Some(snapshot.host.clone()),
         worker_events: snapshot.events.clone(),
         refused_frames: snapshot.refused.clone(),
+        arrival_rate: snapshot.arrival_rate,
+        dropped_iterations: stats.dropped_iterations,
     }
 }
 
