@@ -498,9 +498,11 @@ mod tests {
             .unwrap_err()
             .contains("-u/--users"));
         assert!(plan("-u 4").unwrap_err().contains("--headless"));
-        assert!(plan("--headless --ramp 1:1:3 --step-time 3s --arrival-rate 10")
-            .unwrap_err()
-            .contains("--arrival-rate"));
+        assert!(
+            plan("--headless --ramp 1:1:3 --step-time 3s --arrival-rate 10")
+                .unwrap_err()
+                .contains("--arrival-rate")
+        );
         let bad = parse(&["--arrival-rate", "0"]).unwrap_err();
         assert!(bad.to_string().contains("arrival rate"), "{bad}");
         assert!(parse(&["--arrival-rate", "2e6"]).is_err());

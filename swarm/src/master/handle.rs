@@ -12,8 +12,8 @@ use super::ExceptionRow;
 use super::{MAX_RUN_TIME, MAX_SPAWN_RATE};
 use crate::co_mitigation::CoMitigation;
 use crate::protocol::MAX_USERS_PER_WORKER;
-use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 use crate::stats::RequestStats;
+use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 
 /// Start or change a run, as `POST /swarm` asks.
 #[derive(Debug, Clone)]

@@ -6,9 +6,9 @@ use rmpv::Value;
 
 use super::caps::{capped, MAX_DETAIL, MAX_MESSAGE, MAX_TRACEBACK, MAX_VERSION};
 use crate::co_mitigation::CoMitigation;
-use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 use crate::logs::shown;
 use crate::stats::{StatsReport, WireError};
+use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 
 /// The longest message type name kept (of one we do not know): ours and
 /// Locust's are at most 17 bytes.

@@ -411,10 +411,7 @@ impl StatsReport {
             fields.push(("seq".into(), seq.into()));
         }
         if self.dropped_iterations > 0 {
-            fields.push((
-                "dropped_iterations".into(),
-                self.dropped_iterations.into(),
-            ));
+            fields.push(("dropped_iterations".into(), self.dropped_iterations.into()));
         }
         Value::Map(fields)
     }
@@ -442,10 +439,7 @@ impl StatsReport {
             user_classes_count: f.counts("user_classes_count")?,
             user_count: f.u64("user_count")?,
             seq: f.get("seq").and_then(as_u64),
-            dropped_iterations: f
-                .get("dropped_iterations")
-                .and_then(as_u64)
-                .unwrap_or(0),
+            dropped_iterations: f.get("dropped_iterations").and_then(as_u64).unwrap_or(0),
         })
     }
 }

@@ -310,7 +310,10 @@ mod tests {
             })
         };
         let late = user.await.unwrap();
-        assert!(late.iter().all(|l| *l <= Duration::from_millis(1)), "{late:?}");
+        assert!(
+            late.iter().all(|l| *l <= Duration::from_millis(1)),
+            "{late:?}"
+        );
         // Five iterations, each followed by two starts nobody took.
         assert!(arrivals.take_dropped() >= 8);
     }

@@ -440,6 +440,7 @@ impl Worker {
             return Ok(());
         }
         self.last_spawn = order.timestamp;
+        let began = Instant::now();
         self.state.set(WorkerState::Spawning);
         self.send(ToMaster::Spawning);
         let asked = order.user_count();
@@ -492,6 +493,13 @@ impl Worker {
         // The open model at this worker's share of the swarm's rate, or
         // the closed one: each spawn says which (set once the users run).
         self.goose.set_arrival_rate(order.arrival_rate);
+        if let Some(rate) = order.arrival_rate {
+            tracing::info!(
+                "{} users run the open model: {rate} iterations/s on this worker (its users were ready {:?} after the order)",
+                self.goose.users(),
+                began.elapsed()
+            );
+        }
         // What runs, class by class, as a Locust worker reports it.
         self.classes = running;
         self.state.set(WorkerState::Running);

@@ -313,7 +313,8 @@ impl Tap {
             // runs to the body's last byte), and goose's own re-sends
             // (a failure marked later, a back-fill copy) as they came,
             // except the copies a park caused, which count nowhere.
-            let copy = matches!(&record, GooseLog::Request(r) if r.coordinated_omission_elapsed > 0);
+            let copy =
+                matches!(&record, GooseLog::Request(r) if r.coordinated_omission_elapsed > 0);
             if copy && self.open.load(Ordering::Relaxed) {
                 continue;
             }

@@ -195,8 +195,7 @@ impl Guarded {
                             // A new Locust user: its on-start transactions first.
                             run_all(&lifecycle.on_start, user).await?;
                         }
-                        let Some(counted) = begin(&state, first, class, user, counted).await
-                        else {
+                        let Some(counted) = begin(&state, first, class, user, counted).await else {
                             return Ok(());
                         };
                         let ran = SEAT.scope(seat, inner(user)).await;
