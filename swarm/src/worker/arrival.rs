@@ -10,9 +10,10 @@
 //! from the schedule's origin rather than from the last start, so timer
 //! lateness never accumulates; a schedule that wakes late hands out every
 //! start due by then at once, each with its own due time, so the count over
-//! a run stays exact. tokio's timers tick in milliseconds: a start is at
-//! most about a millisecond late on an idle worker (the bench
-//! `swarm/benches/arrival.rs` measures it).
+//! a run stays exact. tokio's timers tick in milliseconds: the schedule
+//! wakes half a tick before a start is due ([`EARLY`]), so an idle worker
+//! hands it out within about half a millisecond of its due time either way
+//! (the bench `swarm/benches/arrival.rs` measures it).
 //!
 //! Each start carries its due time: the user's first request is measured
 //! from it (wrk2's intended time; see `docs/load-models.md`).
@@ -34,6 +35,15 @@ use tokio::time::Instant;
 /// (30 days, 2.6e12) stays exact in an `f64`. A rate from a flag, a form
 /// or the wire above it is refused (or, from the wire, ignored).
 pub const MAX_ARRIVAL_RATE: f64 = 1_000_000.0;
+
+/// How early the schedule may wake for a start: half of tokio's timer
+/// tick. tokio rounds a sleep's deadline up to its next millisecond tick,
+/// so waking for the due time itself would hand every start out between 0
+/// and 1 ms late (and later by the wake-up); waking half a tick before it
+/// centres the error on the due time, within half a tick either way. A
+/// start handed out early is measured from when its user began (its
+/// lateness is 0), never from before.
+const EARLY: Duration = Duration::from_micros(500);
 
 /// Whether `rate` is an arrival rate a run can have: a finite number in
 /// `0..=MAX_ARRIVAL_RATE` (0 starts nothing).
@@ -235,8 +245,8 @@ async fn schedule(shared: Weak<Shared>, rate: f64) {
     loop {
         // From the origin, not from the last start: no drift.
         let due = origin + Duration::from_secs_f64(k as f64 / rate);
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
+        if due > Instant::now() + EARLY {
+            tokio::time::sleep_until(due - EARLY).await;
         }
         let Some(shared) = shared.upgrade() else {
             return;
