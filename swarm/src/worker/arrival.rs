@@ -173,6 +173,14 @@ impl Arrivals {
         })
     }
 
+    /// Users waiting for a start now.
+    pub fn waiting(&self) -> usize {
+        self.0
+            .waiting
+            .lock()
+            .map_or(0, |w| w.iter().filter(|s| !s.is_closed()).count())
+    }
+
     /// Counts a start that a user took but could not run (its worker
     /// halted its users as it came).
     pub fn count_dropped(&self) {
