@@ -179,3 +179,34 @@ fn starts_no_user_is_free_for_are_dropped_and_counted() {
     master.signal("INT");
     exit_code(&mut master, Duration::from_secs(20));
 }
+
+/// A stock Locust worker never reads the arrival rate: it runs the closed
+/// model, and the master says so once it hears from it.
+#[test]
+fn a_locust_worker_runs_the_closed_model_and_the_master_says_so() {
+    let nginx = Nginx::start(NginxOptions::default());
+    let dir = TempDir::new("arrival-locust-worker");
+    let locustfile = write_locustfile(dir.path(), &nginx.url());
+    let (mut master, port, web) = loadtest!().master_with_ui(&dir, &["--arrival-rate", "50"]);
+    let _worker = Locust::worker(&locustfile, port, &[]);
+    let api = Api::new(&web);
+    wait_until(Duration::from_secs(30), "the Locust worker to join", || {
+        (api.requests().worker_count == 1).then_some(())
+    });
+    api.swarm_at_once(1, &nginx.url());
+    wait_until(Duration::from_secs(30), "the master's warning", || {
+        master
+            .stderr()
+            .contains("is a Locust worker: it ignores the arrival rate and runs the closed model")
+            .then_some(())
+    });
+    // Its user still runs, closed.
+    wait_until(
+        Duration::from_secs(30),
+        "the Locust worker's requests",
+        || (api.total_requests() > 0).then_some(()),
+    );
+    api.stop();
+    master.signal("INT");
+    exit_code(&mut master, Duration::from_secs(20));
+}

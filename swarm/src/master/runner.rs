@@ -393,7 +393,7 @@ impl Master {
         let users = |classes: &BTreeMap<String, u64>| {
             classes.values().fold(0u64, |a, b| a.saturating_add(*b))
         };
-        let all_users = plan.iter().map(|(_, c)| users(c)).sum::<u64>();
+        let all_users = plan.values().map(users).fold(0u64, u64::saturating_add);
         for (id, classes) in plan {
             let assigned = users(&classes);
             if let Some(node) = self.registry.get_mut(&id) {
