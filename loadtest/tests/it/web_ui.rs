@@ -36,9 +36,17 @@ const BASIC_USER_PASS: &str = "Basic dXNlcjpwYXNz";
 /// Keys our `/stats/requests` has beyond Locust's, on purpose: `host` is
 /// the current target, which the page shows in its header; `worker_events`
 /// the fleet's joins, losses and spot reclaims (the Workers tab);
-/// `refused_frames` what peers sent that the master dropped unread. A
-/// client of Locust's API reads the keys it knows and never sees them.
-const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 3] = ["host", "worker_events", "refused_frames"];
+/// `refused_frames` what peers sent that the master dropped unread;
+/// `arrival_rate` and `dropped_iterations` the open model's rate and the
+/// starts no user was free for. A client of Locust's API reads the keys it
+/// knows and never sees them.
+const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 5] = [
+    "host",
+    "worker_events",
+    "refused_frames",
+    "arrival_rate",
+    "dropped_iterations",
+];
 
 /// Keys our rows have beyond Locust's: in `stats`, `precise` (the times to
 /// the microsecond from the merged histograms); in `workers`, `cpu_share`
@@ -452,6 +460,17 @@ fn browser_flow(swarm: &Swarm, page_url: &str, screenshot: &str) -> PathBuf {
         Duration::from_secs(15),
     );
     assert_eq!(swarm.stats()["user_count"], 30, "the API agrees: 30 users");
+    // The open model, from the edit form: 40 iterations a second.
+    click(&session, "#edit-button");
+    wait_displayed(&session, "#edit_arrival_rate", Duration::from_secs(5));
+    fill(&session, "#edit_arrival_rate", "40");
+    click(&session, "#edit-submit");
+    wait_until(Duration::from_secs(15), "the arrival rate edited", || {
+        (swarm.stats()["arrival_rate"] == 40.0).then_some(())
+    });
+    // The charts draw dropped iterations/s beside the request rate.
+    click(&session, "#tab-charts");
+    click(&session, "#tab-stats");
     let shot = artifacts_dir().join(screenshot);
     session
         .save_screenshot(&shot)
