@@ -101,7 +101,7 @@ impl StatsReport {
             .saturating_add(later.dropped_iterations);
     }
 
-    /// Whether it carries any request or error.
+    /// Whether it carries any request, error or dropped iteration.
     pub fn is_empty(&self) -> bool {
         self.stats_total.num_requests == 0
             && self.stats_total.num_failures == 0

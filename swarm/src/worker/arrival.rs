@@ -11,7 +11,7 @@
 //! lateness never accumulates; a schedule that wakes late hands out every
 //! start due by then at once, each with its own due time, so the count over
 //! a run stays exact. tokio's timers tick in milliseconds: the schedule
-//! wakes half a tick before a start is due ([`EARLY`]), so an idle worker
+//! wakes half a tick before a start is due (`EARLY`), so an idle worker
 //! hands it out within about half a millisecond of its due time either way
 //! (the bench `swarm/benches/arrival.rs` measures it).
 //!
