@@ -130,6 +130,13 @@ impl Api {
         answer
     }
 
+    /// `POST /stats/reset`; panics unless the master answers.
+    pub fn reset_stats(&self) {
+        self.runtime
+            .block_on(self.client.reset_stats())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// The `Aggregated` request count (0 before any request).
     pub fn total_requests(&self) -> u64 {
         total_requests(&self.requests())

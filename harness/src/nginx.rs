@@ -55,6 +55,11 @@ pub struct NginxOptions {
     /// delays them before counting); for a breaking point use `limit_conn`
     /// with `slow_path` on `/index.html`.
     pub root_rate: Option<u32>,
+    /// `(rate, burst)`: `/` answers at most `rate` requests a second (with
+    /// a burst of `burst` beyond it) and refuses the excess at once with a
+    /// 503 (`limit_req ... nodelay`): a target that breaks at a known
+    /// request rate, whatever its users.
+    pub refuse_above: Option<(u32, u32)>,
     /// A prefix (e.g. `/users/`) under which every path answers 200 with
     /// [`ANY_PATH_BODY`], so a load test can name who sent a request in
     /// its path (`/users/reader/3`) and the access log can count them.
@@ -110,6 +115,7 @@ impl Default for NginxOptions {
             status_path: None,
             fail_percent: None,
             root_rate: None,
+            refuse_above: None,
             any_path: None,
             tls: None,
             keepalive_requests: None,
@@ -380,6 +386,12 @@ http {{
             "    limit_req_zone $server_name zone=spotload_rate:1m rate={rate}r/s;"
         );
     }
+    if let Some((rate, _)) = opts.refuse_above {
+        let _ = writeln!(
+            conf,
+            "    limit_req_zone $server_name zone=spotload_refuse:1m rate={rate}r/s;"
+        );
+    }
     let listen = match &opts.tls {
         Some(NginxTls { http2: true, .. }) => " ssl http2",
         Some(_) => " ssl",
@@ -407,6 +419,12 @@ http {{
     }
     if opts.root_rate.is_some() {
         conf.push_str("            limit_req zone=spotload_rate burst=1000000;\n");
+    }
+    if let Some((_, burst)) = opts.refuse_above {
+        let _ = writeln!(
+            conf,
+            "            limit_req zone=spotload_refuse burst={burst} nodelay;\n            limit_req_status 503;"
+        );
     }
     conf.push_str("        }\n");
     if let Some((path, _, rate)) = &opts.slow_path {

@@ -262,6 +262,8 @@ mod tests {
             user_classes: Vec::new(),
             class_picker: None,
             thresholds: Vec::new(),
+            arrival_rate: None,
+            dropped_iterations: 0,
         };
         serde_json::to_string(&stats).expect("serializes")
     }

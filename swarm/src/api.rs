@@ -79,6 +79,12 @@ pub struct SwarmForm {
     /// keeps the master's (`--co-mitigation`). Locust's master ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub co_mitigation: Option<CoMitigation>,
+    /// Our extension: iterations started per second across the swarm (the
+    /// open model, see `docs/load-models.md`); 0 runs the closed model;
+    /// `None` keeps the run's (an edit) or takes the master's
+    /// `--arrival-rate` (a new run). Locust's master ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<f64>,
 }
 
 impl SwarmForm {
@@ -91,6 +97,7 @@ impl SwarmForm {
             host: None,
             run_time: None,
             co_mitigation: None,
+            arrival_rate: None,
         }
     }
 }
@@ -358,6 +365,14 @@ pub struct StatsRequests {
     /// (Locust's `user_classes` form field); null without it.
     #[serde(default)]
     pub class_picker: Option<Vec<ClassRow>>,
+    /// Our extension: the arrival rate asked of the whole swarm, iterations
+    /// per second; null in a closed run.
+    #[serde(default)]
+    pub arrival_rate: Option<f64>,
+    /// Our extension: the open model's starts no user was free for, all
+    /// workers, since the run (or the last reset) began.
+    #[serde(default)]
+    pub dropped_iterations: u64,
 }
 
 /// A user class a run may choose, with its weight.

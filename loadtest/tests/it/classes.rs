@@ -79,6 +79,7 @@ fn swarm_form(users: u64, host: &str) -> SwarmForm {
         host: Some(host.to_string()),
         run_time: None,
         co_mitigation: None,
+        arrival_rate: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! and workers, Locust, headless Chromium. The tests that strain the
 //! machine's limits are in `tests/strain`, a binary of their own.
 
+mod arrival;
 mod bad_frames;
 mod bad_input;
 mod chaos;

@@ -48,12 +48,23 @@ fn ramp_master(
     workers: usize,
     extra: &[&str],
 ) -> (Process, u16) {
+    stepping_master(dir, host, &["--ramp", spec], workers, extra)
+}
+
+/// A headless ramp master stepping as `stepped` says (`--ramp SPEC`, or
+/// `--ramp-rate SPEC -u POOL`), otherwise as [`ramp_master`].
+fn stepping_master(
+    dir: &TempDir,
+    host: &str,
+    stepped: &[&str],
+    workers: usize,
+    extra: &[&str],
+) -> (Process, u16) {
     let report = report_dir(dir);
     let workers = workers.to_string();
-    let mut args = vec![
-        "--headless",
-        "--ramp",
-        spec,
+    let mut args = vec!["--headless"];
+    args.extend_from_slice(stepped);
+    args.extend([
         "--step-time",
         STEP_TIME,
         "-r",
@@ -66,7 +77,7 @@ fn ramp_master(
         "30",
         "--report-dir",
         report.to_str().expect("utf-8 temp path"),
-    ];
+    ]);
     args.extend_from_slice(extra);
     loadtest!().master(dir, &args)
 }
@@ -402,4 +413,45 @@ fn a_ramp_over_http_measures_the_same_way() {
     assert_eq!(report.last_healthy_users, Some(3));
     let three = &report.steps[0];
     assert!(three.requests > 0 && three.failures == 0, "{three:?}");
+}
+
+/// A rate ramp (`--ramp-rate`, the open model) against an nginx that
+/// answers at most 250 requests a second and refuses the excess with 503s:
+/// 100 and 200 iterations a second are healthy, 300 is the threshold —
+/// whatever the pool of users, since the load is the rate.
+#[test]
+fn a_rate_ramp_finds_the_rate_the_target_refuses_beyond() {
+    let nginx = Nginx::start(NginxOptions {
+        refuse_above: Some((250, 50)),
+        ..NginxOptions::default()
+    });
+    let dir = TempDir::new("ramp-rate");
+    let (mut master, port) = stepping_master(
+        &dir,
+        &nginx.url(),
+        &["--ramp-rate", "100:100:400", "-u", "10"],
+        1,
+        &[],
+    );
+    let _worker = loadtest!().worker(&dir, port, &[]);
+    let (code, report) = run_ramp(&dir, &mut master);
+    assert_eq!(code, 0, "{}", master.logs());
+    assert_eq!(report["threshold_rps"], 300, "{report:#}");
+    assert_eq!(report["last_healthy_rps"], 200, "{report:#}");
+    assert!(report["threshold_users"].is_null(), "{report:#}");
+    assert_eq!(report["pool_users"], 10, "{report:#}");
+    let steps = report["steps"].as_array().cloned().unwrap_or_default();
+    let healthy = &steps[1];
+    assert_eq!(healthy["arrival_rate"], 200, "{healthy}");
+    // The healthy step served its rate (within a report interval's edge).
+    let rps = healthy["rps"].as_f64().unwrap_or(0.0);
+    assert!((180.0..=220.0).contains(&rps), "{healthy}");
+    let stdout = master.stdout();
+    assert!(stdout.contains("threshold: 300/s ("), "{stdout}");
+    assert!(stdout.contains("last healthy: 200/s:"), "{stdout}");
+    let html = std::fs::read_to_string(report_dir(&dir).join("ramp.html")).unwrap_or_default();
+    assert!(
+        html.contains("against iterations/s"),
+        "the charts are drawn against the rate"
+    );
 }

@@ -40,9 +40,10 @@ const BASIC_USER_PASS: &str = "Basic dXNlcjpwYXNz";
 /// `thresholds` the `--threshold` rules and their verdicts; `test_plan`
 /// the `--test-plan` and where the run is in it; `user_classes` the
 /// classes the run dispatches; `class_picker` the classes `--class-picker`
-/// offers. A client of Locust's API reads the keys it knows and never sees
-/// them.
-const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 7] = [
+/// offers; `arrival_rate` and `dropped_iterations` the open model's rate
+/// and the starts no user was free for. A client of Locust's API reads the
+/// keys it knows and never sees them.
+const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 9] = [
     "host",
     "worker_events",
     "refused_frames",
@@ -50,6 +51,8 @@ const OUR_EXTRA_TOP_LEVEL_KEYS: [&str; 7] = [
     "test_plan",
     "user_classes",
     "class_picker",
+    "arrival_rate",
+    "dropped_iterations",
 ];
 
 /// Keys our rows have beyond Locust's: in `stats`, `precise` (the times to
@@ -449,6 +452,17 @@ fn browser_flow(swarm: &Swarm, page_url: &str, screenshot: &str) -> PathBuf {
         Duration::from_secs(15),
     );
     assert_eq!(swarm.stats()["user_count"], 30, "the API agrees: 30 users");
+    // The open model, from the edit form: 40 iterations a second.
+    click(&session, "#edit-button");
+    wait_displayed(&session, "#edit_arrival_rate", Duration::from_secs(5));
+    fill(&session, "#edit_arrival_rate", "40");
+    click(&session, "#edit-submit");
+    wait_until(Duration::from_secs(15), "the arrival rate edited", || {
+        (swarm.stats()["arrival_rate"] == 40.0).then_some(())
+    });
+    // The charts draw dropped iterations/s beside the request rate.
+    click(&session, "#tab-charts");
+    click(&session, "#tab-stats");
     let shot = artifacts_dir().join(screenshot);
     session
         .save_screenshot(&shot)

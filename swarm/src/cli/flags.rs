@@ -18,7 +18,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::parse::{
-    parse_abort_delay, parse_ms, parse_rate, parse_ratio, parse_run_time, parse_step_time,
+    parse_abort_delay, parse_arrival_rate, parse_ms, parse_rate, parse_ratio, parse_run_time,
+    parse_step_time,
 };
 use crate::co_mitigation::CoMitigation;
 use crate::protocol::{JoinSecret, SecretError};
@@ -127,6 +128,15 @@ pub struct RunFlags {
     /// class), as Locust's --class-picker.
     #[arg(long)]
     pub class_picker: bool,
+    /// Start R iterations per second across the swarm, whatever the
+    /// target's latency (the open model, as k6's arrival-rate executors and
+    /// wrk2): -u users are the pool that runs them, and a start that finds
+    /// no user free is dropped and counted. For a headless run, and the
+    /// runs started from the web UI without a rate of their own. Sent to
+    /// spotload workers as their share (Locust workers ignore it). See
+    /// docs/load-models.md.
+    #[arg(long, value_name = "R", value_parser = parse_arrival_rate, help_heading = "Load model")]
+    pub arrival_rate: Option<f64>,
 }
 
 /// How fast users start or stop, and how they measure.
@@ -420,7 +430,13 @@ impl RampFlags {
         )?;
         let mut plan = RampPlan::new(spec, step_time, limits, spawn_rate);
         plan.refine = self.refine;
-        if self.ramp_rate.is_some() {
+        if let Some(rates) = self.ramp_rate {
+            let most = crate::worker::arrival::MAX_ARRIVAL_RATE;
+            if rates.max as f64 > most {
+                return Err(format!(
+                    "--ramp-rate {rates}: at most {most} iterations per second"
+                ));
+            }
             let pool = users.filter(|u| *u > 0).ok_or(
                 "--ramp-rate needs -u/--users N: the users that run the iterations (enough for the highest rate times the target's latency; a start that finds none free is dropped and counted)",
             )?;
@@ -485,6 +501,14 @@ impl RunFlags {
                     "{flag} sets the time itself (its steps): drop -t/--run-time"
                 ));
             }
+            if self.arrival_rate.is_some() {
+                return Err(if ramp_plan.pool.is_some() {
+                    "--ramp-rate sets the arrival rate of each step itself: drop --arrival-rate"
+                        .into()
+                } else {
+                    "--ramp steps the users of the closed model: drop --arrival-rate (or step the rate: --ramp-rate)".into()
+                });
+            }
             return Ok(RunPlan::Ramp(ramp_plan));
         }
         if !self.headless {
@@ -530,6 +554,11 @@ impl RunFlags {
         if ramp.ramp_rate.is_some() {
             clashes.push("--ramp-rate");
         }
+        // A plan shapes the users of the closed model; an open model's
+        // load is its rate, which a plan does not shape.
+        if self.arrival_rate.is_some() {
+            clashes.push("--arrival-rate");
+        }
         if !clashes.is_empty() {
             return Err(format!(
                 "--test-plan sets the users, how fast they start and stop, and the run's time itself: drop {}",
@@ -562,6 +591,7 @@ impl RunFlags {
             self.test_plan.as_ref().map(ToString::to_string),
         );
         args.flag("--class-picker", self.class_picker);
+        args.pair("--arrival-rate", self.arrival_rate.map(|r| r.to_string()));
         args.0
     }
 }

@@ -70,6 +70,8 @@ pub(super) async fn run(
         run_time: None,
         co_mitigation: None,
         user_classes: None,
+        // The master's --arrival-rate, if any.
+        arrival_rate: None,
     };
     let message = handle.swarm(request).await?;
     tracing::info!("{message}");

@@ -138,6 +138,7 @@ impl MasterArgs {
             // A ramp judges its steps by the rules itself (see its plan).
             config.thresholds = self.verdicts.config().map_err(anyhow::Error::msg)?;
         }
+        config.arrival_rate = self.run.arrival_rate;
         if let Some(trust) = &target_tls {
             let how = trust.describe();
             if trust.accept_invalid_certs {

@@ -4,12 +4,22 @@
 use std::time::Duration;
 
 use crate::master::{MAX_RUN_TIME, MAX_SPAWN_RATE};
+use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 
 /// A spawn rate: users per second above 0, at most [`MAX_SPAWN_RATE`].
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_SPAWN_RATE => Ok(rate),
         _ => Err(format!("{text:?} is not a spawn rate: use a number of users per second above 0 and at most {MAX_SPAWN_RATE}, e.g. 10 or 0.5")),
+    }
+}
+
+/// An arrival rate: iterations started per second across the swarm, above
+/// 0 and at most [`MAX_ARRIVAL_RATE`].
+pub fn parse_arrival_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && valid_arrival_rate(rate) => Ok(rate),
+        _ => Err(format!("{text:?} is not an arrival rate: use a number of iterations per second above 0 and at most {MAX_ARRIVAL_RATE}, e.g. 300")),
     }
 }
 

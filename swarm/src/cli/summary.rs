@@ -14,7 +14,8 @@ fn name_of(entry: &StatsEntry) -> String {
     }
 }
 
-/// Prints the request table and the percentile table.
+/// Prints the request table and the percentile table, and in the open
+/// model the dropped iterations.
 pub fn print_summary(snapshot: &MasterSnapshot) {
     let stats = &snapshot.stats;
     let mut rows: Vec<&StatsEntry> = stats.sorted_entries();
@@ -76,6 +77,16 @@ pub fn print_summary(snapshot: &MasterSnapshot) {
             })
             .collect();
         println!("{:<40} {cells} {:>10}", name_of(e), e.num_requests);
+    }
+    if let Some(rate) = snapshot.arrival_rate {
+        // The open model: what was asked, and the starts no user was free
+        // for (k6's dropped_iterations).
+        println!();
+        println!("arrival rate: {rate} iterations/s");
+        println!("dropped iterations: {}", stats.dropped_iterations);
+    } else if stats.dropped_iterations > 0 {
+        println!();
+        println!("dropped iterations: {}", stats.dropped_iterations);
     }
     print_thresholds(&snapshot.thresholds);
 }

@@ -14,6 +14,7 @@ use crate::co_mitigation::CoMitigation;
 use crate::protocol::MAX_USERS_PER_WORKER;
 use crate::stats::RequestStats;
 use crate::test_plan::{PlanState, TestPlan};
+use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 
 /// Start or change a run, as `POST /swarm` asks.
 #[derive(Debug, Clone)]
@@ -33,6 +34,11 @@ pub struct SwarmRequest {
     /// (ignored without it, as Locust does); `None` or empty: see
     /// [`MasterConfig::class_picker`](super::MasterConfig::class_picker).
     pub user_classes: Option<Vec<String>>,
+    /// Our extension: iterations started per second across the swarm (the
+    /// open model), in `0..=`[`MAX_ARRIVAL_RATE`]; 0 runs the closed model.
+    /// `None`: an edit keeps the run's, a new run takes the master's
+    /// (`--arrival-rate`).
+    pub arrival_rate: Option<f64>,
 }
 
 impl SwarmRequest {
@@ -51,7 +57,8 @@ impl SwarmRequest {
     }
 
     /// Refuses values no run can have, naming the field: a spawn rate that
-    /// is not a number in (0, [`MAX_SPAWN_RATE`]], a run time beyond
+    /// is not a number in (0, [`MAX_SPAWN_RATE`]], an arrival rate beyond
+    /// [`MAX_ARRIVAL_RATE`] (or negative, or no number), a run time beyond
     /// [`MAX_RUN_TIME`], more users than `workers` can run.
     pub fn check(&self, workers: usize) -> Result<(), MasterError> {
         let bad = |message: String| Err(MasterError::Invalid(message));
@@ -65,6 +72,11 @@ impl SwarmRequest {
             return bad(format!(
                 "Invalid spawn_rate value: {} (at most {MAX_SPAWN_RATE} users per second)",
                 self.spawn_rate
+            ));
+        }
+        if let Some(rate) = self.arrival_rate.filter(|r| !valid_arrival_rate(*r)) {
+            return bad(format!(
+                "Invalid arrival_rate value: {rate} (iterations per second, from 0 to {MAX_ARRIVAL_RATE}; 0 turns the open model off)"
             ));
         }
         if self.run_time.is_some_and(|t| t > MAX_RUN_TIME) {
@@ -136,6 +148,9 @@ pub struct MasterSnapshot {
     pub thresholds: Vec<crate::thresholds::Verdict>,
     /// The rule that stopped the run and what it observed, in words.
     pub threshold_abort: Option<String>,
+    /// The run's arrival rate, iterations per second across the swarm;
+    /// `None`: the closed model.
+    pub arrival_rate: Option<f64>,
 }
 
 impl MasterSnapshot {

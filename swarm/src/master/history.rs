@@ -28,6 +28,10 @@ pub struct HistorySample {
     /// 95th percentile response time of the recent window, ms.
     #[serde(rename = "response_time_percentile_0.95")]
     pub p95: u64,
+    /// Our extension: the open model's dropped starts per second since the
+    /// sample before (0 in a closed run).
+    #[serde(default)]
+    pub dropped_per_sec: f64,
 }
 
 #[derive(Debug, Default)]
@@ -35,11 +39,27 @@ pub struct History {
     samples: Vec<HistorySample>,
     /// Copies of the total taken at each sample, for the last ~10 s.
     recent: VecDeque<(f64, StatsEntry)>,
+    /// When the last sample was taken and the dropped starts counted then.
+    last_dropped: Option<(f64, u64)>,
 }
 
 impl History {
-    /// Takes a sample of `total` at `now` with `users` running.
-    pub fn sample(&mut self, total: &StatsEntry, users: u64, now: f64) -> &HistorySample {
+    /// Takes a sample of `total` at `now` with `users` running, and
+    /// `dropped` starts dropped so far.
+    pub fn sample(
+        &mut self,
+        total: &StatsEntry,
+        users: u64,
+        dropped: u64,
+        now: f64,
+    ) -> &HistorySample {
+        let dropped_per_sec = match self.last_dropped {
+            Some((then, before)) if now > then => {
+                dropped.saturating_sub(before) as f64 / (now - then)
+            }
+            _ => 0.0,
+        };
+        self.last_dropped = Some((now, dropped));
         self.recent.push_back((now, total.clone()));
         while self
             .recent
@@ -56,6 +76,7 @@ impl History {
             current_fail_per_sec: total.current_fail_per_sec(total),
             p50,
             p95,
+            dropped_per_sec,
         });
         if self.samples.len() > MAX_SAMPLES {
             let mut keep = false;
@@ -89,5 +110,6 @@ impl History {
     pub fn clear(&mut self) {
         self.samples.clear();
         self.recent.clear();
+        self.last_dropped = None;
     }
 }

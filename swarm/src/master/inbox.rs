@@ -104,6 +104,18 @@ impl Master {
                             node.cpu_share * 100.0
                         );
                     }
+                    // Our workers say how many cores they have; Locust's
+                    // never do, and never read the arrival rate either.
+                    if beat.cpu_cores.is_none()
+                        && self.arrival_rate.is_some()
+                        && !node.closed_model_warned
+                    {
+                        node.closed_model_warned = true;
+                        tracing::warn!(
+                            "worker {} is a Locust worker: it ignores the arrival rate and runs the closed model (its users loop as fast as the target answers); its share of the rate is not run",
+                            shown(id)
+                        );
+                    }
                 }
                 let stats_seq = self.registry.get_mut(id).map(|node| node.stats_seq);
                 self.send(id, ToWorker::Heartbeat { stats_seq });

@@ -73,6 +73,9 @@ pub struct MasterConfig {
     /// The `--threshold` rules, judged on the merged stats; a failing one
     /// stops the run unless `abort` is off.
     pub thresholds: crate::thresholds::ThresholdConfig,
+    /// The open model's rate for runs that ask none (`--arrival-rate`),
+    /// iterations per second across the swarm; `None`: the closed model.
+    pub arrival_rate: Option<f64>,
 }
 
 impl MasterConfig {
@@ -91,6 +94,7 @@ impl MasterConfig {
             chosen_classes: Vec::new(),
             class_picker: false,
             thresholds: crate::thresholds::ThresholdConfig::default(),
+            arrival_rate: None,
         }
     }
 }

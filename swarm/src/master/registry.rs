@@ -66,6 +66,9 @@ pub struct WorkerNode {
     pub cpu_share: f64,
     /// Whether the master already warned that this worker passed 90%.
     pub cpu_warned: bool,
+    /// Whether the master already warned that this worker (a Locust one)
+    /// runs the closed model whatever the arrival rate.
+    pub closed_model_warned: bool,
     /// The worker process's resident memory from its last heartbeat, bytes.
     pub memory_usage: u64,
     /// When the master last heard a heartbeat; drives `Missing`.
@@ -118,6 +121,7 @@ impl Registry {
                 user_classes_count: BTreeMap::new(),
                 assigned: 0,
                 cpu_usage: 0.0,
+                closed_model_warned: false,
                 cpu_share: 0.0,
                 cpu_warned: false,
                 memory_usage: 0,

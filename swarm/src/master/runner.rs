@@ -107,6 +107,10 @@ pub struct Master {
     pending: Option<Pending>,
     /// The `--threshold` rules through the run.
     thresholds: ThresholdWatch,
+    /// The run's arrival rate, iterations per second across the swarm (the
+    /// open model), split over the workers by their users at every
+    /// dispatch; `None`: the closed model.
+    pub(super) arrival_rate: Option<f64>,
 }
 
 impl Master {
@@ -146,6 +150,7 @@ impl Master {
             ended_at: None,
             pending: None,
             thresholds,
+            arrival_rate: None,
         };
         (
             master,
@@ -200,7 +205,8 @@ impl Master {
                 _ = sample.tick() => {
                     let now = now_epoch();
                     self.stats.trim(now);
-                    self.history.sample(&self.stats.total, self.dispatched, now);
+                    let dropped = self.stats.dropped_iterations;
+                    self.history.sample(&self.stats.total, self.dispatched, dropped, now);
                 }
             }
         }
@@ -322,6 +328,14 @@ impl Master {
         if let Some(co_mitigation) = request.co_mitigation {
             self.config.co_mitigation = Some(co_mitigation);
         }
+        // 0 asks for the closed model; none keeps the run's (an edit) or
+        // takes the master's (a new run).
+        match request.arrival_rate {
+            Some(rate) => self.arrival_rate = (rate > 0.0).then_some(rate),
+            None if new_run => self.arrival_rate = self.config.arrival_rate,
+            None => {}
+        }
+
         if new_run {
             // A new run starts from clean numbers, as in Locust.
             let now = now_epoch();
@@ -350,9 +364,15 @@ impl Master {
             credit: 0.0,
         });
         self.state = RunState::Spawning;
+        // An edit of the rate alone reaches every worker too: the ramp's
+        // step re-dispatches even when the users stay.
         self.ramp_now();
+        let model = match self.arrival_rate {
+            Some(rate) => format!(", starting {rate} iterations/s"),
+            None => String::new(),
+        };
         Ok(format!(
-            "Swarming started using {} users at a spawn rate of {} users/s",
+            "Swarming started using {} users at a spawn rate of {} users/s{model}",
             request.user_count, request.spawn_rate
         ))
     }
@@ -415,11 +435,19 @@ impl Master {
         }
         // Strictly increasing timestamps: workers ignore stale spawns.
         self.spawn_timestamp = now_epoch().max(self.spawn_timestamp + 1e-6);
+        let users = |classes: &BTreeMap<String, u64>| {
+            classes.values().fold(0u64, |a, b| a.saturating_add(*b))
+        };
+        let all_users = plan.values().map(users).fold(0u64, u64::saturating_add);
         for (id, classes) in plan {
+            let assigned = users(&classes);
             if let Some(node) = self.registry.get_mut(&id) {
-                node.assigned = classes.values().fold(0u64, |a, b| a.saturating_add(*b));
+                node.assigned = assigned;
             }
             let order = SpawnOrder {
+                arrival_rate: self
+                    .arrival_rate
+                    .map(|rate| share_of_rate(rate, assigned, all_users)),
                 timestamp: self.spawn_timestamp,
                 user_classes_count: classes,
                 host: self.host.clone(),
@@ -561,8 +589,18 @@ impl Master {
                 .thresholds
                 .aborted()
                 .map(|a| a.describe(self.thresholds.config())),
+            arrival_rate: self.arrival_rate,
         }
     }
+}
+
+/// A worker's share of the swarm's arrival rate: in proportion to its
+/// users (none without users).
+fn share_of_rate(rate: f64, users: u64, all_users: u64) -> f64 {
+    if all_users == 0 {
+        return 0.0;
+    }
+    rate * users as f64 / all_users as f64
 }
 
 /// Waits until `at`, or forever when nothing is due.

@@ -210,6 +210,7 @@ impl Fleet {
             run_time,
             co_mitigation: None,
             user_classes: None,
+            arrival_rate: None,
         };
         self.handle()
             .swarm(request)
@@ -411,6 +412,7 @@ async fn a_swarm_request_s_co_mitigation_reaches_the_workers_spawns() {
         run_time: None,
         co_mitigation: Some(CoMitigation::Average),
         user_classes: None,
+        arrival_rate: None,
     };
     fleet
         .handle()
@@ -673,4 +675,110 @@ async fn the_ui_is_answered_while_slow_frames_decode() {
         seen = now;
     }
     feeding.await.expect("the feeder");
+}
+
+/// The arrival rate of a spawn to each worker, with its users.
+async fn rate_shares(fleet: &mut Fleet, workers: usize) -> HashMap<String, (u64, f64)> {
+    let mut shares = HashMap::new();
+    while shares.len() < workers {
+        let (to, spawn) = fleet.expect(|_, m| spawned(m).is_some()).await;
+        let ToWorker::Spawn(spawn) = spawn else {
+            unreachable!("expect returned a spawn")
+        };
+        let rate = spawn.arrival_rate.expect("a share of the rate");
+        shares.insert(to, (spawn.user_count(), rate));
+    }
+    shares
+}
+
+#[tokio::test]
+async fn the_arrival_rate_is_split_by_users_and_again_when_a_worker_joins() {
+    let mut config = config();
+    config.arrival_rate = Some(300.0);
+    let mut fleet = Fleet::start(config);
+    fleet.join("w1").await;
+    fleet.join("w2").await;
+    fleet.swarm(10, None).await;
+    let shares = rate_shares(&mut fleet, 2).await;
+    assert_eq!(shares["w1"], (5, 150.0));
+    assert_eq!(shares["w2"], (5, 150.0));
+    fleet.join("w3").await;
+    let shares = rate_shares(&mut fleet, 3).await;
+    let total: f64 = shares.values().map(|(_, rate)| rate).sum();
+    assert!((total - 300.0).abs() < 1e-9, "{shares:?}");
+    for (users, rate) in shares.values() {
+        assert!((rate - 30.0 * *users as f64).abs() < 1e-9, "{shares:?}");
+    }
+    assert_eq!(fleet.feeder.snapshot().await.arrival_rate, Some(300.0));
+    // An edit to 0: the closed model, no share sent.
+    let request = SwarmRequest {
+        arrival_rate: Some(0.0),
+        ..closed_request(10)
+    };
+    fleet.handle().swarm(request).await.expect("the edit");
+    let (_, spawn) = fleet.expect(|_, m| spawned(m).is_some()).await;
+    let ToWorker::Spawn(spawn) = spawn else {
+        unreachable!("expect returned a spawn")
+    };
+    assert_eq!(spawn.arrival_rate, None);
+    assert_eq!(fleet.feeder.snapshot().await.arrival_rate, None);
+    // A rate no run can have is refused, naming the field.
+    let refused = fleet
+        .handle()
+        .swarm(SwarmRequest {
+            arrival_rate: Some(f64::INFINITY),
+            ..closed_request(10)
+        })
+        .await
+        .expect_err("refused");
+    assert!(refused.to_string().contains("arrival_rate"), "{refused}");
+}
+
+fn closed_request(user_count: u64) -> SwarmRequest {
+    SwarmRequest {
+        user_count,
+        spawn_rate: 1000.0,
+        host: None,
+        run_time: None,
+        co_mitigation: None,
+        arrival_rate: None,
+        user_classes: None,
+    }
+}
+
+#[tokio::test]
+async fn dropped_iterations_count_once_and_reset_with_the_stats() {
+    let mut fleet = two_workers_running_ten().await;
+    let feeder = fleet.feeder.clone();
+    let dropped = |seq: u64, n: u64| {
+        let mut report = report_of(1);
+        report.seq = Some(seq);
+        report.dropped_iterations = n;
+        ToMaster::Stats(Box::new(report))
+    };
+    feeder.feed("w1", dropped(1, 7)).await;
+    // Sent again after a blip: counted once.
+    feeder.feed("w1", dropped(1, 7)).await;
+    feeder.feed("w1", dropped(2, 3)).await;
+    let snapshot = fleet
+        .wait_for("the reports merged", |s| s.stats.total.num_requests >= 2)
+        .await;
+    assert_eq!(snapshot.stats.total.num_requests, 2);
+    assert_eq!(snapshot.stats.dropped_iterations, 10);
+    feeder.feed("w2", dropped(1, u64::MAX)).await;
+    let snapshot = fleet
+        .wait_for("w2's report merged", |s| s.stats.total.num_requests >= 3)
+        .await;
+    assert_eq!(snapshot.stats.dropped_iterations, u64::MAX, "saturating");
+    fleet.handle().reset_stats().await.expect("reset");
+    feeder.feed("w1", dropped(3, 5)).await;
+    let snapshot = fleet
+        .wait_for("a report after the reset", |s| {
+            s.stats.total.num_requests >= 1
+        })
+        .await;
+    assert_eq!(snapshot.stats.dropped_iterations, 5);
+    fleet
+        .expect(|to, m| to == "w1" && matches!(m, ToWorker::Heartbeat { stats_seq: Some(3) }))
+        .await;
 }

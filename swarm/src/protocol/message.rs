@@ -8,6 +8,7 @@ use super::caps::{capped, MAX_DETAIL, MAX_MESSAGE, MAX_TRACEBACK, MAX_VERSION};
 use crate::co_mitigation::CoMitigation;
 use crate::logs::shown;
 use crate::stats::{StatsReport, WireError};
+use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 
 /// The longest message type name kept (of one we do not know): ours and
 /// Locust's are at most 17 bytes.
@@ -96,6 +97,13 @@ pub struct SpawnOrder {
     /// reads it, and a Locust master sends it when its locustfile adds a
     /// `--co-mitigation` argument.
     pub co_mitigation: Option<CoMitigation>,
+    /// Our extension: this worker's share of the swarm's arrival rate,
+    /// iterations per second (the open model); `None`: the closed model.
+    /// In `parsed_options` as `arrival_rate`, which a Locust worker files
+    /// and never reads (its users stay closed; the master warns). A value
+    /// that is no number in `0..=`[`MAX_ARRIVAL_RATE`] is logged and
+    /// ignored (the worker runs the closed model).
+    pub arrival_rate: Option<f64>,
     /// How the users' HTTPS trusts the target, from the master's
     /// `--ca-cert` and `--accept-invalid-certs`; `None` keeps the worker's
     /// own. In `parsed_options` too (`ca_cert_pem`, `accept_invalid_certs`),
@@ -361,6 +369,22 @@ fn short(value: &Value) -> String {
     super::caps::rendered_capped(value, 80)
 }
 
+/// A spawn's `arrival_rate` option: a number in `0..=`[`MAX_ARRIVAL_RATE`],
+/// else logged and ignored.
+fn arrival_rate(value: &Value) -> Option<f64> {
+    let rate = value
+        .as_f64()
+        .or_else(|| value.as_u64().map(|n| n as f64))
+        .filter(|r| valid_arrival_rate(*r));
+    if rate.is_none() {
+        tracing::warn!(
+            "ignored the master's arrival_rate {}: expected a number from 0 to {MAX_ARRIVAL_RATE}; running the closed model",
+            short(value)
+        );
+    }
+    rate
+}
+
 /// A spawn's `co_mitigation` option; a name no [`CoMitigation`] has is
 /// logged and ignored (the worker keeps its own), as Locust ignores an
 /// option it does not know, rather than refusing the spawn.
@@ -604,6 +628,11 @@ impl ToWorker {
                         .and_then(|m| m.as_str())
                         .filter(|m| !m.is_empty())
                         .and_then(co_mitigation),
+                    arrival_rate: options
+                        .as_ref()
+                        .and_then(|o| o.get("arrival_rate"))
+                        .filter(|r| !r.is_nil())
+                        .and_then(arrival_rate),
                     target_tls: options.as_ref().and_then(SpawnTls::from_options),
                 })
             }
@@ -659,6 +688,11 @@ impl ToWorker {
                                 .co_mitigation
                                 .iter()
                                 .map(|m| ("co_mitigation".into(), m.as_str().into()))
+                                .chain(
+                                    order
+                                        .arrival_rate
+                                        .map(|r| ("arrival_rate".into(), r.into())),
+                                )
                                 .chain(order.target_tls.iter().flat_map(SpawnTls::options))
                                 .collect(),
                         ),
@@ -729,6 +763,7 @@ mod tests {
             host: "http://127.0.0.1:8080".into(),
             stop_timeout: None,
             co_mitigation: Some(CoMitigation::Average),
+            arrival_rate: Some(12.5),
             target_tls: Some(SpawnTls {
                 ca_cert_pem: Some("-----BEGIN CERTIFICATE-----\n...".into()),
                 accept_invalid_certs: false,
@@ -740,6 +775,7 @@ mod tests {
             host: String::new(),
             stop_timeout: None,
             co_mitigation: None,
+            arrival_rate: None,
             target_tls: Some(SpawnTls {
                 ca_cert_pem: None,
                 accept_invalid_certs: true,
@@ -792,6 +828,38 @@ mod tests {
             ToMaster::from_wire(&unknown).expect("decodes").0,
             ToMaster::Unknown("frobnicate".into())
         );
+    }
+
+    #[test]
+    fn a_spawn_s_arrival_rate_is_bounded() {
+        let spawn = |rate: Value| {
+            let frame = Envelope::encode(
+                "spawn",
+                map(vec![
+                    ("timestamp", 1.0.into()),
+                    ("user_classes_count", Value::Map(Vec::new())),
+                    ("parsed_options", map(vec![("arrival_rate", rate)])),
+                ]),
+                "n",
+            );
+            match ToWorker::from_wire(&frame).expect("decodes") {
+                ToWorker::Spawn(order) => order.arrival_rate,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(spawn(150.0.into()), Some(150.0));
+        assert_eq!(spawn(300u64.into()), Some(300.0));
+        assert_eq!(spawn(0.0.into()), Some(0.0));
+        assert_eq!(spawn(Value::Nil), None);
+        for hostile in [
+            Value::from(-1.0),
+            Value::from(f64::NAN),
+            Value::from(f64::INFINITY),
+            Value::from(MAX_ARRIVAL_RATE * 2.0),
+            Value::from("fast"),
+        ] {
+            assert_eq!(spawn(hostile.clone()), None, "{hostile:?}: closed model");
+        }
     }
 
     #[test]
@@ -1037,6 +1105,7 @@ mod tests {
                         user_classes_count: classes,
                         user_count,
                         seq: None,
+                        dropped_iterations: 0,
                     }
                 })
         }

@@ -129,13 +129,18 @@ impl MasterDriver {
     pub fn new(master: MasterHandle, host: Option<String>) -> Self {
         MasterDriver { master, host }
     }
-}
 
-#[async_trait]
-impl RampDriver for MasterDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
+    /// Asks for `users` at `spawn_rate`, starting `arrival_rate`
+    /// iterations per second (0: the closed model).
+    async fn swarm(
+        &self,
+        users: u64,
+        spawn_rate: f64,
+        arrival_rate: f64,
+    ) -> Result<(), RampDriverError> {
         let form = SwarmForm {
             host: self.host.clone(),
+            arrival_rate: Some(arrival_rate),
             ..SwarmForm::new(users, spawn_rate)
         };
         let request = SwarmRequest::try_from(form).map_err(|err| RampDriverError::Refused {
@@ -154,17 +159,22 @@ impl RampDriver for MasterDriver {
             }),
         }
     }
+}
+
+#[async_trait]
+impl RampDriver for MasterDriver {
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
+        // A user ramp steps the closed model.
+        self.swarm(users, spawn_rate, 0.0).await
+    }
 
     async fn set_rate(
         &self,
         users: u64,
         rate: f64,
-        _spawn_rate: f64,
+        spawn_rate: f64,
     ) -> Result<(), RampDriverError> {
-        Err(RampDriverError::Refused {
-            users,
-            message: format!("an arrival rate ({rate}/s) needs the open model"),
-        })
+        self.swarm(users, spawn_rate, rate).await
     }
 
     async fn read(&self) -> Result<Reading, RampDriverError> {

@@ -71,21 +71,19 @@ impl HttpDriver {
         }
     }
 
-    /// Sends `co_mitigation` with each swarm request, so the workers
-    /// back-fill stalled users' requests.
-    #[must_use]
-    pub fn with_co_mitigation(mut self, co_mitigation: Option<CoMitigation>) -> Self {
-        self.co_mitigation = co_mitigation;
-        self
-    }
-}
-
-#[async_trait]
-impl RampDriver for HttpDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
+    /// Asks for `users` at `spawn_rate`, starting `arrival_rate`
+    /// iterations per second (0: the closed model; a Locust master ignores
+    /// the field).
+    async fn swarm(
+        &self,
+        users: u64,
+        spawn_rate: f64,
+        arrival_rate: f64,
+    ) -> Result<(), RampDriverError> {
         let form = SwarmForm {
             host: self.host.clone(),
             co_mitigation: self.co_mitigation,
+            arrival_rate: Some(arrival_rate),
             ..SwarmForm::new(users, spawn_rate)
         };
         let answer = self.client.swarm(&form).await?;
@@ -98,16 +96,29 @@ impl RampDriver for HttpDriver {
         })
     }
 
+    /// Sends `co_mitigation` with each swarm request, so the workers
+    /// back-fill stalled users' requests.
+    #[must_use]
+    pub fn with_co_mitigation(mut self, co_mitigation: Option<CoMitigation>) -> Self {
+        self.co_mitigation = co_mitigation;
+        self
+    }
+}
+
+#[async_trait]
+impl RampDriver for HttpDriver {
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
+        // A user ramp steps the closed model.
+        self.swarm(users, spawn_rate, 0.0).await
+    }
+
     async fn set_rate(
         &self,
         users: u64,
         rate: f64,
-        _spawn_rate: f64,
+        spawn_rate: f64,
     ) -> Result<(), RampDriverError> {
-        Err(RampDriverError::Refused {
-            users,
-            message: format!("an arrival rate ({rate}/s) needs the open model"),
-        })
+        self.swarm(users, spawn_rate, rate).await
     }
 
     async fn read(&self) -> Result<Reading, RampDriverError> {
@@ -159,6 +170,7 @@ mod tests {
             class_picker: None,
             thresholds: Vec::new(),
             threshold_abort: None,
+            arrival_rate: None,
         }
     }
 

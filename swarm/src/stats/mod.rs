@@ -73,6 +73,9 @@ pub struct RequestStats {
     pub total: StatsEntry,
     /// The errors table, one row per (method, name, error).
     pub errors: BTreeMap<ErrorKey, StatsError>,
+    /// The open model's starts that found no user free, all workers
+    /// together since the run (or the last reset) began; saturating.
+    pub dropped_iterations: u64,
 }
 
 impl Default for RequestStats {
@@ -88,6 +91,7 @@ impl RequestStats {
             entries: BTreeMap::new(),
             total: StatsEntry::new(AGGREGATED, "", start_time),
             errors: BTreeMap::new(),
+            dropped_iterations: 0,
         }
     }
 
@@ -119,6 +123,9 @@ impl RequestStats {
         for error in report.errors.values() {
             self.add_error(error);
         }
+        self.dropped_iterations = self
+            .dropped_iterations
+            .saturating_add(report.dropped_iterations);
     }
 
     /// Adds occurrences of an error, keyed by what it is rather than by the

@@ -31,6 +31,12 @@ pub struct StatsReport {
     /// copy may or may not have arrived) is never counted twice. `None`
     /// from Locust workers.
     pub seq: Option<u64>,
+    /// Our extension (`dropped_iterations`, which a Locust master ignores):
+    /// the open model's starts the worker dropped since its last report,
+    /// none of its users free for them (a delta, counted once with the
+    /// report's `seq`). Read as any `u64` (the master adds it saturating);
+    /// absent, from Locust workers and closed runs, 0.
+    pub dropped_iterations: u64,
 }
 
 impl StatsReport {
@@ -90,13 +96,17 @@ impl StatsReport {
         }
         self.user_classes_count = later.user_classes_count;
         self.user_count = later.user_count;
+        self.dropped_iterations = self
+            .dropped_iterations
+            .saturating_add(later.dropped_iterations);
     }
 
-    /// Whether it carries any request or error.
+    /// Whether it carries any request, error or dropped iteration.
     pub fn is_empty(&self) -> bool {
         self.stats_total.num_requests == 0
             && self.stats_total.num_failures == 0
             && self.errors.is_empty()
+            && self.dropped_iterations == 0
     }
 }
 
@@ -415,6 +425,9 @@ impl StatsReport {
         if let Some(seq) = self.seq {
             fields.push(("seq".into(), seq.into()));
         }
+        if self.dropped_iterations > 0 {
+            fields.push(("dropped_iterations".into(), self.dropped_iterations.into()));
+        }
         Value::Map(fields)
     }
 
@@ -441,6 +454,7 @@ impl StatsReport {
             user_classes_count: f.counts("user_classes_count")?,
             user_count: f.u64("user_count")?,
             seq: f.get("seq").and_then(as_u64),
+            dropped_iterations: f.get("dropped_iterations").and_then(as_u64).unwrap_or(0),
         })
     }
 }
@@ -472,6 +486,7 @@ mod tests {
             user_classes_count: [("WebsiteUser".to_string(), 5)].into_iter().collect(),
             user_count: 5,
             seq: Some(3),
+            dropped_iterations: 12,
         };
         let back = StatsReport::from_value(&report.to_value()).expect("decodes");
         assert_eq!(back, report);

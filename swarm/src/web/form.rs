@@ -4,6 +4,7 @@ use crate::api::SwarmForm;
 use crate::co_mitigation::CoMitigation;
 use crate::master::SwarmRequest;
 use crate::timespan::parse_timespan;
+use crate::worker::arrival::{valid_arrival_rate, MAX_ARRIVAL_RATE};
 
 /// A form field that is missing or wrong; the message names it.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -13,8 +14,10 @@ pub struct FormError(pub String);
 /// Validates Locust's `/swarm` fields: `user_count` (integer ≥ 0),
 /// `spawn_rate` (number > 0), optional `host` (http or https URL),
 /// optional `run_time` (`30s`, `5m`, `1h30m`), `user_classes` (repeated,
-/// one class name each) and our `co_mitigation`: the numbers and the
-/// mitigation here, the rest as any [`SwarmForm`] is (see its `TryFrom`).
+/// one class name each), our `co_mitigation` and our `arrival_rate`
+/// (iterations per second, `0..=`[`MAX_ARRIVAL_RATE`]): the numbers and
+/// the mitigation here, the rest as any [`SwarmForm`] is (see its
+/// `TryFrom`).
 ///
 /// With a test plan (`planned`), the plan sets the users and their pace,
 /// so `user_count` and `spawn_rate` may be left out, as Locust's form may
@@ -62,12 +65,26 @@ pub fn parse_swarm_form(
         .filter(|(k, v)| k == "user_classes" && !v.trim().is_empty())
         .map(|(_, v)| v.trim().to_string())
         .collect();
+    // Our extension too: empty turns the open model off, as 0 does.
+    let arrival_rate = match get("arrival_rate") {
+        None => None,
+        Some("") => Some(0.0),
+        Some(v) => match v.parse::<f64>() {
+            Ok(rate) if valid_arrival_rate(rate) => Some(rate),
+            _ => {
+                return Err(FormError(format!(
+                    "Invalid arrival_rate value: {v:?} (iterations per second, a number from 0 to {MAX_ARRIVAL_RATE}; 0 or empty turns the open model off)"
+                )))
+            }
+        },
+    };
     let mut request = SwarmRequest::try_from(SwarmForm {
         user_count,
         spawn_rate,
         host: get("host").map(str::to_string),
         run_time: get("run_time").map(str::to_string),
         co_mitigation,
+        arrival_rate,
     })?;
     request.user_classes = (!user_classes.is_empty()).then_some(user_classes);
     Ok(request)
@@ -99,6 +116,7 @@ impl TryFrom<SwarmForm> for SwarmRequest {
             run_time,
             co_mitigation: form.co_mitigation,
             user_classes: None,
+            arrival_rate: form.arrival_rate,
         })
     }
 }
@@ -146,10 +164,12 @@ mod tests {
                 ("user_classes", "Reader"),
                 ("user_classes", " Browser "),
                 ("user_classes", ""),
+                ("arrival_rate", "300"),
             ]),
             false,
         )
         .expect("valid");
+        assert_eq!(req.arrival_rate, Some(300.0));
         assert_eq!(
             req.user_classes,
             Some(vec!["Reader".to_string(), "Browser".to_string()])
@@ -225,6 +245,30 @@ mod tests {
             (
                 form(&[("user_count", "abc"), ("spawn_rate", "1")]),
                 "user_count",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("arrival_rate", "lots"),
+                ]),
+                "arrival_rate",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("arrival_rate", "-3"),
+                ]),
+                "arrival_rate",
+            ),
+            (
+                form(&[
+                    ("user_count", "5"),
+                    ("spawn_rate", "1"),
+                    ("arrival_rate", "1e9"),
+                ]),
+                "arrival_rate",
             ),
             (
                 form(&[("user_count", "-3"), ("spawn_rate", "1")]),

@@ -206,6 +206,8 @@ pub fn stats_requests(snapshot: &MasterSnapshot) -> StatsRequests {
                 .collect()
         }),
         thresholds: snapshot.thresholds.clone(),
+        arrival_rate: snapshot.arrival_rate,
+        dropped_iterations: stats.dropped_iterations,
     }
 }
 

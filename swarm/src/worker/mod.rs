@@ -16,6 +16,7 @@
 //! sent once a master takes them; a master silent for its liveness has
 //! moved this worker's users, so the worker stops them itself.
 
+pub mod arrival;
 mod goose;
 mod heartbeat;
 pub mod spot;
@@ -33,6 +34,7 @@ pub use self::goose::{
     controller, read_body, read_response, user_client_builder, DriverError, DriverOptions,
     GooseDriver, ReadResponse, Spawned, UserClientError, FAILURE_LOG_WINDOW, MAX_USERS_PER_WORKER,
 };
+pub use arrival::{Arrivals, Start, MAX_ARRIVAL_RATE};
 pub use spot::SpotNotice;
 
 use self::goose::controller::ControllerError;
@@ -438,6 +440,7 @@ impl Worker {
             return Ok(());
         }
         self.last_spawn = order.timestamp;
+        let began = Instant::now();
         self.state.set(WorkerState::Spawning);
         self.send(ToMaster::Spawning);
         let asked = order.user_count();
@@ -487,6 +490,16 @@ impl Worker {
             }
             Err(err) => return Err(err.into()),
         };
+        // The open model at this worker's share of the swarm's rate, or
+        // the closed one: each spawn says which (set once the users run).
+        self.goose.set_arrival_rate(order.arrival_rate);
+        if let Some(rate) = order.arrival_rate {
+            tracing::info!(
+                "{} users run the open model: {rate} iterations/s on this worker (its users were ready {:?} after the order)",
+                self.goose.users(),
+                began.elapsed()
+            );
+        }
         // What runs, class by class, as a Locust worker reports it.
         self.classes = running;
         self.state.set(WorkerState::Running);

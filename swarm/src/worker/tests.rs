@@ -70,6 +70,7 @@ fn spawn_two() -> ToWorker {
         host: "http://127.0.0.1:1".into(),
         stop_timeout: None,
         co_mitigation: None,
+        arrival_rate: None,
         target_tls: None,
     })
 }

@@ -28,6 +28,8 @@ fn forwarded_flags_parse_back_to_the_same_values() {
     for line in [
         "--headless --ramp 2:2:10 --step-time 3s -r 5 --refine --max-p95 0.25 --max-p99 300 --report-dir out --fail-ratio 0.05",
         "--headless --ramp-rate 100:100:500 -u 40 --step-time 3s --fail-ratio 0.05",
+        "--headless -u 40 -r 40 -t 10s --arrival-rate 300",
+        "-t 1m --arrival-rate 0.5",
         "--headless -u 50 -r 10 -t 1m30s --co-mitigation max",
         "-t 20s --join-secret-file /run/secret",
         "--ca-cert /etc/ssl/internal-ca.pem",
@@ -122,6 +124,22 @@ fn plans_say_which_flags_do_not_go_together() {
         .contains("--ramp-rate needs -u/--users"));
     let both = parse(&["--ramp", "1:1:2", "--ramp-rate", "1:1:2"]).unwrap_err();
     assert_eq!(both.exit_code(), 2, "one ramp or the other: {both}");
+    assert!(
+        plan("--headless --ramp 1:1:3 --step-time 3s --arrival-rate 10")
+            .unwrap_err()
+            .contains("--arrival-rate")
+    );
+    assert!(
+        plan("--headless --ramp-rate 1:1:3 -u 4 --step-time 3s --arrival-rate 10")
+            .unwrap_err()
+            .contains("drop --arrival-rate")
+    );
+    assert!(plan("--headless --test-plan 2,2s --arrival-rate 10")
+        .unwrap_err()
+        .contains("--arrival-rate"));
+    let bad = parse(&["--arrival-rate", "0"]).unwrap_err();
+    assert!(bad.to_string().contains("arrival rate"), "{bad}");
+    assert!(parse(&["--arrival-rate", "2e6"]).is_err());
     let bad = parse(&["--ramp-rate", "100:0:500"]).unwrap_err();
     assert!(bad.to_string().contains("iterations per second"), "{bad}");
     let lone = parse(&["--step-time", "3s"]).unwrap_err();

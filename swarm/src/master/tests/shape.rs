@@ -13,6 +13,7 @@ fn request(user_count: u64, classes: Option<&[&str]>) -> SwarmRequest {
         run_time: None,
         co_mitigation: None,
         user_classes: classes.map(|names| names.iter().map(ToString::to_string).collect()),
+        arrival_rate: None,
     }
 }
 

@@ -31,6 +31,12 @@
 //!              GooseDriver::stop (stop.rs) once the gate has drained
 //! ```
 //!
+//! In the open model (an arrival rate) the gate also holds each user at
+//! the first transaction of its pass until the worker's schedule
+//! ([`crate::worker::arrival`]) gives it a start, and counts the starts no
+//! user was free for; the tally measures the pass's first request from
+//! when it was due.
+//!
 //! Off that path, [`controller`] is goose's WebSocket Controller: the only
 //! way `launch.rs`, `seats.rs` and `stop.rs` steer goose (its users, host,
 //! start and stop).
@@ -148,6 +154,13 @@ impl GooseDriver {
         self.tap.set_co_mitigation(mode);
     }
 
+    /// Runs the open model at `rate` iterations per second (this worker's
+    /// share of the swarm's), or the closed model (`None`). See the gate.
+    pub fn set_arrival_rate(&self, rate: Option<f64>) {
+        self.tap.set_open(rate.is_some());
+        self.gate.set_arrival_rate(rate);
+    }
+
     /// Has the users trust `trust` for HTTPS: TLS is set up anew, once,
     /// when it differs from theirs, and users running then are started
     /// anew by the next spawn. Returns whether it differed.
@@ -161,7 +174,9 @@ impl GooseDriver {
 
     /// Requests made since the last call, as a Locust stats delta.
     pub async fn take_delta(&mut self) -> Result<StatsReport, DriverError> {
-        Ok(self.tap.take(false))
+        let mut report = self.tap.take(false);
+        report.dropped_iterations = self.gate.take_dropped();
+        Ok(report)
     }
 
     /// Transaction errors since the last call: (message, occurrences).

@@ -34,8 +34,10 @@ impl GooseDriver {
     /// their on-stop transactions run; goose goes idle. Returns the last
     /// requests made, the on-stop ones included.
     pub async fn stop(&mut self) -> Result<StatsReport, DriverError> {
+        // No schedule past a stop: its starts would all be dropped.
+        self.set_arrival_rate(None);
         if self.goose_users == 0 {
-            return Ok(self.tap.take(true));
+            return Ok(self.last_report());
         }
         self.halt().await;
         // No transaction makes a request any more; goose's own stop ends
@@ -55,10 +57,18 @@ impl GooseDriver {
                 self.gate.users_alive()
             );
         }
-        let last = self.tap.take(true);
+        let last = self.last_report();
         self.users = 0;
         self.goose_users = 0;
         Ok(last)
+    }
+
+    /// Everything counted until the users stopped: their requests, and the
+    /// starts they dropped.
+    fn last_report(&self) -> StatsReport {
+        let mut last = self.tap.take(true);
+        last.dropped_iterations = self.gate.take_dropped();
+        last
     }
 
     /// Stops goose for good.

@@ -21,6 +21,7 @@
 //! a response; the gate sends [`note_parked`] when it parks a user. What
 //! the tally makes of them, and of verdicts, is in its own module doc.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,11 @@ pub(super) const REQUEST_FAILED_NOTE: &str = "swarm:request-failed";
 
 /// The tag of the note [`note_parked`] sends when the gate parks a user.
 pub(super) const PARK_NOTE: &str = "swarm:parked";
+
+/// The tag of the note [`note_intended_start`] sends when a user begins a
+/// pass on the schedule: its body is the user's index and how late it
+/// began, in microseconds (`INDEX:MICROS`).
+pub(super) const INTENDED_NOTE: &str = "swarm:intended-start";
 
 /// How often the tap folds what the users sent: one lock per batch, and
 /// only one consumer drains the channel at a time (under the tally's lock),
@@ -216,6 +222,25 @@ pub(crate) fn note_parked(user: &GooseUser) {
     }
 }
 
+/// Tells the tap that `user` began a pass on the schedule `late` after
+/// the start was due: its next request is measured from the due time
+/// (wrk2's intended time). Sent for every pass, so a pass that made no
+/// request leaves nothing to the next one.
+pub(crate) fn note_intended_start(user: &GooseUser, late: Duration) {
+    if user.config.error_log.as_deref() != Some(IN_PROCESS) {
+        return;
+    }
+    let micros = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+    if let Some(logger) = &user.logger {
+        let _ = logger.send(Some(GooseLog::Debug(GooseDebug {
+            tag: INTENDED_NOTE.to_string(),
+            request: None,
+            header: None,
+            body: Some(format!("{}:{micros}", user.weighted_users_index)),
+        })));
+    }
+}
+
 /// Hands every user the worker's log channel; owns the tally.
 #[derive(Debug, Clone)]
 pub struct Tap {
@@ -232,6 +257,10 @@ pub struct Tap {
     /// Coordinated omission mitigation for users attached from now on, as
     /// the master's last spawn chose it; `None`: goose's configuration's.
     co_mitigation: Arc<Mutex<Option<GooseCoordinatedOmissionMitigation>>>,
+    /// The open model runs: goose's back-fill copies are dropped, since
+    /// each pass's first request is measured from its intended start and a
+    /// wait for a start is no stall of the target.
+    open: Arc<AtomicBool>,
 }
 
 impl Tap {
@@ -248,6 +277,7 @@ impl Tap {
             tally: Arc::new(Mutex::new(Tally::new(now_epoch()))),
             file_log: Arc::new(OnceLock::new()),
             co_mitigation: Arc::default(),
+            open: Arc::default(),
         };
         let folder = Tap {
             sender: flume::unbounded().0,
@@ -283,6 +313,11 @@ impl Tap {
             // runs to the body's last byte), and goose's own re-sends
             // (a failure marked later, a back-fill copy) as they came,
             // except the copies a park caused, which count nowhere.
+            let copy =
+                matches!(&record, GooseLog::Request(r) if r.coordinated_omission_elapsed > 0);
+            if copy && self.open.load(Ordering::Relaxed) {
+                continue;
+            }
             let pass_on = match &record {
                 GooseLog::Request(r) if r.coordinated_omission_elapsed > 0 => {
                     !tally.is_park_copy(r)
@@ -357,6 +392,11 @@ impl Tap {
             user.config.co_mitigation = Some(mode);
         }
         true
+    }
+
+    /// Whether the open model runs (its back-fill copies are dropped).
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::Relaxed);
     }
 
     /// Chooses coordinated omission mitigation for the users attached from

@@ -31,6 +31,24 @@
 //! seat went but who had not yet reached its next transaction when the
 //! swarm stops runs them at goose's stop instead (see `wrap`).
 //!
+//! **The open model: a pass starts on the schedule.** With an arrival
+//! rate ([`Gate::set_arrival_rate`]), a user with a seat that comes to the
+//! first transaction of a pass through its class's transactions (goose's
+//! iteration; one pick with `pick_by_weight`) waits there, making no
+//! request and not in flight, until the worker's [`Arrivals`] schedule hands
+//! it a start; a start that finds no user waiting is dropped and counted.
+//! The wait takes the place of the wait after the pass: goose's own wait
+//! between transactions (`set_wait_time`) is kept, and so is the one goose
+//! sleeps after a pass's last transaction, which the gate cannot skip — a
+//! user in it is busy, so an open run's scenarios should wait between
+//! transactions, not after the last (see `docs/load-models.md`). The gate
+//! counts each user's calls to know where its passes begin (goose calls the
+//! regular transactions in a fixed order of a fixed length, see
+//! [`pass_length`]); a pass that got no start (the gate closed, the seat
+//! went) is skipped to its end, so every pass that runs had a start. The
+//! user's first request of the pass is then measured from the start's due
+//! time ([`note_intended_start`]).
+//!
 //! **Stopping as Locust stops.** A user's wait inside a transaction
 //! ([`pause`], e.g. `constant_pacing`'s) ends as soon as the gate closes or
 //! the user loses its seat, as Locust ends a waiting user's sleep at once.
@@ -40,7 +58,7 @@
 //! user ends, after its on-stop transactions. So once goose is told to
 //! stop, [`Gate::wait_users_ended`] knows when every user has logged out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,7 +66,8 @@ use std::time::Duration;
 use goose::prelude::{GooseUser, Scenario};
 use tokio::sync::Notify;
 
-use super::tap::{note_parked, Tap};
+use super::tap::{note_intended_start, note_parked, Tap};
+use crate::worker::arrival::{Arrivals, Start};
 
 /// How long a transaction that finds the gate closed pauses.
 const CLOSED_PAUSE: Duration = Duration::from_millis(50);
@@ -72,6 +91,38 @@ struct Seats {
     /// Users that ran their on-stop transactions after losing their seat:
     /// a seat given back starts them anew, on-start transactions first.
     retired: HashSet<usize>,
+    /// Calls to the class's regular transactions in one of goose's passes.
+    pass_length: u64,
+}
+
+/// Where a user is in its pass through its class's regular transactions.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pass {
+    /// Calls to its regular transactions so far.
+    calls: u64,
+    /// Whether the pass it is in started: on the schedule, or in the
+    /// closed model at once.
+    started: bool,
+}
+
+/// Calls to a scenario's regular transactions in one of goose's passes:
+/// goose repeats each regular transaction its weight divided by the
+/// greatest common divisor of all the scenario's weights times (its
+/// `allocate_transactions`), whatever its scheduler.
+pub(super) fn pass_length(scenario: &Scenario) -> u64 {
+    let common = scenario
+        .transactions
+        .iter()
+        .map(|t| t.weight)
+        .reduce(super::gcd)
+        .unwrap_or(1)
+        .max(1);
+    scenario
+        .transactions
+        .iter()
+        .filter(|t| !t.on_start && !t.on_stop)
+        .map(|t| (t.weight / common) as u64)
+        .sum()
 }
 
 /// Shared by every wrapped transaction.
@@ -88,6 +139,10 @@ struct State {
     lifeline: flume::Sender<usize>,
     /// Never read: it counts the lifelines still held.
     lives: flume::Receiver<usize>,
+    /// The open model's schedule; without a rate, the closed model.
+    arrivals: Arrivals,
+    /// Each user's place in its pass, by (class, goose's user index).
+    passes: Mutex<HashMap<(usize, usize), Pass>>,
 }
 
 impl Default for State {
@@ -102,6 +157,8 @@ impl Default for State {
             changed: Notify::default(),
             lifeline,
             lives,
+            arrivals: Arrivals::new(),
+            passes: Mutex::default(),
         }
     }
 }
@@ -172,6 +229,59 @@ impl State {
                 s.target.is_none() || s.seated.contains(&user) || s.retiring.contains(&user)
             })
         })
+    }
+
+    /// Counts a call to one of `user`'s regular transactions; whether it
+    /// begins a pass (a pass not begun on the schedule is marked not
+    /// started until [`State::begin_pass`]).
+    fn next_call(&self, class: usize, user: usize) -> bool {
+        let length = self.classes.lock().map_or(0, |classes| {
+            classes.get(class).map_or(0, |seats| seats.pass_length)
+        });
+        let Ok(mut passes) = self.passes.lock() else {
+            return true;
+        };
+        let pass = passes.entry((class, user)).or_default();
+        let first = length == 0 || pass.calls.is_multiple_of(length);
+        pass.calls = pass.calls.wrapping_add(1);
+        if first {
+            pass.started = false;
+        }
+        first
+    }
+
+    /// Marks `user`'s pass as started.
+    fn begin_pass(&self, class: usize, user: usize) {
+        if let Ok(mut passes) = self.passes.lock() {
+            passes.entry((class, user)).or_default().started = true;
+        }
+    }
+
+    /// Whether `user`'s current pass started (a pass begun before a
+    /// schedule was set started in the closed model).
+    fn pass_started(&self, class: usize, user: usize) -> bool {
+        self.passes
+            .lock()
+            .is_ok_and(|passes| passes.get(&(class, user)).is_none_or(|p| p.started))
+    }
+
+    /// Waits, with a seat, for the schedule's next start; `None` when the
+    /// gate closes, the seat goes or the schedule ends first.
+    async fn take_start(&self, class: usize, user: usize) -> Option<Start> {
+        let mut waiting = self.arrivals.queue()?;
+        loop {
+            // Registered before the checks, so a change between them wakes us.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) || !self.seated(class, user) {
+                return None;
+            }
+            tokio::select! {
+                start = waiting.start() => return start,
+                () = &mut changed => {}
+            }
+        }
     }
 
     async fn park(&self) {
@@ -303,8 +413,24 @@ impl Gate {
         self.0.changed.notify_waiters();
     }
 
+    /// Runs the open model at `rate` iterations per second (this worker's
+    /// share), or, with `None`, the closed model: users waiting for a start
+    /// go on at once.
+    pub fn set_arrival_rate(&self, rate: Option<f64>) {
+        self.0.arrivals.set_rate(rate);
+        self.0.changed.notify_waiters();
+    }
+
+    /// Starts dropped since the last call: no user was free for them.
+    pub fn take_dropped(&self) -> u64 {
+        self.0.arrivals.take_dropped()
+    }
+
     /// Forgets every user and seat: goose starts new users from here.
     pub fn reset_users(&self) {
+        if let Ok(mut passes) = self.0.passes.lock() {
+            passes.clear();
+        }
         if let Ok(mut classes) = self.0.classes.lock() {
             for seats in classes.iter_mut() {
                 seats.seated.clear();
@@ -344,7 +470,10 @@ impl Gate {
     pub fn guard(&self, mut scenario: Scenario, tap: &Tap) -> Scenario {
         let class = match self.0.classes.lock() {
             Ok(mut classes) => {
-                classes.push(Seats::default());
+                classes.push(Seats {
+                    pass_length: pass_length(&scenario),
+                    ..Seats::default()
+                });
                 classes.len() - 1
             }
             Err(_) => usize::MAX,
@@ -375,6 +504,11 @@ impl State {
     fn arrive(&self, tap: &Tap, class: usize, user: &mut GooseUser) {
         if tap.attach(user) {
             user.shutdown_channel = Some(self.lifeline.clone());
+            // A new goose user (one that ended may have had its index):
+            // its first pass begins now.
+            if let Ok(mut passes) = self.passes.lock() {
+                passes.remove(&(class, user.weighted_users_index));
+            }
             if let Ok(mut classes) = self.classes.lock() {
                 if let Some(seats) = classes.get_mut(class) {
                     seats.users = seats.users.saturating_add(1);

@@ -2,6 +2,7 @@
 //! of users whose seats come and go.
 
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 use goose::config::GooseConfiguration;
 use goose::prelude::{scenario, transaction, Transaction, TransactionResult};
@@ -239,4 +240,81 @@ async fn a_user_stops_when_its_seat_goes_and_starts_anew_when_it_comes_back() {
     gate.set_targets(Some(&[0]));
     stop(&mut user).await.expect("logs out");
     assert_eq!(counts(), (2, 2, 2));
+}
+
+/// The open model: a pass (here goose's A, B, A: A weighs 2) begins only
+/// with a start from the schedule; a pass that got none is skipped to its
+/// end; without a schedule passes begin at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_begins_only_with_a_start() {
+    static A: AtomicUsize = AtomicUsize::new(0);
+    static B: AtomicUsize = AtomicUsize::new(0);
+    async fn a(_user: &mut GooseUser) -> TransactionResult {
+        A.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn b(_user: &mut GooseUser) -> TransactionResult {
+        B.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    let tap = Tap::start();
+    let gate = Gate::default();
+    let scenario = gate.guard(
+        scenario!("S")
+            .register_transaction(transaction!(a).set_weight(2).expect("a weight"))
+            .register_transaction(transaction!(b)),
+        &tap,
+    );
+    assert_eq!(pass_length(&scenario), 3);
+    let (fa, fb) = (
+        scenario.transactions[0].function.clone(),
+        scenario.transactions[1].function.clone(),
+    );
+    let base = reqwest::Url::parse("http://127.0.0.1/").expect("a URL");
+    let mut user = GooseUser::single(base, &GooseConfiguration::default()).expect("a user");
+    let ran = || (A.load(Ordering::SeqCst), B.load(Ordering::SeqCst));
+
+    // A schedule that starts nothing: the pass's first transaction waits.
+    gate.set_arrival_rate(Some(0.0));
+    let held = {
+        let fa = fa.clone();
+        tokio::spawn(async move {
+            fa(&mut user).await.expect("returns");
+            user
+        })
+    };
+    // Held until the schedule ends: then it goes without running.
+    while gate.0.arrivals.waiting() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    gate.set_arrival_rate(None);
+    let mut user = held.await.expect("the held transaction returned");
+    assert_eq!(ran(), (0, 0), "no start: A did not run");
+    // The rest of that pass is skipped: it never started.
+    fb(&mut user).await.expect("skipped");
+    fa(&mut user).await.expect("skipped");
+    assert_eq!(ran(), (0, 0));
+    // The closed model: the next pass begins at once.
+    fa(&mut user).await.expect("runs");
+    fb(&mut user).await.expect("runs");
+    assert_eq!(ran(), (1, 1));
+    // A schedule set mid-pass lets the pass end, then holds the next
+    // one's first transaction until a start comes (1,000 a second).
+    gate.set_arrival_rate(Some(1_000.0));
+    fa(&mut user).await.expect("runs");
+    assert_eq!(ran(), (2, 1));
+    tokio::time::timeout(Duration::from_secs(10), fa(&mut user))
+        .await
+        .expect("a start came")
+        .expect("runs");
+    assert_eq!(ran(), (3, 1));
+    // Starts nobody waited for meanwhile are counted.
+    let counted = async {
+        while gate.take_dropped() == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), counted)
+        .await
+        .expect("dropped starts counted");
 }

@@ -18,7 +18,9 @@ use goose::goose::TransactionFunction;
 use goose::prelude::{GooseUser, Scenario, TransactionResult};
 
 use super::super::{transaction_fn, TransactionFuture};
-use super::{note_parked, Admission, InFlight, Seat, State, Tap, CLOSED_PAUSE, SEAT};
+use super::{
+    note_intended_start, note_parked, Admission, InFlight, Seat, State, Tap, CLOSED_PAUSE, SEAT,
+};
 
 /// A class's own on-start and on-stop transaction functions (as written,
 /// not the gate's), in goose's order: those with a sequence first, by
@@ -60,6 +62,41 @@ async fn run_all(functions: &[TransactionFunction], user: &mut GooseUser) -> Tra
         }
     }
     result
+}
+
+/// Whether a regular transaction runs, as far as its pass goes: a pass's
+/// first transaction in the open model waits for a start (out of flight)
+/// and notes its due time for the first request; a later one runs only in
+/// a pass that started. Returns the in-flight count to hold while it runs,
+/// or `None` to skip it.
+async fn begin(
+    state: &Arc<State>,
+    first: bool,
+    class: usize,
+    user: &mut GooseUser,
+    counted: InFlight,
+) -> Option<InFlight> {
+    let index = user.weighted_users_index;
+    if !first {
+        return state.pass_started(class, index).then_some(counted);
+    }
+    if !state.arrivals.is_open() {
+        state.begin_pass(class, index);
+        return Some(counted);
+    }
+    // Waiting for a start makes no request: a drain need not wait for it.
+    drop(counted);
+    let start = state.take_start(class, index).await?;
+    state.in_flight.fetch_add(1, Ordering::SeqCst);
+    let counted = InFlight(state.clone());
+    if state.closed.load(Ordering::SeqCst) {
+        // The users halted as the start came: nobody runs it.
+        state.arrivals.count_dropped();
+        return None;
+    }
+    note_intended_start(user, start.lateness(tokio::time::Instant::now()));
+    state.begin_pass(class, index);
+    Some(counted)
 }
 
 /// One transaction function of one class, and what its wrapper needs.
@@ -133,12 +170,15 @@ impl Guarded {
     }
 
     /// Runs with a seat; stops or starts the user anew as its seat goes or
-    /// comes back; parks without one; makes no request once closed.
+    /// comes back; parks without one; makes no request once closed. In the
+    /// open model a pass begins only with a start from the schedule.
     pub(super) fn regular(self, lifecycle: Arc<Lifecycle>) -> TransactionFunction {
         let class = self.class;
         self.wrap(move |state, inner, user| {
             let lifecycle = lifecycle.clone();
             Box::pin(async move {
+                let index = user.weighted_users_index;
+                let first = state.next_call(class, index);
                 // Counted before the gate is read (both SeqCst), so a
                 // drain that sees no transaction in flight has not missed
                 // one that is about to send a request.
@@ -147,14 +187,20 @@ impl Guarded {
                 let seat = Seat {
                     state: state.clone(),
                     class,
-                    user: user.weighted_users_index,
+                    user: index,
                 };
-                match state.admit(class, user.weighted_users_index) {
-                    Admission::Run => SEAT.scope(seat, inner(user)).await,
-                    Admission::Rejoin => {
-                        // A new Locust user: its on-start transactions first.
-                        run_all(&lifecycle.on_start, user).await?;
-                        SEAT.scope(seat, inner(user)).await
+                match state.admit(class, index) {
+                    admission @ (Admission::Run | Admission::Rejoin) => {
+                        if admission == Admission::Rejoin {
+                            // A new Locust user: its on-start transactions first.
+                            run_all(&lifecycle.on_start, user).await?;
+                        }
+                        let Some(counted) = begin(&state, first, class, user, counted).await else {
+                            return Ok(());
+                        };
+                        let ran = SEAT.scope(seat, inner(user)).await;
+                        drop(counted);
+                        ran
                     }
                     Admission::Closed => {
                         drop(counted);

@@ -45,6 +45,13 @@
 //! several, a user re-seated in the middle of a pass still has the parked
 //! part of that pass back-filled once, with the pass after it: the tally
 //! sees records, not goose's passes.
+//!
+//! **Intended starts.** In the open model the gate notes, for every pass a
+//! user begins on the schedule, how late it began
+//! ([`note_intended_start`](super::tap::note_intended_start)); the user's
+//! next request counts that much longer (to its body's last byte, when a
+//! note follows), so its time runs from when the pass was due, as wrk2
+//! measures. Later requests of the pass count as they are.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -54,7 +61,7 @@ use goose::logger::GooseLog;
 use goose::metrics::GooseRequestMetric;
 
 use super::failure_log::FailureLog;
-use super::tap::{BODY_FAILED_NOTE, BODY_NOTE, PARK_NOTE, REQUEST_FAILED_NOTE};
+use super::tap::{BODY_FAILED_NOTE, BODY_NOTE, INTENDED_NOTE, PARK_NOTE, REQUEST_FAILED_NOTE};
 use crate::stats::{StatsEntry, StatsError, StatsReport, AGGREGATED};
 
 #[cfg(test)]
@@ -101,6 +108,8 @@ struct CountedFailure {
 #[derive(Debug)]
 struct Pending {
     request: GooseRequestMetric,
+    /// How late its pass began, µs, added to its time when it counts.
+    late_us: u64,
     /// A report was taken while it waited: the next one settles it.
     waited: bool,
 }
@@ -143,6 +152,9 @@ pub struct Tally {
     pub(super) keep_counted: bool,
     /// Requests that got no response, logged once per error with a count.
     failure_log: FailureLog,
+    /// Per user, how late (µs) its current pass began on the schedule,
+    /// until its next request takes it. At most one per user.
+    late_starts: HashMap<usize, u64>,
 }
 
 impl Tally {
@@ -161,6 +173,7 @@ impl Tally {
             counted: Vec::new(),
             keep_counted: false,
             failure_log: FailureLog::default(),
+            late_starts: HashMap::new(),
         }
     }
 
@@ -202,19 +215,34 @@ impl Tally {
                 let noting = self
                     .noting
                     .contains(&(request.scenario_index, request.transaction_index));
+                let late_us = if request.update || self.late_starts.is_empty() {
+                    0
+                } else {
+                    self.late_starts.remove(&request.user).unwrap_or(0)
+                };
                 if request.update {
                     self.update(request, now);
                 } else if request.success && !noting {
-                    self.finish(request, 0, now);
+                    self.finish(&later(request, late_us), 0, now);
                 } else {
                     // Waits for its body's note, or (failed) for a verdict.
                     self.pending.insert(
                         request.user,
                         Pending {
                             request: request.clone(),
+                            late_us,
                             waited: false,
                         },
                     );
+                }
+            }
+            GooseLog::Debug(note) if note.tag == INTENDED_NOTE => {
+                let parsed = note.body.as_deref().and_then(|b| {
+                    let (user, micros) = b.split_once(':')?;
+                    Some((user.parse().ok()?, micros.parse().ok()?))
+                });
+                if let Some((user, micros)) = parsed {
+                    self.late_starts.insert(user, micros);
                 }
             }
             GooseLog::Debug(note) if note.tag == PARK_NOTE => {
@@ -271,7 +299,7 @@ impl Tally {
                             counted.success = false;
                             counted.error = error;
                         }
-                        self.finish(&counted, size, now);
+                        self.finish(&later(&counted, pending.late_us), size, now);
                     }
                     None => {
                         // Its request was counted already (the body took
@@ -324,7 +352,7 @@ impl Tally {
     /// Settles `user`'s pending request, without a body.
     fn settle_user(&mut self, user: usize, now: f64) {
         if let Some(pending) = self.pending.remove(&user) {
-            self.finish(&pending.request, 0, now);
+            self.finish(&later(&pending.request, pending.late_us), 0, now);
         }
     }
 
@@ -504,6 +532,7 @@ impl Tally {
         next.pending = std::mem::take(&mut self.pending);
         next.noting = std::mem::take(&mut self.noting);
         next.failure_log = std::mem::take(&mut self.failure_log);
+        next.late_starts = std::mem::take(&mut self.late_starts);
         if settle {
             // The users stopped: what the log left out is said now.
             next.failure_log.flush();
@@ -542,6 +571,20 @@ impl Tally {
             ..StatsReport::default()
         }
     }
+}
+
+/// `request` as counted from its pass's intended start: `late_us` longer
+/// (a copy only when it changes anything).
+fn later(request: &GooseRequestMetric, late_us: u64) -> std::borrow::Cow<'_, GooseRequestMetric> {
+    if late_us == 0 {
+        return std::borrow::Cow::Borrowed(request);
+    }
+    let mut late = request.clone();
+    let micros = request.response_time_micros().saturating_add(late_us);
+    late.response_time = micros / 1000;
+    // Below 1000: fits.
+    late.response_time_fraction_us = (micros % 1000) as u16;
+    std::borrow::Cow::Owned(late)
 }
 
 /// Locust's name of a request's method: `GET`, or a custom protocol's own.

@@ -370,3 +370,50 @@ fn a_verdict_read_before_its_record_still_counts() {
     assert_eq!(report.stats_total.num_failures, 0);
     assert!(report.errors.is_empty());
 }
+
+fn intended(user: usize, late_us: u64) -> GooseLog {
+    GooseLog::Debug(GooseDebug {
+        tag: INTENDED_NOTE.to_string(),
+        request: None,
+        header: None,
+        body: Some(format!("{user}:{late_us}")),
+    })
+}
+
+/// In the open model a pass's first request runs from when the pass was
+/// due, to its body's last byte; the pass's later requests, and other
+/// users', count as they are.
+#[test]
+fn a_pass_s_first_request_counts_from_its_intended_start() {
+    let mut tally = Tally::new(1.0);
+    // The transaction reads its bodies: its requests wait for their notes.
+    let read = request(3, 1, 1_000);
+    tally.record(&GooseLog::Request(read.clone()), 1.5);
+    tally.record(&note(read, 1_000, 100), 1.5);
+    tally.record(&intended(1, 30_000), 1.5);
+    // Another user's request takes nothing of user 1's.
+    let other = request(2, 5, 1_000);
+    tally.record(&GooseLog::Request(other.clone()), 1.5);
+    tally.record(&note(other, 1_000, 100), 1.5);
+    // User 1's first request, read to its body's end (4 ms in all).
+    let first = request(1, 10, 2_000);
+    tally.record(&GooseLog::Request(first.clone()), 1.5);
+    tally.record(&note(first, 4_000, 100), 1.5);
+    // Its second request in the same pass, and a malformed note.
+    tally.record(
+        &GooseLog::Debug(GooseDebug {
+            tag: INTENDED_NOTE.to_string(),
+            request: None,
+            header: None,
+            body: Some("not a user".into()),
+        }),
+        1.5,
+    );
+    tally.record(&GooseLog::Request(request(1, 20, 3_000)), 1.5);
+    let report = report_of(tally, true);
+    assert_eq!(report.stats_total.num_requests, 4);
+    // 30 ms late + 4 ms: the slowest; 3 ms and 1 ms as they were.
+    assert_eq!(report.stats_total.max_response_time, 34.0);
+    assert_eq!(report.stats_total.min_response_time, Some(1.0));
+    assert_eq!(report.stats_total.total_response_time, 39.0);
+}
