@@ -241,6 +241,13 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+        // A rate ramp's step sends its rate: the form's check names it.
+        match driver.set_rate(5, 2e6, 1.0).await {
+            Err(RampDriverError::Refused { message, .. }) => {
+                assert!(message.contains("Invalid arrival_rate"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
         assert_eq!(
             driver.wait_for_workers(1, Duration::from_millis(300)).await,
             Err(0)
