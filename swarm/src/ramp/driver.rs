@@ -69,12 +69,32 @@ impl Reading {
 /// The few things a ramp needs from a master.
 #[async_trait]
 pub trait RampDriver: Send + Sync {
-    /// Asks for `users` users, started (or stopped) at `spawn_rate` per second.
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError>;
+    /// Asks for `users` users, started (or stopped) at `spawn_rate` per
+    /// second, starting `arrival_rate` iterations per second across the
+    /// swarm (the open model; 0: the closed model).
+    async fn set_load(
+        &self,
+        users: u64,
+        spawn_rate: f64,
+        arrival_rate: f64,
+    ) -> Result<(), RampDriverError>;
+
+    /// Asks for `users` users of the closed model, started (or stopped) at
+    /// `spawn_rate` per second.
+    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
+        self.set_load(users, spawn_rate, 0.0).await
+    }
+
     /// Asks for `users` users running `rate` iterations per second across
     /// the swarm (the open model), started at `spawn_rate` users per second.
-    async fn set_rate(&self, users: u64, rate: f64, spawn_rate: f64)
-        -> Result<(), RampDriverError>;
+    async fn set_rate(
+        &self,
+        users: u64,
+        rate: f64,
+        spawn_rate: f64,
+    ) -> Result<(), RampDriverError> {
+        self.set_load(users, spawn_rate, rate).await
+    }
     /// The master's numbers now.
     async fn read(&self) -> Result<Reading, RampDriverError>;
     /// Stops the users (the workers stay connected).
@@ -163,18 +183,13 @@ impl MasterDriver {
 
 #[async_trait]
 impl RampDriver for MasterDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
-        // A user ramp steps the closed model.
-        self.swarm(users, spawn_rate, 0.0).await
-    }
-
-    async fn set_rate(
+    async fn set_load(
         &self,
         users: u64,
-        rate: f64,
         spawn_rate: f64,
+        arrival_rate: f64,
     ) -> Result<(), RampDriverError> {
-        self.swarm(users, spawn_rate, rate).await
+        self.swarm(users, spawn_rate, arrival_rate).await
     }
 
     async fn read(&self) -> Result<Reading, RampDriverError> {

@@ -107,18 +107,13 @@ impl HttpDriver {
 
 #[async_trait]
 impl RampDriver for HttpDriver {
-    async fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), RampDriverError> {
-        // A user ramp steps the closed model.
-        self.swarm(users, spawn_rate, 0.0).await
-    }
-
-    async fn set_rate(
+    async fn set_load(
         &self,
         users: u64,
-        rate: f64,
         spawn_rate: f64,
+        arrival_rate: f64,
     ) -> Result<(), RampDriverError> {
-        self.swarm(users, spawn_rate, rate).await
+        self.swarm(users, spawn_rate, arrival_rate).await
     }
 
     async fn read(&self) -> Result<Reading, RampDriverError> {

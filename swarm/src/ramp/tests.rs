@@ -72,15 +72,10 @@ impl Fake {
 
 #[async_trait]
 impl RampDriver for Fake {
-    async fn set_users(&self, users: u64, _rate: f64) -> Result<(), RampDriverError> {
-        self.state.lock().map_err(|_| Fake::error())?.users = users;
-        Ok(())
-    }
-
-    async fn set_rate(&self, users: u64, rate: f64, _spawn: f64) -> Result<(), RampDriverError> {
+    async fn set_load(&self, users: u64, _spawn: f64, rate: f64) -> Result<(), RampDriverError> {
         let mut s = self.state.lock().map_err(|_| Fake::error())?;
         s.users = users;
-        s.rate = Some(rate as u64);
+        s.rate = (rate > 0.0).then_some(rate as u64);
         Ok(())
     }
 
